@@ -1,0 +1,12 @@
+#pragma once
+// The subcommands of `rml`, each registered on the command line by its own file.
+
+#include <CLI/CLI.hpp>
+
+namespace rml::app {
+
+/// `rml run`: the main job. For now it trains a built-in model on Fashion-MNIST in process
+/// and reports test accuracy; the actor pipeline takes this command over.
+void register_run_command(CLI::App& app, int& exit_code);
+
+}  // namespace rml::app

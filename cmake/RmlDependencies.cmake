@@ -1,0 +1,43 @@
+# Every third-party dependency comes from Debian 12's packages; scripts/setup.sh installs
+# them. A missing one fails here with the package that provides it.
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED)
+
+find_package(dnnl 2.6 CONFIG QUIET)
+if(NOT dnnl_FOUND)
+  message(FATAL_ERROR "oneDNN 2.6 not found: install Debian's libdnnl-dev (scripts/setup.sh does)")
+endif()
+
+find_package(ZLIB QUIET)
+if(NOT ZLIB_FOUND)
+  message(FATAL_ERROR "zlib not found: install Debian's zlib1g-dev (scripts/setup.sh does)")
+endif()
+
+find_path(XXHASH_INCLUDE_DIR NAMES xxhash.h)
+find_library(XXHASH_LIBRARY NAMES xxhash)
+if(NOT XXHASH_INCLUDE_DIR OR NOT XXHASH_LIBRARY)
+  message(FATAL_ERROR "xxHash not found: install Debian's libxxhash-dev (scripts/setup.sh does)")
+endif()
+add_library(xxhash::xxhash UNKNOWN IMPORTED)
+set_target_properties(xxhash::xxhash PROPERTIES
+  IMPORTED_LOCATION "${XXHASH_LIBRARY}"
+  INTERFACE_INCLUDE_DIRECTORIES "${XXHASH_INCLUDE_DIR}")
+
+find_package(CLI11 CONFIG QUIET)
+if(NOT CLI11_FOUND)
+  message(FATAL_ERROR "CLI11 not found: install Debian's libcli11-dev (scripts/setup.sh does)")
+endif()
+
+# CAF is what the actor layers above compute/ are built on; finding it here checks the
+# installation even before those layers exist.
+find_package(CAF 0.17 QUIET)
+if(NOT CAF_FOUND)
+  message(FATAL_ERROR "CAF 0.17 not found: install Debian's libcaf-dev (scripts/setup.sh does)")
+endif()
+
+if(RML_BUILD_TESTS)
+  find_package(Catch2 2.13 QUIET)
+  if(NOT Catch2_FOUND)
+    message(FATAL_ERROR "Catch2 2.13 not found: install Debian's catch2 (scripts/setup.sh does)")
+  endif()
+endif()

@@ -1,0 +1,119 @@
+#pragma once
+// The backend interface: every op rml computes, forward and backward, on one device.
+// The CPU backend (cpu/, oneDNN) is the reference; the CUDA backend (cuda/) slots in beside
+// it with the same contracts, and tests run every op on every backend present.
+//
+// Contracts for every op:
+// - Inputs and outputs live on this backend's device; output tensors are allocated by the
+//   caller with the documented shape (shape errors here are bugs and assert).
+// - Backward outputs are overwritten, not accumulated; a null output pointer skips it.
+// - A backend is used from one thread at a time (compute actors own theirs); it caches
+//   primitives by shape, so a steady training loop creates none after its first step.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "compute/tensor.hpp"
+
+namespace rml {
+
+struct conv2d_params {
+  int stride = 1;
+  int padding = 0;
+};
+
+struct pool2d_params {
+  int kernel = 2;
+  int stride = 2;
+};
+
+enum class activation_kind : std::uint8_t { relu, tanh, sigmoid };
+const char* to_string(activation_kind kind);
+
+/// Output size of a convolution or pooling window along one axis; 0 when the window does
+/// not fit in the padded input.
+inline std::int64_t window_output_size(std::int64_t input, std::int64_t kernel, int stride,
+                                       int padding) {
+  const std::int64_t span = input + 2 * padding - kernel;
+  return span < 0 ? 0 : span / stride + 1;
+}
+
+class backend {
+ public:
+  virtual ~backend() = default;
+  virtual device_kind device() const = 0;
+  /// "cpu (oneDNN 2.6, 2 threads)".
+  virtual std::string description() const = 0;
+
+  // y[M,N] = x[M,K] · w[N,K]ᵀ + b[N]; b may be undefined.
+  virtual void linear_forward(const tensor& x, const tensor& w, const tensor& b, tensor& y) = 0;
+  // dx[M,K] = dy·w; dw[N,K] = dyᵀ·x; db[N] = Σ_rows dy.
+  virtual void linear_backward(const tensor& x, const tensor& w, const tensor& dy, tensor* dx,
+                               tensor* dw, tensor* db) = 0;
+
+  // x[N,C,H,W] ∗ w[O,C,KH,KW] + b[O] → y[N,O,OH,OW]; b may be undefined.
+  virtual void conv2d_forward(const tensor& x, const tensor& w, const tensor& b,
+                              const conv2d_params& params, tensor& y) = 0;
+  virtual void conv2d_backward(const tensor& x, const tensor& w, const tensor& dy,
+                               const conv2d_params& params, tensor* dx, tensor* dw,
+                               tensor* db) = 0;
+
+  // Max pooling without padding. When `workspace` is not null the forward pass is for
+  // training: the backend fills it with what its backward pass needs (its size and layout
+  // are the backend's own) and the caller hands it back unchanged.
+  virtual void max_pool2d_forward(const tensor& x, const pool2d_params& params, tensor& y,
+                                  tensor* workspace) = 0;
+  virtual void max_pool2d_backward(const tensor& x, const tensor& dy, const tensor& workspace,
+                                   const pool2d_params& params, tensor& dx) = 0;
+
+  // Element-wise activations; backward uses the forward output y, which all three allow.
+  virtual void activation_forward(activation_kind kind, const tensor& x, tensor& y) = 0;
+  virtual void activation_backward(activation_kind kind, const tensor& y, const tensor& dy,
+                                   tensor& dx) = 0;
+
+  // Row-wise softmax of logits[M,N].
+  virtual void softmax_forward(const tensor& logits, tensor& probabilities) = 0;
+  // Mean over rows of −log softmax(logits)[label]; fills probabilities[M,N] for backward.
+  // Labels must lie in [0, N) (the caller validates user data before it gets here).
+  virtual float softmax_cross_entropy_forward(const tensor& logits,
+                                              std::span<const std::int32_t> labels,
+                                              tensor& probabilities) = 0;
+  // dlogits = (probabilities − onehot(labels)) · scale / M.
+  virtual void softmax_cross_entropy_backward(const tensor& probabilities,
+                                              std::span<const std::int32_t> labels, float scale,
+                                              tensor& dlogits) = 0;
+
+  // Mean of (prediction − target)² over all elements; backward: 2·(p − t)·scale / count.
+  virtual float mse_forward(const tensor& prediction, const tensor& target) = 0;
+  virtual void mse_backward(const tensor& prediction, const tensor& target, float scale,
+                            tensor& dprediction) = 0;
+
+  // out = a + b (same shapes); out may alias a or b.
+  virtual void add(const tensor& a, const tensor& b, tensor& out) = 0;
+
+  // Optimizer updates, in place, on parameters and their state.
+  // SGD: g' = g + weight_decay·p; v = momentum·v + g'; p -= lr·v (PyTorch's convention).
+  virtual void sgd_update(tensor& parameter, const tensor& gradient, tensor& velocity,
+                          float learning_rate, float momentum, float weight_decay) = 0;
+  // Adam with bias correction for step `step` (≥ 1); weight decay added to the gradient.
+  virtual void adam_update(tensor& parameter, const tensor& gradient, tensor& first_moment,
+                           tensor& second_moment, std::int64_t step, float learning_rate,
+                           float beta1, float beta2, float epsilon, float weight_decay) = 0;
+};
+
+/// Options of the CPU backend.
+struct cpu_backend_options {
+  /// Threads its kernels may use; 0 means every core of the machine.
+  int threads = 0;
+};
+
+/// The oneDNN backend. Defined in cpu/; this factory keeps oneDNN's headers out of every
+/// file that only needs the interface.
+std::unique_ptr<backend> make_cpu_backend(const cpu_backend_options& options = {});
+
+/// Number of cores the process may run on.
+int available_cores();
+
+}  // namespace rml

@@ -1,0 +1,69 @@
+#pragma once
+// The training and evaluation loop of a classifier, shared by `rml run`, the tests and the
+// benchmarks so that each measures the same code.
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "compute/data/dataset.hpp"
+#include "compute/nn/optimizer.hpp"
+#include "compute/nn/sequential.hpp"
+
+namespace rml::nn {
+
+/// Copies the rows `indices` of source [N, F] into destination [indices.size(), F].
+void gather_rows(const tensor& source, std::span<const std::uint32_t> indices, tensor& destination);
+
+/// Index of the largest value of each row of scores [M, N].
+void argmax_rows(const tensor& scores, std::span<std::int32_t> classes);
+
+/// Trains and queries one classifier. Keeps a tape between steps so that a steady loop
+/// reuses its capacity. Not thread-safe: one caller at a time.
+class classifier_session {
+ public:
+  classifier_session(sequential& model, optimizer& update, backend& compute);
+
+  /// One optimisation step on a batch; returns the batch's mean loss. Labels must lie in
+  /// [0, classes) of the model's output. When `predicted` is not empty it receives each
+  /// row's predicted class from this step's forward pass, made before the update: the
+  /// progressive-validation prediction, at no extra cost.
+  float train_step(const tensor& features, std::span<const std::int32_t> labels,
+                   std::span<std::int32_t> predicted = {});
+  /// Predicted class of each row, without recording for backward.
+  void predict(const tensor& features, std::span<std::int32_t> classes);
+  /// Class probabilities [rows, classes] of each row.
+  tensor probabilities(const tensor& features);
+
+  sequential& model() { return model_; }
+  backend& compute() { return compute_; }
+
+ private:
+  sequential& model_;
+  optimizer& update_;
+  backend& compute_;
+  tape training_tape_;
+  tape inference_tape_;
+};
+
+struct epoch_summary {
+  double mean_loss = 0.0;
+  std::int64_t samples = 0;
+  std::int64_t steps = 0;
+};
+
+/// Progress callback: step number (from 1), samples seen so far, the step's loss.
+using step_observer = std::function<void(std::int64_t step, std::int64_t samples, float loss)>;
+
+/// One pass over `data` in the order drawn from `order_seed` (random.hpp), in batches of
+/// `batch_rows`; the last batch holds what is left.
+epoch_summary train_epoch(classifier_session& session, const data::dataset& data,
+                          std::int64_t batch_rows, std::uint64_t order_seed,
+                          const step_observer& observe = {});
+
+/// Fraction of rows whose predicted class equals the label.
+double evaluate_accuracy(classifier_session& session, const data::dataset& data,
+                         std::int64_t batch_rows = 1000);
+
+}  // namespace rml::nn
