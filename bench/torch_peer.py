@@ -89,7 +89,7 @@ def train_epoch(model, optimizer, x, y, order, batch):
         loss = loss_fn(model(x[index]), y[index])
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(index)
+        total += loss.item() * len(index)
     return total / len(order)
 
 

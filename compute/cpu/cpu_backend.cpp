@@ -50,6 +50,23 @@ dnnl::memory unbound_memory(const dnnl::memory::desc& desc, const dnnl::engine& 
   return dnnl::memory(desc, engine, DNNL_MEMORY_NONE);
 }
 
+void bind_argument(prepared_primitive& entry, int argument, const dnnl::memory::desc& wanted,
+                   const dnnl::memory::desc& plain, argument_direction direction,
+                   const dnnl::engine& engine) {
+  if (wanted == plain) {
+    entry.arguments[argument] = unbound_memory(plain, engine);
+    return;
+  }
+  dnnl::memory converted(wanted, engine);  // owns its buffer for the primitive's lifetime
+  dnnl::memory user = unbound_memory(plain, engine);
+  entry.arguments[argument] = converted;
+  if (direction == argument_direction::input) {
+    entry.converted_inputs.push_back({argument, user, dnnl::reorder(user, converted)});
+  } else {
+    entry.converted_outputs.push_back({argument, user, dnnl::reorder(converted, user)});
+  }
+}
+
 cpu_backend::cpu_backend(const cpu_backend_options& options)
     : engine_(dnnl::engine::kind::cpu, 0),
       stream_(engine_),
@@ -74,15 +91,35 @@ int cpu_backend::threads_for(double flops) const {
 
 void cpu_backend::execute(prepared_primitive& entry,
                           std::initializer_list<std::pair<int, const float*>> data) {
+  auto find_conversion = [](std::vector<layout_conversion>& conversions, int argument) {
+    for (layout_conversion& conversion : conversions) {
+      if (conversion.argument == argument) return &conversion;
+    }
+    return static_cast<layout_conversion*>(nullptr);
+  };
   for (const auto& [argument, pointer] : data) {
-    auto found = entry.arguments.find(argument);
-    RML_ASSERT(found != entry.arguments.end(), "argument prepared with the primitive");
-    found->second.set_data_handle(const_cast<float*>(pointer));
+    void* handle = const_cast<float*>(pointer);
+    if (auto* conversion = find_conversion(entry.converted_inputs, argument)) {
+      conversion->plain.set_data_handle(handle);
+    } else if (auto* conversion = find_conversion(entry.converted_outputs, argument)) {
+      conversion->plain.set_data_handle(handle);
+    } else {
+      auto found = entry.arguments.find(argument);
+      RML_ASSERT(found != entry.arguments.end(), "argument prepared with the primitive");
+      found->second.set_data_handle(handle);
+    }
   }
   // OpenMP's thread count is per calling thread; setting it per call keeps this backend's
   // budget whichever thread (actor) runs it. The call costs a few nanoseconds.
   omp_set_num_threads(entry.threads);
+  last_primitive_threads_ = entry.threads;
+  for (layout_conversion& conversion : entry.converted_inputs) {
+    conversion.reorder.execute(stream_, conversion.plain, entry.arguments.at(conversion.argument));
+  }
   entry.primitive.execute(stream_, entry.arguments);
+  for (layout_conversion& conversion : entry.converted_outputs) {
+    conversion.reorder.execute(stream_, entry.arguments.at(conversion.argument), conversion.plain);
+  }
   stream_.wait();
 }
 

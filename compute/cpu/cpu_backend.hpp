@@ -29,11 +29,24 @@ struct primitive_key_hash {
   std::size_t operator()(const primitive_key& key) const;
 };
 
+/// An argument the primitive wants in another layout than rml's plain row-major one: a
+/// buffer in the primitive's layout, owned here, and the reorder between the two.
+struct layout_conversion {
+  int argument = 0;
+  /// rml's tensor, in plain layout; its data pointer is set per call.
+  dnnl::memory plain;
+  /// Plain → primitive layout for inputs, primitive → plain for outputs.
+  dnnl::reorder reorder;
+};
+
 /// A primitive ready to run: its memory arguments are created once with no data and get
 /// their pointers set per call.
 struct prepared_primitive {
   dnnl::primitive primitive;
   std::unordered_map<int, dnnl::memory> arguments;
+  /// Arguments reordered before (inputs) and after (outputs) the primitive runs.
+  std::vector<layout_conversion> converted_inputs;
+  std::vector<layout_conversion> converted_outputs;
   /// Threads this primitive runs on: 1 for work too small to pay for waking another.
   int threads = 1;
 };
@@ -108,6 +121,7 @@ class cpu_backend final : public backend {
     return *cache_.emplace(key, std::move(entry)).first->second;
   }
   int threads_for(double flops) const;
+  int update_threads() const;
   /// Points each argument at its data and runs the primitive on this backend's threads.
   void execute(prepared_primitive& entry,
                std::initializer_list<std::pair<int, const float*>> data);
@@ -115,6 +129,7 @@ class cpu_backend final : public backend {
   dnnl::engine engine_;
   dnnl::stream stream_;
   int threads_;
+  int last_primitive_threads_ = 1;
   std::unordered_map<primitive_key, std::unique_ptr<prepared_primitive>, primitive_key_hash>
       cache_;
 };
@@ -123,5 +138,13 @@ class cpu_backend final : public backend {
 dnnl::memory::desc plain_desc(const dnnl::memory::dims& dims);
 /// A memory object with no data yet, for a prepared primitive.
 dnnl::memory unbound_memory(const dnnl::memory::desc& desc, const dnnl::engine& engine);
+
+enum class argument_direction : std::uint8_t { input, output };
+/// Binds `argument` of `entry`: rml passes it in `plain` layout; when the primitive chose
+/// another (`wanted`, from a primitive descriptor built with format_tag::any) a buffer in
+/// that layout and the reorder between them are prepared too.
+void bind_argument(prepared_primitive& entry, int argument, const dnnl::memory::desc& wanted,
+                   const dnnl::memory::desc& plain, argument_direction direction,
+                   const dnnl::engine& engine);
 
 }  // namespace rml::cpu
