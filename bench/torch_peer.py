@@ -115,6 +115,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--samples", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=0)
     parser.add_argument("--data-dir", default=os.environ.get("RML_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
     o = parser.parse_args()
 
@@ -123,7 +124,7 @@ def main():
     x, y = load(o.data_dir, "train")
     tx, ty = load(o.data_dir, "test")
     model = make_model(o.model)
-    lr = 0.005 if o.workload == "online" else 0.05
+    lr = o.lr if o.lr > 0 else (0.001 if o.workload == "online" else 0.05)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     result = {"system": "pytorch", "workload": o.workload, "model": o.model, "threads": torch.get_num_threads(),
               "seed": o.seed, "torch": torch.__version__}

@@ -39,10 +39,8 @@ int run(const run_options& options) {
   if (!train) return fail(train.error().message()), 1;
   auto test = data::load_fashion_mnist(options.data_dir, data::split::test);
   if (!test) return fail(test.error().message()), 1;
-  if (train->feature_count() != model->sample_size()) {
-    return fail(options.data_dir + ": samples have " + std::to_string(train->feature_count()) +
-                " features, model " + options.model + " takes " + std::to_string(model->sample_size())),
-           2;
+  if (auto fits = model->check_batch(train->features.shape()); !fits) {
+    return fail(options.data_dir + ": " + fits.error().message()), 2;
   }
 
   model->initialize(options.seed);

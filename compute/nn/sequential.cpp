@@ -57,10 +57,26 @@ status sequential::add(std::unique_ptr<layer> next) {
   return {};
 }
 
+status sequential::check_batch(const tensor_shape& batch) const {
+  const bool flat = batch.rank() == 2 && batch[1] == sample_size();
+  bool shaped = batch.rank() == sample_shape_.rank() + 1;
+  for (int axis = 0; shaped && axis < sample_shape_.rank(); ++axis) {
+    shaped = batch[axis + 1] == sample_shape_[axis];
+  }
+  if (flat || shaped) return {};
+  return error(errc::shape_mismatch, "input of shape " + batch.to_string() +
+                                         " does not fit a model taking samples of shape " +
+                                         sample_shape_.to_string() + " (expected [N, " +
+                                         std::to_string(sample_size()) + "] or [N] + " +
+                                         sample_shape_.to_string() + ")");
+}
+
 var sequential::forward(tape& recorder, var batch) {
   const tensor& input = recorder.value(batch);
   const std::int64_t rows = input.dim(0);
-  RML_ASSERT(input.numel() == rows * sample_size(), "batch rows of the model's sample size");
+  if (auto fits = check_batch(input.shape()); !fits) {
+    detail::assertion_failed("check_batch(input)", __FILE__, __LINE__, fits.error().message().c_str());
+  }
   std::array<std::int64_t, tensor_rank_max> dims{rows};
   std::copy(sample_shape_.dims().begin(), sample_shape_.dims().end(), dims.begin() + 1);
   tensor_shape batch_shape(std::span<const std::int64_t>(dims.data(), std::size_t(sample_shape_.rank() + 1)));
@@ -72,10 +88,14 @@ var sequential::forward(tape& recorder, var batch) {
 std::string sequential::spec() const {
   std::string text = "input(";
   for (int axis = 0; axis < sample_shape_.rank(); ++axis) {
-    text += (axis > 0 ? "," : "") + std::to_string(sample_shape_[axis]);
+    if (axis > 0) text += ',';
+    text += std::to_string(sample_shape_[axis]);
   }
   text += ")";
-  for (const auto& next : layers_) text += "; " + next->spec();
+  for (const auto& next : layers_) {
+    text += "; ";
+    text += next->spec();
+  }
   return text;
 }
 

@@ -28,6 +28,11 @@ class sequential {
   /// Appends a layer; fails when it cannot take the current output shape.
   status add(std::unique_ptr<layer> next);
 
+  /// Whether a batch of this shape can go through forward(): [N, features] with as many
+  /// features as a sample holds, or [N, sample shape...]. User input decides this shape, so
+  /// a mismatch is an error value naming both shapes; forward() asserts it.
+  status check_batch(const tensor_shape& batch) const;
+
   /// Records the model on the tape. `batch` is [N, features] or [N, sample shape...];
   /// it is viewed as [N, sample shape...] before the first layer.
   var forward(tape& recorder, var batch);

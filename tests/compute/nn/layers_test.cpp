@@ -68,6 +68,18 @@ TEST_CASE("initialisation is seeded and follows the Kaiming bound") {
   REQUIRE(xavier_largest > 0.95f * std::sqrt(6.0f / (784 + 256)));
 }
 
+TEST_CASE("a batch whose shape does not fit the model is an error naming both shapes") {
+  auto lenet = nn::make_architecture("lenet");
+  REQUIRE(lenet->check_batch({5, 784}).ok());
+  REQUIRE(lenet->check_batch({5, 1, 28, 28}).ok());
+  auto wrong = lenet->check_batch({5, 783});
+  REQUIRE(wrong.error().code() == errc::shape_mismatch);
+  REQUIRE(wrong.error().message() ==
+          "input of shape [5, 783] does not fit a model taking samples of shape [1, 28, 28] "
+          "(expected [N, 784] or [N] + [1, 28, 28])");
+  REQUIRE_FALSE(lenet->check_batch({5, 28, 28}).ok());
+}
+
 TEST_CASE("a sequential model accepts flat rows or shaped samples") {
   auto compute = make_cpu_backend({1});
   auto lenet = nn::make_architecture("lenet");
