@@ -19,7 +19,7 @@ struct run_options {
   float learning_rate = 0.05f;
   float momentum = 0.9f;
   float weight_decay = 0.0f;
-  std::uint64_t seed = 42;
+  std::uint64_t seed = 1;
   int threads = 0;
   std::string data_dir = data::default_fashion_mnist_directory();
   std::string output;
