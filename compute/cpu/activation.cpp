@@ -31,7 +31,7 @@ void cpu_backend::activation_forward(activation_kind kind, const tensor& x, tens
   const std::int64_t count = x.numel();
   auto& entry = prepared({op_eltwise_forward, {std::int64_t(kind), count}}, 4.0 * double(count), [&] {
     auto data = plain_desc({count});
-    prepared_primitive result{dnnl::eltwise_forward(forward_pd(engine_, kind, data)), {}};
+    prepared_primitive result{dnnl::eltwise_forward(forward_pd(engine_, kind, data))};
     result.arguments[DNNL_ARG_SRC] = unbound_memory(data, engine_);
     result.arguments[DNNL_ARG_DST] = unbound_memory(data, engine_);
     return result;
@@ -49,7 +49,7 @@ void cpu_backend::activation_backward(activation_kind kind, const tensor& y, con
     dnnl::eltwise_backward::primitive_desc pd(
         dnnl::eltwise_backward::desc(algorithm_of(kind), data, data, 0.0f, 0.0f), engine_,
         forward_pd(engine_, kind, data));
-    prepared_primitive result{dnnl::eltwise_backward(pd), {}};
+    prepared_primitive result{dnnl::eltwise_backward(pd)};
     result.arguments[DNNL_ARG_DST] = unbound_memory(data, engine_);
     result.arguments[DNNL_ARG_DIFF_DST] = unbound_memory(data, engine_);
     result.arguments[DNNL_ARG_DIFF_SRC] = unbound_memory(data, engine_);

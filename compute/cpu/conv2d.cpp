@@ -66,20 +66,14 @@ void cpu_backend::conv2d_forward(const tensor& x, const tensor& w, const tensor&
 
   auto& entry = prepared(geometry.key(op_conv_forward, b.defined()), geometry.flops(), [&] {
     auto pd = geometry.forward_pd(engine_, b.defined());
-    prepared_primitive result{dnnl::convolution_forward(pd), {}};
+    prepared_primitive result{dnnl::convolution_forward(pd)};
     bind_argument(result, DNNL_ARG_SRC, pd.src_desc(), geometry.src(), argument_direction::input, engine_);
     bind_argument(result, DNNL_ARG_WEIGHTS, pd.weights_desc(), geometry.weights(), argument_direction::input, engine_);
     bind_argument(result, DNNL_ARG_DST, pd.dst_desc(), geometry.dst(), argument_direction::output, engine_);
     if (b.defined()) result.arguments[DNNL_ARG_BIAS] = unbound_memory(geometry.bias(), engine_);
     return result;
   });
-  if (b.defined()) {
-    execute(entry, {{DNNL_ARG_SRC, x.data()}, {DNNL_ARG_WEIGHTS, w.data()},
-                    {DNNL_ARG_BIAS, b.data()}, {DNNL_ARG_DST, y.data()}});
-  } else {
-    execute(entry, {{DNNL_ARG_SRC, x.data()}, {DNNL_ARG_WEIGHTS, w.data()},
-                    {DNNL_ARG_DST, y.data()}});
-  }
+  execute_forward(entry, x, w, b, y);
 }
 
 void cpu_backend::conv2d_backward(const tensor& x, const tensor& w, const tensor& dy,
@@ -98,7 +92,7 @@ void cpu_backend::conv2d_backward(const tensor& x, const tensor& w, const tensor
               chosen(geometry.weight_dims()), chosen(geometry.dst_dims()), geometry.strides(),
               geometry.pads(), geometry.pads()),
           engine_, hint);
-      prepared_primitive result{dnnl::convolution_backward_data(pd), {}};
+      prepared_primitive result{dnnl::convolution_backward_data(pd)};
       bind_argument(result, DNNL_ARG_DIFF_DST, pd.diff_dst_desc(), geometry.dst(), argument_direction::input, engine_);
       bind_argument(result, DNNL_ARG_WEIGHTS, pd.weights_desc(), geometry.weights(), argument_direction::input, engine_);
       bind_argument(result, DNNL_ARG_DIFF_SRC, pd.diff_src_desc(), geometry.src(), argument_direction::output, engine_);
@@ -127,7 +121,7 @@ void cpu_backend::conv2d_backward(const tensor& x, const tensor& w, const tensor
             chosen(geometry.weight_dims()), with_bias ? geometry.bias() : memory::desc(),
             chosen(geometry.dst_dims()), geometry.strides(), geometry.pads(), geometry.pads()),
         engine_, hint);
-    prepared_primitive result{dnnl::convolution_backward_weights(pd), {}};
+    prepared_primitive result{dnnl::convolution_backward_weights(pd)};
     bind_argument(result, DNNL_ARG_SRC, pd.src_desc(), geometry.src(), argument_direction::input, engine_);
     bind_argument(result, DNNL_ARG_DIFF_DST, pd.diff_dst_desc(), geometry.dst(), argument_direction::input, engine_);
     bind_argument(result, DNNL_ARG_DIFF_WEIGHTS, pd.diff_weights_desc(), geometry.weights(), argument_direction::output, engine_);

@@ -123,5 +123,16 @@ void cpu_backend::execute(prepared_primitive& entry,
   stream_.wait();
 }
 
+void cpu_backend::execute_forward(prepared_primitive& entry, const tensor& x, const tensor& w,
+                                  const tensor& b, tensor& y) {
+  if (b.defined()) {
+    execute(entry, {{DNNL_ARG_SRC, x.data()}, {DNNL_ARG_WEIGHTS, w.data()},
+                    {DNNL_ARG_BIAS, b.data()}, {DNNL_ARG_DST, y.data()}});
+  } else {
+    execute(entry, {{DNNL_ARG_SRC, x.data()}, {DNNL_ARG_WEIGHTS, w.data()},
+                    {DNNL_ARG_DST, y.data()}});
+  }
+}
+
 }  // namespace cpu
 }  // namespace rml

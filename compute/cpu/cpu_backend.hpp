@@ -42,6 +42,8 @@ struct layout_conversion {
 /// A primitive ready to run: its memory arguments are created once with no data and get
 /// their pointers set per call.
 struct prepared_primitive {
+  explicit prepared_primitive(dnnl::primitive ready) : primitive(std::move(ready)) {}
+
   dnnl::primitive primitive;
   std::unordered_map<int, dnnl::memory> arguments;
   /// Arguments reordered before (inputs) and after (outputs) the primitive runs.
@@ -125,6 +127,9 @@ class cpu_backend final : public backend {
   /// Points each argument at its data and runs the primitive on this backend's threads.
   void execute(prepared_primitive& entry,
                std::initializer_list<std::pair<int, const float*>> data);
+  /// execute() for a forward primitive of source x, weights w, optional bias b, output y.
+  void execute_forward(prepared_primitive& entry, const tensor& x, const tensor& w,
+                       const tensor& b, tensor& y);
 
   dnnl::engine engine_;
   dnnl::stream stream_;

@@ -18,7 +18,7 @@ prepared_primitive make_matmul(const dnnl::engine& engine, const memory::desc& s
                                const memory::desc& weights, const memory::desc& bias,
                                const memory::desc& dst) {
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, bias, dst), engine);
-  prepared_primitive entry{dnnl::matmul(pd), {}};
+  prepared_primitive entry{dnnl::matmul(pd)};
   entry.arguments[DNNL_ARG_SRC] = unbound_memory(src, engine);
   entry.arguments[DNNL_ARG_WEIGHTS] = unbound_memory(weights, engine);
   entry.arguments[DNNL_ARG_DST] = unbound_memory(dst, engine);
@@ -53,20 +53,14 @@ void cpu_backend::linear_forward(const tensor& x, const tensor& w, const tensor&
         dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, source, weights,
                                           bias, destination),
         engine_);
-    prepared_primitive result{dnnl::inner_product_forward(pd), {}};
+    prepared_primitive result{dnnl::inner_product_forward(pd)};
     result.arguments[DNNL_ARG_SRC] = unbound_memory(source, engine_);
     result.arguments[DNNL_ARG_WEIGHTS] = unbound_memory(weights, engine_);
     result.arguments[DNNL_ARG_DST] = unbound_memory(destination, engine_);
     if (b.defined()) result.arguments[DNNL_ARG_BIAS] = unbound_memory(bias, engine_);
     return result;
   });
-  if (b.defined()) {
-    execute(entry, {{DNNL_ARG_SRC, x.data()}, {DNNL_ARG_WEIGHTS, w.data()},
-                    {DNNL_ARG_BIAS, b.data()}, {DNNL_ARG_DST, y.data()}});
-  } else {
-    execute(entry, {{DNNL_ARG_SRC, x.data()}, {DNNL_ARG_WEIGHTS, w.data()},
-                    {DNNL_ARG_DST, y.data()}});
-  }
+  execute_forward(entry, x, w, b, y);
 }
 
 void cpu_backend::linear_backward(const tensor& x, const tensor& w, const tensor& dy,

@@ -48,7 +48,7 @@ void cpu_backend::max_pool2d_forward(const tensor& x, const pool2d_params& param
       geometry.flops(), [&] {
         auto pd = geometry.forward_pd(engine_, training ? dnnl::prop_kind::forward_training
                                                         : dnnl::prop_kind::forward_inference);
-        prepared_primitive result{dnnl::pooling_forward(pd), {}};
+        prepared_primitive result{dnnl::pooling_forward(pd)};
         result.arguments[DNNL_ARG_SRC] = unbound_memory(geometry.src(), engine_);
         result.arguments[DNNL_ARG_DST] = unbound_memory(geometry.dst(), engine_);
         if (training) {
@@ -81,7 +81,7 @@ void cpu_backend::max_pool2d_backward(const tensor& x, const tensor& dy, const t
                                      geometry.dst(), {geometry.stride, geometry.stride},
                                      {geometry.kernel, geometry.kernel}, {0, 0}, {0, 0}),
         engine_, hint);
-    prepared_primitive result{dnnl::pooling_backward(pd), {}};
+    prepared_primitive result{dnnl::pooling_backward(pd)};
     result.arguments[DNNL_ARG_DIFF_DST] = unbound_memory(geometry.dst(), engine_);
     result.arguments[DNNL_ARG_DIFF_SRC] = unbound_memory(geometry.src(), engine_);
     result.arguments[DNNL_ARG_WORKSPACE] = unbound_memory(hint.workspace_desc(), engine_);

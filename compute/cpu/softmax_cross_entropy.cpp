@@ -15,7 +15,7 @@ void cpu_backend::softmax_forward(const tensor& logits, tensor& probabilities) {
     auto data = plain_desc({rows, columns});
     dnnl::softmax_forward::primitive_desc pd(
         dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, data, 1), engine_);
-    prepared_primitive result{dnnl::softmax_forward(pd), {}};
+    prepared_primitive result{dnnl::softmax_forward(pd)};
     result.arguments[DNNL_ARG_SRC] = unbound_memory(data, engine_);
     result.arguments[DNNL_ARG_DST] = unbound_memory(data, engine_);
     return result;
