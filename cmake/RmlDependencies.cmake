@@ -35,6 +35,11 @@ if(NOT CAF_FOUND)
   message(FATAL_ERROR "CAF 0.17 not found: install Debian's libcaf-dev (scripts/setup.sh does)")
 endif()
 
+find_package(RocksDB CONFIG QUIET)
+if(NOT RocksDB_FOUND)
+  message(FATAL_ERROR "RocksDB not found: install Debian's librocksdb-dev (scripts/setup.sh does)")
+endif()
+
 if(RML_BUILD_TESTS)
   find_package(Catch2 2.13 QUIET)
   if(NOT Catch2_FOUND)

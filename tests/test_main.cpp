@@ -9,7 +9,9 @@ int main(int argc, char** argv) {
   Catch::Session session;
   if (int status = session.applyCommandLine(argc, argv); status != 0) return status;
   if (session.configData().rngSeed == 0) session.configData().rngSeed = 20261127;
-  std::fprintf(stderr, "rml tests: rng seed %u (replay with --rng-seed %u)\n", session.config().rngSeed(),
+  const auto& data = session.configData();
+  const bool listing = data.listTests || data.listTestNamesOnly || data.listTags || data.listReporters;
+  if (!listing) std::fprintf(stderr, "rml tests: rng seed %u (replay with --rng-seed %u)\n", session.config().rngSeed(),
               session.config().rngSeed());
   return session.run();
 }

@@ -1,0 +1,191 @@
+#pragma once
+// The messages that cross actor and process boundaries. Each is a plain struct with an
+// `inspect` overload beside it (CAF examples/custom_type); CAF's binary serializer is the one
+// serialization path for actors, nodes, snapshots and simulator traces. Names say what
+// happened or what is asked (STYLE.md).
+//
+// Tensor payloads serialise as one contiguous block of bytes: CAF 0.17 writes a
+// std::vector<float> element by element, measured 4× slower than the same data as bytes.
+
+#include <caf/deserializer.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/serializer.hpp>
+
+#include <bit>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace rml::messaging {
+
+static_assert(std::endian::native == std::endian::little,
+              "float payloads travel as little-endian bytes");
+
+/// Floats that travel as raw bytes.
+struct float_payload {
+  std::vector<float> values;
+  friend bool operator==(const float_payload&, const float_payload&) = default;
+};
+
+inline caf::error inspect(caf::serializer& sink, float_payload& payload) {
+  std::size_t count = payload.values.size();
+  return caf::error::eval(
+      [&] { return sink.begin_sequence(count); },
+      [&] { return count > 0 ? sink.apply_raw(count * sizeof(float), payload.values.data()) : caf::error{}; },
+      [&] { return sink.end_sequence(); });
+}
+
+inline caf::error inspect(caf::deserializer& source, float_payload& payload) {
+  std::size_t count = 0;
+  return caf::error::eval(
+      [&] { return source.begin_sequence(count); },
+      [&] {
+        payload.values.resize(count);
+        return count > 0 ? source.apply_raw(count * sizeof(float), payload.values.data()) : caf::error{};
+      },
+      [&] { return source.end_sequence(); });
+}
+
+/// Other inspectors (to_string, the simulator's trace hashing) see the values.
+template <class Inspector>
+std::enable_if_t<!std::is_base_of_v<caf::serializer, Inspector> &&
+                     !std::is_base_of_v<caf::deserializer, Inspector>,
+                 typename Inspector::result_type>
+inspect(Inspector& f, float_payload& payload) {
+  return f(caf::meta::type_name("float_payload"), payload.values);
+}
+
+/// Label of an event that has none (a prediction-only event).
+inline constexpr std::int32_t no_label = -1;
+
+/// An immutable fact: what was observed, when, and (optionally) its label.
+struct event {
+  std::uint64_t id = 0;
+  std::int64_t timestamp_us = 0;
+  float_payload features;
+  std::int32_t label = no_label;
+  bool has_label() const { return label != no_label; }
+  friend bool operator==(const event&, const event&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event& x) {
+  return f(caf::meta::type_name("event"), x.id, x.timestamp_us, x.features, x.label);
+}
+
+/// Events a producer asks to be made durable together; acked as one.
+struct event_batch {
+  std::uint64_t batch_id = 0;
+  std::vector<event> events;
+  friend bool operator==(const event_batch&, const event_batch&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_batch& x) {
+  return f(caf::meta::type_name("event_batch"), x.batch_id, x.events);
+}
+
+/// A batch is durable: its new events sit at log offsets [first_offset, first_offset +
+/// appended); `duplicates` events were already in the log and were not appended again.
+struct event_acked {
+  std::uint64_t batch_id = 0;
+  std::uint64_t first_offset = 0;
+  std::uint32_t appended = 0;
+  std::uint32_t duplicates = 0;
+  friend bool operator==(const event_acked&, const event_acked&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_acked& x) {
+  return f(caf::meta::type_name("event_acked"), x.batch_id, x.first_offset, x.appended, x.duplicates);
+}
+
+/// Featurised rows for the trainer: row-major [rows, columns], with the log offset of each
+/// row's event so that a checkpoint can say where training stopped.
+struct feature_batch {
+  std::uint32_t rows = 0;
+  std::uint32_t columns = 0;
+  float_payload values;
+  std::vector<std::int32_t> labels;
+  std::vector<std::uint64_t> event_ids;
+  std::uint64_t last_offset = 0;
+  friend bool operator==(const feature_batch&, const feature_batch&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, feature_batch& x) {
+  return f(caf::meta::type_name("feature_batch"), x.rows, x.columns, x.values, x.labels,
+           x.event_ids, x.last_offset);
+}
+
+/// A published model: weights (an rml model file, compute/model_file.hpp), the state of the
+/// feature pipeline that trained it (serving runs the same one), and how it was validated.
+struct model_snapshot {
+  std::uint64_t version = 0;
+  std::uint64_t parent_version = 0;
+  std::vector<char> model_file;
+  std::string feature_pipeline;
+  float_payload feature_state;
+  std::map<std::string, double> metrics;
+  std::uint64_t log_offset = 0;
+  friend bool operator==(const model_snapshot&, const model_snapshot&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_snapshot& x) {
+  return f(caf::meta::type_name("model_snapshot"), x.version, x.parent_version, x.model_file,
+           x.feature_pipeline, x.feature_state, x.metrics, x.log_offset);
+}
+
+/// Asks for class probabilities of `rows` feature vectors, answered by the deadline
+/// (microseconds on the actor clock) or with an error saying it passed.
+struct predict_request {
+  std::uint64_t request_id = 0;
+  std::int64_t deadline_us = 0;
+  std::uint32_t rows = 0;
+  std::uint32_t top_k = 1;
+  /// 0 asks for the newest published version.
+  std::uint64_t model_version = 0;
+  float_payload features;
+  friend bool operator==(const predict_request&, const predict_request&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, predict_request& x) {
+  return f(caf::meta::type_name("predict_request"), x.request_id, x.deadline_us, x.rows, x.top_k,
+           x.model_version, x.features);
+}
+
+/// Probabilities [rows, classes] and the top_k classes of each row, best first.
+struct predict_reply {
+  std::uint64_t request_id = 0;
+  std::uint64_t model_version = 0;
+  std::uint32_t rows = 0;
+  std::uint32_t classes = 0;
+  float_payload probabilities;
+  std::vector<std::int32_t> top_classes;
+  friend bool operator==(const predict_reply&, const predict_reply&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, predict_reply& x) {
+  return f(caf::meta::type_name("predict_reply"), x.request_id, x.model_version, x.rows,
+           x.classes, x.probabilities, x.top_classes);
+}
+
+/// Measurements a component reports: counters, gauges and latency quantiles by name.
+struct metrics_sample {
+  std::string component;
+  std::int64_t timestamp_us = 0;
+  std::map<std::string, double> values;
+  friend bool operator==(const metrics_sample&, const metrics_sample&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, metrics_sample& x) {
+  return f(caf::meta::type_name("metrics_sample"), x.component, x.timestamp_us, x.values);
+}
+
+}  // namespace rml::messaging

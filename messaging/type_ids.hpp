@@ -1,0 +1,18 @@
+#pragma once
+// CAF type IDs of rml's messages, so that they can be serialised and sent between nodes.
+
+#include <caf/type_id.hpp>
+
+#include "messaging/messages.hpp"
+
+CAF_BEGIN_TYPE_ID_BLOCK(rml, caf::first_custom_type_id)
+CAF_ADD_TYPE_ID(rml, (rml::messaging::float_payload))
+CAF_ADD_TYPE_ID(rml, (rml::messaging::event))
+CAF_ADD_TYPE_ID(rml, (rml::messaging::event_batch))
+CAF_ADD_TYPE_ID(rml, (rml::messaging::event_acked))
+CAF_ADD_TYPE_ID(rml, (rml::messaging::feature_batch))
+CAF_ADD_TYPE_ID(rml, (rml::messaging::model_snapshot))
+CAF_ADD_TYPE_ID(rml, (rml::messaging::predict_request))
+CAF_ADD_TYPE_ID(rml, (rml::messaging::predict_reply))
+CAF_ADD_TYPE_ID(rml, (rml::messaging::metrics_sample))
+CAF_END_TYPE_ID_BLOCK(rml)
