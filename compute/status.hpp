@@ -30,6 +30,8 @@ enum class errc : std::uint8_t {
   unsupported_version,
   /// Text input could not be parsed.
   parse_error,
+  /// A supervisor's children failed more often than its restart intensity allows.
+  restart_intensity_exceeded,
 };
 
 /// The name of an error code, for messages and logs.

@@ -36,6 +36,8 @@ const char* to_string(errc code) {
       return "unsupported_version";
     case errc::parse_error:
       return "parse_error";
+    case errc::restart_intensity_exceeded:
+      return "restart_intensity_exceeded";
   }
   return "unknown";
 }

@@ -188,4 +188,20 @@ typename Inspector::result_type inspect(Inspector& f, metrics_sample& x) {
   return f(caf::meta::type_name("metrics_sample"), x.component, x.timestamp_us, x.values);
 }
 
+/// A supervisor restarted one of its children (the structured restart report, STYLE.md).
+struct child_restarted {
+  std::string supervisor;
+  std::string child;
+  /// Why the previous instance exited, as text.
+  std::string reason;
+  /// Restarts of this child since the supervisor started.
+  std::uint32_t restart_count = 0;
+  friend bool operator==(const child_restarted&, const child_restarted&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, child_restarted& x) {
+  return f(caf::meta::type_name("child_restarted"), x.supervisor, x.child, x.reason, x.restart_count);
+}
+
 }  // namespace rml::messaging
