@@ -32,6 +32,8 @@ enum class errc : std::uint8_t {
   parse_error,
   /// A supervisor's children failed more often than its restart intensity allows.
   restart_intensity_exceeded,
+  /// A bounded queue is full: the request is refused at once rather than queued.
+  overloaded,
 };
 
 /// The name of an error code, for messages and logs.

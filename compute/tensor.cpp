@@ -38,6 +38,8 @@ const char* to_string(errc code) {
       return "parse_error";
     case errc::restart_intensity_exceeded:
       return "restart_intensity_exceeded";
+    case errc::overloaded:
+      return "overloaded";
   }
   return "unknown";
 }

@@ -108,6 +108,7 @@ result<std::vector<event_acked>> event_log::append(std::span<const event_batch> 
   rocksdb::Status written = database_->Write(durable, &write);
   if (!written.ok()) return storage_error(directory_, "append failed", written);
   end_offset_ = next_offset;
+  ++append_writes_;
   return acks;
 }
 

@@ -71,6 +71,8 @@ class event_log {
   std::optional<std::vector<char>> load_checkpoint(std::string_view consumer) const;
 
   const std::string& directory() const { return directory_; }
+  /// Writes made by append() so far (each is one durable group commit).
+  std::uint64_t append_writes() const { return append_writes_; }
 
  private:
   event_log(std::unique_ptr<rocksdb::DB> database, std::string directory,
@@ -80,6 +82,7 @@ class event_log {
   std::string directory_;
   event_log_options options_;
   std::uint64_t end_offset_;
+  std::uint64_t append_writes_ = 0;
 };
 
 }  // namespace rml::messaging
