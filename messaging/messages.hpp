@@ -111,13 +111,17 @@ struct feature_batch {
   std::vector<std::int32_t> labels;
   std::vector<std::uint64_t> event_ids;
   std::uint64_t last_offset = 0;
+  /// The feature pipeline that made these rows and its state after them: the trainer keeps
+  /// the latest to put into snapshots, so serving runs the same transforms.
+  std::string feature_pipeline;
+  float_payload feature_state;
   friend bool operator==(const feature_batch&, const feature_batch&) = default;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, feature_batch& x) {
   return f(caf::meta::type_name("feature_batch"), x.rows, x.columns, x.values, x.labels,
-           x.event_ids, x.last_offset);
+           x.event_ids, x.last_offset, x.feature_pipeline, x.feature_state);
 }
 
 /// A published model: weights (an rml model file, compute/model_file.hpp), the state of the
@@ -186,6 +190,44 @@ struct metrics_sample {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, metrics_sample& x) {
   return f(caf::meta::type_name("metrics_sample"), x.component, x.timestamp_us, x.values);
+}
+
+/// What a trainer needs to resume exactly where it stopped: weights (an rml model file),
+/// optimizer state, the feature pipeline, and the log offset of the next event to train on.
+struct trainer_checkpoint {
+  std::vector<char> model_file;
+  std::vector<float_payload> optimizer_state;
+  std::string feature_pipeline;
+  float_payload feature_state;
+  std::uint64_t next_offset = 0;
+  std::uint64_t events_trained = 0;
+  std::uint64_t steps = 0;
+  std::uint64_t published_version = 0;
+  friend bool operator==(const trainer_checkpoint&, const trainer_checkpoint&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, trainer_checkpoint& x) {
+  return f(caf::meta::type_name("trainer_checkpoint"), x.model_file, x.optimizer_state, x.feature_pipeline,
+           x.feature_state, x.next_offset, x.events_trained, x.steps, x.published_version);
+}
+
+/// Where a trainer stands: progress, and progressive validation (each event predicted before
+/// the model trained on it) over the last window of events.
+struct trainer_status {
+  std::uint64_t next_offset = 0;
+  std::uint64_t events_trained = 0;
+  std::uint64_t steps = 0;
+  std::uint64_t published_version = 0;
+  double rolling_accuracy = 0;
+  double rolling_loss = 0;
+  friend bool operator==(const trainer_status&, const trainer_status&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, trainer_status& x) {
+  return f(caf::meta::type_name("trainer_status"), x.next_offset, x.events_trained, x.steps,
+           x.published_version, x.rolling_accuracy, x.rolling_loss);
 }
 
 /// A supervisor restarted one of its children (the structured restart report, STYLE.md).

@@ -32,7 +32,7 @@ TEST_CASE("every message type round-trips through CAF's binary serializer") {
   event_batch batch{9, {fact, event{43, 5, {{1.0f}}, no_label}}};
   REQUIRE(round_trip(batch) == batch);
   REQUIRE(round_trip(event_acked{9, 100, 2, 1}) == event_acked{9, 100, 2, 1});
-  feature_batch features{2, 3, {{1, 2, 3, 4, 5, 6}}, {0, 1}, {42, 43}, 101};
+  feature_batch features{2, 3, {{1, 2, 3, 4, 5, 6}}, {0, 1}, {42, 43}, 101, "scale(2)", {{0.5f}}};
   REQUIRE(round_trip(features) == features);
   model_snapshot snapshot{3, 2, {'R', 'M', 'L', '\0', '\xff'}, "scale(255)", {{0.1f, 0.2f}}, {{"accuracy", 0.83}}, 5000};
   REQUIRE(round_trip(snapshot) == snapshot);
@@ -42,6 +42,12 @@ TEST_CASE("every message type round-trips through CAF's binary serializer") {
   REQUIRE(round_trip(reply) == reply);
   metrics_sample sample{"trainer", 99, {{"events_per_s", 1e5}, {"accuracy", 0.8}}};
   REQUIRE(round_trip(sample) == sample);
+  child_restarted restarted{"pipeline", "trainer", "exit_reason(kill)", 3};
+  REQUIRE(round_trip(restarted) == restarted);
+  trainer_checkpoint checkpoint{{'R', 'M'}, {{{1, 2}}, {{3}}}, "standardize", {{0.1f}}, 640, 640, 10, 2};
+  REQUIRE(round_trip(checkpoint) == checkpoint);
+  trainer_status status{640, 640, 10, 2, 0.75, 0.6};
+  REQUIRE(round_trip(status) == status);
 }
 
 TEST_CASE("a float payload serialises as its bytes plus a length") {

@@ -1,0 +1,227 @@
+#include "actors/training/trainer.hpp"
+
+#include <caf/all.hpp>
+
+#include <deque>
+
+#include "compute/model_file.hpp"
+#include "compute/nn/training.hpp"
+#include "messaging/errors.hpp"
+
+namespace rml::actors {
+namespace {
+
+struct trainer_state {
+  trainer_options options;
+  std::shared_ptr<supervision::checkpoint_store> store;
+  caf::actor registry;
+  std::unique_ptr<backend> compute;
+  std::optional<nn::sequential> model;
+  std::unique_ptr<nn::sgd> update;
+  std::unique_ptr<nn::classifier_session> session;
+  std::string feature_pipeline;
+  std::vector<float> feature_state;
+  std::uint64_t next_offset = 0;
+  std::uint64_t events_trained = 0;
+  std::uint64_t steps = 0;
+  std::uint64_t published_version = 0;
+  std::uint64_t events_at_checkpoint = 0;
+  std::deque<bool> recent_correct;
+  std::size_t recent_correct_count = 0;
+  double rolling_loss = 0;
+  static inline const char* name = "rml.trainer";
+};
+
+using trainer_pointer = trainer_actor::stateful_pointer<trainer_state>;
+
+result<nn::sequential> build_model(const trainer_options& options) {
+  if (options.architecture.find('(') == std::string::npos) return nn::make_architecture(options.architecture);
+  return nn::sequential::from_spec(options.architecture);
+}
+
+std::vector<char> encode(messaging::trainer_checkpoint& checkpoint) {
+  std::vector<char> bytes;
+  caf::binary_serializer sink{nullptr, bytes};
+  auto failed = sink(checkpoint);
+  RML_ASSERT(!failed, "a checkpoint always serialises");
+  return bytes;
+}
+
+status save_checkpoint(trainer_state& state) {
+  messaging::trainer_checkpoint checkpoint;
+  const auto file = encode_model(*state.model, {});
+  checkpoint.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
+  for (tensor* saved : state.update->state()) checkpoint.optimizer_state.push_back({{saved->values().begin(), saved->values().end()}});
+  checkpoint.feature_pipeline = state.feature_pipeline;
+  checkpoint.feature_state.values = state.feature_state;
+  checkpoint.next_offset = state.next_offset;
+  checkpoint.events_trained = state.events_trained;
+  checkpoint.steps = state.steps;
+  checkpoint.published_version = state.published_version;
+  const std::vector<char> bytes = encode(checkpoint);
+  if (auto saved = state.store->save(state.options.name, bytes); !saved) return saved;
+  state.events_at_checkpoint = state.events_trained;
+  return {};
+}
+
+status restore_checkpoint(trainer_state& state, const std::vector<char>& bytes) {
+  const std::string source = "checkpoint of " + state.options.name;
+  messaging::trainer_checkpoint checkpoint;
+  caf::binary_deserializer reader{nullptr, bytes};
+  if (auto failed = reader(checkpoint)) return error(errc::corrupted, source + ": unreadable");
+  auto bundle = decode_model(std::as_bytes(std::span(checkpoint.model_file)), source);
+  if (!bundle) return bundle.error();
+  if (bundle->model.spec() != state.model->spec()) {
+    return error(errc::corrupted, source + ": holds model '" + bundle->model.spec() + "', this trainer runs '" +
+                                      state.model->spec() + "'");
+  }
+  auto saved_parameters = bundle->model.parameters();
+  auto parameters = state.model->parameters();
+  for (std::size_t index = 0; index < parameters.size(); ++index) parameters[index]->value.copy_from(saved_parameters[index]->value);
+  auto optimizer_state = state.update->state();
+  if (optimizer_state.size() != checkpoint.optimizer_state.size()) {
+    return error(errc::corrupted, source + ": optimizer state has " + std::to_string(checkpoint.optimizer_state.size()) +
+                                      " tensors, expected " + std::to_string(optimizer_state.size()));
+  }
+  for (std::size_t index = 0; index < optimizer_state.size(); ++index) {
+    const auto& values = checkpoint.optimizer_state[index].values;
+    if (std::int64_t(values.size()) != optimizer_state[index]->numel()) {
+      return error(errc::corrupted, source + ": optimizer tensor " + std::to_string(index) + " has the wrong size");
+    }
+    std::copy(values.begin(), values.end(), optimizer_state[index]->data());
+  }
+  state.feature_pipeline = checkpoint.feature_pipeline;
+  state.feature_state = checkpoint.feature_state.values;
+  state.next_offset = checkpoint.next_offset;
+  state.events_trained = state.events_at_checkpoint = checkpoint.events_trained;
+  state.steps = checkpoint.steps;
+  state.published_version = checkpoint.published_version;
+  return {};
+}
+
+messaging::model_snapshot make_snapshot(trainer_state& state, std::uint64_t version) {
+  messaging::model_snapshot snapshot;
+  snapshot.version = version;
+  snapshot.parent_version = state.published_version;
+  const auto file = encode_model(*state.model, {{"trainer", state.options.name}});
+  snapshot.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
+  snapshot.feature_pipeline = state.feature_pipeline;
+  snapshot.feature_state.values = state.feature_state;
+  snapshot.log_offset = state.next_offset;
+  snapshot.metrics = {{"rolling_accuracy", state.recent_correct.empty() ? 0.0 : double(state.recent_correct_count) / double(state.recent_correct.size())},
+                      {"rolling_loss", state.rolling_loss},
+                      {"events_trained", double(state.events_trained)}};
+  return snapshot;
+}
+
+void record_predictions(trainer_state& state, std::span<const std::int32_t> predicted, std::span<const std::int32_t> labels) {
+  for (std::size_t row = 0; row < labels.size(); ++row) {
+    const bool correct = predicted[row] == labels[row];
+    state.recent_correct.push_back(correct);
+    state.recent_correct_count += correct;
+    if (state.recent_correct.size() > state.options.rolling_window_rows) {
+      state.recent_correct_count -= state.recent_correct.front();
+      state.recent_correct.pop_front();
+    }
+  }
+}
+
+caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_batch& batch) {
+  auto& state = self->state;
+  const std::uint64_t first_offset = batch.last_offset + 1 - batch.rows;
+  if (batch.rows == 0 || batch.last_offset + 1 < batch.rows) {
+    return messaging::make_error(errc::invalid_argument, "feature batch ending at offset " + std::to_string(batch.last_offset) +
+                                                             " holds " + std::to_string(batch.rows) + " rows");
+  }
+  if (batch.last_offset < state.next_offset) return state.next_offset;  // replayed: trained on already
+  if (first_offset != state.next_offset) {
+    return messaging::make_error(errc::invalid_argument, "feature batch starts at offset " + std::to_string(first_offset) +
+                                                             ", trainer expects " + std::to_string(state.next_offset));
+  }
+  if (batch.values.values.size() != std::size_t(batch.rows) * batch.columns || batch.labels.size() != batch.rows) {
+    return messaging::make_error(errc::invalid_argument, "feature batch at offset " + std::to_string(first_offset) +
+                                                             ": values or labels do not match rows × columns");
+  }
+  tensor features = tensor::borrow(batch.values.values.data(), {std::int64_t(batch.rows), std::int64_t(batch.columns)});
+  if (auto fits = state.model->check_batch(features.shape()); !fits) return messaging::to_caf_error(fits.error());
+  const std::int64_t classes = state.model->output_shape()[0];
+  for (std::int32_t label : batch.labels) {
+    if (label < 0 || label >= classes) {
+      return messaging::make_error(errc::invalid_argument, "feature batch at offset " + std::to_string(first_offset) +
+                                                               ": label " + std::to_string(label) + " outside [0, " +
+                                                               std::to_string(classes) + ")");
+    }
+  }
+  std::vector<std::int32_t> predicted(batch.rows);
+  const float loss = state.session->train_step(features, batch.labels, predicted);
+  record_predictions(state, predicted, batch.labels);
+  state.rolling_loss = state.steps == 0 ? loss : 0.98 * state.rolling_loss + 0.02 * loss;
+  state.feature_pipeline = std::move(batch.feature_pipeline);
+  state.feature_state = std::move(batch.feature_state.values);
+  state.next_offset = batch.last_offset + 1;
+  state.events_trained += batch.rows;
+  ++state.steps;
+  if (state.options.publish_steps > 0 && state.steps % state.options.publish_steps == 0 && state.registry) {
+    const std::uint64_t version = state.published_version + 1;
+    caf::anon_send(state.registry, make_snapshot(state, version));
+    state.published_version = version;
+  }
+  if (state.options.checkpoint_events > 0 &&
+      state.events_trained - state.events_at_checkpoint >= state.options.checkpoint_events) {
+    if (auto saved = save_checkpoint(state); !saved) {
+      // Losing checkpoints silently would break recovery: stop and let the supervisor decide.
+      self->quit(messaging::to_caf_error(saved.error()));
+    }
+  }
+  return state.next_offset;
+}
+
+trainer_actor::behavior_type trainer(trainer_pointer self, std::shared_ptr<supervision::checkpoint_store> store,
+                                     trainer_options options, caf::actor registry) {
+  auto& state = self->state;
+  state.options = options;
+  state.store = std::move(store);
+  state.registry = std::move(registry);
+  state.compute = make_cpu_backend({options.compute_threads});
+  auto model = build_model(options);
+  RML_ASSERT(model.ok(), "trainer options validated before spawning");
+  state.model.emplace(std::move(model.value()));
+  state.model->initialize(options.seed);
+  state.update = std::make_unique<nn::sgd>(*state.compute, state.model->parameters(), options.sgd);
+  state.session = std::make_unique<nn::classifier_session>(*state.model, *state.update, *state.compute);
+  if (auto saved = state.store->load(options.name)) {
+    // A checkpoint that cannot be restored ends this instance; it handles no message.
+    if (auto restored = restore_checkpoint(state, *saved); !restored) self->quit(messaging::to_caf_error(restored.error()));
+  }
+  return {
+      [self](messaging::feature_batch& batch) { return train_on(self, batch); },
+      [self](messaging::status_atom) {
+        const auto& state = self->state;
+        return messaging::trainer_status{state.next_offset, state.events_trained, state.steps, state.published_version,
+                                         state.recent_correct.empty() ? 0.0 : double(state.recent_correct_count) / double(state.recent_correct.size()),
+                                         state.rolling_loss};
+      },
+      [self](messaging::snapshot_atom) { return make_snapshot(self->state, self->state.published_version); },
+  };
+}
+}  // namespace
+
+status validate(const trainer_options& options) {
+  const std::string prefix = "trainer '" + options.name + "': ";
+  if (options.name.empty()) return error(errc::invalid_argument, "trainer: name must not be empty");
+  if (auto model = build_model(options); !model) return error(model.error().code(), prefix + model.error().message());
+  if (auto sgd = nn::validate(options.sgd); !sgd) return error(errc::invalid_argument, prefix + sgd.error().message());
+  if (options.compute_threads < 0) return error(errc::invalid_argument, prefix + "compute_threads must be >= 0");
+  if (options.rolling_window_rows < 1) return error(errc::invalid_argument, prefix + "rolling_window_rows must be >= 1");
+  return {};
+}
+
+trainer_actor spawn_trainer(caf::actor_system& system, std::shared_ptr<supervision::checkpoint_store> store,
+                            const trainer_options& options, caf::actor registry) {
+  auto valid = validate(options);
+  if (!valid) detail::assertion_failed("validate(options)", __FILE__, __LINE__, valid.error().message().c_str());
+  RML_ASSERT(store != nullptr);
+  return system.spawn(trainer, std::move(store), options, std::move(registry));
+}
+
+}  // namespace rml::actors
