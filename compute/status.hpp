@@ -34,6 +34,12 @@ enum class errc : std::uint8_t {
   restart_intensity_exceeded,
   /// A bounded queue is full: the request is refused at once rather than queued.
   overloaded,
+  /// A request's deadline passed before it could be answered.
+  deadline_exceeded,
+  /// The component cannot answer yet (no model published, not started).
+  not_ready,
+  /// The thing asked for does not exist (a model version never published).
+  not_found,
 };
 
 /// The name of an error code, for messages and logs.

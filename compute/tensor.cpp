@@ -40,6 +40,12 @@ const char* to_string(errc code) {
       return "restart_intensity_exceeded";
     case errc::overloaded:
       return "overloaded";
+    case errc::deadline_exceeded:
+      return "deadline_exceeded";
+    case errc::not_ready:
+      return "not_ready";
+    case errc::not_found:
+      return "not_found";
   }
   return "unknown";
 }

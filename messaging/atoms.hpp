@@ -9,5 +9,13 @@ namespace rml::messaging {
 using status_atom = caf::atom_constant<caf::atom("status")>;
 /// Asks a trainer for a snapshot of its current model.
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+/// Asks the registry for its current model version.
+using latest_atom = caf::atom_constant<caf::atom("latest")>;
+/// Asks the registry for one model version.
+using version_atom = caf::atom_constant<caf::atom("version")>;
+/// Makes an earlier model version current again (the one way versions move back).
+using rollback_atom = caf::atom_constant<caf::atom("rollback")>;
+/// Subscribes an actor to every change of the current model version.
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 
 }  // namespace rml::messaging

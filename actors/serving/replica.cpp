@@ -1,0 +1,129 @@
+#include "actors/serving/replica.hpp"
+
+#include <caf/all.hpp>
+
+#include <cmath>
+#include <numeric>
+
+#include "compute/data/feature_pipeline.hpp"
+#include "compute/model_file.hpp"
+#include "compute/nn/sequential.hpp"
+#include "messaging/errors.hpp"
+
+namespace rml::actors {
+namespace {
+
+struct loaded_model {
+  std::uint64_t version = 0;
+  nn::sequential model{tensor_shape{1}};
+  std::optional<data::feature_pipeline> pipeline;
+};
+
+struct serving_state {
+  serving_options options;
+  std::unique_ptr<backend> compute;
+  std::unique_ptr<loaded_model> current;
+  static inline const char* name = "rml.serving";
+};
+
+using serving_pointer = serving_actor::stateful_pointer<serving_state>;
+
+/// Builds the model and pipeline of a snapshot; the error names the version.
+result<std::unique_ptr<loaded_model>> load(const messaging::model_snapshot& snapshot) {
+  const std::string which = "model version " + std::to_string(snapshot.version);
+  auto bundle = decode_model(std::as_bytes(std::span(snapshot.model_file)), which);
+  if (!bundle) return bundle.error();
+  auto loaded = std::make_unique<loaded_model>();
+  loaded->version = snapshot.version;
+  loaded->model = std::move(bundle->model);
+  if (!snapshot.feature_pipeline.empty()) {
+    auto pipeline = data::feature_pipeline::from_spec(snapshot.feature_pipeline, loaded->model.sample_size());
+    if (!pipeline) return error(pipeline.error().code(), which + ": " + pipeline.error().message());
+    if (auto restored = pipeline->restore(snapshot.feature_state.values); !restored) return restored.error();
+    loaded->pipeline.emplace(std::move(pipeline.value()));
+  }
+  return loaded;
+}
+
+caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::predict_request& request) {
+  auto& state = self->state;
+  const std::string which = "request " + std::to_string(request.request_id);
+  if (request.deadline_us > 0 && self->clock().now().time_since_epoch() > std::chrono::microseconds(request.deadline_us)) {
+    return messaging::make_error(errc::deadline_exceeded, which + ": deadline passed before it was served");
+  }
+  if (!state.current) return messaging::make_error(errc::not_ready, which + ": no model published yet");
+  nn::sequential& model = state.current->model;
+  const std::int64_t width = model.sample_size();
+  if (request.rows == 0 || request.rows > state.options.request_rows_max) {
+    return messaging::make_error(errc::invalid_argument, which + ": rows must be in [1, " +
+                                                             std::to_string(state.options.request_rows_max) + "], got " +
+                                                             std::to_string(request.rows));
+  }
+  if (request.features.values.size() != std::size_t(request.rows) * std::size_t(width)) {
+    return messaging::make_error(errc::shape_mismatch, which + ": " + std::to_string(request.features.values.size()) +
+                                                           " values for " + std::to_string(request.rows) + " rows of " +
+                                                           std::to_string(width) + " features");
+  }
+  const auto& values = request.features.values;
+  for (std::size_t index = 0; index < values.size(); ++index) {
+    if (!std::isfinite(values[index])) {
+      return messaging::make_error(errc::invalid_argument, which + ": row " + std::to_string(index / std::size_t(width)) +
+                                                               " feature " + std::to_string(index % std::size_t(width)) +
+                                                               " is not finite");
+    }
+  }
+  const std::uint32_t classes = std::uint32_t(model.output_shape()[0]);
+  const std::uint32_t top_k = std::min({std::max(request.top_k, 1u), classes, state.options.top_k_max});
+  tensor features = tensor::borrow(request.features.values.data(), {std::int64_t(request.rows), width});
+  if (state.current->pipeline) state.current->pipeline->apply(features);
+  tape recorder(*state.compute, tape::mode::inference);
+  var logits = model.forward(recorder, recorder.input(features));
+  messaging::predict_reply reply;
+  reply.request_id = request.request_id;
+  reply.model_version = state.current->version;
+  reply.rows = request.rows;
+  reply.classes = classes;
+  reply.probabilities.values.resize(std::size_t(request.rows) * classes);
+  tensor probabilities = tensor::borrow(reply.probabilities.values.data(), {std::int64_t(request.rows), std::int64_t(classes)});
+  state.compute->softmax_forward(recorder.value(logits), probabilities);
+  std::vector<std::int32_t> order(classes);
+  for (std::uint32_t row = 0; row < request.rows; ++row) {
+    const float* scores = probabilities.data() + std::size_t(row) * classes;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                      [scores](std::int32_t a, std::int32_t b) { return scores[a] > scores[b]; });
+    reply.top_classes.insert(reply.top_classes.end(), order.begin(), order.begin() + top_k);
+  }
+  return reply;
+}
+
+serving_actor::behavior_type replica(serving_pointer self, serving_options options) {
+  self->state.options = options;
+  self->state.compute = make_cpu_backend({options.compute_threads});
+  return {
+      [self](messaging::predict_request& request) { return predict(self, request); },
+      [self](messaging::model_snapshot& snapshot) {
+        // Older than what this replica serves: a late message, ignored (rollbacks come
+        // from the registry as the version it made current, which may be lower — so only
+        // an identical version is skipped).
+        if (self->state.current && self->state.current->version == snapshot.version) return;
+        auto loaded = load(snapshot);
+        if (!loaded) {
+          // Keep serving the version it has: a broken snapshot must not take serving down.
+          return;
+        }
+        self->state.current = std::move(loaded.value());
+      },
+  };
+}
+}  // namespace
+
+serving_actor spawn_serving_replica(caf::actor_system& system, const serving_options& options) {
+  return system.spawn(replica, options);
+}
+
+std::int64_t actor_clock_us(caf::actor_system& system) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(system.clock().now().time_since_epoch()).count();
+}
+
+}  // namespace rml::actors

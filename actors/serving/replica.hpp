@@ -1,0 +1,36 @@
+#pragma once
+// A serving replica: answers predict requests with class probabilities and the top-k classes,
+// using the model version it was last sent (by the registry), through the feature pipeline
+// that trained that version. A new version is swapped in between requests: no request is
+// dropped or failed by a swap. Every request gets exactly one answer: a prediction, or an
+// explicit error — no model yet (not_ready), bad input naming what was wrong
+// (invalid_argument / shape_mismatch), or a deadline that passed (deadline_exceeded).
+//
+// Deadlines are microseconds since the actor clock's epoch (the serving endpoints turn a
+// client's relative timeout into one).
+
+#include <caf/typed_actor.hpp>
+
+#include "messaging/messages.hpp"
+
+namespace rml::actors {
+
+using serving_actor = caf::typed_actor<
+    caf::replies_to<messaging::predict_request>::with<messaging::predict_reply>,
+    caf::reacts_to<messaging::model_snapshot>>;
+
+struct serving_options {
+  /// CPU threads of the replica's compute backend.
+  int compute_threads = 1;
+  /// Upper bound of rows in one request.
+  std::uint32_t request_rows_max = 4096;
+  /// Upper bound of top_k.
+  std::uint32_t top_k_max = 100;
+};
+
+serving_actor spawn_serving_replica(caf::actor_system& system, const serving_options& options);
+
+/// Microseconds since the epoch of `system`'s actor clock: what deadlines are measured in.
+std::int64_t actor_clock_us(caf::actor_system& system);
+
+}  // namespace rml::actors

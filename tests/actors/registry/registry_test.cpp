@@ -1,0 +1,86 @@
+// The registry: versions stored on disk and moving forward only, lookup by version,
+// explicit rollback, pushes to subscribers, the validation gate, and reloading after a
+// restart.
+#include <filesystem>
+#include <unistd.h>
+
+#include "actors/registry/registry.hpp"
+#include "tests/actors/actor_fixture.hpp"
+
+using namespace rml;
+using namespace rml::messaging;
+
+namespace {
+struct registry_fixture : test::actor_fixture {
+  std::filesystem::path directory =
+      std::filesystem::temp_directory_path() / ("rml_registry_test_" + std::to_string(::getpid()));
+  std::vector<std::uint64_t> pushed;
+  caf::actor subscriber;
+
+  registry_fixture() {
+    std::filesystem::remove_all(directory);
+    auto* sink = &pushed;
+    subscriber = hold(system->spawn([sink](caf::event_based_actor*) -> caf::behavior {
+      return {[sink](model_snapshot& snapshot) { sink->push_back(snapshot.version); }};
+    }));
+  }
+  ~registry_fixture() { std::filesystem::remove_all(directory); }
+
+  actors::registry_actor start(double gate = 0) {
+    auto registry = hold(actors::spawn_registry(*system, {directory.string(), gate, 64}));
+    caf::anon_send(registry, subscribe_atom::value, subscriber);
+    scheduler->run();
+    return registry;
+  }
+};
+}  // namespace
+
+TEST_CASE("the registry stores versions, moves forward only, and rolls back on request") {
+  registry_fixture f;
+  auto registry = f.start();
+  REQUIRE(errc::not_ready == *rml_code(*f.ask<model_snapshot>(registry, latest_atom::value).second));
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(1)).first == 1);
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(2, "mlp", 2)).first == 2);
+  REQUIRE(f.ask<model_snapshot>(registry, latest_atom::value).first->version == 2);
+  REQUIRE(f.ask<model_snapshot>(registry, version_atom::value, std::uint64_t(1)).first->model_file ==
+          test::make_snapshot(1).model_file);
+
+  auto stale = f.ask<std::uint64_t>(registry, test::make_snapshot(2));
+  REQUIRE(describe(*stale.second) == "snapshot version 2: versions only move forward, newest stored is 2");
+  REQUIRE(*f.ask<std::uint64_t>(registry, rollback_atom::value, std::uint64_t(1)).first == 1);
+  REQUIRE(f.ask<model_snapshot>(registry, latest_atom::value).first->version == 1);
+  REQUIRE(rml_code(*f.ask<std::uint64_t>(registry, rollback_atom::value, std::uint64_t(9)).second) == errc::not_found);
+  // Subscribed before any version: told of v1, v2, then the rollback to v1.
+  REQUIRE(f.pushed == std::vector<std::uint64_t>{1, 2, 1});
+}
+
+TEST_CASE("the registry refuses snapshots that fail the validation gate") {
+  registry_fixture f;
+  auto registry = f.start(0.9);
+  auto low = f.ask<std::uint64_t>(registry, test::make_snapshot(1));
+  REQUIRE(describe(*low.second).find("rolling accuracy below the gate") != std::string::npos);
+  auto broken = test::make_snapshot(2);
+  broken.model_file.resize(broken.model_file.size() / 2);
+  broken.metrics["rolling_accuracy"] = 0.95;
+  REQUIRE(rml_code(*f.ask<std::uint64_t>(registry, broken).second) == errc::truncated);
+  REQUIRE(f.pushed.empty());
+}
+
+TEST_CASE("a restarted registry reloads its versions and the current one") {
+  registry_fixture f;
+  {
+    auto registry = f.start();
+    f.ask<std::uint64_t>(registry, test::make_snapshot(1));
+    f.ask<std::uint64_t>(registry, test::make_snapshot(2));
+    f.ask<std::uint64_t>(registry, rollback_atom::value, std::uint64_t(1));
+    caf::anon_send_exit(registry, caf::exit_reason::kill);
+    f.scheduler->run();
+  }
+  f.pushed.clear();
+  auto registry = f.start();
+  REQUIRE(f.ask<model_snapshot>(registry, latest_atom::value).first->version == 1);
+  REQUIRE(f.pushed == std::vector<std::uint64_t>{1});
+  // Forward only survives the restart too.
+  REQUIRE(f.ask<std::uint64_t>(registry, test::make_snapshot(2)).second.has_value());
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(3)).first == 3);
+}
