@@ -102,14 +102,16 @@ typename Inspector::result_type inspect(Inspector& f, event_acked& x) {
   return f(caf::meta::type_name("event_acked"), x.batch_id, x.first_offset, x.appended, x.duplicates);
 }
 
-/// Featurised rows for the trainer: row-major [rows, columns], with the log offset of each
-/// row's event so that a checkpoint can say where training stopped.
+/// Featurised rows for the trainer: row-major [rows, columns], made from the events at log
+/// offsets [first_offset, last_offset] (unlabelled events in that range are not rows), so
+/// that a checkpoint can say where training stopped.
 struct feature_batch {
   std::uint32_t rows = 0;
   std::uint32_t columns = 0;
   float_payload values;
   std::vector<std::int32_t> labels;
   std::vector<std::uint64_t> event_ids;
+  std::uint64_t first_offset = 0;
   std::uint64_t last_offset = 0;
   /// The feature pipeline that made these rows and its state after them: the trainer keeps
   /// the latest to put into snapshots, so serving runs the same transforms.
@@ -121,7 +123,7 @@ struct feature_batch {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, feature_batch& x) {
   return f(caf::meta::type_name("feature_batch"), x.rows, x.columns, x.values, x.labels,
-           x.event_ids, x.last_offset, x.feature_pipeline, x.feature_state);
+           x.event_ids, x.first_offset, x.last_offset, x.feature_pipeline, x.feature_state);
 }
 
 /// A published model: weights (an rml model file, compute/model_file.hpp), the state of the

@@ -126,12 +126,33 @@ void record_predictions(trainer_state& state, std::span<const std::int32_t> pred
   }
 }
 
+/// One optimisation step on the batch's rows; an error when they do not fit the model.
+std::optional<caf::error> train_rows(trainer_state& state, messaging::feature_batch& batch) {
+  const std::string where = "feature batch at offset " + std::to_string(batch.first_offset);
+  tensor features = tensor::borrow(batch.values.values.data(), {std::int64_t(batch.rows), std::int64_t(batch.columns)});
+  if (auto fits = state.model->check_batch(features.shape()); !fits) return messaging::to_caf_error(fits.error());
+  const std::int64_t classes = state.model->output_shape()[0];
+  for (std::int32_t label : batch.labels) {
+    if (label < 0 || label >= classes) {
+      return messaging::make_error(errc::invalid_argument, where + ": label " + std::to_string(label) + " outside [0, " +
+                                                               std::to_string(classes) + ")");
+    }
+  }
+  std::vector<std::int32_t> predicted(batch.rows);
+  const float loss = state.session->train_step(features, batch.labels, predicted);
+  record_predictions(state, predicted, batch.labels);
+  state.rolling_loss = state.steps == 0 ? loss : 0.98 * state.rolling_loss + 0.02 * loss;
+  ++state.steps;
+  return std::nullopt;
+}
+
 caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_batch& batch) {
   auto& state = self->state;
-  const std::uint64_t first_offset = batch.last_offset + 1 - batch.rows;
-  if (batch.rows == 0 || batch.last_offset + 1 < batch.rows) {
-    return messaging::make_error(errc::invalid_argument, "feature batch ending at offset " + std::to_string(batch.last_offset) +
-                                                             " holds " + std::to_string(batch.rows) + " rows");
+  const std::uint64_t first_offset = batch.first_offset;
+  if (batch.last_offset < first_offset || batch.rows > batch.last_offset - first_offset + 1) {
+    return messaging::make_error(errc::invalid_argument, "feature batch of offsets [" + std::to_string(first_offset) + ", " +
+                                                             std::to_string(batch.last_offset) + "] holds " +
+                                                             std::to_string(batch.rows) + " rows");
   }
   if (batch.last_offset < state.next_offset) return state.next_offset;  // replayed: trained on already
   if (first_offset != state.next_offset) {
@@ -142,26 +163,14 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
     return messaging::make_error(errc::invalid_argument, "feature batch at offset " + std::to_string(first_offset) +
                                                              ": values or labels do not match rows × columns");
   }
-  tensor features = tensor::borrow(batch.values.values.data(), {std::int64_t(batch.rows), std::int64_t(batch.columns)});
-  if (auto fits = state.model->check_batch(features.shape()); !fits) return messaging::to_caf_error(fits.error());
-  const std::int64_t classes = state.model->output_shape()[0];
-  for (std::int32_t label : batch.labels) {
-    if (label < 0 || label >= classes) {
-      return messaging::make_error(errc::invalid_argument, "feature batch at offset " + std::to_string(first_offset) +
-                                                               ": label " + std::to_string(label) + " outside [0, " +
-                                                               std::to_string(classes) + ")");
-    }
+  if (batch.rows > 0) {
+    if (auto trained = train_rows(state, batch); trained) return *trained;
   }
-  std::vector<std::int32_t> predicted(batch.rows);
-  const float loss = state.session->train_step(features, batch.labels, predicted);
-  record_predictions(state, predicted, batch.labels);
-  state.rolling_loss = state.steps == 0 ? loss : 0.98 * state.rolling_loss + 0.02 * loss;
   state.feature_pipeline = std::move(batch.feature_pipeline);
   state.feature_state = std::move(batch.feature_state.values);
   state.next_offset = batch.last_offset + 1;
   state.events_trained += batch.rows;
-  ++state.steps;
-  if (state.options.publish_steps > 0 && state.steps % state.options.publish_steps == 0 && state.registry) {
+  if (batch.rows > 0 && state.options.publish_steps > 0 && state.steps % state.options.publish_steps == 0 && state.registry) {
     const std::uint64_t version = state.published_version + 1;
     caf::anon_send(state.registry, make_snapshot(state, version));
     state.published_version = version;

@@ -32,7 +32,7 @@ TEST_CASE("every message type round-trips through CAF's binary serializer") {
   event_batch batch{9, {fact, event{43, 5, {{1.0f}}, no_label}}};
   REQUIRE(round_trip(batch) == batch);
   REQUIRE(round_trip(event_acked{9, 100, 2, 1}) == event_acked{9, 100, 2, 1});
-  feature_batch features{2, 3, {{1, 2, 3, 4, 5, 6}}, {0, 1}, {42, 43}, 101, "scale(2)", {{0.5f}}};
+  feature_batch features{2, 3, {{1, 2, 3, 4, 5, 6}}, {0, 1}, {42, 43}, 100, 101, "scale(2)", {{0.5f}}};
   REQUIRE(round_trip(features) == features);
   model_snapshot snapshot{3, 2, {'R', 'M', 'L', '\0', '\xff'}, "scale(255)", {{0.1f, 0.2f}}, {{"accuracy", 0.83}}, 5000};
   REQUIRE(round_trip(snapshot) == snapshot);

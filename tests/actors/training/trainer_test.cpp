@@ -54,6 +54,7 @@ feature_batch batch_at(std::uint64_t index) {
   const float* begin = train.features.data() + index * rows_per_batch * 784;
   batch.values.values.assign(begin, begin + rows_per_batch * 784);
   batch.labels.assign(train.labels.begin() + index * rows_per_batch, train.labels.begin() + (index + 1) * rows_per_batch);
+  batch.first_offset = index * rows_per_batch;
   batch.last_offset = (index + 1) * rows_per_batch - 1;
   batch.feature_pipeline = "scale(0.00392156862745098)";
   return batch;
@@ -192,6 +193,7 @@ TEST_CASE("a trainer refuses batches that do not fit, naming the offset and the 
   auto wrong_width = batch_at(0);
   wrong_width.columns = 783;
   wrong_width.values.values.resize(64 * 783);
+  wrong_width.first_offset = 0;
   send(wrong_width);
   REQUIRE(f.errors.size() == 3);
   REQUIRE(describe(f.errors[0]) == "feature batch starts at offset 64, trainer expects 0");
