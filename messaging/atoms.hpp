@@ -17,5 +17,18 @@ using version_atom = caf::atom_constant<caf::atom("version")>;
 using rollback_atom = caf::atom_constant<caf::atom("rollback")>;
 /// Subscribes an actor to every change of the current model version.
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+/// Tells an actor to look for more work (its own timer or a nudge).
+using poll_atom = caf::atom_constant<caf::atom("poll")>;
+
+/// Names under which the pipeline's components register in the actor system's registry, so
+/// that peers find a component's current instance after its supervisor restarted it.
+namespace names {
+inline constexpr caf::atom_value ingest = caf::atom("ingest");
+inline constexpr caf::atom_value feature = caf::atom("feature");
+inline constexpr caf::atom_value trainer = caf::atom("trainer");
+inline constexpr caf::atom_value registry = caf::atom("registry");
+inline constexpr caf::atom_value serving = caf::atom("serving");
+inline constexpr caf::atom_value source = caf::atom("source");
+}  // namespace names
 
 }  // namespace rml::messaging

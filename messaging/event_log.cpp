@@ -80,7 +80,7 @@ result<std::vector<event_acked>> event_log::append(std::span<const event_batch> 
   rocksdb::WriteBatch write;
   std::vector<event_acked> acks;
   std::unordered_set<std::uint64_t> appended_now;
-  std::uint64_t next_offset = end_offset_;
+  std::uint64_t next_offset = end_offset();
   std::vector<char> buffer;
   for (const event_batch& batch : batches) {
     event_acked ack{batch.batch_id, next_offset, 0, 0};
@@ -107,7 +107,7 @@ result<std::vector<event_acked>> event_log::append(std::span<const event_batch> 
   durable.sync = options_.sync;
   rocksdb::Status written = database_->Write(durable, &write);
   if (!written.ok()) return storage_error(directory_, "append failed", written);
-  end_offset_ = next_offset;
+  end_offset_.store(next_offset, std::memory_order_release);
   ++append_writes_;
   return acks;
 }

@@ -14,6 +14,7 @@
 //
 // Thread safety: one owner (the log actor) calls it; RocksDB itself is thread-safe.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -61,7 +62,7 @@ class event_log {
   result<std::vector<logged_event>> read(std::uint64_t offset, std::size_t count) const;
 
   /// The offset the next appended event gets (= number of events in the log).
-  std::uint64_t end_offset() const { return end_offset_; }
+  std::uint64_t end_offset() const { return end_offset_.load(std::memory_order_acquire); }
   bool contains(std::uint64_t event_id) const;
 
   status commit_offset(std::string_view consumer, std::uint64_t offset);
@@ -81,7 +82,8 @@ class event_log {
   std::unique_ptr<rocksdb::DB> database_;
   std::string directory_;
   event_log_options options_;
-  std::uint64_t end_offset_;
+  /// Written by the appending actor, read by any (progress, readers): atomic.
+  std::atomic<std::uint64_t> end_offset_;
   std::uint64_t append_writes_ = 0;
 };
 

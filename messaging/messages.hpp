@@ -232,6 +232,21 @@ typename Inspector::result_type inspect(Inspector& f, trainer_status& x) {
            x.published_version, x.rolling_accuracy, x.rolling_loss);
 }
 
+/// Where a data source stands: events sent to ingest, events acked as durable, and whether
+/// it has sent and had acked everything it will.
+struct source_status {
+  std::uint64_t events_sent = 0;
+  std::uint64_t events_acked = 0;
+  std::uint64_t events_total = 0;
+  bool finished = false;
+  friend bool operator==(const source_status&, const source_status&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, source_status& x) {
+  return f(caf::meta::type_name("source_status"), x.events_sent, x.events_acked, x.events_total, x.finished);
+}
+
 /// A supervisor restarted one of its children (the structured restart report, STYLE.md).
 struct child_restarted {
   std::string supervisor;

@@ -170,10 +170,15 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
   state.feature_state = std::move(batch.feature_state.values);
   state.next_offset = batch.last_offset + 1;
   state.events_trained += batch.rows;
-  if (batch.rows > 0 && state.options.publish_steps > 0 && state.steps % state.options.publish_steps == 0 && state.registry) {
-    const std::uint64_t version = state.published_version + 1;
-    caf::anon_send(state.registry, make_snapshot(state, version));
-    state.published_version = version;
+  if (batch.rows > 0 && state.options.publish_steps > 0 && state.steps % state.options.publish_steps == 0) {
+    // The registry given at spawn, else the current instance registered by name.
+    caf::actor registry = state.registry ? state.registry
+                                         : self->system().registry().template get<caf::actor>(messaging::names::registry);
+    if (registry) {
+      const std::uint64_t version = state.published_version + 1;
+      caf::anon_send(registry, make_snapshot(state, version));
+      state.published_version = version;
+    }
   }
   if (state.options.checkpoint_events > 0 &&
       state.events_trained - state.events_at_checkpoint >= state.options.checkpoint_events) {

@@ -47,8 +47,8 @@ struct trainer_options {
 /// Checks the options; the error names the field.
 status validate(const trainer_options& options);
 
-/// Spawns a trainer (options must be valid). `registry` receives model_snapshot messages
-/// when set. A checkpoint that cannot be restored ends the trainer with an error, for its
+/// Spawns a trainer (options must be valid). `registry` receives model_snapshot messages;
+/// when not set, the actor registered under messaging::names::registry does. A checkpoint that cannot be restored ends the trainer with an error, for its
 /// supervisor to decide.
 trainer_actor spawn_trainer(caf::actor_system& system, std::shared_ptr<supervision::checkpoint_store> store,
                             const trainer_options& options, caf::actor registry = {});

@@ -40,7 +40,8 @@ result<dataset> read_idx_dataset(const std::string& images_path, const std::stri
 enum class split : std::uint8_t { train, test };
 /// Fashion-MNIST from its four gzipped IDX files in `directory` (Debian's
 /// dataset-fashion-mnist installs them under /usr/share/datasets/fashion-mnist).
-result<dataset> load_fashion_mnist(const std::string& directory, split part);
+/// Pixels are divided by `scale` (255: [0, 1]; 1: raw bytes, for a pipeline that scales).
+result<dataset> load_fashion_mnist(const std::string& directory, split part, float scale = 255.0f);
 /// $RML_FASHION_MNIST_DIR if set, else Debian's location.
 std::string default_fashion_mnist_directory();
 

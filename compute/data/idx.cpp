@@ -115,9 +115,9 @@ std::string default_fashion_mnist_directory() {
                                                          : "/usr/share/datasets/fashion-mnist";
 }
 
-result<dataset> load_fashion_mnist(const std::string& directory, split part) {
+result<dataset> load_fashion_mnist(const std::string& directory, split part, float scale) {
   const std::string prefix = directory + (part == split::train ? "/train" : "/t10k");
-  auto loaded = read_idx_dataset(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz");
+  auto loaded = read_idx_dataset(prefix + "-images-idx3-ubyte.gz", prefix + "-labels-idx1-ubyte.gz", scale);
   if (!loaded) {
     return error(loaded.error().code(),
                  loaded.error().message() +

@@ -1,0 +1,102 @@
+#include "topologies/default_topology.hpp"
+
+#include <caf/all.hpp>
+
+#include <filesystem>
+
+#include "messaging/errors.hpp"
+#include "supervision/checkpoint_store.hpp"
+#include "supervision/supervisor.hpp"
+
+namespace rml::topologies {
+namespace {
+
+/// CAF 0.17's registry keeps the first actor put under a name (emplace) and does not drop
+/// it when that actor exits: replace it explicitly, so peers find the restarted instance.
+void register_name(caf::actor_system& system, caf::atom_value name, const caf::actor& instance) {
+  system.registry().erase(name);
+  system.registry().put(name, instance);
+}
+
+/// A child spec whose start function registers the new instance under `name`.
+template <class Spawn>
+supervision::child_spec named_child(caf::atom_value name, Spawn spawn) {
+  supervision::child_spec child;
+  child.id = caf::to_string(name);
+  child.start = [name, spawn](caf::actor_system& system) {
+    caf::actor instance = caf::actor_cast<caf::actor>(spawn(system));
+    register_name(system, name, instance);
+    return instance;
+  };
+  return child;
+}
+
+void subscribe_serving(caf::actor_system& system) {
+  auto registry = system.registry().get<actors::registry_actor>(messaging::names::registry);
+  auto serving = system.registry().get<caf::actor>(messaging::names::serving);
+  if (registry && serving) caf::anon_send(registry, messaging::subscribe_atom::value, serving);
+}
+}  // namespace
+
+status validate(const pipeline_options& options) {
+  if (options.data_dir.empty()) return error(errc::invalid_argument, "pipeline: data_dir must not be empty");
+  if (!options.train || options.train->rows() == 0) return error(errc::invalid_argument, "pipeline: no training data");
+  if (options.train->feature_count() != options.feature.feature_count) {
+    return error(errc::shape_mismatch, "pipeline: the dataset has " + std::to_string(options.train->feature_count()) +
+                                           " features, the feature pipeline takes " +
+                                           std::to_string(options.feature.feature_count));
+  }
+  if (auto ok = actors::validate(options.feature); !ok) return error(ok.error().code(), "feature: " + ok.error().message());
+  if (auto ok = actors::validate(options.trainer); !ok) return ok;
+  return {};
+}
+
+result<running_pipeline> start_pipeline(caf::actor_system& system, const pipeline_options& options) {
+  if (auto valid = validate(options); !valid) return valid.error();
+  namespace fs = std::filesystem;
+  std::error_code created;
+  fs::create_directories(fs::path(options.data_dir) / "log", created);
+  if (created) return error(errc::io_error, options.data_dir + ": cannot create: " + created.message());
+  auto opened = messaging::event_log::open((fs::path(options.data_dir) / "log").string());
+  if (!opened) return opened.error();
+  std::shared_ptr<messaging::event_log> log(std::move(opened.value()));
+  auto checkpoints = std::make_shared<supervision::log_checkpoint_store>(log);
+
+  supervision::supervisor_spec spec;
+  spec.name = "pipeline";
+  spec.strategy = supervision::restart_strategy::one_for_one;
+  spec.intensity = options.restart_intensity;
+  spec.period = options.restart_period;
+  spec.report_to = options.restart_reports;
+  const actors::registry_options registry_options{(fs::path(options.data_dir) / "registry").string(), 0.0, 64};
+  spec.children = {
+      named_child(messaging::names::registry, [registry_options](caf::actor_system& sys) {
+        auto registry = actors::spawn_registry(sys, registry_options);
+        register_name(sys, messaging::names::registry, caf::actor_cast<caf::actor>(registry));
+        subscribe_serving(sys);
+        return registry;
+      }),
+      named_child(messaging::names::serving, [options](caf::actor_system& sys) {
+        auto serving = actors::spawn_serving_replica(sys, options.serving);
+        register_name(sys, messaging::names::serving, caf::actor_cast<caf::actor>(serving));
+        subscribe_serving(sys);
+        return serving;
+      }),
+      named_child(messaging::names::ingest, [log, options](caf::actor_system& sys) {
+        return actors::spawn_ingest(sys, log, options.ingest);
+      }),
+      named_child(messaging::names::trainer, [checkpoints, options](caf::actor_system& sys) {
+        return actors::spawn_trainer(sys, checkpoints, options.trainer);
+      }),
+      named_child(messaging::names::feature, [log, options](caf::actor_system& sys) {
+        return actors::spawn_feature(sys, log, options.feature);
+      }),
+      named_child(messaging::names::source, [options](caf::actor_system& sys) {
+        return actors::spawn_dataset_source(sys, options.train, options.source);
+      }),
+  };
+  auto supervisor = supervision::spawn_supervisor(system, std::move(spec));
+  return running_pipeline{supervisor, log};
+}
+
+}  // namespace rml::topologies

@@ -1,0 +1,56 @@
+#pragma once
+// The default topology, in one process: what `rml run` runs. Its wiring lives here, in one
+// place, so that the cluster issue's topology files can take it over.
+//
+//   source ──► ingest ──► durable log ──► feature ──► trainer ──► registry ──► serving
+//
+// Every component runs under one supervisor (one_for_one): a crashed component restarts,
+// recovers (the trainer from its checkpoint, the feature reader from the trainer's
+// position, the registry from disk, serving from the registry) and its peers find the new
+// instance by name in the actor system's registry (messaging/atoms.hpp names).
+// Durable state lives under `data_dir`: log/ (events, offsets, checkpoints), registry/.
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <memory>
+
+#include "actors/feature/feature.hpp"
+#include "actors/ingestion/dataset_source.hpp"
+#include "actors/ingestion/ingest.hpp"
+#include "actors/registry/registry.hpp"
+#include "actors/serving/replica.hpp"
+#include "actors/training/trainer.hpp"
+
+namespace rml::topologies {
+
+struct pipeline_options {
+  /// Root of all durable state.
+  std::string data_dir = "rml-data";
+  /// The dataset the source replays (features raw: the pipeline scales them).
+  std::shared_ptr<const data::dataset> train;
+  actors::dataset_source_options source;
+  actors::ingest_options ingest;
+  actors::feature_options feature;
+  actors::trainer_options trainer;
+  actors::serving_options serving;
+  /// Restart intensity of the pipeline's supervisor.
+  int restart_intensity = 10;
+  std::chrono::milliseconds restart_period{10'000};
+  /// Receives a messaging::child_restarted per restart, when set.
+  caf::actor restart_reports;
+};
+
+/// Checks every component's options; the error names the component and field.
+status validate(const pipeline_options& options);
+
+struct running_pipeline {
+  caf::actor supervisor;
+  std::shared_ptr<messaging::event_log> log;
+};
+
+/// Opens the durable state and starts the supervised components. The error names what
+/// could not be opened.
+result<running_pipeline> start_pipeline(caf::actor_system& system, const pipeline_options& options);
+
+}  // namespace rml::topologies
