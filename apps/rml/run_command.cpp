@@ -1,110 +1,194 @@
+// `rml run`: the default topology in one process (topologies/default_topology.hpp). Streams
+// the Fashion-MNIST train set through ingest and the durable log into the online trainer,
+// publishes models to the registry and serving while it trains, shows progress, then
+// evaluates the last model on the test set through the serving path and prints a summary.
+#include <caf/all.hpp>
+
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <thread>
 
 #include "apps/rml/commands.hpp"
 #include "apps/rml/progress.hpp"
-#include "compute/data/dataset.hpp"
-#include "compute/model_file.hpp"
-#include "compute/nn/training.hpp"
+#include "messaging/errors.hpp"
+#include "compute/nn/sequential.hpp"
+#include "topologies/default_topology.hpp"
 
 namespace rml::app {
 namespace {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 struct run_options {
   std::string model = "mlp";
-  std::string optimizer = "sgd";
   int epochs = 1;
-  std::int64_t batch_rows = 64;
+  std::uint32_t batch_rows = 64;
   float learning_rate = 0.05f;
   float momentum = 0.9f;
   float weight_decay = 0.0f;
   std::uint64_t seed = 1;
   int threads = 0;
-  std::string data_dir = data::default_fashion_mnist_directory();
+  double rate = 0;
+  std::string dataset_dir = data::default_fashion_mnist_directory();
+  std::string data_dir = "rml-data";
+  bool resume = false;
+  bool fresh = false;
   std::string output;
 };
 
-void fail(const std::string& message) { std::fprintf(stderr, "rml run: %s\n", message.c_str()); }
+int fail(const std::string& message, int code) {
+  std::fprintf(stderr, "rml run: %s\n", message.c_str());
+  return code;
+}
 
-int run(const run_options& options) {
-  auto model = nn::make_architecture(options.model);
-  if (!model) return fail(model.error().message()), 2;
-  std::unique_ptr<backend> compute = make_cpu_backend({options.threads});
-  std::fprintf(stderr, "rml run: model %s (%zu parameters), %s, seed %llu\n", options.model.c_str(),
-               model->parameter_count(), compute->description().c_str(),
-               (unsigned long long)options.seed);
+/// Asks `target` and waits up to `timeout`; nothing when it did not answer.
+template <class Reply, class Handle, class... Ts>
+std::optional<Reply> ask(caf::scoped_actor& self, const Handle& target, std::chrono::milliseconds timeout, Ts... request) {
+  std::optional<Reply> reply;
+  if (!target) return reply;
+  self->request(target, timeout, request...).receive([&](Reply& answer) { reply = std::move(answer); }, [](caf::error&) {});
+  return reply;
+}
 
-  auto train = data::load_fashion_mnist(options.data_dir, data::split::train);
-  if (!train) return fail(train.error().message()), 1;
-  auto test = data::load_fashion_mnist(options.data_dir, data::split::test);
-  if (!test) return fail(test.error().message()), 1;
-  if (auto fits = model->check_batch(train->features.shape()); !fits) {
-    return fail(options.data_dir + ": " + fits.error().message()), 2;
-  }
-
-  model->initialize(options.seed);
-  std::unique_ptr<nn::optimizer> update;
-  if (options.optimizer == "sgd") {
-    nn::sgd_options settings{options.learning_rate, options.momentum, options.weight_decay};
-    if (auto valid = nn::validate(settings); !valid) return fail(valid.error().message()), 2;
-    update = std::make_unique<nn::sgd>(*compute, model->parameters(), settings);
-  } else {
-    nn::adam_options settings;
-    settings.learning_rate = options.learning_rate;
-    settings.weight_decay = options.weight_decay;
-    if (auto valid = nn::validate(settings); !valid) return fail(valid.error().message()), 2;
-    update = std::make_unique<nn::adam>(*compute, model->parameters(), settings);
-  }
-  nn::classifier_session session(*model, *update, *compute);
-
-  const auto start = std::chrono::steady_clock::now();
-  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
-    progress_display progress("epoch " + std::to_string(epoch) + "/" + std::to_string(options.epochs),
-                              train->rows(), "samples");
-    double running_loss = 0.0;
-    auto summary = nn::train_epoch(
-        session, *train, options.batch_rows, options.seed + std::uint64_t(epoch),
-        [&](std::int64_t step, std::int64_t samples, float loss) {
-          running_loss = step == 1 ? loss : 0.98 * running_loss + 0.02 * loss;
-          char status[64];
-          std::snprintf(status, sizeof(status), "loss %.4f", running_loss);
-          progress.update(samples, status);
-        });
-    char status[64];
-    std::snprintf(status, sizeof(status), "mean loss %.4f", summary.mean_loss);
-    progress.finish(status);
-  }
-  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double accuracy = nn::evaluate_accuracy(session, *test);
-  std::printf("model %s: test accuracy %.4f on %lld samples; trained %d epoch(s) in %.1f s (%.0f samples/s)\n",
-              options.model.c_str(), accuracy, (long long)test->rows(), options.epochs, train_seconds,
-              double(train->rows()) * options.epochs / train_seconds);
-
-  if (!options.output.empty()) {
-    model_metadata metadata{{"model", options.model},
-                            {"dataset", "fashion-mnist"},
-                            {"epochs", std::to_string(options.epochs)},
-                            {"seed", std::to_string(options.seed)},
-                            {"test_accuracy", std::to_string(accuracy)}};
-    if (auto saved = save_model(options.output, *model, metadata); !saved) {
-      return fail(saved.error().message()), 1;
-    }
-    std::printf("saved %s\n", options.output.c_str());
+/// Refuses to mix runs silently: a data directory holding state needs --resume or --fresh.
+int prepare_data_dir(const run_options& options) {
+  const bool has_state = fs::exists(fs::path(options.data_dir) / "log");
+  if (has_state && options.fresh) {
+    std::error_code removed;
+    fs::remove_all(fs::path(options.data_dir) / "log", removed);
+    fs::remove_all(fs::path(options.data_dir) / "registry", removed);
+    if (removed) return fail(options.data_dir + ": cannot clear: " + removed.message(), 1);
+    std::fprintf(stderr, "rml run: cleared the previous run's state in %s\n", options.data_dir.c_str());
+  } else if (has_state && !options.resume) {
+    return fail(options.data_dir + " holds a previous run's state: pass --resume to continue it or --fresh to start over", 2);
   }
   return 0;
 }
 
+double evaluate(caf::scoped_actor& self, const actors::serving_actor& serving, const data::dataset& test) {
+  constexpr std::int64_t rows_per_request = 500;
+  std::int64_t correct = 0;
+  for (std::int64_t begin = 0; begin < test.rows(); begin += rows_per_request) {
+    const std::int64_t rows = std::min(rows_per_request, test.rows() - begin);
+    messaging::predict_request request;
+    request.request_id = std::uint64_t(begin);
+    request.rows = std::uint32_t(rows);
+    request.top_k = 1;
+    const float* first = test.features.data() + begin * 784;
+    request.features.values.assign(first, first + rows * 784);
+    auto reply = ask<messaging::predict_reply>(self, serving, 30s, request);
+    if (!reply) return -1;
+    for (std::int64_t row = 0; row < rows; ++row) correct += reply->top_classes[std::size_t(row)] == test.labels[std::size_t(begin + row)];
+  }
+  return double(correct) / double(test.rows());
+}
+
+int run(const run_options& options) {
+  if (auto prepared = prepare_data_dir(options); prepared != 0) return prepared;
+  auto train = data::load_fashion_mnist(options.dataset_dir, data::split::train, 1.0f);
+  if (!train) return fail(train.error().message(), 1);
+  auto test = data::load_fashion_mnist(options.dataset_dir, data::split::test, 1.0f);
+  if (!test) return fail(test.error().message(), 1);
+
+  const int cores = available_cores();
+  caf::actor_system_config config;
+  config.set("scheduler.max-threads", cores);
+  config.set("logger.verbosity", caf::atom("quiet"));
+  messaging::register_messaging(config);
+  caf::actor_system system{config};
+
+  topologies::pipeline_options pipeline;
+  pipeline.data_dir = options.data_dir;
+  pipeline.train = std::make_shared<const data::dataset>(std::move(train.value()));
+  pipeline.source.epochs = std::uint32_t(options.epochs);
+  pipeline.source.seed = options.seed;
+  pipeline.source.events_per_second = options.rate;
+  pipeline.feature.rows_per_batch = options.batch_rows;
+  pipeline.trainer.architecture = options.model;
+  pipeline.trainer.seed = options.seed;
+  pipeline.trainer.sgd = {options.learning_rate, options.momentum, options.weight_decay};
+  pipeline.trainer.compute_threads = options.threads > 0 ? options.threads : cores;
+  if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
+  auto started = topologies::start_pipeline(system, pipeline);
+  if (!started) return fail(started.error().message(), 1);
+  std::fprintf(stderr, "rml run: model %s, seed %llu, %d CAF threads, trainer on %d compute threads, state in %s\n",
+               options.model.c_str(), (unsigned long long)options.seed, cores, pipeline.trainer.compute_threads,
+               options.data_dir.c_str());
+
+  caf::scoped_actor self{system};
+  auto& names = system.registry();
+  const auto start = std::chrono::steady_clock::now();
+  std::uint64_t total = std::uint64_t(pipeline.train->rows()) * std::uint64_t(options.epochs);
+  progress_display progress("training", std::int64_t(total), "events");
+  messaging::trainer_status trained;
+  while (true) {
+    std::this_thread::sleep_for(100ms);
+    auto source = ask<messaging::source_status>(self, names.get<actors::source_actor>(messaging::names::source), 5s,
+                                                messaging::status_atom::value);
+    auto status = ask<messaging::trainer_status>(self, names.get<actors::trainer_actor>(messaging::names::trainer), 5s,
+                                                 messaging::status_atom::value);
+    if (status) trained = *status;
+    char line[160];
+    std::snprintf(line, sizeof(line), "acked %llu, rolling accuracy %.3f, model v%llu",
+                  (unsigned long long)(source ? source->events_acked : 0), trained.rolling_accuracy,
+                  (unsigned long long)trained.published_version);
+    progress.update(std::int64_t(std::min<std::uint64_t>(trained.next_offset, total)), line);
+    if (source && source->finished && status && status->next_offset >= started->log->end_offset()) break;
+  }
+  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char summary[160];
+  std::snprintf(summary, sizeof(summary), "rolling accuracy %.3f", trained.rolling_accuracy);
+  progress.finish(summary);
+
+  // Publish the final model and evaluate it through the serving path.
+  auto trainer = names.get<actors::trainer_actor>(messaging::names::trainer);
+  auto snapshot = ask<messaging::model_snapshot>(self, trainer, 30s, messaging::snapshot_atom::value);
+  if (!snapshot) return fail("the trainer did not hand over its final model", 1);
+  snapshot->version = trained.published_version + 1;
+  auto registry = names.get<actors::registry_actor>(messaging::names::registry);
+  auto published = ask<std::uint64_t>(self, registry, 30s, *snapshot);
+  if (!published) return fail("the registry did not accept the final model", 1);
+  auto serving = names.get<actors::serving_actor>(messaging::names::serving);
+  messaging::predict_request probe;
+  probe.rows = 1;
+  probe.features.values.assign(test->features.data(), test->features.data() + 784);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto reply = ask<messaging::predict_reply>(self, serving, 5s, probe);
+    if (reply && reply->model_version == *published) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  const double accuracy = evaluate(self, serving, *test);
+  if (accuracy < 0) return fail("serving did not answer the evaluation requests", 1);
+  std::printf("model %s v%llu: test accuracy %.4f on %lld samples (through serving); trained on %llu events in %.1f s "
+              "(%.0f events/s), rolling accuracy %.4f\n",
+              options.model.c_str(), (unsigned long long)*published, accuracy, (long long)test->rows(),
+              (unsigned long long)trained.events_trained, train_seconds, double(trained.events_trained) / train_seconds,
+              trained.rolling_accuracy);
+
+  if (!options.output.empty()) {
+    std::ofstream out(options.output, std::ios::binary | std::ios::trunc);
+    out.write(snapshot->model_file.data(), std::streamsize(snapshot->model_file.size()));
+    if (!out) return fail(options.output + ": cannot write the model file", 1);
+    std::printf("saved %s\n", options.output.c_str());
+  }
+
+  // Orderly shutdown: the supervisor stops its children in reverse order.
+  self->monitor(started->supervisor);
+  self->send_exit(started->supervisor, caf::exit_reason::user_shutdown);
+  self->receive([](caf::down_msg&) {}, caf::after(10s) >> [] { std::fprintf(stderr, "rml run: shutdown timed out\n"); });
+  return 0;
+}
 }  // namespace
 
 void register_run_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<run_options>();
-  CLI::App* command = app.add_subcommand("run", "Train a built-in model on Fashion-MNIST and report test accuracy");
+  CLI::App* command = app.add_subcommand(
+      "run", "Run the pipeline in one process: stream Fashion-MNIST, train online, serve, evaluate");
   command->add_option("--model", options->model, "Architecture: mlp or lenet")
       ->check(CLI::IsMember(nn::architecture_names()))
-      ->capture_default_str();
-  command->add_option("--optimizer", options->optimizer, "sgd or adam")
-      ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   command->add_option("--epochs", options->epochs, "Passes over the training set")
       ->check(CLI::Range(1, 1000))
@@ -112,16 +196,23 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--batch", options->batch_rows, "Rows per training step")
       ->check(CLI::Range(1, 65536))
       ->capture_default_str();
-  command->add_option("--lr", options->learning_rate, "Learning rate")->capture_default_str();
+  command->add_option("--lr", options->learning_rate, "SGD learning rate")->capture_default_str();
   command->add_option("--momentum", options->momentum, "SGD momentum")->capture_default_str();
   command->add_option("--weight-decay", options->weight_decay, "L2 weight decay")->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of weights and data order")->capture_default_str();
-  command->add_option("--threads", options->threads, "Compute threads (0: every core)")
+  command->add_option("--seed", options->seed, "Seed of weights and stream order")->capture_default_str();
+  command->add_option("--threads", options->threads, "Trainer compute threads (0: every core)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
-  command->add_option("--data-dir", options->data_dir, "Directory of the Fashion-MNIST IDX files")
+  command->add_option("--rate", options->rate, "Events per second the source streams (0: as fast as acked)")
+      ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
-  command->add_option("--output", options->output, "Save the trained model to this file");
+  command->add_option("--dataset-dir", options->dataset_dir, "Directory of the Fashion-MNIST IDX files")
+      ->capture_default_str();
+  command->add_option("--data-dir", options->data_dir, "Directory of durable state (log, checkpoints, registry)")
+      ->capture_default_str();
+  command->add_flag("--resume", options->resume, "Continue the run whose state is in --data-dir");
+  command->add_flag("--fresh", options->fresh, "Clear --data-dir's state and start over");
+  command->add_option("--output", options->output, "Save the final model to this file");
   command->callback([options, &exit_code] { exit_code = run(*options); });
 }
 
