@@ -56,6 +56,11 @@ result<std::unique_ptr<event_log>> event_log::open(const std::string& directory,
                                                    const event_log_options& options) {
   rocksdb::Options settings;
   settings.create_if_missing = true;
+  // Feature payloads are floats, which Snappy cannot shrink: compressing them measured 8%
+  // of `rml run`'s CPU time for nothing.
+  settings.compression = rocksdb::kNoCompression;
+  // Larger memtables flush less often during a stream (an epoch of Fashion-MNIST is 190 MB).
+  settings.write_buffer_size = 64 << 20;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status opened = rocksdb::DB::Open(settings, directory, &raw);
   if (!opened.ok()) return storage_error(directory, "cannot open the event log", opened);

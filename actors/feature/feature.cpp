@@ -15,7 +15,9 @@ struct feature_state {
   std::optional<data::feature_pipeline> pipeline;
   /// Next log offset to read; empty until the trainer said where it stands.
   std::optional<std::uint64_t> cursor;
-  bool busy = false;  // waiting for the trainer
+  std::uint32_t in_flight = 0;   // batches sent, not yet answered
+  bool resync_needed = false;    // the trainer refused or restarted: ask where it stands
+  bool resyncing = false;
   /// When a partial batch was first seen at the current cursor (actor clock).
   std::optional<caf::actor_clock::time_point> partial_since;
   static inline const char* name = "rml.feature";
@@ -33,12 +35,13 @@ trainer_actor find_trainer(feature_pointer self) {
 
 /// Asks the trainer where it stands and resumes from there.
 void resynchronise(feature_pointer self, const trainer_actor& trainer) {
-  self->state.busy = true;
+  self->state.resyncing = true;
   self->request(trainer, std::chrono::seconds(30), messaging::snapshot_atom::value)
       .then(
           [self](messaging::model_snapshot& snapshot) {
             auto& state = self->state;
-            state.busy = false;
+            state.resyncing = false;
+            state.resync_needed = false;
             state.cursor = snapshot.log_offset;
             if (!snapshot.feature_state.values.empty()) {
               if (auto restored = state.pipeline->restore(snapshot.feature_state.values); !restored) {
@@ -49,14 +52,18 @@ void resynchronise(feature_pointer self, const trainer_actor& trainer) {
             self->send(self, messaging::poll_atom::value);
           },
           [self](caf::error&) {
-            self->state.busy = false;
+            self->state.resyncing = false;
             poll_later(self, self->state.options.idle_poll);
           });
 }
 
 void poll(feature_pointer self) {
   auto& state = self->state;
-  if (state.busy) return;
+  if (state.resyncing || state.in_flight >= state.options.batches_in_flight_max) return;
+  if (state.resync_needed) {
+    if (state.in_flight > 0) return;  // let the outstanding answers arrive first
+    state.cursor.reset();
+  }
   auto trainer = find_trainer(self);
   if (!trainer) return poll_later(self, state.options.idle_poll);
   if (!state.cursor) return resynchronise(self, trainer);
@@ -96,20 +103,22 @@ void poll(feature_pointer self) {
   batch.values.values = std::move(raw);
   batch.feature_pipeline = state.pipeline->spec();
   batch.feature_state.values = state.pipeline->state();
-  state.busy = true;
+  ++state.in_flight;
+  state.cursor = batch.last_offset + 1;
   self->request(trainer, std::chrono::seconds(60), std::move(batch))
       .then(
-          [self](std::uint64_t next_offset) {
-            self->state.busy = false;
-            self->state.cursor = next_offset;
+          [self](std::uint64_t) {
+            --self->state.in_flight;
             self->send(self, messaging::poll_atom::value);
           },
           [self](caf::error&) {
             // The trainer restarted or refused: ask it where it stands before going on.
-            self->state.busy = false;
-            self->state.cursor.reset();
+            --self->state.in_flight;
+            self->state.resync_needed = true;
             poll_later(self, self->state.options.idle_poll);
           });
+  // Read and featurise the next batch while the trainer works on this one.
+  if (state.in_flight < state.options.batches_in_flight_max) self->send(self, messaging::poll_atom::value);
 }
 
 feature_actor::behavior_type feature(feature_pointer self, std::shared_ptr<messaging::event_log> log,

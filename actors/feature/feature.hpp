@@ -1,8 +1,8 @@
 #pragma once
 // The feature component: reads events from the durable log, turns the labelled ones into
 // feature rows through the feature pipeline (updating its statistics: training side), and
-// feeds them to the trainer one batch at a time, waiting for each answer (backpressure: the
-// log absorbs what the trainer has not taken yet). Each batch carries the pipeline's spec
+// feeds them to the trainer with a bounded number of batches awaiting an answer
+// (backpressure: the log absorbs what the trainer has not taken yet). Each batch carries the pipeline's spec
 // and state, which the trainer puts into its snapshots: serving runs the same pipeline.
 //
 // It keeps no position of its own: on start, and whenever the trainer answers with an error,
@@ -30,6 +30,9 @@ struct feature_options {
   std::uint32_t feature_count = 784;
   /// Rows per training batch.
   std::uint32_t rows_per_batch = 64;
+  /// Batches sent to the trainer and not yet answered: 2 lets the next batch be read and
+  /// featurised while the trainer trains on the current one.
+  std::uint32_t batches_in_flight_max = 2;
   /// How long to wait before looking again when the log has nothing new.
   std::chrono::milliseconds idle_poll{2};
   /// How long a partial batch waits for the log to grow before it is sent anyway.
