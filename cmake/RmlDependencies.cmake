@@ -35,6 +35,16 @@ if(NOT CAF_FOUND)
   message(FATAL_ERROR "CAF 0.17 not found: install Debian's libcaf-dev (scripts/setup.sh does)")
 endif()
 
+find_path(ZMQ_INCLUDE_DIR NAMES zmq.hpp)
+find_library(ZMQ_LIBRARY NAMES zmq)
+if(NOT ZMQ_INCLUDE_DIR OR NOT ZMQ_LIBRARY)
+  message(FATAL_ERROR "ZeroMQ not found: install Debian's libzmq3-dev and cppzmq-dev (scripts/setup.sh does)")
+endif()
+add_library(ZeroMQ::zmq UNKNOWN IMPORTED)
+set_target_properties(ZeroMQ::zmq PROPERTIES
+  IMPORTED_LOCATION "${ZMQ_LIBRARY}"
+  INTERFACE_INCLUDE_DIRECTORIES "${ZMQ_INCLUDE_DIR}")
+
 find_package(RocksDB CONFIG QUIET)
 if(NOT RocksDB_FOUND)
   message(FATAL_ERROR "RocksDB not found: install Debian's librocksdb-dev (scripts/setup.sh does)")

@@ -1,0 +1,68 @@
+#pragma once
+// A ZeroMQ endpoint: a ROUTER socket on its own thread that decodes frames (messaging/
+// wire.hpp), refuses malformed ones at once with an error frame, and hands the rest to the
+// actor registered under a name (serving or ingest) through a bounded number of requests in
+// flight; answers and errors come back as frames to the client that asked. Many clients,
+// pipelined requests: replies carry the request or batch id.
+//
+// The socket thread blocks in zmq::poll on the socket and an eventfd the reply path signals:
+// no busy polling. Requests beyond the in-flight bound get an `overloaded` error frame at
+// once, so memory stays bounded under any offered load. The target is looked up by name for
+// every request, so a restarted serving replica or ingest actor is found.
+
+#include <caf/actor_system.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "compute/status.hpp"
+#include "messaging/wire.hpp"
+
+namespace rml::messaging {
+
+enum class endpoint_role : std::uint8_t { predict, ingest };
+
+struct zmq_endpoint_options {
+  endpoint_role role = endpoint_role::predict;
+  /// ZeroMQ address to bind: 127.0.0.1 unless told otherwise; port 0 picks a free one.
+  std::string bind = "tcp://127.0.0.1:5556";
+  /// Registered name of the actor that answers (messaging/atoms.hpp names).
+  caf::atom_value target = caf::atom("serving");
+  /// Features every row (predict) or event (ingest) must have.
+  std::uint32_t features = 784;
+  /// Requests handed to the target and not yet answered; beyond it, `overloaded` at once.
+  std::size_t in_flight_max = 1024;
+  /// How long the target may take when the client gave no timeout.
+  std::chrono::milliseconds default_timeout{30'000};
+  wire::frame_limits limits;
+};
+
+/// Counters of an endpoint, readable from any thread.
+struct endpoint_counters {
+  std::atomic<std::uint64_t> frames{0};
+  std::atomic<std::uint64_t> malformed{0};
+  std::atomic<std::uint64_t> overloaded{0};
+  std::atomic<std::uint64_t> answered{0};
+  std::atomic<std::uint64_t> failed{0};
+};
+
+class zmq_endpoint {
+ public:
+  /// Binds and starts the socket thread; the error names the address.
+  static result<std::unique_ptr<zmq_endpoint>> start(caf::actor_system& system, const zmq_endpoint_options& options);
+  /// Stops the thread and closes the socket; requests in flight are answered by nobody.
+  ~zmq_endpoint();
+
+  /// The address actually bound ("tcp://127.0.0.1:40123").
+  const std::string& address() const;
+  const endpoint_counters& counters() const;
+
+  struct implementation;
+
+ private:
+  explicit zmq_endpoint(std::unique_ptr<implementation> self);
+  std::unique_ptr<implementation> self_;
+};
+
+}  // namespace rml::messaging

@@ -1,0 +1,218 @@
+// The ZeroMQ endpoint against a real socket on loopback: pipelined requests from a client
+// each get exactly one answer; random and truncated frames get error frames and leave the
+// endpoint serving; beyond the in-flight bound requests are refused `overloaded` at once;
+// target errors and timeouts come back as error frames. The targets are small test actors.
+#include <catch2/catch.hpp>
+
+#include <caf/all.hpp>
+#include <zmq.hpp>
+
+#include <deque>
+#include <random>
+#include <set>
+
+#include "messaging/errors.hpp"
+#include "messaging/zmq_endpoint.hpp"
+
+using namespace rml;
+using namespace rml::messaging;
+using namespace std::chrono_literals;
+
+namespace {
+struct system_fixture {
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+  std::vector<caf::actor> targets;
+  system_fixture() {
+    config.set("logger.verbosity", caf::atom("quiet"));
+    register_messaging(config);
+    system = std::make_unique<caf::actor_system>(config);
+  }
+  ~system_fixture() {
+    for (auto& target : targets) caf::anon_send_exit(target, caf::exit_reason::kill);
+  }
+  /// Spawns a fake serving replica, registered as "serving"; killed with the fixture.
+  caf::actor serve(std::chrono::milliseconds delay);
+};
+
+/// A stand-in for serving: answers with one class per row, fails request 13, and answers
+/// request ids ≥ 1000 only after `delay`.
+struct fake_serving_state {
+  std::deque<std::pair<caf::typed_response_promise<predict_reply>, predict_reply>> late;
+};
+
+caf::behavior fake_serving(caf::stateful_actor<fake_serving_state>* self, std::chrono::milliseconds delay) {
+  return {
+      [self, delay](predict_request& request) -> caf::result<predict_reply> {
+        if (request.request_id == 13) return make_error(errc::invalid_argument, "request 13: unlucky");
+        predict_reply reply{request.request_id, 4, request.rows, 2, {std::vector<float>(request.rows * 2, 0.5f)},
+                            std::vector<std::int32_t>(request.rows, 1)};
+        if (request.request_id < 1000) return reply;
+        auto promise = self->make_response_promise<predict_reply>();
+        self->state.late.emplace_back(promise, reply);
+        self->delayed_send(self, delay, caf::atom("late"));
+        return promise;
+      },
+      [self](caf::atom_value) {
+        auto [promise, reply] = self->state.late.front();
+        self->state.late.pop_front();
+        promise.deliver(reply);
+      },
+  };
+}
+
+caf::actor system_fixture::serve(std::chrono::milliseconds delay) {
+  auto serving = system->spawn(fake_serving, delay);
+  system->registry().erase(caf::atom("serving"));
+  system->registry().put(caf::atom("serving"), serving);
+  targets.push_back(serving);
+  return serving;
+}
+
+struct client {
+  zmq::context_t context;
+  zmq::socket_t socket{context, zmq::socket_type::dealer};
+  explicit client(const std::string& address) {
+    socket.set(zmq::sockopt::linger, 0);
+    socket.set(zmq::sockopt::rcvtimeo, 5000);
+    socket.connect(address);
+  }
+  void send(const std::vector<std::byte>& frame) { socket.send(zmq::buffer(frame.data(), frame.size())); }
+  std::vector<std::byte> receive() {
+    zmq::message_t message;
+    auto received = socket.recv(message);
+    REQUIRE(received.has_value());
+    const auto* data = static_cast<const std::byte*>(message.data());
+    return {data, data + message.size()};
+  }
+};
+
+predict_request request_with(std::uint64_t id, std::uint32_t rows = 1) {
+  predict_request request;
+  request.request_id = id;
+  request.rows = rows;
+  request.features.values.assign(std::size_t(rows) * 4, 0.25f);
+  return request;
+}
+
+zmq_endpoint_options predict_options(std::size_t in_flight_max = 64) {
+  zmq_endpoint_options options;
+  options.bind = "tcp://127.0.0.1:0";
+  options.features = 4;
+  options.in_flight_max = in_flight_max;
+  options.default_timeout = 2000ms;
+  return options;
+}
+}  // namespace
+
+TEST_CASE("pipelined predict requests each get exactly one answer") {
+  system_fixture f;
+  f.serve(0ms);
+  auto endpoint = zmq_endpoint::start(*f.system, predict_options());
+  REQUIRE(endpoint.ok());
+  client c((*endpoint)->address());
+  for (std::uint64_t id = 1; id <= 50; ++id) c.send(wire::encode_predict_request(request_with(id, 2), 4, 0));
+  std::set<std::uint64_t> answered;
+  for (int index = 0; index < 50; ++index) {
+    auto frame = c.receive();
+    if (*wire::peek_kind(frame) == wire::frame_kind::error_reply) {
+      auto failure = wire::decode_error(frame);
+      REQUIRE(failure->request_id == 13);
+      REQUIRE(failure->message == "request 13: unlucky");
+      REQUIRE(answered.insert(13).second);
+      continue;
+    }
+    auto reply = wire::decode_predict_reply(frame);
+    REQUIRE(reply.ok());
+    REQUIRE(reply->rows == 2);
+    REQUIRE(reply->model_version == 4);
+    REQUIRE(answered.insert(reply->request_id).second);
+  }
+  REQUIRE(answered.size() == 50);
+  REQUIRE((*endpoint)->counters().answered == 49);
+  REQUIRE((*endpoint)->counters().failed == 1);
+}
+
+TEST_CASE("random and truncated frames get error frames and the endpoint keeps serving") {
+  system_fixture f;
+  f.serve(0ms);
+  auto endpoint = zmq_endpoint::start(*f.system, predict_options());
+  REQUIRE(endpoint.ok());
+  client c((*endpoint)->address());
+  std::mt19937_64 generator(Catch::rngSeed());
+  const auto valid = wire::encode_predict_request(request_with(7), 4, 0);
+  const int frames = 300;
+  for (int trial = 0; trial < frames; ++trial) {
+    std::vector<std::byte> frame;
+    if (trial % 3 == 0) {
+      frame.assign(valid.begin(), valid.begin() + std::ptrdiff_t(generator() % valid.size()));  // truncated
+    } else {
+      frame.resize(generator() % 100);
+      for (auto& value : frame) value = std::byte(generator() & 0xff);
+      if (frame.size() > 1) frame[1] = std::byte{1};
+    }
+    c.send(frame);
+    auto reply = c.receive();
+    REQUIRE(*wire::peek_kind(reply) == wire::frame_kind::error_reply);
+    REQUIRE_FALSE(wire::decode_error(reply)->message.empty());
+  }
+  REQUIRE((*endpoint)->counters().malformed == std::uint64_t(frames));
+  // Wrong feature count: refused by name before reaching serving.
+  auto narrow = request_with(8);
+  narrow.features.values.resize(3);
+  c.send(wire::encode_predict_request(narrow, 3, 0));
+  auto wrong = wire::decode_error(c.receive());
+  REQUIRE(wrong->code == errc::shape_mismatch);
+  REQUIRE(wrong->message == "predict request 8: 3 features, the model takes 4");
+  // Still serving.
+  c.send(valid);
+  REQUIRE(wire::decode_predict_reply(c.receive())->request_id == 7);
+}
+
+TEST_CASE("beyond the in-flight bound requests are refused overloaded, each answered once") {
+  system_fixture f;
+  f.serve(200ms);
+  auto endpoint = zmq_endpoint::start(*f.system, predict_options(2));
+  REQUIRE(endpoint.ok());
+  client c((*endpoint)->address());
+  for (std::uint64_t id = 1000; id < 1010; ++id) c.send(wire::encode_predict_request(request_with(id), 4, 0));
+  std::set<std::uint64_t> seen;
+  int overloaded = 0;
+  for (int index = 0; index < 10; ++index) {
+    auto frame = c.receive();
+    if (*wire::peek_kind(frame) == wire::frame_kind::error_reply) {
+      auto failure = wire::decode_error(frame);
+      REQUIRE(failure->code == errc::overloaded);
+      REQUIRE(seen.insert(failure->request_id).second);
+      ++overloaded;
+    } else {
+      REQUIRE(seen.insert(wire::decode_predict_reply(frame)->request_id).second);
+    }
+  }
+  REQUIRE(seen.size() == 10);
+  REQUIRE(overloaded >= 1);
+  REQUIRE((*endpoint)->counters().overloaded == std::uint64_t(overloaded));
+}
+
+TEST_CASE("a request whose timeout passes gets a deadline error, and a missing target not_ready") {
+  system_fixture f;
+  auto endpoint = zmq_endpoint::start(*f.system, predict_options());
+  REQUIRE(endpoint.ok());
+  client c((*endpoint)->address());
+  c.send(wire::encode_predict_request(request_with(1), 4, 0));
+  REQUIRE(wire::decode_error(c.receive())->code == errc::not_ready);
+  f.serve(500ms);
+  c.send(wire::encode_predict_request(request_with(1001), 4, 50));
+  auto late = wire::decode_error(c.receive());
+  REQUIRE(late->code == errc::deadline_exceeded);
+  REQUIRE(late->request_id == 1001);
+}
+
+TEST_CASE("an address that cannot be bound is an error naming it") {
+  system_fixture f;
+  auto options = predict_options();
+  options.bind = "tcp://127.0.0.1:not-a-port";
+  auto endpoint = zmq_endpoint::start(*f.system, options);
+  REQUIRE_FALSE(endpoint.ok());
+  REQUIRE(endpoint.error().message().rfind("tcp://127.0.0.1:not-a-port: cannot bind", 0) == 0);
+}
