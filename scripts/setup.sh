@@ -21,7 +21,7 @@ esac
 # Every package the build, tests and main job use. Keep in step with cmake/RmlDependencies.cmake.
 packages=(
   cmake ninja-build g++ pkg-config
-  libdnnl-dev libcaf-dev catch2 zlib1g-dev libxxhash-dev libcli11-dev librocksdb-dev libzmq3-dev cppzmq-dev
+  libdnnl-dev libcaf-dev catch2 zlib1g-dev libxxhash-dev libcli11-dev librocksdb-dev libzmq3-dev cppzmq-dev python3-zmq
   dataset-fashion-mnist
 )
 

@@ -9,4 +9,7 @@ namespace rml::app {
 /// and reports test accuracy; the actor pipeline takes this command over.
 void register_run_command(CLI::App& app, int& exit_code);
 
+/// `rml predict`: a small client of the prediction socket.
+void register_predict_command(CLI::App& app, int& exit_code);
+
 }  // namespace rml::app

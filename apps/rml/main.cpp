@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "rml 0.1.0");
   int exit_code = 0;
   rml::app::register_run_command(app, exit_code);
+  rml::app::register_predict_command(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -14,6 +14,7 @@
 #include "apps/rml/commands.hpp"
 #include "apps/rml/progress.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/zmq_endpoint.hpp"
 #include "compute/nn/sequential.hpp"
 #include "topologies/default_topology.hpp"
 
@@ -34,6 +35,9 @@ struct run_options {
   double rate = 0;
   std::string dataset_dir = data::default_fashion_mnist_directory();
   std::string data_dir = "rml-data";
+  std::string bind_host = "127.0.0.1";
+  int predict_port = 5556;
+  int ingest_port = 5555;
   bool resume = false;
   bool fresh = false;
   std::string output;
@@ -118,6 +122,22 @@ int run(const run_options& options) {
                options.model.c_str(), (unsigned long long)options.seed, cores, pipeline.trainer.compute_threads,
                options.data_dir.c_str());
 
+  // The sockets: predictions while training, and events from external producers.
+  messaging::zmq_endpoint_options predict_socket;
+  predict_socket.role = messaging::endpoint_role::predict;
+  predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
+  predict_socket.target = messaging::names::serving;
+  auto predict_endpoint = messaging::zmq_endpoint::start(system, predict_socket);
+  if (!predict_endpoint) return fail(predict_endpoint.error().message(), 1);
+  messaging::zmq_endpoint_options ingest_socket;
+  ingest_socket.role = messaging::endpoint_role::ingest;
+  ingest_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.ingest_port);
+  ingest_socket.target = messaging::names::ingest;
+  auto ingest_endpoint = messaging::zmq_endpoint::start(system, ingest_socket);
+  if (!ingest_endpoint) return fail(ingest_endpoint.error().message(), 1);
+  std::fprintf(stderr, "rml run: predictions on %s, events on %s (docs/protocol.md)\n",
+               (*predict_endpoint)->address().c_str(), (*ingest_endpoint)->address().c_str());
+
   caf::scoped_actor self{system};
   auto& names = system.registry();
   const auto start = std::chrono::steady_clock::now();
@@ -175,7 +195,9 @@ int run(const run_options& options) {
     std::printf("saved %s\n", options.output.c_str());
   }
 
-  // Orderly shutdown: the supervisor stops its children in reverse order.
+  // Orderly shutdown: the sockets first, then the supervisor stops its children in reverse order.
+  predict_endpoint->reset();
+  ingest_endpoint->reset();
   self->monitor(started->supervisor);
   self->send_exit(started->supervisor, caf::exit_reason::user_shutdown);
   self->receive([](caf::down_msg&) {}, caf::after(10s) >> [] { std::fprintf(stderr, "rml run: shutdown timed out\n"); });
@@ -209,6 +231,13 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--dataset-dir", options->dataset_dir, "Directory of the Fashion-MNIST IDX files")
       ->capture_default_str();
   command->add_option("--data-dir", options->data_dir, "Directory of durable state (log, checkpoints, registry)")
+      ->capture_default_str();
+  command->add_option("--bind", options->bind_host, "Address the sockets bind to")->capture_default_str();
+  command->add_option("--predict-port", options->predict_port, "ZeroMQ port of the prediction socket (0: any free)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--ingest-port", options->ingest_port, "ZeroMQ port of the ingest socket (0: any free)")
+      ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   command->add_flag("--resume", options->resume, "Continue the run whose state is in --data-dir");
   command->add_flag("--fresh", options->fresh, "Clear --data-dir's state and start over");
