@@ -29,6 +29,7 @@ inline constexpr caf::atom_value trainer = caf::atom("trainer");
 inline constexpr caf::atom_value registry = caf::atom("registry");
 inline constexpr caf::atom_value serving = caf::atom("serving");
 inline constexpr caf::atom_value source = caf::atom("source");
+inline constexpr caf::atom_value monitor = caf::atom("monitor");
 }  // namespace names
 
 }  // namespace rml::messaging

@@ -67,9 +67,18 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, const pipelin
   spec.strategy = supervision::restart_strategy::one_for_one;
   spec.intensity = options.restart_intensity;
   spec.period = options.restart_period;
-  spec.report_to = options.restart_reports;
+  // Restart reports go to the monitor (and to whoever else asked for them).
+  spec.report_to = system.spawn([extra = options.restart_reports](caf::event_based_actor* self) -> caf::behavior {
+    return {[self, extra](messaging::child_restarted& report) {
+      if (auto monitor = self->system().registry().get<caf::actor>(messaging::names::monitor)) self->send(monitor, report);
+      if (extra) self->send(extra, report);
+    }};
+  });
   const actors::registry_options registry_options{(fs::path(options.data_dir) / "registry").string(), 0.0, 64};
   spec.children = {
+      named_child(messaging::names::monitor, [options](caf::actor_system& sys) {
+        return actors::spawn_monitor(sys, options.monitor);
+      }),
       named_child(messaging::names::registry, [registry_options](caf::actor_system& sys) {
         auto registry = actors::spawn_registry(sys, registry_options);
         register_name(sys, messaging::names::registry, caf::actor_cast<caf::actor>(registry));

@@ -4,6 +4,7 @@
 //
 //   source ──► ingest ──► durable log ──► feature ──► trainer ──► registry ──► serving
 //
+// A monitor collects every component's metrics and the restart reports.
 // Every component runs under one supervisor (one_for_one): a crashed component restarts,
 // recovers (the trainer from its checkpoint, the feature reader from the trainer's
 // position, the registry from disk, serving from the registry) and its peers find the new
@@ -18,6 +19,7 @@
 #include "actors/feature/feature.hpp"
 #include "actors/ingestion/dataset_source.hpp"
 #include "actors/ingestion/ingest.hpp"
+#include "actors/monitoring/monitor.hpp"
 #include "actors/registry/registry.hpp"
 #include "actors/serving/replica.hpp"
 #include "actors/training/trainer.hpp"
@@ -34,10 +36,11 @@ struct pipeline_options {
   actors::feature_options feature;
   actors::trainer_options trainer;
   actors::serving_options serving;
+  actors::monitor_options monitor;
   /// Restart intensity of the pipeline's supervisor.
   int restart_intensity = 10;
   std::chrono::milliseconds restart_period{10'000};
-  /// Receives a messaging::child_restarted per restart, when set.
+  /// Receives a messaging::child_restarted per restart, besides the monitor, when set.
   caf::actor restart_reports;
 };
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "actors/monitoring/metrics.hpp"
 #include "messaging/errors.hpp"
 
 namespace rml::actors {
@@ -20,6 +21,8 @@ struct ingest_state {
   ingest_options options;
   std::vector<waiting_batch> waiting;
   bool flush_scheduled = false;
+  std::uint64_t batches = 0, appended = 0, duplicates = 0, refused = 0, writes = 0;
+  messaging::latency_histogram write_latency;
   static inline const char* name = "rml.ingest";
 };
 
@@ -34,7 +37,24 @@ void flush(ingest_pointer self) {
   std::vector<messaging::event_batch> contents;
   contents.reserve(batches.size());
   for (auto& entry : batches) contents.push_back(std::move(entry.batch));
+  const std::int64_t started_us = clock_us(self);
   auto acks = state.log->append(contents);
+  state.write_latency.record(double(clock_us(self) - started_us));
+  ++state.writes;
+  state.batches += batches.size();
+  if (acks) {
+    for (const auto& ack : *acks) {
+      state.appended += ack.appended;
+      state.duplicates += ack.duplicates;
+    }
+  }
+  {  // one sample per durable write: a write costs an fsync, a sample far less
+    std::map<std::string, double> values{{"batches", double(state.batches)},       {"events_appended", double(state.appended)},
+                                         {"duplicates", double(state.duplicates)}, {"refused", double(state.refused)},
+                                         {"durable_writes", double(state.writes)}, {"log_end_offset", double(state.log->end_offset())}};
+    add_latency(values, "durable_write", state.write_latency);
+    report_metrics(self->system(), "ingest", clock_us(self), std::move(values));
+  }
   for (std::size_t index = 0; index < batches.size(); ++index) {
     if (acks) {
       batches[index].promise.deliver((*acks)[index]);
@@ -61,9 +81,11 @@ ingest_actor::behavior_type ingest(ingest_pointer self, std::shared_ptr<messagin
       [self](messaging::event_batch& batch) -> caf::result<messaging::event_acked> {
         auto& state = self->state;
         if (auto refused = check_event_batch(batch, state.options)) {
+          ++state.refused;
           return messaging::make_error(errc::invalid_argument, *refused);
         }
         if (state.waiting.size() >= state.options.pending_batches_max) {
+          ++state.refused;
           return messaging::make_error(errc::overloaded,
                                        "batch " + std::to_string(batch.batch_id) + ": ingest has " +
                                            std::to_string(state.waiting.size()) + " batches waiting (the bound)");

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "actors/monitoring/metrics.hpp"
 #include "compute/data/feature_pipeline.hpp"
 #include "compute/model_file.hpp"
 #include "compute/nn/sequential.hpp"
@@ -19,10 +20,15 @@ struct loaded_model {
   std::optional<data::feature_pipeline> pipeline;
 };
 
+/// Requests between two metrics samples.
+constexpr std::uint64_t serving_metrics_every_requests = 200;
+
 struct serving_state {
   serving_options options;
   std::unique_ptr<backend> compute;
   std::unique_ptr<loaded_model> current;
+  std::uint64_t requests = 0, rows = 0, errors = 0, swaps = 0;
+  messaging::latency_histogram latency;
   static inline const char* name = "rml.serving";
 };
 
@@ -101,7 +107,23 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
   self->state.options = options;
   self->state.compute = make_cpu_backend({options.compute_threads});
   return {
-      [self](messaging::predict_request& request) { return predict(self, request); },
+      [self](messaging::predict_request& request) -> caf::result<messaging::predict_reply> {
+        auto& state = self->state;
+        const std::int64_t started_us = clock_us(self);
+        auto answer = predict(self, request);
+        ++state.requests;
+        if (answer.flag == caf::rt_error) ++state.errors;
+        else state.rows += request.rows;
+        state.latency.record(double(clock_us(self) - started_us));
+        if (state.requests % serving_metrics_every_requests == 0) {
+          std::map<std::string, double> values{{"requests", double(state.requests)}, {"rows", double(state.rows)},
+                                               {"errors", double(state.errors)}, {"model_swaps", double(state.swaps)},
+                                               {"model_version", state.current ? double(state.current->version) : 0.0}};
+          add_latency(values, "compute", state.latency);
+          report_metrics(self->system(), "serving", clock_us(self), std::move(values));
+        }
+        return answer;
+      },
       [self](messaging::model_snapshot& snapshot) {
         // Older than what this replica serves: a late message, ignored (rollbacks come
         // from the registry as the version it made current, which may be lower — so only
@@ -113,6 +135,7 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
           return;
         }
         self->state.current = std::move(loaded.value());
+        ++self->state.swaps;
       },
   };
 }

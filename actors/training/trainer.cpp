@@ -4,12 +4,16 @@
 
 #include <deque>
 
+#include "actors/monitoring/metrics.hpp"
 #include "compute/model_file.hpp"
 #include "compute/nn/training.hpp"
 #include "messaging/errors.hpp"
 
 namespace rml::actors {
 namespace {
+
+/// Steps between two metrics samples.
+constexpr std::uint64_t trainer_metrics_every_steps = 20;
 
 struct trainer_state {
   trainer_options options;
@@ -29,6 +33,7 @@ struct trainer_state {
   std::deque<bool> recent_correct;
   std::size_t recent_correct_count = 0;
   double rolling_loss = 0;
+  messaging::latency_histogram step_latency;
   static inline const char* name = "rml.trainer";
 };
 
@@ -164,7 +169,19 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
                                                              ": values or labels do not match rows × columns");
   }
   if (batch.rows > 0) {
+    const std::int64_t started_us = clock_us(self);
     if (auto trained = train_rows(state, batch); trained) return *trained;
+    state.step_latency.record(double(clock_us(self) - started_us));
+    if (state.steps % trainer_metrics_every_steps == 0) {
+      std::map<std::string, double> values{{"events_trained", double(state.events_trained + batch.rows)},
+                                           {"steps", double(state.steps)},
+                                           {"next_offset", double(batch.last_offset + 1)},
+                                           {"rolling_accuracy", state.recent_correct.empty() ? 0.0 : double(state.recent_correct_count) / double(state.recent_correct.size())},
+                                           {"rolling_loss", state.rolling_loss},
+                                           {"model_version", double(state.published_version)}};
+      add_latency(values, "step", state.step_latency);
+      report_metrics(self->system(), state.options.name, clock_us(self), std::move(values));
+    }
   }
   state.feature_pipeline = std::move(batch.feature_pipeline);
   state.feature_state = std::move(batch.feature_state.values);

@@ -195,6 +195,14 @@ int run(const run_options& options) {
     std::printf("saved %s\n", options.output.c_str());
   }
 
+  // What monitoring collected, one line per component.
+  auto monitor = names.get<actors::monitor_actor>(messaging::names::monitor);
+  if (auto report = ask<actors::metrics_report>(self, monitor, 5s, messaging::status_atom::value)) {
+    for (const auto& [component, values] : *report) {
+      std::fprintf(stderr, "  %s\n", actors::format_report_line(component, values).c_str());
+    }
+  }
+
   // Orderly shutdown: the sockets first, then the supervisor stops its children in reverse order.
   predict_endpoint->reset();
   ingest_endpoint->reset();

@@ -107,6 +107,10 @@ TEST_CASE("the pipeline trains on every acked event and serving answers with wha
   auto reply = f.ask<predict_reply>(f.component<actors::serving_actor>(names::serving), request);
   REQUIRE(reply.first.has_value());
   REQUIRE(reply.first->model_version == status.published_version);
+  // Monitoring heard from the trainer and from ingest.
+  auto report = *f.ask<actors::metrics_report>(f.component<actors::monitor_actor>(names::monitor), status_atom::value).first;
+  REQUIRE(report["trainer"]["events_trained"] > 0);
+  REQUIRE(report["ingest"]["events_appended"] > 0);
 }
 
 TEST_CASE("the same seed gives identical metrics and identical weights") {

@@ -1,0 +1,39 @@
+#pragma once
+// Monitoring: collects the metrics samples every component sends (counts, rates, latency
+// quantiles, queue depths, progressive accuracy, model version) and the supervisors'
+// restart reports, keeps the latest of each, and reports them: on request, and as a console
+// line per component every `report_interval` when a sink is given (Prometheus comes later).
+
+#include <caf/typed_actor.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "messaging/atoms.hpp"
+#include "messaging/messages.hpp"
+
+namespace rml::actors {
+
+/// The latest sample of every component, plus restarts counted as "restarts" per component.
+using metrics_report = std::map<std::string, std::map<std::string, double>>;
+
+using monitor_actor = caf::typed_actor<
+    caf::reacts_to<messaging::metrics_sample>,
+    caf::reacts_to<messaging::child_restarted>,
+    caf::replies_to<messaging::status_atom>::with<metrics_report>>;
+
+struct monitor_options {
+  /// How often the console report is written; zero disables it.
+  std::chrono::milliseconds report_interval{0};
+  /// Where report lines go (one per component); stderr when not set.
+  std::function<void(const std::string&)> sink;
+};
+
+monitor_actor spawn_monitor(caf::actor_system& system, const monitor_options& options);
+
+/// "trainer: events_trained=60000 rolling_accuracy=0.837 …" for one component.
+std::string format_report_line(const std::string& component, const std::map<std::string, double>& values);
+
+}  // namespace rml::actors
