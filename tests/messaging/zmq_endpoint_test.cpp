@@ -216,3 +216,42 @@ TEST_CASE("an address that cannot be bound is an error naming it") {
   REQUIRE_FALSE(endpoint.ok());
   REQUIRE(endpoint.error().message().rfind("tcp://127.0.0.1:not-a-port: cannot bind", 0) == 0);
 }
+
+TEST_CASE("the ingest socket acks batches and answers random frames with errors") {
+  system_fixture f;
+  // A stand-in for ingest: acks every batch, numbering events from 0.
+  auto ingest = f.system->spawn([](caf::event_based_actor*) -> caf::behavior {
+    auto next = std::make_shared<std::uint64_t>(0);
+    return {[next](event_batch& batch) {
+      event_acked ack{batch.batch_id, *next, std::uint32_t(batch.events.size()), 0};
+      *next += batch.events.size();
+      return ack;
+    }};
+  });
+  f.targets.push_back(ingest);
+  f.system->registry().put(caf::atom("ingest"), ingest);
+  auto options = predict_options();
+  options.role = endpoint_role::ingest;
+  options.target = caf::atom("ingest");
+  auto endpoint = zmq_endpoint::start(*f.system, options);
+  REQUIRE(endpoint.ok());
+  client c((*endpoint)->address());
+  event_batch batch{5, {{1, 0, {{1, 2, 3, 4}}, 2}, {2, 0, {{5, 6, 7, 8}}, 3}}};
+  const auto valid = wire::encode_ingest_request(batch, 4);
+  c.send(valid);
+  REQUIRE(*wire::decode_ingest_ack(c.receive()) == event_acked{5, 0, 2, 0});
+  std::mt19937_64 generator(Catch::rngSeed());
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<std::byte> frame(valid.begin(), valid.begin() + std::ptrdiff_t(generator() % valid.size()));
+    if (trial % 2 == 1) {
+      frame.resize(generator() % 120);
+      for (auto& value : frame) value = std::byte(generator() & 0xff);
+      if (frame.size() > 1) frame[1] = std::byte{1};
+    }
+    c.send(frame);
+    REQUIRE(*wire::peek_kind(c.receive()) == wire::frame_kind::error_reply);
+  }
+  REQUIRE((*endpoint)->counters().malformed == 200);
+  c.send(valid);
+  REQUIRE(wire::decode_ingest_ack(c.receive())->first_offset == 2);
+}
