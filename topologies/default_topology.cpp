@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "compute/nn/sequential.hpp"
 #include "messaging/errors.hpp"
 #include "supervision/checkpoint_store.hpp"
 #include "supervision/supervisor.hpp"
@@ -48,6 +49,17 @@ status validate(const pipeline_options& options) {
   }
   if (auto ok = actors::validate(options.feature); !ok) return error(ok.error().code(), "feature: " + ok.error().message());
   if (auto ok = actors::validate(options.trainer); !ok) return ok;
+  auto model = options.trainer.architecture.find('(') == std::string::npos
+                   ? nn::make_architecture(options.trainer.architecture)
+                   : nn::sequential::from_spec(options.trainer.architecture);
+  if (auto fits = model->check_batch({1, std::int64_t(options.feature.feature_count)}); !fits) {
+    return error(errc::shape_mismatch, "model '" + options.trainer.architecture + "' and the data: " + fits.error().message());
+  }
+  if (model->output_shape()[0] < options.train->classes) {
+    return error(errc::shape_mismatch, "model '" + options.trainer.architecture + "' scores " +
+                                           std::to_string(model->output_shape()[0]) + " classes, the data has " +
+                                           std::to_string(options.train->classes));
+  }
   return {};
 }
 

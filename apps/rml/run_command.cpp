@@ -41,7 +41,40 @@ struct run_options {
   bool resume = false;
   bool fresh = false;
   std::string output;
+  std::string train_csv, test_csv, label_column = "label";
+  std::string pipeline;  // empty: scale pixels to [0, 1] for Fashion-MNIST, standardize for CSV
+  int scheduler_threads = 0;
 };
+
+/// The training and test sets: Fashion-MNIST (raw pixels), or the CSV files given.
+struct datasets {
+  data::dataset train, test;
+};
+
+result<datasets> load_datasets(const run_options& options) {
+  datasets loaded;
+  if (options.train_csv.empty()) {
+    auto train = data::load_fashion_mnist(options.dataset_dir, data::split::train, 1.0f);
+    if (!train) return train.error();
+    auto test = data::load_fashion_mnist(options.dataset_dir, data::split::test, 1.0f);
+    if (!test) return test.error();
+    loaded.train = std::move(train.value());
+    loaded.test = std::move(test.value());
+    return loaded;
+  }
+  auto train = data::read_csv(options.train_csv, options.label_column);
+  if (!train) return train.error();
+  loaded.train = std::move(train.value());
+  const std::string test_path = options.test_csv.empty() ? options.train_csv : options.test_csv;
+  auto test = data::read_csv(test_path, options.label_column);
+  if (!test) return test.error();
+  if (test->feature_count() != loaded.train.feature_count()) {
+    return error(errc::shape_mismatch, test_path + " has " + std::to_string(test->feature_count()) + " features, " +
+                                           options.train_csv + " has " + std::to_string(loaded.train.feature_count()));
+  }
+  loaded.test = std::move(test.value());
+  return loaded;
+}
 
 int fail(const std::string& message, int code) {
   std::fprintf(stderr, "rml run: %s\n", message.c_str());
@@ -74,6 +107,7 @@ int prepare_data_dir(const run_options& options) {
 
 double evaluate(caf::scoped_actor& self, const actors::serving_actor& serving, const data::dataset& test) {
   constexpr std::int64_t rows_per_request = 500;
+  const std::int64_t width = test.feature_count();
   std::int64_t correct = 0;
   for (std::int64_t begin = 0; begin < test.rows(); begin += rows_per_request) {
     const std::int64_t rows = std::min(rows_per_request, test.rows() - begin);
@@ -81,8 +115,8 @@ double evaluate(caf::scoped_actor& self, const actors::serving_actor& serving, c
     request.request_id = std::uint64_t(begin);
     request.rows = std::uint32_t(rows);
     request.top_k = 1;
-    const float* first = test.features.data() + begin * 784;
-    request.features.values.assign(first, first + rows * 784);
+    const float* first = test.features.data() + begin * width;
+    request.features.values.assign(first, first + rows * width);
     auto reply = ask<messaging::predict_reply>(self, serving, 30s, request);
     if (!reply) return -1;
     for (std::int64_t row = 0; row < rows; ++row) correct += reply->top_classes[std::size_t(row)] == test.labels[std::size_t(begin + row)];
@@ -92,21 +126,28 @@ double evaluate(caf::scoped_actor& self, const actors::serving_actor& serving, c
 
 int run(const run_options& options) {
   if (auto prepared = prepare_data_dir(options); prepared != 0) return prepared;
-  auto train = data::load_fashion_mnist(options.dataset_dir, data::split::train, 1.0f);
-  if (!train) return fail(train.error().message(), 1);
-  auto test = data::load_fashion_mnist(options.dataset_dir, data::split::test, 1.0f);
-  if (!test) return fail(test.error().message(), 1);
+  auto loaded = load_datasets(options);
+  if (!loaded) return fail(loaded.error().message(), 1);
+  auto train = std::make_shared<const data::dataset>(std::move(loaded->train));
+  const data::dataset* test = &loaded->test;
+  const std::int64_t width = train->feature_count();
 
   const int cores = available_cores();
   caf::actor_system_config config;
-  config.set("scheduler.max-threads", cores);
+  config.set("scheduler.max-threads", options.scheduler_threads > 0 ? options.scheduler_threads : cores);
   config.set("logger.verbosity", caf::atom("quiet"));
   messaging::register_messaging(config);
   caf::actor_system system{config};
 
   topologies::pipeline_options pipeline;
   pipeline.data_dir = options.data_dir;
-  pipeline.train = std::make_shared<const data::dataset>(std::move(train.value()));
+  pipeline.train = train;
+  pipeline.feature.feature_count = std::uint32_t(width);
+  pipeline.feature.pipeline = !options.pipeline.empty()        ? options.pipeline
+                              : options.train_csv.empty() ? "scale(0.00392156862745098)"
+                                                          : "standardize";
+  pipeline.ingest.feature_count = std::uint32_t(width);
+  pipeline.ingest.classes = std::max(train->classes, test->classes);
   pipeline.source.epochs = std::uint32_t(options.epochs);
   pipeline.source.seed = options.seed;
   pipeline.source.events_per_second = options.rate;
@@ -118,8 +159,9 @@ int run(const run_options& options) {
   if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
   auto started = topologies::start_pipeline(system, pipeline);
   if (!started) return fail(started.error().message(), 1);
-  std::fprintf(stderr, "rml run: model %s, seed %llu, %d CAF threads, trainer on %d compute threads, state in %s\n",
-               options.model.c_str(), (unsigned long long)options.seed, cores, pipeline.trainer.compute_threads,
+  std::fprintf(stderr, "rml run: model %s, pipeline %s, seed %llu, %d CAF threads, trainer on %d compute threads, state in %s\n",
+               options.model.c_str(), pipeline.feature.pipeline.c_str(), (unsigned long long)options.seed,
+               options.scheduler_threads > 0 ? options.scheduler_threads : cores, pipeline.trainer.compute_threads,
                options.data_dir.c_str());
 
   // The sockets: predictions while training, and events from external producers.
@@ -127,12 +169,14 @@ int run(const run_options& options) {
   predict_socket.role = messaging::endpoint_role::predict;
   predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
   predict_socket.target = messaging::names::serving;
+  predict_socket.features = std::uint32_t(width);
   auto predict_endpoint = messaging::zmq_endpoint::start(system, predict_socket);
   if (!predict_endpoint) return fail(predict_endpoint.error().message(), 1);
   messaging::zmq_endpoint_options ingest_socket;
   ingest_socket.role = messaging::endpoint_role::ingest;
   ingest_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.ingest_port);
   ingest_socket.target = messaging::names::ingest;
+  ingest_socket.features = std::uint32_t(width);
   auto ingest_endpoint = messaging::zmq_endpoint::start(system, ingest_socket);
   if (!ingest_endpoint) return fail(ingest_endpoint.error().message(), 1);
   std::fprintf(stderr, "rml run: predictions on %s, events on %s (docs/protocol.md)\n",
@@ -174,7 +218,7 @@ int run(const run_options& options) {
   auto serving = names.get<actors::serving_actor>(messaging::names::serving);
   messaging::predict_request probe;
   probe.rows = 1;
-  probe.features.values.assign(test->features.data(), test->features.data() + 784);
+  probe.features.values.assign(test->features.data(), test->features.data() + width);
   for (int attempt = 0; attempt < 100; ++attempt) {
     auto reply = ask<messaging::predict_reply>(self, serving, 5s, probe);
     if (reply && reply->model_version == *published) break;
@@ -217,8 +261,17 @@ void register_run_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<run_options>();
   CLI::App* command = app.add_subcommand(
       "run", "Run the pipeline in one process: stream Fashion-MNIST, train online, serve, evaluate");
-  command->add_option("--model", options->model, "Architecture: mlp or lenet")
-      ->check(CLI::IsMember(nn::architecture_names()))
+  command->add_option("--model", options->model,
+                      "Architecture: mlp, lenet, or a model spec such as \"input(4); linear(4,16); relu; linear(16,3)\"")
+      ->capture_default_str();
+  command->add_option("--train-csv", options->train_csv, "Train on this CSV file instead of Fashion-MNIST");
+  command->add_option("--test-csv", options->test_csv, "Evaluate on this CSV file (default: the training file)");
+  command->add_option("--label-column", options->label_column, "The CSV column holding the class label")
+      ->capture_default_str();
+  command->add_option("--pipeline", options->pipeline,
+                      "Feature pipeline spec (default: scale(1/255) for Fashion-MNIST, standardize for CSV)");
+  command->add_option("--scheduler-threads", options->scheduler_threads, "CAF scheduler threads (0: every core)")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   command->add_option("--epochs", options->epochs, "Passes over the training set")
       ->check(CLI::Range(1, 1000))
