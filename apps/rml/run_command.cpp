@@ -155,7 +155,9 @@ int run(const run_options& options) {
   pipeline.trainer.architecture = options.model;
   pipeline.trainer.seed = options.seed;
   pipeline.trainer.sgd = {options.learning_rate, options.momentum, options.weight_decay};
-  pipeline.trainer.compute_threads = options.threads > 0 ? options.threads : cores;
+  // The trainer leaves a core to ingest, the log and feature: on 2 cores one compute thread
+  // beside 2 CAF threads measured 1.6× the events/s of two (bench/RESULTS.md, threads).
+  pipeline.trainer.compute_threads = options.threads > 0 ? options.threads : std::max(1, cores - 1);
   if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
   auto started = topologies::start_pipeline(system, pipeline);
   if (!started) return fail(started.error().message(), 1);
@@ -283,7 +285,7 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--momentum", options->momentum, "SGD momentum")->capture_default_str();
   command->add_option("--weight-decay", options->weight_decay, "L2 weight decay")->capture_default_str();
   command->add_option("--seed", options->seed, "Seed of weights and stream order")->capture_default_str();
-  command->add_option("--threads", options->threads, "Trainer compute threads (0: every core)")
+  command->add_option("--threads", options->threads, "Trainer compute threads (0: every core but one)")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   command->add_option("--rate", options->rate, "Events per second the source streams (0: as fast as acked)")
