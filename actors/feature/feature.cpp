@@ -2,12 +2,16 @@
 
 #include <caf/all.hpp>
 
+#include "actors/monitoring/metrics.hpp"
 #include "actors/training/trainer.hpp"
 #include "compute/data/feature_pipeline.hpp"
 #include "messaging/errors.hpp"
 
 namespace rml::actors {
 namespace {
+
+/// Batches between two metrics samples.
+constexpr std::uint64_t feature_metrics_every_batches = 20;
 
 struct feature_state {
   std::shared_ptr<messaging::event_log> log;
@@ -18,6 +22,7 @@ struct feature_state {
   std::uint32_t in_flight = 0;   // batches sent, not yet answered
   bool resync_needed = false;    // the trainer refused or restarted: ask where it stands
   bool resyncing = false;
+  std::uint64_t batches_sent = 0;
   /// When a partial batch was first seen at the current cursor (actor clock).
   std::optional<caf::actor_clock::time_point> partial_since;
   static inline const char* name = "rml.feature";
@@ -105,6 +110,14 @@ void poll(feature_pointer self) {
   batch.feature_state.values = state.pipeline->state();
   ++state.in_flight;
   state.cursor = batch.last_offset + 1;
+  if (++state.batches_sent % feature_metrics_every_batches == 0) {
+    // Queue depths: events in the log the trainer has not been sent, batches awaiting it.
+    report_metrics(self->system(), "feature", clock_us(self),
+                   {{"batches_sent", double(state.batches_sent)},
+                    {"lag_events", double(state.log->end_offset() - *state.cursor)},
+                    {"in_flight_batches", double(state.in_flight)},
+                    {"cursor", double(*state.cursor)}});
+  }
   self->request(trainer, std::chrono::seconds(60), std::move(batch))
       .then(
           [self](std::uint64_t) {

@@ -5,6 +5,7 @@
 #include <deque>
 
 #include "actors/ingestion/ingest.hpp"
+#include "actors/monitoring/metrics.hpp"
 #include "compute/random.hpp"
 
 namespace rml::actors {
@@ -58,8 +59,14 @@ void send_batch(source_pointer self, messaging::event_batch batch) {
   self->request(ingest, std::chrono::seconds(60), batch)
       .then(
           [self, count](messaging::event_acked&) {
-            --self->state.in_flight;
-            self->state.acked += count;
+            auto& state = self->state;
+            --state.in_flight;
+            state.acked += count;
+            if ((state.acked / count) % 20 == 0 || state.acked == state.total) {
+              report_metrics(self->system(), "source", clock_us(self),
+                             {{"events_sent", double(state.next_event)}, {"events_acked", double(state.acked)},
+                              {"in_flight_batches", double(state.in_flight)}, {"events_total", double(state.total)}});
+            }
             self->send(self, messaging::poll_atom::value);
           },
           [self, batch](caf::error&) mutable {

@@ -50,6 +50,7 @@ void flush(ingest_pointer self) {
   }
   {  // one sample per durable write: a write costs an fsync, a sample far less
     std::map<std::string, double> values{{"batches", double(state.batches)},       {"events_appended", double(state.appended)},
+                                         {"waiting_batches", double(batches.size())},
                                          {"duplicates", double(state.duplicates)}, {"refused", double(state.refused)},
                                          {"durable_writes", double(state.writes)}, {"log_end_offset", double(state.log->end_offset())}};
     add_latency(values, "durable_write", state.write_latency);

@@ -8,9 +8,13 @@ namespace rml::actors {
 namespace {
 using report_atom = caf::atom_constant<caf::atom("report")>;
 
+/// Counters whose rate of change the monitor reports as "<name>_per_s".
+const char* const rated_counters[] = {"events_trained", "events_appended", "requests", "events_acked", "steps"};
+
 struct monitor_state {
   monitor_options options;
   metrics_report latest;
+  std::map<std::string, std::int64_t> latest_timestamp_us;
   static inline const char* name = "rml.monitor";
 };
 
@@ -34,10 +38,21 @@ monitor_actor::behavior_type monitor(monitor_pointer self, monitor_options optio
   });
   return {
       [self](messaging::metrics_sample& sample) {
-        auto& values = self->state.latest[sample.component];
-        const double restarts = values.count("restarts") != 0 ? values["restarts"] : 0.0;
+        auto& state = self->state;
+        auto& values = state.latest[sample.component];
+        const auto previous = values;
+        const std::int64_t previous_us = state.latest_timestamp_us[sample.component];
         values = std::move(sample.values);
-        if (restarts > 0) values["restarts"] = restarts;
+        if (previous.count("restarts") != 0) values["restarts"] = previous.at("restarts");
+        // Rates from two successive samples of the same component.
+        const double seconds = double(sample.timestamp_us - previous_us) * 1e-6;
+        for (const char* counter : rated_counters) {
+          auto now = values.find(counter);
+          auto before = previous.find(counter);
+          if (now == values.end() || before == previous.end() || seconds <= 0) continue;
+          values[std::string(counter) + "_per_s"] = (now->second - before->second) / seconds;
+        }
+        state.latest_timestamp_us[sample.component] = sample.timestamp_us;
       },
       [self](messaging::child_restarted& report) { self->state.latest[report.child]["restarts"] += 1; },
       [self](messaging::status_atom) { return self->state.latest; },

@@ -18,17 +18,20 @@ TEST_CASE("the monitor keeps the latest sample per component and counts restarts
   caf::anon_send(monitor, metrics_sample{"trainer", 1, {{"steps", 10}}});
   caf::anon_send(monitor, metrics_sample{"trainer", 2, {{"steps", 20}, {"rolling_accuracy", 0.75}}});
   caf::anon_send(monitor, child_restarted{"pipeline", "trainer", "exit_reason(kill)", 1});
-  caf::anon_send(monitor, metrics_sample{"serving", 3, {{"requests", 200}}});
+  caf::anon_send(monitor, metrics_sample{"serving", 1'000'000, {{"requests", 200}}});
+  caf::anon_send(monitor, metrics_sample{"serving", 3'000'000, {{"requests", 600}}});
   f.scheduler->run();
   auto report = *f.ask<actors::metrics_report>(monitor, status_atom::value).first;
   REQUIRE(report["trainer"]["steps"] == 20);
   REQUIRE(report["trainer"]["rolling_accuracy"] == 0.75);
   REQUIRE(report["trainer"]["restarts"] == 1);
-  REQUIRE(report["serving"]["requests"] == 200);
+  REQUIRE(report["serving"]["requests"] == 600);
+  REQUIRE(report["serving"]["requests_per_s"] == Approx(200.0));
   REQUIRE(lines.empty());
   f.scheduler->advance_time(caf::timespan(std::chrono::milliseconds(1000)));
   f.scheduler->run();
-  REQUIRE(lines == std::vector<std::string>{"serving: requests=200", "trainer: restarts=1 rolling_accuracy=0.75 steps=20"});
+  REQUIRE(lines == std::vector<std::string>{"serving: requests=600 requests_per_s=200",
+                                            "trainer: restarts=1 rolling_accuracy=0.75 steps=20 steps_per_s=10000000"});
 }
 
 TEST_CASE("latency histogram quantiles bracket the recorded values") {
