@@ -54,7 +54,12 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRML_CUDA="${R
 cmake --build "$build"
 
 case "$mode" in
-  run) exec "$build/apps/rml/rml" run "$@" ;;
+  run)
+    # The main job starts over each time unless told to continue a previous run.
+    case " $* " in
+      *" --resume "*|*" --fresh "*) exec "$build/apps/rml/rml" run "$@" ;;
+      *) exec "$build/apps/rml/rml" run --fresh "$@" ;;
+    esac ;;
   test) cd "$build" && exec ctest --output-on-failure --timeout 900 "$@" ;;
   build) ;;
 esac

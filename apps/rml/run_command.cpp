@@ -92,6 +92,7 @@ std::optional<Reply> ask(caf::scoped_actor& self, const Handle& target, std::chr
 
 /// Refuses to mix runs silently: a data directory holding state needs --resume or --fresh.
 int prepare_data_dir(const run_options& options) {
+  if (options.resume && options.fresh) return fail("--resume and --fresh exclude each other", 2);
   const bool has_state = fs::exists(fs::path(options.data_dir) / "log");
   if (has_state && options.fresh) {
     std::error_code removed;
