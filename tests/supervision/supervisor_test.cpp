@@ -2,10 +2,7 @@
 // strategy, the escalation case of each strategy, the intensity window, backoff, ordered
 // shutdown with per-child timeouts, and spec validation. Everything runs under CAF's
 // deterministic test_coordinator, in virtual time.
-#include <catch2/catch.hpp>
-
-#include <caf/all.hpp>
-#include <caf/scheduler/test_coordinator.hpp>
+#include "tests/actor_fixture.hpp"
 
 #include <map>
 
@@ -59,27 +56,13 @@ child_spec child(journal* log, const std::string& id, restart_type restart = res
   return spec;
 }
 
-struct fixture {
-  caf::actor_system_config config;
-  std::unique_ptr<caf::actor_system> system;
-  caf::scheduler::test_coordinator* scheduler = nullptr;
+struct fixture : test::actor_fixture {
   journal log;
-  /// Supervisors started by the test. CAF destroys an actor nobody references, so the test
-  /// holds them as a parent would.
-  std::vector<caf::actor> supervisors;
-  /// The report sink and the observer of each supervisor, held for the same reason.
-  std::vector<caf::actor> helpers;
 
-  fixture() {
-    config.set("scheduler.policy", caf::atom("testing"));
-    config.set("logger.verbosity", caf::atom("quiet"));
-    messaging::register_messaging(config);
-    system = std::make_unique<caf::actor_system>(config);
-    scheduler = &dynamic_cast<caf::scheduler::test_coordinator&>(system->scheduler());
-  }
+  // Supervisors go first, while `log` (which their start functions write to) still exists.
   ~fixture() {
-    for (auto& supervisor : supervisors) caf::anon_send_exit(supervisor, caf::exit_reason::kill);
-    for (auto& helper : helpers) caf::anon_send_exit(helper, caf::exit_reason::kill);
+    for (auto& actor : keep_alive) caf::anon_send_exit(actor, caf::exit_reason::kill);
+    scheduler->run();
     for (auto& [id, instances] : log.instances)
       for (auto& instance : instances) caf::anon_send_exit(instance, caf::exit_reason::kill);
     scheduler->run();
@@ -90,11 +73,11 @@ struct fixture {
     spec.report_to = system->spawn([log_pointer](caf::event_based_actor*) -> caf::behavior {
       return {[log_pointer](messaging::child_restarted& report) { log_pointer->reports.push_back(report); }};
     });
-    helpers.push_back(spec.report_to);
+    hold(spec.report_to);
     REQUIRE(validate(spec).ok());
     auto supervisor = spawn_supervisor(*system, std::move(spec));
-    supervisors.push_back(supervisor);
-    helpers.push_back(system->spawn([log_pointer, supervisor](caf::event_based_actor* self) -> caf::behavior {
+    hold(supervisor);
+    hold(system->spawn([log_pointer, supervisor](caf::event_based_actor* self) -> caf::behavior {
       self->monitor(supervisor);
       self->set_down_handler([log_pointer, self](caf::down_msg& down) {
         log_pointer->supervisor_exit = down.reason;

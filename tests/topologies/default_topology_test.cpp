@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <unistd.h>
 
-#include "tests/actors/actor_fixture.hpp"
+#include "tests/actor_fixture.hpp"
 #include "topologies/default_topology.hpp"
 
 using namespace rml;

@@ -1,16 +1,11 @@
 // Ingest: batches are acked only once durable, batches waiting together share one durable
 // write (group commit), duplicates are counted not re-appended, and every malformed batch is
 // refused with an error naming batch, event and field. Runs under CAF's test_coordinator.
-#include <catch2/catch.hpp>
-
-#include <caf/all.hpp>
-#include <caf/scheduler/test_coordinator.hpp>
-
 #include <filesystem>
 #include <unistd.h>
 
 #include "actors/ingestion/ingest.hpp"
-#include "messaging/errors.hpp"
+#include "tests/actor_fixture.hpp"
 
 using namespace rml;
 using namespace rml::messaging;
@@ -21,30 +16,20 @@ struct outcome {
   std::vector<caf::error> errors;
 };
 
-struct fixture {
-  caf::actor_system_config config;
-  std::unique_ptr<caf::actor_system> system;
-  caf::scheduler::test_coordinator* scheduler = nullptr;
+struct fixture : test::actor_fixture {
   std::filesystem::path directory;
   std::shared_ptr<event_log> log;
   actors::ingest_actor ingest;
   outcome seen;
-  std::vector<caf::actor> clients;
 
   explicit fixture(actors::ingest_options options = {4, 10, 8, 3}) {
-    config.set("scheduler.policy", caf::atom("testing"));
-    config.set("logger.verbosity", caf::atom("quiet"));
-    register_messaging(config);
-    system = std::make_unique<caf::actor_system>(config);
-    scheduler = &dynamic_cast<caf::scheduler::test_coordinator&>(system->scheduler());
     directory = std::filesystem::temp_directory_path() / ("rml_ingest_test_" + std::to_string(::getpid()));
     std::filesystem::remove_all(directory);
     log = std::shared_ptr<event_log>(std::move(event_log::open(directory.string()).value()));
-    ingest = actors::spawn_ingest(*system, log, options);
+    ingest = hold(actors::spawn_ingest(*system, log, options));
   }
   ~fixture() {
     caf::anon_send_exit(ingest, caf::exit_reason::kill);
-    for (auto& client : clients) caf::anon_send_exit(client, caf::exit_reason::kill);
     scheduler->run();
     log.reset();
     std::filesystem::remove_all(directory);
@@ -54,7 +39,7 @@ struct fixture {
   void send(event_batch batch) {
     outcome* sink = &seen;
     auto target = ingest;
-    clients.push_back(system->spawn([sink, target, batch](caf::event_based_actor* self) {
+    hold(system->spawn([sink, target, batch](caf::event_based_actor* self) {
       self->request(target, caf::infinite, batch)
           .then([sink](event_acked& ack) { sink->acks.push_back(ack); },
                 [sink](caf::error& failure) { sink->errors.push_back(failure); });

@@ -3,7 +3,7 @@
 // histogram's quantiles bracket the recorded values.
 #include "actors/monitoring/monitor.hpp"
 #include "messaging/latency_histogram.hpp"
-#include "tests/actors/actor_fixture.hpp"
+#include "tests/actor_fixture.hpp"
 
 using namespace rml;
 using namespace rml::messaging;

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "actors/registry/registry.hpp"
-#include "tests/actors/actor_fixture.hpp"
+#include "tests/actor_fixture.hpp"
 
 using namespace rml;
 using namespace rml::messaging;

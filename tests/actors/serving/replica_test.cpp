@@ -5,7 +5,7 @@
 
 #include "actors/serving/replica.hpp"
 #include "compute/data/feature_pipeline.hpp"
-#include "tests/actors/actor_fixture.hpp"
+#include "tests/actor_fixture.hpp"
 
 using namespace rml;
 using namespace rml::messaging;

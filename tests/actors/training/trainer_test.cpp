@@ -3,16 +3,11 @@
 // contract — a trainer killed mid-stream and restarted resumes from its checkpoint and,
 // fed the log again from there, ends with exactly the weights of an uninterrupted run.
 // Runs under CAF's test_coordinator.
-#include <catch2/catch.hpp>
-
-#include <caf/all.hpp>
-#include <caf/scheduler/test_coordinator.hpp>
-
 #include <map>
 
 #include "actors/training/trainer.hpp"
 #include "compute/data/dataset.hpp"
-#include "messaging/errors.hpp"
+#include "tests/actor_fixture.hpp"
 
 using namespace rml;
 using namespace rml::messaging;
@@ -60,22 +55,12 @@ feature_batch batch_at(std::uint64_t index) {
   return batch;
 }
 
-struct fixture {
-  caf::actor_system_config config;
-  std::unique_ptr<caf::actor_system> system;
-  caf::scheduler::test_coordinator* scheduler = nullptr;
+struct fixture : test::actor_fixture {
   std::shared_ptr<memory_store> store = std::make_shared<memory_store>();
-  std::vector<caf::actor> keep_alive;
   std::vector<caf::error> errors;
   std::vector<model_snapshot> published;
 
-  fixture() {
-    config.set("scheduler.policy", caf::atom("testing"));
-    config.set("logger.verbosity", caf::atom("quiet"));
-    register_messaging(config);
-    system = std::make_unique<caf::actor_system>(config);
-    scheduler = &dynamic_cast<caf::scheduler::test_coordinator&>(system->scheduler());
-  }
+  // The actors write into the members above: stop them while those still exist.
   ~fixture() {
     for (auto& actor : keep_alive) caf::anon_send_exit(actor, caf::exit_reason::kill);
     scheduler->run();
@@ -86,9 +71,9 @@ struct fixture {
     auto registry = system->spawn([sink](caf::event_based_actor*) -> caf::behavior {
       return {[sink](model_snapshot& snapshot) { sink->push_back(snapshot); }};
     });
-    keep_alive.push_back(registry);
+    hold(registry);
     auto trainer = actors::spawn_trainer(*system, store, options, registry);
-    keep_alive.push_back(caf::actor_cast<caf::actor>(trainer));
+    hold(trainer);
     scheduler->run();
     return trainer;
   }
@@ -102,21 +87,17 @@ struct fixture {
           failures->push_back(failure);
         });
       });
-      keep_alive.push_back(client);
+      hold(client);
       scheduler->run();
     }
   }
 
+  /// The trainer's answer to `atom` (the test fails if it answers with an error).
   template <class Reply, class Atom>
   Reply ask(const actors::trainer_actor& trainer, Atom atom) {
-    std::optional<Reply> reply;
-    auto client = system->spawn([trainer, atom, &reply](caf::event_based_actor* self) {
-      self->request(trainer, caf::infinite, atom).then([&reply](Reply& answer) { reply = answer; });
-    });
-    keep_alive.push_back(client);
-    scheduler->run();
-    REQUIRE(reply.has_value());
-    return *reply;
+    auto answer = test::actor_fixture::ask<Reply>(trainer, atom);
+    REQUIRE(answer.first.has_value());
+    return *answer.first;
   }
 };
 
@@ -182,7 +163,7 @@ TEST_CASE("a trainer refuses batches that do not fit, naming the offset and the 
     auto client = f.system->spawn([trainer, batch, failures](caf::event_based_actor* self) {
       self->request(trainer, caf::infinite, batch).then([](std::uint64_t) {}, [failures](caf::error& e) { failures->push_back(e); });
     });
-    f.keep_alive.push_back(client);
+    f.hold(client);
     f.scheduler->run();
   };
   auto gap = batch_at(1);  // the trainer expects offset 0 first
@@ -212,7 +193,7 @@ TEST_CASE("a corrupted checkpoint ends the trainer with an error for its supervi
     self->set_down_handler([&exit_reason](caf::down_msg& down) { exit_reason = down.reason; });
     return {[](int) {}};
   });
-  f.keep_alive.push_back(observer);
+  f.hold(observer);
   f.scheduler->run();
   REQUIRE(exit_reason.has_value());
   REQUIRE(rml_code(*exit_reason) == errc::corrupted);
