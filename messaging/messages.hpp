@@ -247,6 +247,27 @@ typename Inspector::result_type inspect(Inspector& f, source_status& x) {
   return f(caf::meta::type_name("source_status"), x.events_sent, x.events_acked, x.events_total, x.finished);
 }
 
+/// How a dynamic batcher forms batches; can be changed while it runs.
+struct batching_settings {
+  /// Rows in one batch at most (the adaptive mode moves the current size below this).
+  std::uint32_t batch_rows_max = 64;
+  /// How long the first queued request may wait for others before its batch closes.
+  std::int64_t queue_delay_max_us = 500;
+  /// Adaptive (AIMD, as in Clipper): grow the batch size while batches finish within
+  /// the latency objective, halve it when one does not.
+  bool adaptive = false;
+  std::int64_t latency_objective_us = 5000;
+  /// Requests waiting at most; beyond it a request is refused `overloaded` at once.
+  std::uint32_t queue_requests_max = 4096;
+  friend bool operator==(const batching_settings&, const batching_settings&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, batching_settings& x) {
+  return f(caf::meta::type_name("batching_settings"), x.batch_rows_max, x.queue_delay_max_us, x.adaptive,
+           x.latency_objective_us, x.queue_requests_max);
+}
+
 /// A supervisor restarted one of its children (the structured restart report, STYLE.md).
 struct child_restarted {
   std::string supervisor;
