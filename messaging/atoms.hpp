@@ -30,6 +30,7 @@ inline constexpr caf::atom_value registry = caf::atom("registry");
 inline constexpr caf::atom_value serving = caf::atom("serving");
 inline constexpr caf::atom_value source = caf::atom("source");
 inline constexpr caf::atom_value monitor = caf::atom("monitor");
+inline constexpr caf::atom_value batcher = caf::atom("batcher");
 }  // namespace names
 
 }  // namespace rml::messaging

@@ -103,6 +103,9 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, const pipelin
         subscribe_serving(sys);
         return serving;
       }),
+      named_child(messaging::names::batcher, [options](caf::actor_system& sys) {
+        return actors::spawn_batcher(sys, {options.batching, options.feature.feature_count, messaging::names::serving});
+      }),
       named_child(messaging::names::ingest, [log, options](caf::actor_system& sys) {
         return actors::spawn_ingest(sys, log, options.ingest);
       }),

@@ -106,7 +106,8 @@ int prepare_data_dir(const run_options& options) {
   return 0;
 }
 
-double evaluate(caf::scoped_actor& self, const actors::serving_actor& serving, const data::dataset& test) {
+/// Accuracy on `test` through the serving path (the batcher in front of the replica).
+double evaluate(caf::scoped_actor& self, const actors::batcher_actor& serving, const data::dataset& test) {
   constexpr std::int64_t rows_per_request = 500;
   const std::int64_t width = test.feature_count();
   std::int64_t correct = 0;
@@ -171,7 +172,7 @@ int run(const run_options& options) {
   messaging::zmq_endpoint_options predict_socket;
   predict_socket.role = messaging::endpoint_role::predict;
   predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
-  predict_socket.target = messaging::names::serving;
+  predict_socket.target = messaging::names::batcher;
   predict_socket.features = std::uint32_t(width);
   auto predict_endpoint = messaging::zmq_endpoint::start(system, predict_socket);
   if (!predict_endpoint) return fail(predict_endpoint.error().message(), 1);
@@ -219,6 +220,7 @@ int run(const run_options& options) {
   auto published = ask<std::uint64_t>(self, registry, 30s, *snapshot);
   if (!published) return fail("the registry did not accept the final model", 1);
   auto serving = names.get<actors::serving_actor>(messaging::names::serving);
+  auto batcher = names.get<actors::batcher_actor>(messaging::names::batcher);
   messaging::predict_request probe;
   probe.rows = 1;
   probe.features.values.assign(test->features.data(), test->features.data() + width);
@@ -227,7 +229,7 @@ int run(const run_options& options) {
     if (reply && reply->model_version == *published) break;
     std::this_thread::sleep_for(20ms);
   }
-  const double accuracy = evaluate(self, serving, *test);
+  const double accuracy = evaluate(self, batcher, *test);
   if (accuracy < 0) return fail("serving did not answer the evaluation requests", 1);
   std::printf("model %s v%llu: test accuracy %.4f on %lld samples (through serving); trained on %llu events in %.1f s "
               "(%.0f events/s), rolling accuracy %.4f\n",
