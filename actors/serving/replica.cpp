@@ -2,8 +2,12 @@
 
 #include <caf/all.hpp>
 
+#include <xxhash.h>
+
 #include <cmath>
+#include <list>
 #include <numeric>
+#include <unordered_map>
 
 #include "actors/monitoring/metrics.hpp"
 #include "compute/data/feature_pipeline.hpp"
@@ -23,8 +27,50 @@ struct loaded_model {
 /// Requests between two metrics samples.
 constexpr std::uint64_t serving_metrics_every_requests = 200;
 
+/// Least-recently-used prediction cache: key → (probabilities, top classes) of a request.
+class prediction_cache {
+ public:
+  struct entry {
+    std::vector<float> probabilities;
+    std::vector<std::int32_t> top_classes;
+  };
+  struct key {
+    std::uint64_t version, hash;
+    std::uint32_t rows, top_k;
+    bool operator==(const key&) const = default;
+  };
+
+  explicit prediction_cache(std::size_t capacity) : capacity_(capacity) {}
+  const entry* find(const key& wanted) {
+    auto found = index_.find(wanted);
+    if (found == index_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, found->second);
+    return &found->second->second;
+  }
+  void insert(const key& added, entry value) {
+    if (capacity_ == 0 || index_.count(added) != 0) return;
+    order_.emplace_front(added, std::move(value));
+    index_[added] = order_.begin();
+    if (order_.size() > capacity_) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
+    }
+  }
+  std::size_t size() const { return order_.size(); }
+
+ private:
+  struct key_hash {
+    std::size_t operator()(const key& k) const { return std::size_t(k.hash ^ (k.version * 0x9E3779B97F4A7C15ull) ^ k.rows ^ (std::uint64_t(k.top_k) << 32)); }
+  };
+  std::size_t capacity_;
+  std::list<std::pair<key, entry>> order_;
+  std::unordered_map<key, std::list<std::pair<key, entry>>::iterator, key_hash> index_;
+};
+
 struct serving_state {
   serving_options options;
+  std::unique_ptr<prediction_cache> cache;
+  std::uint64_t cache_hits = 0, cache_misses = 0;
   std::unique_ptr<backend> compute;
   std::unique_ptr<loaded_model> current;
   std::uint64_t requests = 0, rows = 0, errors = 0, swaps = 0;
@@ -80,6 +126,16 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   }
   const std::uint32_t classes = std::uint32_t(model.output_shape()[0]);
   const std::uint32_t top_k = std::min({std::max(request.top_k, 1u), classes, state.options.top_k_max});
+  // The cache key hashes the raw features (xxHash: fast, and already a dependency).
+  const prediction_cache::key cache_key{state.current->version, XXH3_64bits(request.features.values.data(), request.features.values.size() * sizeof(float)),
+                                        request.rows, top_k};
+  if (const auto* cached = state.cache->find(cache_key)) {
+    ++state.cache_hits;
+    messaging::predict_reply reply{request.request_id, state.current->version, request.rows, classes,
+                                   {cached->probabilities}, cached->top_classes};
+    return reply;
+  }
+  ++state.cache_misses;
   tensor features = tensor::borrow(request.features.values.data(), {std::int64_t(request.rows), width});
   if (state.current->pipeline) state.current->pipeline->apply(features);
   tape recorder(*state.compute, tape::mode::inference);
@@ -100,12 +156,14 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
                       [scores](std::int32_t a, std::int32_t b) { return scores[a] > scores[b]; });
     reply.top_classes.insert(reply.top_classes.end(), order.begin(), order.begin() + top_k);
   }
+  state.cache->insert(cache_key, {reply.probabilities.values, reply.top_classes});
   return reply;
 }
 
 serving_actor::behavior_type replica(serving_pointer self, serving_options options) {
   self->state.options = options;
   self->state.compute = make_cpu_backend({options.compute_threads});
+  self->state.cache = std::make_unique<prediction_cache>(options.cache_entries_max);
   return {
       [self](messaging::predict_request& request) -> caf::result<messaging::predict_reply> {
         auto& state = self->state;
@@ -117,6 +175,7 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
         state.latency.record(double(clock_us(self) - started_us));
         if (state.requests % serving_metrics_every_requests == 0) {
           std::map<std::string, double> values{{"requests", double(state.requests)}, {"rows", double(state.rows)},
+                                               {"cache_hits", double(state.cache_hits)}, {"cache_misses", double(state.cache_misses)},
                                                {"errors", double(state.errors)}, {"model_swaps", double(state.swaps)},
                                                {"model_version", state.current ? double(state.current->version) : 0.0}};
           add_latency(values, "compute", state.latency);
@@ -136,6 +195,17 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
         }
         self->state.current = std::move(loaded.value());
         ++self->state.swaps;
+      },
+      [self](messaging::status_atom) {
+        const auto& state = self->state;
+        const double lookups = double(state.cache_hits + state.cache_misses);
+        return std::map<std::string, double>{{"requests", double(state.requests)},
+                                             {"errors", double(state.errors)},
+                                             {"model_version", state.current ? double(state.current->version) : 0.0},
+                                             {"cache_hits", double(state.cache_hits)},
+                                             {"cache_misses", double(state.cache_misses)},
+                                             {"cache_hit_rate", lookups > 0 ? double(state.cache_hits) / lookups : 0.0},
+                                             {"cache_entries", double(state.cache->size())}};
       },
   };
 }

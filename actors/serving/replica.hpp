@@ -6,18 +6,25 @@
 // explicit error — no model yet (not_ready), bad input naming what was wrong
 // (invalid_argument / shape_mismatch), or a deadline that passed (deadline_exceeded).
 //
+// A bounded prediction cache keyed by (model version, features hash) answers repeated
+// requests without computing; a new version never sees the old one's entries.
+//
 // Deadlines are microseconds since the actor clock's epoch (the serving endpoints turn a
 // client's relative timeout into one).
 
 #include <caf/typed_actor.hpp>
 
+#include <map>
+
+#include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
 
 namespace rml::actors {
 
 using serving_actor = caf::typed_actor<
     caf::replies_to<messaging::predict_request>::with<messaging::predict_reply>,
-    caf::reacts_to<messaging::model_snapshot>>;
+    caf::reacts_to<messaging::model_snapshot>,
+    caf::replies_to<messaging::status_atom>::with<std::map<std::string, double>>>;
 
 struct serving_options {
   /// CPU threads of the replica's compute backend.
@@ -26,6 +33,9 @@ struct serving_options {
   std::uint32_t request_rows_max = 4096;
   /// Upper bound of top_k.
   std::uint32_t top_k_max = 100;
+  /// Predictions remembered, keyed by (model version, hash of the request's features);
+  /// least recently used first out. 0 turns the cache off.
+  std::size_t cache_entries_max = 4096;
 };
 
 serving_actor spawn_serving_replica(caf::actor_system& system, const serving_options& options);

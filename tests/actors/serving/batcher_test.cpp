@@ -38,6 +38,7 @@ actors::serving_actor::behavior_type fake_replica(actors::serving_actor::pointer
         return reply;
       },
       [](model_snapshot&) {},
+      [](status_atom) { return std::map<std::string, double>{}; },
   };
 }
 
