@@ -12,4 +12,7 @@ void register_run_command(CLI::App& app, int& exit_code);
 /// `rml predict`: a small client of the prediction socket.
 void register_predict_command(CLI::App& app, int& exit_code);
 
+/// `rml loadgen`: open-loop Poisson load on the prediction socket.
+void register_loadgen_command(CLI::App& app, int& exit_code);
+
 }  // namespace rml::app

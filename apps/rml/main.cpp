@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   rml::app::register_run_command(app, exit_code);
   rml::app::register_predict_command(app, exit_code);
+  rml::app::register_loadgen_command(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
