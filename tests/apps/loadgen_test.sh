@@ -5,14 +5,10 @@
 set -eu
 rml=$1
 work=$2
-rm -rf "$work" && mkdir -p "$work"
-"$rml" run --data-dir "$work/state" --rate 15000 --predict-port 27556 --ingest-port 27555 > "$work/run.out" 2>&1 &
-run=$!
-for attempt in $(seq 1 100); do
-  if "$rml" predict --address tcp://127.0.0.1:27556 --count 1 --timeout-ms 200 2>/dev/null | grep -q "model v"; then break; fi
-  sleep 0.1
-done
-"$rml" loadgen --address tcp://127.0.0.1:27556 --rate 500 --duration 1 > "$work/loadgen.out"
+predict_port=27556
+ingest_port=27555
+. "$(dirname "$0")/start_serving_rml.sh"
+"$rml" loadgen --address "tcp://127.0.0.1:$predict_port" --rate 500 --duration 1 > "$work/loadgen.out"
 cat "$work/loadgen.out"
 wait "$run"
 sent=$(sed -n 's/^sent \([0-9]*\) requests.*/\1/p' "$work/loadgen.out")

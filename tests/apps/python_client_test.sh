@@ -4,16 +4,10 @@
 set -eu
 rml=$1
 work=$2
-rm -rf "$work" && mkdir -p "$work"
-"$rml" run --data-dir "$work/state" --rate 15000 --predict-port 25556 --ingest-port 25555 > "$work/run.out" 2>&1 &
-run=$!
-# Wait until a model is served (the client retries on not_ready by asking again).
-for attempt in $(seq 1 100); do
-  if /usr/bin/python3 "$(dirname "$0")/../../docs/predict_client.py" --address tcp://127.0.0.1:25556 --count 5 > "$work/client.out" 2>&1; then
-    break
-  fi
-  sleep 0.1
-done
+predict_port=25556
+ingest_port=25555
+. "$(dirname "$0")/start_serving_rml.sh"
+/usr/bin/python3 "$(dirname "$0")/../../docs/predict_client.py" --address "tcp://127.0.0.1:$predict_port" --count 5 > "$work/client.out" 2>&1
 cat "$work/client.out"
 wait "$run"
 grep -q "of 5 correct" "$work/client.out"
