@@ -19,6 +19,11 @@ using rollback_atom = caf::atom_constant<caf::atom("rollback")>;
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 /// Tells an actor to look for more work (its own timer or a nudge).
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
+/// Stops admission and finishes the work in flight (graceful drain).
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+/// Asks serving what it offers (serving_info), or sets its version policy.
+using info_atom = caf::atom_constant<caf::atom("info")>;
+using policy_atom = caf::atom_constant<caf::atom("policy")>;
 
 /// Names under which the pipeline's components register in the actor system's registry, so
 /// that peers find a component's current instance after its supervisor restarted it.
@@ -30,7 +35,6 @@ inline constexpr caf::atom_value registry = caf::atom("registry");
 inline constexpr caf::atom_value serving = caf::atom("serving");
 inline constexpr caf::atom_value source = caf::atom("source");
 inline constexpr caf::atom_value monitor = caf::atom("monitor");
-inline constexpr caf::atom_value batcher = caf::atom("batcher");
 }  // namespace names
 
 }  // namespace rml::messaging

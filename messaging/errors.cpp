@@ -2,6 +2,7 @@
 
 #include <caf/atom.hpp>
 #include <caf/message.hpp>
+#include <caf/sec.hpp>
 
 #include "messaging/type_ids.hpp"
 
@@ -21,6 +22,12 @@ caf::error to_caf_error(const rml::error& failure) {
 std::optional<errc> rml_code(const caf::error& failure) {
   if (!failure || failure.category() != error_category()) return std::nullopt;
   return static_cast<errc>(failure.code());
+}
+
+errc client_code(const caf::error& failure) {
+  if (auto code = rml_code(failure)) return *code;
+  if (failure == caf::sec::request_timeout) return errc::deadline_exceeded;
+  return errc::not_ready;
 }
 
 std::string describe(const caf::error& failure) {

@@ -20,6 +20,9 @@ caf::error make_error(errc code, std::string message);
 caf::error to_caf_error(const rml::error& failure);
 /// The rml code of an error of category "rml"; nothing for other categories.
 std::optional<errc> rml_code(const caf::error& failure);
+/// What an error means to a client: its rml code, or for CAF's own errors the nearest one
+/// (a request that timed out passed its deadline; a receiver that is gone is not ready).
+errc client_code(const caf::error& failure);
 /// The message an rml error carries, or CAF's rendering of any other error.
 std::string describe(const caf::error& failure);
 

@@ -284,4 +284,41 @@ typename Inspector::result_type inspect(Inspector& f, child_restarted& x) {
   return f(caf::meta::type_name("child_restarted"), x.supervisor, x.child, x.reason, x.restart_count);
 }
 
+/// The true label of an earlier prediction, sent when it becomes known (seconds or hours
+/// later): what canary evaluation and the bandit policy learn from. `request_id` is the id
+/// the client gave its predict request.
+struct prediction_feedback {
+  std::uint64_t request_id = 0;
+  std::int32_t label = no_label;
+  friend bool operator==(const prediction_feedback&, const prediction_feedback&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, prediction_feedback& x) {
+  return f(caf::meta::type_name("prediction_feedback"), x.request_id, x.label);
+}
+
+/// What serving offers now: for readiness probes and model metadata.
+struct serving_info {
+  std::string model;
+  /// A model is loaded and serving admits requests.
+  bool ready = false;
+  /// Draining: admission stopped, in-flight work finishing.
+  bool draining = false;
+  std::uint32_t features = 0;
+  std::uint32_t classes = 0;
+  /// The version answering unpinned requests (0: none yet).
+  std::uint64_t serving_version = 0;
+  /// Every version loaded in a lane (canary, shadow, bandit arms, pinned by path).
+  std::vector<std::uint64_t> loaded_versions;
+  std::string policy;
+  friend bool operator==(const serving_info&, const serving_info&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, serving_info& x) {
+  return f(caf::meta::type_name("serving_info"), x.model, x.ready, x.draining, x.features, x.classes, x.serving_version,
+           x.loaded_versions, x.policy);
+}
+
 }  // namespace rml::messaging

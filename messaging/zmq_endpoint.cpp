@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "messaging/actor_bridge.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/type_ids.hpp"
@@ -27,10 +28,8 @@ std::vector<std::byte> as_bytes(const zmq::message_t& message) {
 }
 
 std::vector<std::byte> error_frame_of(const caf::error& failure, std::uint64_t id) {
-  const auto code = rml_code(failure);
-  if (code) return wire::encode_error(*code, id, describe(failure));
   if (failure == caf::sec::request_timeout) return wire::encode_error(errc::deadline_exceeded, id, "request timed out");
-  return wire::encode_error(errc::not_ready, id, caf::to_string(failure));
+  return wire::encode_error(client_code(failure), id, describe(failure));
 }
 }  // namespace
 
@@ -74,11 +73,10 @@ struct zmq_endpoint::implementation {
     decoded.request.deadline_us =
         std::chrono::duration_cast<std::chrono::microseconds>(system.clock().now().time_since_epoch() + timeout).count();
     auto* self = this;
-    system.spawn([self, target, timeout, to, id, request = std::move(decoded.request)](caf::event_based_actor* client) mutable {
-      client->request(target, timeout, std::move(request))
-          .then([self, to](predict_reply& reply) { self->finish(to, wire::encode_predict_reply(reply), true); },
-                [self, to, id](caf::error& failure) { self->finish(to, error_frame_of(failure, id), false); });
-    });
+    ask_from_outside<predict_reply>(
+        system, target, timeout, std::move(decoded.request),
+        [self, to](predict_reply& reply) { self->finish(to, wire::encode_predict_reply(reply), true); },
+        [self, to, id](caf::error& failure) { self->finish(to, error_frame_of(failure, id), false); });
   }
 
   void forward_ingest(route to, event_batch batch) {
@@ -87,11 +85,9 @@ struct zmq_endpoint::implementation {
     if (!target) return finish(std::move(to), wire::encode_error(errc::not_ready, id, "no ingest actor running"), false);
     auto* self = this;
     const auto timeout = options.default_timeout;
-    system.spawn([self, target, timeout, to, id, batch = std::move(batch)](caf::event_based_actor* client) mutable {
-      client->request(target, timeout, std::move(batch))
-          .then([self, to](event_acked& ack) { self->finish(to, wire::encode_ingest_ack(ack), true); },
-                [self, to, id](caf::error& failure) { self->finish(to, error_frame_of(failure, id), false); });
-    });
+    ask_from_outside<event_acked>(
+        system, target, timeout, std::move(batch), [self, to](event_acked& ack) { self->finish(to, wire::encode_ingest_ack(ack), true); },
+        [self, to, id](caf::error& failure) { self->finish(to, error_frame_of(failure, id), false); });
   }
 
   void finish(route to, std::vector<std::byte> frame, bool answered) {

@@ -49,6 +49,7 @@ status validate(const pipeline_options& options) {
   }
   if (auto ok = actors::validate(options.feature); !ok) return error(ok.error().code(), "feature: " + ok.error().message());
   if (auto ok = actors::validate(options.trainer); !ok) return ok;
+  if (auto ok = actors::validate(options.serving); !ok) return ok;
   auto model = options.trainer.architecture.find('(') == std::string::npos
                    ? nn::make_architecture(options.trainer.architecture)
                    : nn::sequential::from_spec(options.trainer.architecture);
@@ -98,13 +99,12 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, const pipelin
         return registry;
       }),
       named_child(messaging::names::serving, [options](caf::actor_system& sys) {
-        auto serving = actors::spawn_serving_replica(sys, options.serving);
+        auto serving_options = options.serving;
+        serving_options.lane.features = options.feature.feature_count;
+        auto serving = actors::spawn_router(sys, serving_options);
         register_name(sys, messaging::names::serving, caf::actor_cast<caf::actor>(serving));
         subscribe_serving(sys);
         return serving;
-      }),
-      named_child(messaging::names::batcher, [options](caf::actor_system& sys) {
-        return actors::spawn_batcher(sys, {options.batching, options.feature.feature_count, messaging::names::serving});
       }),
       named_child(messaging::names::ingest, [log, options](caf::actor_system& sys) {
         return actors::spawn_ingest(sys, log, options.ingest);

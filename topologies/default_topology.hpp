@@ -2,7 +2,8 @@
 // The default topology, in one process: what `rml run` runs. Its wiring lives here, in one
 // place, so that the cluster issue's topology files can take it over.
 //
-//   source ──► ingest ──► durable log ──► feature ──► trainer ──► registry ──► serving ◄── batcher
+//   source ──► ingest ──► durable log ──► feature ──► trainer ──► registry ──► serving
+//   (serving: the router; per version a lane of batching queue + replica pool)
 //
 // A monitor collects every component's metrics and the restart reports.
 // Every component runs under one supervisor (one_for_one): a crashed component restarts,
@@ -21,8 +22,7 @@
 #include "actors/ingestion/ingest.hpp"
 #include "actors/monitoring/monitor.hpp"
 #include "actors/registry/registry.hpp"
-#include "actors/serving/batcher.hpp"
-#include "actors/serving/replica.hpp"
+#include "actors/serving/router.hpp"
 #include "actors/training/trainer.hpp"
 
 namespace rml::topologies {
@@ -36,9 +36,8 @@ struct pipeline_options {
   actors::ingest_options ingest;
   actors::feature_options feature;
   actors::trainer_options trainer;
-  actors::serving_options serving;
-  /// Dynamic batching in front of the serving replica (what the prediction socket talks to).
-  messaging::batching_settings batching;
+  /// Serving: version policy, batching and the replica pools (what the sockets talk to).
+  actors::router_options serving;
   actors::monitor_options monitor;
   /// Restart intensity of the pipeline's supervisor.
   int restart_intensity = 10;

@@ -3,24 +3,57 @@
 #include <caf/all.hpp>
 
 #include <cmath>
+#include <deque>
 #include <set>
 
 #include "actors/monitoring/metrics.hpp"
-#include "actors/serving/replica.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/metrics_registry.hpp"
+#include "messaging/trace.hpp"
 
 namespace rml::actors {
 namespace {
 using close_atom = caf::atom_constant<caf::atom("close")>;
+using scale_atom = caf::atom_constant<caf::atom("scale")>;
 
 struct waiting_request {
   std::int64_t deadline_us;  // INT64_MAX when none
   std::uint64_t sequence;    // arrival order among equal deadlines
+  std::int64_t queued_us;    // when it (first) entered the queue
+  std::uint32_t retries;
   messaging::predict_request request;
   caf::typed_response_promise<messaging::predict_reply> promise;
   bool operator<(const waiting_request& other) const {
     return deadline_us != other.deadline_us ? deadline_us < other.deadline_us : sequence < other.sequence;
   }
+};
+
+using batch_requests = std::vector<waiting_request>;
+
+struct replica_slot {
+  std::uint64_t id = 0;  // the n-th replica this lane started
+  serving_actor replica;
+  /// Batches sent and not yet answered, by batch id.
+  std::map<std::uint64_t, std::shared_ptr<batch_requests>> in_flight;
+  std::uint64_t batches_in_window = 0;
+  bool retiring = false;  // scaled down: gets no more batches, stops when empty
+  messaging::metrics::histogram* compute_latency = nullptr;
+};
+
+/// The lane's Prometheus series, looked up once.
+struct lane_metrics {
+  messaging::metrics::histogram* queue_latency;
+  messaging::metrics::histogram* batch_rows;
+  messaging::metrics::gauge* queue_depth;
+  messaging::metrics::gauge* replicas;
+  messaging::metrics::gauge* batch_rows_current;
+  messaging::metrics::counter* closed[4];
+  messaging::metrics::counter* refused_overloaded;
+  messaging::metrics::counter* refused_deadline;
+  messaging::metrics::counter* retried;
+  messaging::metrics::counter* restarts;
+  messaging::metrics::counter* scaled_up;
+  messaging::metrics::counter* scaled_down;
 };
 
 struct batcher_state {
@@ -29,40 +62,136 @@ struct batcher_state {
   std::multiset<waiting_request> queue;
   std::uint32_t queued_rows = 0;
   std::uint64_t sequence = 0;
-  bool busy = false;               // a batch is at the replica
-  std::uint64_t timer_epoch = 0;   // the delay timer that may still close a batch
+  std::uint64_t timer_epoch = 0;  // the delay timer that may still close a batch
   bool timer_armed = false;
+  std::vector<replica_slot> slots;
+  std::uint64_t replicas_started = 0;
+  std::shared_ptr<std::vector<caf::actor>> owned = std::make_shared<std::vector<caf::actor>>();
+  std::optional<messaging::model_snapshot> snapshot;
+  std::deque<std::int64_t> restart_times_us;
+  // Autoscaling: what the current window saw, and the looks in a row with each signal.
+  double window_queue_wait_us = 0;
+  std::uint64_t window_dispatched = 0;
+  std::uint32_t backlog_looks = 0, idle_looks = 0;
   std::map<std::string, double> counters;
   messaging::latency_histogram batch_latency;
+  lane_metrics metrics{};
+  std::string trace_name;
   static inline const char* name = "rml.batcher";
 };
 
 using batcher_pointer = batcher_actor::stateful_pointer<batcher_state>;
 
+void trace(batcher_pointer self, const char* kind, std::string detail) {
+  messaging::trace_log::global().record({clock_us(self), self->state.trace_name, kind, std::move(detail)});
+}
+
+lane_metrics register_metrics(const batcher_options& options) {
+  auto& registry = messaging::metrics::registry::global();
+  const messaging::metrics::label_set lane{{"model", options.model}, {"lane", options.lane}};
+  auto with = [&](std::string name, std::string value) {
+    auto labels = lane;
+    labels.emplace_back(std::move(name), std::move(value));
+    return labels;
+  };
+  lane_metrics metrics;
+  metrics.queue_latency = &registry.get_histogram("rml_queue_latency_seconds", "Time requests waited in the batching queue", lane);
+  metrics.batch_rows = &registry.get_histogram("rml_batch_rows", "Rows per batch sent to a replica", lane,
+                                               messaging::metrics::batch_rows_bounds());
+  metrics.queue_depth = &registry.get_gauge("rml_queue_depth", "Requests waiting in the batching queue", lane);
+  metrics.replicas = &registry.get_gauge("rml_replicas", "Serving replicas running", lane);
+  metrics.batch_rows_current = &registry.get_gauge("rml_batch_rows_target", "Current batch size (adaptive batching moves it)", lane);
+  for (auto reason : {batch_close_reason::full, batch_close_reason::delay_expired, batch_close_reason::deadline_pressure,
+                      batch_close_reason::replica_free}) {
+    metrics.closed[int(reason)] = &registry.get_counter("rml_batches_closed_total", "Batches closed, by why they closed",
+                                                        with("reason", to_string(reason)));
+  }
+  metrics.refused_overloaded = &registry.get_counter("rml_requests_refused_total", "Requests refused by the batching queue",
+                                                     with("reason", "overloaded"));
+  metrics.refused_deadline = &registry.get_counter("rml_requests_refused_total", "Requests refused by the batching queue",
+                                                   with("reason", "deadline_exceeded"));
+  metrics.retried = &registry.get_counter("rml_requests_retried_total", "Requests queued again because their replica crashed", lane);
+  metrics.restarts = &registry.get_counter("rml_replica_restarts_total", "Crashed serving replicas restarted", lane);
+  metrics.scaled_up = &registry.get_counter("rml_scaling_decisions_total", "Replicas added or removed by autoscaling", with("direction", "up"));
+  metrics.scaled_down = &registry.get_counter("rml_scaling_decisions_total", "Replicas added or removed by autoscaling", with("direction", "down"));
+  return metrics;
+}
+
 void apply_settings(batcher_state& state, const messaging::batching_settings& settings) {
   state.options.settings = settings;
   state.batch_rows = settings.adaptive ? std::min<std::uint32_t>(std::max<std::uint32_t>(state.batch_rows, 1), settings.batch_rows_max)
                                        : settings.batch_rows_max;
+  state.metrics.batch_rows_current->set(state.batch_rows);
 }
 
 void dispatch(batcher_pointer self, batch_close_reason reason);
+void consider(batcher_pointer self);
 
-/// Closes a batch now if one should close; else arms the delay timer for the oldest request.
+/// The replica that takes the next batch: fewest outstanding, not retiring, below the bound.
+replica_slot* free_slot(batcher_state& state) {
+  replica_slot* best = nullptr;
+  for (auto& slot : state.slots) {
+    if (slot.retiring || slot.in_flight.size() >= state.options.pool.batches_per_replica_max) continue;
+    if (!best || slot.in_flight.size() < best->in_flight.size()) best = &slot;
+  }
+  return best;
+}
+
+void add_replica(batcher_pointer self) {
+  auto& state = self->state;
+  replica_slot slot;
+  slot.id = ++state.replicas_started;
+  slot.replica = state.options.spawn_replica(self->system());
+  self->monitor(slot.replica);
+  state.owned->push_back(caf::actor_cast<caf::actor>(slot.replica));
+  if (state.snapshot) self->send(slot.replica, *state.snapshot);
+  slot.compute_latency = &messaging::metrics::registry::global().get_histogram(
+      "rml_compute_latency_seconds", "Time a replica took to answer a batch",
+      {{"model", state.options.model}, {"lane", state.options.lane}, {"replica", std::to_string(slot.id % 64)}});
+  state.slots.push_back(std::move(slot));
+  state.metrics.replicas->set(double(state.slots.size()));
+}
+
+/// Requests of a batch whose replica is gone go back to the queue (deadlines kept) or, after
+/// `retries_max`, get the error.
+void requeue(batcher_pointer self, batch_requests& requests, const caf::error& failure) {
+  auto& state = self->state;
+  for (auto& waiting : requests) {
+    if (waiting.retries >= state.options.pool.retries_max) {
+      waiting.promise.deliver(failure);
+      continue;
+    }
+    ++waiting.retries;
+    state.counters["retried"] += 1;
+    state.metrics.retried->add();
+    state.queued_rows += waiting.request.rows;
+    state.queue.insert(std::move(waiting));
+  }
+  state.metrics.queue_depth->set(double(state.queue.size()));
+}
+
+/// Closes batches while a replica is free and one should close; else arms the delay timer.
 void consider(batcher_pointer self) {
   auto& state = self->state;
-  if (state.busy || state.queue.empty()) return;
-  const std::int64_t now = clock_us(self);
-  if (state.queued_rows >= state.batch_rows) return dispatch(self, batch_close_reason::full);
-  // Deadline pressure: the earliest deadline leaves no time to wait for more requests.
-  const std::int64_t expected_us = std::int64_t(state.batch_latency.count() > 0 ? state.batch_latency.quantile(0.5) : 0);
-  if (state.queue.begin()->deadline_us != INT64_MAX &&
-      state.queue.begin()->deadline_us - now <= state.options.settings.queue_delay_max_us + expected_us) {
-    return dispatch(self, batch_close_reason::deadline_pressure);
-  }
-  if (!state.timer_armed) {
-    state.timer_armed = true;
-    caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), std::chrono::microseconds(state.options.settings.queue_delay_max_us),
-                           close_atom::value, ++state.timer_epoch);
+  while (!state.queue.empty() && free_slot(state)) {
+    const std::int64_t now = clock_us(self);
+    if (state.queued_rows >= state.batch_rows) {
+      dispatch(self, batch_close_reason::full);
+      continue;
+    }
+    // Deadline pressure: the earliest deadline leaves no time to wait for more requests.
+    const std::int64_t expected_us = std::int64_t(state.batch_latency.count() > 0 ? state.batch_latency.quantile(0.5) : 0);
+    if (state.queue.begin()->deadline_us != INT64_MAX &&
+        state.queue.begin()->deadline_us - now <= state.options.settings.queue_delay_max_us + expected_us) {
+      dispatch(self, batch_close_reason::deadline_pressure);
+      continue;
+    }
+    if (!state.timer_armed) {
+      state.timer_armed = true;
+      caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), std::chrono::microseconds(state.options.settings.queue_delay_max_us),
+                             close_atom::value, ++state.timer_epoch);
+    }
+    return;
   }
 }
 
@@ -84,11 +213,34 @@ void deliver(waiting_request& waiting, const messaging::predict_reply& batch_rep
   waiting.promise.deliver(std::move(reply));
 }
 
+replica_slot* slot_by_id(batcher_state& state, std::uint64_t id) {
+  for (auto& slot : state.slots) {
+    if (slot.id == id) return &slot;
+  }
+  return nullptr;
+}
+
+/// A retiring replica with nothing outstanding stops.
+void retire_if_done(batcher_pointer self, std::uint64_t slot_id) {
+  auto& state = self->state;
+  auto* slot = slot_by_id(state, slot_id);
+  if (!slot || !slot->retiring || !slot->in_flight.empty()) return;
+  self->demonitor(caf::actor_cast<caf::actor>(slot->replica));
+  self->send_exit(slot->replica, caf::exit_reason::user_shutdown);
+  auto& owned = *state.owned;
+  owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(slot->replica)), owned.end());
+  state.slots.erase(std::remove_if(state.slots.begin(), state.slots.end(), [slot_id](const replica_slot& s) { return s.id == slot_id; }),
+                    state.slots.end());
+  state.metrics.replicas->set(double(state.slots.size()));
+}
+
 void dispatch(batcher_pointer self, batch_close_reason reason) {
   auto& state = self->state;
   state.timer_armed = false;
+  replica_slot* slot = free_slot(state);
+  RML_ASSERT(slot != nullptr);
   const std::int64_t now = clock_us(self);
-  std::vector<waiting_request> batch;
+  batch_requests batch;
   std::uint32_t rows = 0;
   while (!state.queue.empty()) {
     auto first = state.queue.begin();
@@ -96,6 +248,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
       auto expired = std::move(state.queue.extract(first).value());
       state.queued_rows -= expired.request.rows;
       state.counters["deadline_exceeded"] += 1;
+      state.metrics.refused_deadline->add();
       expired.promise.deliver(messaging::make_error(errc::deadline_exceeded, "request " + std::to_string(expired.request.request_id) +
                                                                                 ": deadline passed while queued"));
       continue;
@@ -106,37 +259,60 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
     rows += taken.request.rows;
     batch.push_back(std::move(taken));
   }
+  state.metrics.queue_depth->set(double(state.queue.size()));
   if (batch.empty()) return;
   messaging::predict_request merged;
   merged.request_id = ++state.sequence;
   merged.rows = rows;
+  std::int64_t latest_deadline_us = 0;
   for (const auto& waiting : batch) {
     merged.top_k = std::max(merged.top_k, waiting.request.top_k);
     merged.features.values.insert(merged.features.values.end(), waiting.request.features.values.begin(),
                                   waiting.request.features.values.end());
+    const double waited_us = double(now - waiting.queued_us);
+    state.window_queue_wait_us += waited_us;
+    state.metrics.queue_latency->observe(waited_us * 1e-6);
+    latest_deadline_us = std::max(latest_deadline_us, waiting.deadline_us);
   }
+  state.window_dispatched += batch.size();
   state.counters[std::string("batches_closed_") + to_string(reason)] += 1;
   state.counters["batches"] += 1;
   state.counters["rows"] += rows;
-  state.busy = true;
-  auto replica = self->system().registry().template get<serving_actor>(state.options.replica);
-  auto fail_all = [](std::vector<waiting_request>& requests, const caf::error& failure) {
-    for (auto& waiting : requests) waiting.promise.deliver(failure);
+  state.metrics.closed[int(reason)]->add();
+  state.metrics.batch_rows->observe(rows);
+  trace(self, "batch_closed", std::string("reason=") + to_string(reason) + " rows=" + std::to_string(rows) +
+                                  " requests=" + std::to_string(batch.size()) + " replica=" + std::to_string(slot->id));
+  const std::uint64_t batch_id = merged.request_id;
+  const std::uint64_t slot_id = slot->id;
+  auto shared = std::make_shared<batch_requests>(std::move(batch));
+  slot->in_flight.emplace(batch_id, shared);
+  ++slot->batches_in_window;
+  // A replica that hangs is bounded by the batch's latest deadline (or 30 s without one).
+  const auto timeout = latest_deadline_us == INT64_MAX ? std::chrono::microseconds(30'000'000)
+                                                       : std::chrono::microseconds(std::max<std::int64_t>(latest_deadline_us - now, 0) + 1'000'000);
+  // The batch's requests are owned by the slot's in_flight map until an answer, an error or
+  // the replica's crash takes them out: whichever comes first answers, the others find
+  // nothing (exactly one answer each).
+  auto take = [self, slot_id, batch_id]() -> std::shared_ptr<batch_requests> {
+    auto* owner = slot_by_id(self->state, slot_id);
+    if (!owner) return nullptr;
+    auto found = owner->in_flight.find(batch_id);
+    if (found == owner->in_flight.end()) return nullptr;
+    auto requests = found->second;
+    owner->in_flight.erase(found);
+    return requests;
   };
-  if (!replica) {
-    fail_all(batch, messaging::make_error(errc::not_ready, "no serving replica running"));
-    state.busy = false;
-    return consider(self);
-  }
-  auto shared = std::make_shared<std::vector<waiting_request>>(std::move(batch));
-  self->request(replica, std::chrono::seconds(30), std::move(merged))
+  self->request(slot->replica, timeout, std::move(merged))
       .then(
-          [self, shared, started = now](messaging::predict_reply& reply) {
+          [self, take, slot_id, started = now](messaging::predict_reply& reply) {
+            auto requests = take();
+            if (!requests) return;
             auto& state = self->state;
             const double latency = double(clock_us(self) - started);
             state.batch_latency.record(latency);
+            if (auto* owner = slot_by_id(state, slot_id)) owner->compute_latency->observe(latency * 1e-6);
             std::uint32_t first_row = 0;
-            for (auto& waiting : *shared) {
+            for (auto& waiting : *requests) {
               deliver(waiting, reply, first_row);
               first_row += waiting.request.rows;
             }
@@ -147,15 +323,110 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
               } else {
                 state.batch_rows = std::max(1u, state.batch_rows / 2);
               }
+              state.metrics.batch_rows_current->set(state.batch_rows);
             }
-            state.busy = false;
-            if (!state.queue.empty()) return dispatch(self, batch_close_reason::replica_free);
+            retire_if_done(self, slot_id);
+            if (!state.queue.empty() && free_slot(state)) dispatch(self, batch_close_reason::replica_free);
+            consider(self);
           },
-          [self, shared, fail_all](caf::error& failure) mutable {
-            fail_all(*shared, failure);
-            self->state.busy = false;
+          [self, take, slot_id](caf::error& failure) {
+            auto requests = take();
+            if (!requests) return;
+            if (failure == caf::sec::request_receiver_down) {
+              requeue(self, *requests, failure);
+            } else {
+              for (auto& waiting : *requests) waiting.promise.deliver(failure);
+            }
+            retire_if_done(self, slot_id);
             consider(self);
           });
+}
+
+/// A replica exited: if it crashed, its batches go back to the queue and a new one starts.
+void on_replica_down(batcher_pointer self, const caf::down_msg& down) {
+  auto& state = self->state;
+  auto found = std::find_if(state.slots.begin(), state.slots.end(),
+                            [&](const replica_slot& slot) { return slot.replica.address() == down.source; });
+  if (found == state.slots.end()) return;
+  const std::uint64_t lost_id = found->id;
+  auto in_flight = std::move(found->in_flight);
+  auto& owned = *state.owned;
+  owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(found->replica)), owned.end());
+  const bool retiring = found->retiring;
+  state.slots.erase(found);
+  const auto failure = messaging::make_error(errc::not_ready, "serving replica " + std::to_string(lost_id) + " of lane " +
+                                                                  state.options.lane + " crashed: " + caf::to_string(down.reason));
+  for (auto& [batch_id, requests] : in_flight) requeue(self, *requests, failure);
+  if (!retiring) {
+    const std::int64_t now = clock_us(self);
+    const std::int64_t window_us = std::chrono::duration_cast<std::chrono::microseconds>(state.options.pool.restart_window).count();
+    state.restart_times_us.push_back(now);
+    while (!state.restart_times_us.empty() && state.restart_times_us.front() < now - window_us) state.restart_times_us.pop_front();
+    if (state.restart_times_us.size() > state.options.pool.restarts_max) {
+      trace(self, "restart_intensity_exceeded", std::to_string(state.restart_times_us.size()) + " replica restarts in the window");
+      while (!state.queue.empty()) state.queue.extract(state.queue.begin()).value().promise.deliver(failure);
+      for (auto& slot : state.slots) {
+        for (auto& [batch_id, requests] : slot.in_flight) {
+          for (auto& waiting : *requests) waiting.promise.deliver(failure);
+        }
+        slot.in_flight.clear();
+      }
+      self->quit(messaging::make_error(errc::restart_intensity_exceeded, "lane " + state.options.lane + ": replicas crash too often"));
+      return;
+    }
+    add_replica(self);
+    state.counters["replica_restarts"] += 1;
+    state.metrics.restarts->add();
+    trace(self, "replica_restarted", "replica=" + std::to_string(lost_id) + " reason=" + caf::to_string(down.reason));
+    report_metrics(self->system(), "serving/" + state.options.lane, now, {{"replica_restarts", state.counters["replica_restarts"]}});
+  } else {
+    state.metrics.replicas->set(double(state.slots.size()));
+  }
+  consider(self);
+}
+
+/// One look at the load: scale up on a sustained backlog, down on a sustained idle replica.
+void look_at_load(batcher_pointer self) {
+  auto& state = self->state;
+  const auto& pool = state.options.pool;
+  const double mean_wait_us = state.window_dispatched > 0 ? state.window_queue_wait_us / double(state.window_dispatched) : 0.0;
+  std::size_t active = 0;
+  bool some_idle = false;
+  for (const auto& slot : state.slots) {
+    if (slot.retiring) continue;
+    ++active;
+    if (slot.batches_in_window == 0 && slot.in_flight.empty()) some_idle = true;
+  }
+  const bool backlog = state.queued_rows >= std::uint64_t(state.batch_rows) * std::max<std::size_t>(active, 1) ||
+                       mean_wait_us > double(state.options.settings.queue_delay_max_us + state.options.settings.latency_objective_us / 2);
+  state.backlog_looks = backlog ? state.backlog_looks + 1 : 0;
+  state.idle_looks = (!backlog && some_idle) ? state.idle_looks + 1 : 0;
+  if (state.backlog_looks >= pool.scale_up_after && active < pool.replicas_max) {
+    add_replica(self);
+    state.counters["scaled_up"] += 1;
+    state.metrics.scaled_up->add();
+    trace(self, "scaled_up", "replicas=" + std::to_string(active + 1) + " queued_rows=" + std::to_string(state.queued_rows) +
+                                 " mean_queue_wait_us=" + std::to_string(std::int64_t(mean_wait_us)));
+    state.backlog_looks = state.idle_looks = 0;
+    consider(self);  // the new replica takes queued work at once
+  } else if (state.idle_looks >= pool.scale_down_after && active > pool.replicas_min) {
+    // The idle replica with the newest id goes: the oldest keep their warm caches.
+    replica_slot* idle = nullptr;
+    for (auto& slot : state.slots) {
+      if (!slot.retiring && slot.batches_in_window == 0 && slot.in_flight.empty() && (!idle || slot.id > idle->id)) idle = &slot;
+    }
+    if (idle) {
+      idle->retiring = true;
+      state.counters["scaled_down"] += 1;
+      state.metrics.scaled_down->add();
+      trace(self, "scaled_down", "replicas=" + std::to_string(active - 1) + " replica=" + std::to_string(idle->id));
+      retire_if_done(self, idle->id);
+    }
+    state.backlog_looks = state.idle_looks = 0;
+  }
+  for (auto& slot : state.slots) slot.batches_in_window = 0;
+  state.window_queue_wait_us = 0;
+  state.window_dispatched = 0;
 }
 
 caf::result<messaging::predict_reply> enqueue(batcher_pointer self, messaging::predict_request& request) {
@@ -172,29 +443,53 @@ caf::result<messaging::predict_reply> enqueue(batcher_pointer self, messaging::p
   const std::int64_t now = clock_us(self);
   if (request.deadline_us > 0 && request.deadline_us < now) {
     state.counters["deadline_exceeded"] += 1;
+    state.metrics.refused_deadline->add();
     return messaging::make_error(errc::deadline_exceeded, which + ": deadline passed before it was queued");
   }
   if (state.queue.size() >= state.options.settings.queue_requests_max) {
     state.counters["overloaded"] += 1;
+    state.metrics.refused_overloaded->add();
     return messaging::make_error(errc::overloaded, which + ": " + std::to_string(state.queue.size()) + " requests queued (the bound)");
   }
   auto promise = self->make_response_promise<messaging::predict_reply>();
   state.queued_rows += request.rows;
-  state.queue.insert({request.deadline_us > 0 ? request.deadline_us : INT64_MAX, ++state.sequence, std::move(request), promise});
+  state.queue.insert({request.deadline_us > 0 ? request.deadline_us : INT64_MAX, ++state.sequence, now, 0, std::move(request), promise});
+  state.metrics.queue_depth->set(double(state.queue.size()));
   consider(self);
   return promise;
 }
 
 batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options options) {
-  self->state.options = options;
-  apply_settings(self->state, options.settings);
+  auto& state = self->state;
+  if (!options.spawn_replica) {
+    options.spawn_replica = [replica = options.replica](caf::actor_system& system) { return spawn_serving_replica(system, replica); };
+  }
+  state.options = options;
+  state.trace_name = "batcher/" + options.model + "/" + options.lane;
+  state.metrics = register_metrics(options);
+  apply_settings(state, options.settings);
+  // The replicas live and die with their lane.
+  self->attach_functor([owned = state.owned](const caf::error&) {
+    for (auto& replica : *owned) caf::anon_send_exit(replica, caf::exit_reason::user_shutdown);
+  });
+  for (std::uint32_t index = 0; index < std::max(1u, options.pool.replicas_min); ++index) add_replica(self);
+  self->set_down_handler([self](caf::down_msg& down) { on_replica_down(self, down); });
+  if (options.pool.replicas_max > options.pool.replicas_min) {
+    caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), options.pool.scale_interval, scale_atom::value);
+  }
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
-    if (!view.content().match_elements<close_atom, std::uint64_t>()) return caf::sec::unexpected_message;
     auto& state = self->state;
-    if (view.content().get_as<std::uint64_t>(1) == state.timer_epoch && state.timer_armed && !state.busy) {
-      dispatch(self, batch_close_reason::delay_expired);
-    } else if (state.timer_armed && view.content().get_as<std::uint64_t>(1) == state.timer_epoch) {
-      state.timer_armed = false;  // the replica is busy: the batch closes when it is free
+    if (view.content().match_elements<scale_atom>()) {
+      look_at_load(self);
+      caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), state.options.pool.scale_interval, scale_atom::value);
+      return caf::message{};
+    }
+    if (!view.content().match_elements<close_atom, std::uint64_t>()) return caf::sec::unexpected_message;
+    if (view.content().get_as<std::uint64_t>(1) == state.timer_epoch && state.timer_armed) {
+      state.timer_armed = false;
+      // Closes now if a replica is free; else the batch closes when one is.
+      if (!state.queue.empty() && free_slot(state)) dispatch(self, batch_close_reason::delay_expired);
+      consider(self);
     }
     return caf::message{};
   });
@@ -204,11 +499,22 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
         apply_settings(self->state, settings);
         consider(self);
       },
+      [self](messaging::model_snapshot& snapshot) {
+        auto& state = self->state;
+        state.snapshot = snapshot;
+        for (auto& slot : state.slots) self->send(slot.replica, snapshot);
+      },
       [self](messaging::status_atom) {
-        auto values = self->state.counters;
-        values["batch_rows"] = self->state.batch_rows;
-        values["queued_requests"] = double(self->state.queue.size());
-        add_latency(values, "batch", self->state.batch_latency);
+        auto& state = self->state;
+        auto values = state.counters;
+        values["batch_rows"] = state.batch_rows;
+        values["queued_requests"] = double(state.queue.size());
+        values["replicas"] = double(state.slots.size());
+        values["model_version"] = state.snapshot ? double(state.snapshot->version) : 0.0;
+        std::size_t outstanding = 0;
+        for (const auto& slot : state.slots) outstanding += slot.in_flight.size();
+        values["batches_outstanding"] = double(outstanding);
+        add_latency(values, "batch", state.batch_latency);
         return values;
       },
   };
@@ -227,6 +533,22 @@ const char* to_string(batch_close_reason reason) {
       return "replica_free";
   }
   return "unknown";
+}
+
+status validate(const batcher_options& options) {
+  const auto& pool = options.pool;
+  const std::string lane = "serving lane " + options.lane + ": ";
+  if (options.settings.batch_rows_max == 0) return error(errc::invalid_argument, lane + "batch_rows_max must be ≥ 1, got 0");
+  if (options.settings.queue_delay_max_us < 0) return error(errc::invalid_argument, lane + "queue_delay_max_us must be ≥ 0");
+  if (options.settings.queue_requests_max == 0) return error(errc::invalid_argument, lane + "queue_requests_max must be ≥ 1, got 0");
+  if (pool.replicas_min == 0) return error(errc::invalid_argument, lane + "replicas_min must be ≥ 1, got 0");
+  if (pool.replicas_max < pool.replicas_min) {
+    return error(errc::invalid_argument, lane + "replicas_max (" + std::to_string(pool.replicas_max) + ") is below replicas_min (" +
+                                             std::to_string(pool.replicas_min) + ")");
+  }
+  if (pool.batches_per_replica_max == 0) return error(errc::invalid_argument, lane + "batches_per_replica_max must be ≥ 1, got 0");
+  if (pool.scale_interval.count() <= 0) return error(errc::invalid_argument, lane + "scale_interval must be positive");
+  return {};
 }
 
 batcher_actor spawn_batcher(caf::actor_system& system, const batcher_options& options) {

@@ -1,17 +1,31 @@
 #pragma once
-// Dynamic batching in front of a serving replica. Requests wait in a queue ordered by
-// deadline (earliest first); a batch closes when it is full, when the first request has
-// waited the maximum queue delay, when a deadline would otherwise be missed, or when the
-// replica becomes free with requests waiting — and every batch records which (a counter per
-// reason in the metrics). Requests whose deadline passed are answered with a deadline error,
-// never computed; beyond the queue bound requests are refused `overloaded` at once. The
-// adaptive mode (AIMD, as in the Clipper paper) grows the batch size while batches finish
-// within the latency objective and halves it when one does not. Settings change at run time.
+// A serving lane: dynamic batching in front of a pool of serving replicas of one model.
 //
-// Each request still gets exactly one answer: its own rows of the batch's reply, or an error.
+// Requests wait in one queue ordered by deadline (earliest first); a batch closes when it is
+// full, when the first request has waited the maximum queue delay, when a deadline would
+// otherwise be missed, or when a replica becomes free with requests waiting — and every
+// batch records which (a counter per reason, a Prometheus counter, a trace event). Requests
+// whose deadline passed are answered with a deadline error, never computed; beyond the queue
+// bound requests are refused `overloaded` at once. The adaptive mode (AIMD, as in the
+// Clipper paper) grows the batch size while batches finish within the latency objective and
+// halves it when one does not. Settings change at run time.
+//
+// The pool: batches go to the replica with the fewest batches outstanding. The lane
+// supervises its replicas: one that crashes is restarted (within a restart intensity, beyond
+// which the lane gives up and exits for its own supervisor to decide), and the requests of
+// the batches it held go back into the queue — they keep their deadlines and are served by
+// another replica, so each still gets exactly one answer. Autoscaling looks at the load
+// every `scale_interval`: a backlog for `scale_up_after` looks in a row adds a replica, an
+// idle replica for `scale_down_after` looks removes one; the two thresholds and dwell times
+// differ (hysteresis) and any change resets both counts. Because the queue is shared, a new
+// replica takes queued work at once: that is the rebalancing.
 
 #include <caf/typed_actor.hpp>
 
+#include <functional>
+
+#include "actors/serving/replica.hpp"
+#include "compute/status.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
 
@@ -20,20 +34,50 @@ namespace rml::actors {
 using batcher_actor = caf::typed_actor<
     caf::replies_to<messaging::predict_request>::with<messaging::predict_reply>,
     caf::reacts_to<messaging::batching_settings>,
+    caf::reacts_to<messaging::model_snapshot>,
     caf::replies_to<messaging::status_atom>::with<std::map<std::string, double>>>;
 
 /// Why a batch closed.
 enum class batch_close_reason : std::uint8_t { full, delay_expired, deadline_pressure, replica_free };
 const char* to_string(batch_close_reason reason);
 
+struct replica_pool_settings {
+  std::uint32_t replicas_min = 1;
+  std::uint32_t replicas_max = 1;
+  /// Batches one replica holds at once (one computing, the rest in its mailbox).
+  std::uint32_t batches_per_replica_max = 1;
+  /// How often the pool looks at its load to scale.
+  std::chrono::milliseconds scale_interval{250};
+  /// Looks in a row with a backlog (a full round of batches queued, or requests waiting
+  /// longer than the queue delay plus half the latency objective) before adding a replica.
+  std::uint32_t scale_up_after = 2;
+  /// Looks in a row with an idle replica and no backlog before removing one.
+  std::uint32_t scale_down_after = 20;
+  /// Crashed replicas restarted per restart window at most; beyond, the lane exits.
+  std::uint32_t restarts_max = 10;
+  std::chrono::milliseconds restart_window{10'000};
+  /// Times a request goes back to the queue because its replica crashed, at most.
+  std::uint32_t retries_max = 2;
+};
+
 struct batcher_options {
   messaging::batching_settings settings;
   /// Features per row the model takes: a request that does not fit is refused before it can
   /// spoil a batch.
   std::uint32_t features = 784;
-  /// The replica to send batches to, by registered name.
-  caf::atom_value replica = messaging::names::serving;
+  /// Names for metrics and the trace: the model served and this lane's role ("main",
+  /// "canary", "shadow", "v7").
+  std::string model = "model";
+  std::string lane = "main";
+  replica_pool_settings pool;
+  /// Options of the replicas the lane spawns.
+  serving_options replica;
+  /// Spawns one replica (tests hand in fakes); empty: spawn_serving_replica(replica).
+  std::function<serving_actor(caf::actor_system&)> spawn_replica;
 };
+
+/// Checks the settings; the error names the field.
+status validate(const batcher_options& options);
 
 batcher_actor spawn_batcher(caf::actor_system& system, const batcher_options& options);
 

@@ -115,7 +115,9 @@ messaging::model_snapshot make_snapshot(trainer_state& state, std::uint64_t vers
   snapshot.log_offset = state.next_offset;
   snapshot.metrics = {{"rolling_accuracy", state.recent_correct.empty() ? 0.0 : double(state.recent_correct_count) / double(state.recent_correct.size())},
                       {"rolling_loss", state.rolling_loss},
-                      {"events_trained", double(state.events_trained)}};
+                      {"events_trained", double(state.events_trained)},
+                      {"classes", double(state.model->output_shape()[0])},
+                      {"features", double(state.model->sample_size())}};
   return snapshot;
 }
 

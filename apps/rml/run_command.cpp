@@ -2,7 +2,12 @@
 // the Fashion-MNIST train set through ingest and the durable log into the online trainer,
 // publishes models to the registry and serving while it trains, shows progress, then
 // evaluates the last model on the test set through the serving path and prints a summary.
+// With --serve it then keeps serving until SIGTERM or SIGINT. Either signal, at any time,
+// drains: admission stops, readiness turns false, admitted requests are answered, then the
+// components stop in order.
 #include <caf/all.hpp>
+
+#include <csignal>
 
 #include <chrono>
 #include <cstdio>
@@ -14,6 +19,8 @@
 #include "apps/rml/commands.hpp"
 #include "apps/rml/progress.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/http_endpoint.hpp"
+#include "messaging/trace.hpp"
 #include "messaging/zmq_endpoint.hpp"
 #include "compute/nn/sequential.hpp"
 #include "topologies/default_topology.hpp"
@@ -44,7 +51,25 @@ struct run_options {
   std::string train_csv, test_csv, label_column = "label";
   std::string pipeline;  // empty: scale pixels to [0, 1] for Fashion-MNIST, standardize for CSV
   int scheduler_threads = 0;
+  // Serving.
+  int http_port = 8000;
+  std::string model_name;  // empty: the --model name, or "model" for a spec
+  std::string policy = "latest";
+  std::uint32_t replicas = 1, replicas_max = 0;  // 0: = replicas
+  std::uint32_t serve_batch_max = 64;
+  std::int64_t queue_delay_us = 500;
+  bool adaptive_batching = false;
+  std::int64_t latency_objective_us = 5000;
+  std::uint32_t queue_max = 4096;
+  std::size_t cache_entries = 4096;
+  bool serve = false;
+  std::int64_t drain_timeout_ms = 10'000;
+  std::string trace_file;
 };
+
+/// Set by SIGTERM / SIGINT: the main loop drains and stops.
+volatile std::sig_atomic_t stop_requested = 0;
+extern "C" void on_stop_signal(int) { stop_requested = 1; }
 
 /// The training and test sets: Fashion-MNIST (raw pixels), or the CSV files given.
 struct datasets {
@@ -106,8 +131,8 @@ int prepare_data_dir(const run_options& options) {
   return 0;
 }
 
-/// Accuracy on `test` through the serving path (the batcher in front of the replica).
-double evaluate(caf::scoped_actor& self, const actors::batcher_actor& serving, const data::dataset& test) {
+/// Accuracy on `test` through the serving path (router, batching lane, replicas).
+double evaluate(caf::scoped_actor& self, const actors::router_actor& serving, const data::dataset& test) {
   constexpr std::int64_t rows_per_request = 500;
   const std::int64_t width = test.feature_count();
   std::int64_t correct = 0;
@@ -160,6 +185,24 @@ int run(const run_options& options) {
   // The trainer leaves a core to ingest, the log and feature: on 2 cores one compute thread
   // beside 2 CAF threads measured 1.6× the events/s of two (bench/RESULTS.md, threads).
   pipeline.trainer.compute_threads = options.threads > 0 ? options.threads : std::max(1, cores - 1);
+  const std::string model_name = !options.model_name.empty()                     ? options.model_name
+                                 : options.model.find('(') == std::string::npos ? options.model
+                                                                                 : "model";
+  pipeline.serving.model = model_name;
+  pipeline.serving.policy = options.policy;
+  pipeline.serving.seed = options.seed;
+  pipeline.serving.lane.settings.batch_rows_max = options.serve_batch_max;
+  pipeline.serving.lane.settings.queue_delay_max_us = options.queue_delay_us;
+  pipeline.serving.lane.settings.adaptive = options.adaptive_batching;
+  pipeline.serving.lane.settings.latency_objective_us = options.latency_objective_us;
+  pipeline.serving.lane.settings.queue_requests_max = options.queue_max;
+  pipeline.serving.lane.pool.replicas_min = options.replicas;
+  pipeline.serving.lane.pool.replicas_max = options.replicas_max > 0 ? options.replicas_max : options.replicas;
+  pipeline.serving.lane.replica.cache_entries_max = options.cache_entries;
+  if (!options.trace_file.empty()) {
+    std::string failure;
+    if (!messaging::trace_log::global().open_sink(options.trace_file, failure)) return fail(failure, 1);
+  }
   if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
   auto started = topologies::start_pipeline(system, pipeline);
   if (!started) return fail(started.error().message(), 1);
@@ -172,7 +215,7 @@ int run(const run_options& options) {
   messaging::zmq_endpoint_options predict_socket;
   predict_socket.role = messaging::endpoint_role::predict;
   predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
-  predict_socket.target = messaging::names::batcher;
+  predict_socket.target = messaging::names::serving;
   predict_socket.features = std::uint32_t(width);
   auto predict_endpoint = messaging::zmq_endpoint::start(system, predict_socket);
   if (!predict_endpoint) return fail(predict_endpoint.error().message(), 1);
@@ -183,11 +226,40 @@ int run(const run_options& options) {
   ingest_socket.features = std::uint32_t(width);
   auto ingest_endpoint = messaging::zmq_endpoint::start(system, ingest_socket);
   if (!ingest_endpoint) return fail(ingest_endpoint.error().message(), 1);
-  std::fprintf(stderr, "rml run: predictions on %s, events on %s (docs/protocol.md)\n",
-               (*predict_endpoint)->address().c_str(), (*ingest_endpoint)->address().c_str());
-
-  caf::scoped_actor self{system};
+  messaging::http_endpoint_options http_options;
+  http_options.host = options.bind_host;
+  http_options.port = options.http_port;
+  http_options.model = model_name;
+  http_options.features = std::uint32_t(width);
+  auto http_endpoint = messaging::http_endpoint::start(system, http_options);
+  if (!http_endpoint) return fail(http_endpoint.error().message() + " (--http-port picks another port)", 1);
+  std::fprintf(stderr, "rml run: predictions on %s (ZeroMQ, docs/protocol.md) and http://%s:%d/v2/models/%s (KServe V2), "
+                       "events on %s, metrics on http://%s:%d/metrics\n",
+               (*predict_endpoint)->address().c_str(), options.bind_host.c_str(), (*http_endpoint)->port(), model_name.c_str(),
+               (*ingest_endpoint)->address().c_str(), options.bind_host.c_str(), (*http_endpoint)->port());
+  stop_requested = 0;
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
   auto& names = system.registry();
+  caf::scoped_actor self{system};
+  // Graceful stop: drain serving (no new admissions, admitted requests answered), close the
+  // sockets, then the supervisor stops its children in reverse order.
+  auto shut_down = [&](int code) {
+    auto router = names.get<actors::router_actor>(messaging::names::serving);
+    if (auto unanswered = ask<std::uint64_t>(self, router, std::chrono::milliseconds(options.drain_timeout_ms + 1000),
+                                             messaging::drain_atom::value, std::int64_t(options.drain_timeout_ms))) {
+      std::fprintf(stderr, "rml run: drained serving, %llu requests unanswered\n", (unsigned long long)*unanswered);
+    }
+    (*http_endpoint)->stop();
+    predict_endpoint->reset();
+    ingest_endpoint->reset();
+    self->monitor(started->supervisor);
+    self->send_exit(started->supervisor, caf::exit_reason::user_shutdown);
+    self->receive([](caf::down_msg&) {}, caf::after(10s) >> [] { std::fprintf(stderr, "rml run: shutdown timed out\n"); });
+    messaging::trace_log::global().close_sink();
+    return code;
+  };
+
   const auto start = std::chrono::steady_clock::now();
   std::uint64_t total = std::uint64_t(pipeline.train->rows()) * std::uint64_t(options.epochs);
   progress_display progress("training", std::int64_t(total), "events");
@@ -205,6 +277,11 @@ int run(const run_options& options) {
                   (unsigned long long)trained.published_version);
     progress.update(std::int64_t(std::min<std::uint64_t>(trained.next_offset, total)), line);
     if (source && source->finished && status && status->next_offset >= started->log->end_offset()) break;
+    if (stop_requested) {
+      progress.finish("stopped by a signal");
+      std::fprintf(stderr, "rml run: stopping on a signal; the state in %s resumes with --resume\n", options.data_dir.c_str());
+      return shut_down(0);
+    }
   }
   const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char summary[160];
@@ -219,8 +296,7 @@ int run(const run_options& options) {
   auto registry = names.get<actors::registry_actor>(messaging::names::registry);
   auto published = ask<std::uint64_t>(self, registry, 30s, *snapshot);
   if (!published) return fail("the registry did not accept the final model", 1);
-  auto serving = names.get<actors::serving_actor>(messaging::names::serving);
-  auto batcher = names.get<actors::batcher_actor>(messaging::names::batcher);
+  auto serving = names.get<actors::router_actor>(messaging::names::serving);
   messaging::predict_request probe;
   probe.rows = 1;
   probe.features.values.assign(test->features.data(), test->features.data() + width);
@@ -229,7 +305,7 @@ int run(const run_options& options) {
     if (reply && reply->model_version == *published) break;
     std::this_thread::sleep_for(20ms);
   }
-  const double accuracy = evaluate(self, batcher, *test);
+  const double accuracy = evaluate(self, serving, *test);
   if (accuracy < 0) return fail("serving did not answer the evaluation requests", 1);
   std::printf("model %s v%llu: test accuracy %.4f on %lld samples (through serving); trained on %llu events in %.1f s "
               "(%.0f events/s), rolling accuracy %.4f\n",
@@ -252,13 +328,11 @@ int run(const run_options& options) {
     }
   }
 
-  // Orderly shutdown: the sockets first, then the supervisor stops its children in reverse order.
-  predict_endpoint->reset();
-  ingest_endpoint->reset();
-  self->monitor(started->supervisor);
-  self->send_exit(started->supervisor, caf::exit_reason::user_shutdown);
-  self->receive([](caf::down_msg&) {}, caf::after(10s) >> [] { std::fprintf(stderr, "rml run: shutdown timed out\n"); });
-  return 0;
+  if (options.serve) {
+    std::fprintf(stderr, "rml run: serving model %s until SIGTERM or SIGINT\n", model_name.c_str());
+    while (!stop_requested) std::this_thread::sleep_for(50ms);
+  }
+  return shut_down(0);
 }
 }  // namespace
 
@@ -305,6 +379,36 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--ingest-port", options->ingest_port, "ZeroMQ port of the ingest socket (0: any free)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
+  command->add_option("--http-port", options->http_port, "HTTP port of KServe V2, /metrics and /trace (0: any free)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--model-name", options->model_name, "The served model's name in /v2/models/{name} (default: --model)");
+  command->add_option("--policy", options->policy, "Version policy: latest, pinned:V, canary:P, shadow, bandit:V1,V2,...")
+      ->capture_default_str();
+  command->add_option("--replicas", options->replicas, "Serving replicas per version (the pool's minimum)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  command->add_option("--replicas-max", options->replicas_max, "Autoscaling's maximum replicas (default: --replicas, no scaling)")
+      ->check(CLI::Range(0, 256));
+  command->add_option("--serve-batch-max", options->serve_batch_max, "Rows in one serving batch at most")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  command->add_option("--queue-delay-us", options->queue_delay_us, "How long a request may wait for a batch to fill")
+      ->check(CLI::Range(0, 10'000'000))
+      ->capture_default_str();
+  command->add_flag("--adaptive-batching", options->adaptive_batching, "AIMD batch size against --latency-objective-us");
+  command->add_option("--latency-objective-us", options->latency_objective_us, "Batch latency the adaptive mode keeps under")
+      ->check(CLI::Range(1, 60'000'000))
+      ->capture_default_str();
+  command->add_option("--queue-max", options->queue_max, "Requests queued per version at most; beyond, `overloaded`")
+      ->check(CLI::Range(1, 10'000'000))
+      ->capture_default_str();
+  command->add_option("--cache-entries", options->cache_entries, "Prediction cache entries per replica (0: off)")->capture_default_str();
+  command->add_flag("--serve", options->serve, "After training and evaluation, keep serving until SIGTERM or SIGINT");
+  command->add_option("--drain-timeout-ms", options->drain_timeout_ms, "How long a drain waits for admitted requests")
+      ->check(CLI::Range(0, 600'000))
+      ->capture_default_str();
+  command->add_option("--trace", options->trace_file, "Append trace events (batches, scaling, canary decisions) to this file as JSON lines");
   command->add_flag("--resume", options->resume, "Continue the run whose state is in --data-dir");
   command->add_flag("--fresh", options->fresh, "Clear --data-dir's state and start over");
   command->add_option("--output", options->output, "Save the final model to this file");

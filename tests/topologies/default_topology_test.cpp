@@ -153,7 +153,7 @@ TEST_CASE("a trainer killed mid-stream recovers and no acked event is lost") {
 }
 
 TEST_CASE("a crash of any component mid-stream is survived without losing an acked event") {
-  for (caf::atom_value victim : {names::ingest, names::feature, names::registry, names::serving, names::batcher, names::source, names::monitor}) {
+  for (caf::atom_value victim : {names::ingest, names::feature, names::registry, names::serving, names::source, names::monitor}) {
     CAPTURE(caf::to_string(victim));
     pipeline_fixture f("crash_" + caf::to_string(victim), 100'000);
     f.run_until_trained(1000);

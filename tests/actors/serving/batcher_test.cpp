@@ -6,7 +6,10 @@
 // change at run time.
 #include "actors/serving/batcher.hpp"
 #include "actors/serving/replica.hpp"
+#include "messaging/trace.hpp"
 #include "tests/actor_fixture.hpp"
+
+#include <deque>
 
 using namespace rml;
 using namespace rml::messaging;
@@ -61,9 +64,11 @@ struct batcher_fixture : test::actor_fixture {
   std::map<std::uint64_t, caf::error> errors;
 
   explicit batcher_fixture(batching_settings settings) {
-    auto replica = hold(system->spawn(fake_replica, &seen));
-    system->registry().put(names::serving, replica);
-    batcher = hold(actors::spawn_batcher(*system, {settings, features, names::serving}));
+    actors::batcher_options options;
+    options.settings = settings;
+    options.features = features;
+    options.spawn_replica = [this](caf::actor_system& sys) { return sys.spawn(fake_replica, &seen); };
+    batcher = hold(actors::spawn_batcher(*system, options));
   }
   ~batcher_fixture() {
     for (auto& actor : keep_alive) caf::anon_send_exit(actor, caf::exit_reason::kill);
@@ -198,4 +203,233 @@ TEST_CASE("the adaptive mode grows the batch within the objective and halves it 
   f.scheduler->run();
   REQUIRE(f.status()["batch_rows"] <= std::max(1.0, std::floor(grown / 2)));
   REQUIRE(f.errors.empty());
+}
+
+// ---- The replica pool: routing, crashes, autoscaling --------------------------------------
+
+namespace {
+using done_atom = caf::atom_constant<caf::atom("done")>;
+
+/// What one fake replica of a pool did, and how it should misbehave.
+struct pool_replica_log {
+  std::vector<std::uint32_t> batches_by_replica = std::vector<std::uint32_t>(16, 0);
+  std::uint32_t spawned = 0;
+  /// The replica spawned n-th (1-based) crashes on this batch (1-based); 0: never.
+  std::map<std::uint32_t, std::uint32_t> crash_on_batch;
+  /// Every replica crashes on its first batch.
+  bool always_crash = false;
+  /// Virtual time each batch takes (0: answers at once).
+  caf::timespan service_time{0};
+};
+
+struct slow_replica_state {
+  std::deque<std::pair<caf::typed_response_promise<predict_reply>, predict_request>> pending;
+  std::uint32_t batches = 0;
+};
+
+/// Answers like fake_replica, after `service_time`; crashes when told to.
+actors::serving_actor::behavior_type pool_replica(actors::serving_actor::stateful_pointer<slow_replica_state> self,
+                                                  pool_replica_log* log) {
+  const std::uint32_t ordinal = ++log->spawned;
+  auto answer = [](const predict_request& request) {
+    predict_reply reply{request.request_id, 7, request.rows, 2, {}, {}};
+    for (std::uint32_t row = 0; row < request.rows; ++row) {
+      const float marker = request.features.values[row * features];
+      reply.probabilities.values.push_back(marker);
+      reply.probabilities.values.push_back(1 - marker);
+      reply.top_classes.push_back(0);
+    }
+    return reply;
+  };
+  self->set_default_handler([self, answer](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
+    if (!view.content().match_elements<done_atom>() || self->state.pending.empty()) return caf::sec::unexpected_message;
+    auto [promise, request] = std::move(self->state.pending.front());
+    self->state.pending.pop_front();
+    promise.deliver(answer(request));
+    return caf::message{};
+  });
+  return {
+      [self, log, ordinal, answer](predict_request& request) -> caf::result<predict_reply> {
+        const std::uint32_t batch = ++self->state.batches;
+        ++log->batches_by_replica[ordinal];
+        auto crash = log->crash_on_batch.find(ordinal);
+        if (log->always_crash || (crash != log->crash_on_batch.end() && crash->second == batch)) {
+          // Dies holding the batch: no answer ever comes from this replica.
+          auto promise = self->make_response_promise<predict_reply>();
+          self->quit(make_error(errc::invalid_argument, "injected crash"));
+          return promise;
+        }
+        if (log->service_time == caf::timespan{0}) return answer(request);
+        auto promise = self->make_response_promise<predict_reply>();
+        self->state.pending.emplace_back(promise, std::move(request));
+        caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), log->service_time, done_atom::value);
+        return promise;
+      },
+      [](model_snapshot&) {},
+      [](status_atom) { return std::map<std::string, double>{}; },
+  };
+}
+
+struct pool_fixture : test::actor_fixture {
+  pool_replica_log log;
+  actors::batcher_actor batcher;
+  std::map<std::uint64_t, int> answers;  // deliveries per request id
+  std::map<std::uint64_t, predict_reply> replies;
+  std::map<std::uint64_t, caf::error> errors;
+
+  pool_fixture(batching_settings settings, actors::replica_pool_settings pool, std::string lane) {
+    actors::batcher_options options;
+    options.settings = settings;
+    options.features = features;
+    options.pool = pool;
+    options.lane = std::move(lane);
+    options.spawn_replica = [this](caf::actor_system& sys) { return sys.spawn(pool_replica, &log); };
+    batcher = hold(actors::spawn_batcher(*system, options));
+  }
+
+  void send(predict_request request) {
+    auto target = batcher;
+    const auto id = request.request_id;
+    hold(system->spawn([this, target, request, id](caf::event_based_actor* self) {
+      self->request(target, caf::infinite, request)
+          .then(
+              [this](predict_reply& reply) {
+                ++answers[reply.request_id];
+                replies[reply.request_id] = reply;
+              },
+              [this, id](caf::error& failure) {
+                ++answers[id];
+                errors[id] = failure;
+              });
+    }));
+  }
+
+  std::map<std::string, double> status() { return *ask<std::map<std::string, double>>(batcher, status_atom::value).first; }
+
+  void run_for(caf::timespan total, caf::timespan step) {
+    for (caf::timespan passed{0}; passed < total; passed += step) {
+      scheduler->advance_time(step);
+      scheduler->run();
+    }
+  }
+};
+
+std::size_t trace_events(const std::string& component, const std::string& kind) {
+  std::size_t count = 0;
+  for (const auto& event : trace_log::global().recent(trace_log::ring_events_max)) {
+    count += event.component == component && event.kind == kind;
+  }
+  return count;
+}
+}  // namespace
+
+TEST_CASE("batches go to the replica with the fewest outstanding") {
+  batching_settings settings;
+  settings.batch_rows_max = 1;
+  actors::replica_pool_settings pool;
+  pool.replicas_min = pool.replicas_max = 2;
+  pool_fixture f(settings, pool, "routing");
+  f.log.service_time = caf::timespan(std::chrono::milliseconds(1));
+  for (std::uint64_t id = 1; id <= 4; ++id) f.send(request_of(id, 0.1f * float(id)));
+  f.scheduler->run();
+  // Both replicas hold one batch each: the other two wait for the first free one.
+  REQUIRE(f.log.batches_by_replica[1] == 1);
+  REQUIRE(f.log.batches_by_replica[2] == 1);
+  REQUIRE(f.status()["batches_outstanding"] == 2);
+  f.run_for(caf::timespan(std::chrono::milliseconds(5)), caf::timespan(std::chrono::milliseconds(1)));
+  REQUIRE(f.log.batches_by_replica[1] == 2);
+  REQUIRE(f.log.batches_by_replica[2] == 2);
+  REQUIRE(f.replies.size() == 4);
+  REQUIRE(f.replies[3].probabilities.values[0] == Approx(0.3f));
+}
+
+TEST_CASE("a replica that crashes mid-batch is restarted and each of its requests is answered exactly once") {
+  batching_settings settings;
+  settings.batch_rows_max = 2;
+  settings.queue_delay_max_us = 100;
+  actors::replica_pool_settings pool;
+  pool.replicas_min = pool.replicas_max = 2;
+  pool_fixture f(settings, pool, "crash");
+  f.log.crash_on_batch[1] = 2;  // the first replica dies holding its second batch
+  f.log.service_time = caf::timespan(std::chrono::microseconds(300));
+  const std::uint64_t requests = 40;
+  for (std::uint64_t id = 1; id <= requests; ++id) f.send(request_of(id, float(id) / 100.0f));
+  f.run_for(caf::timespan(std::chrono::milliseconds(50)), caf::timespan(std::chrono::microseconds(100)));
+  REQUIRE(f.answers.size() == requests);
+  for (const auto& [id, count] : f.answers) {
+    CAPTURE(id);
+    REQUIRE(count == 1);
+    REQUIRE(f.replies.count(id) == 1);  // an answer, not an error
+    REQUIRE(f.replies[id].probabilities.values[0] == Approx(float(id) / 100.0f));
+  }
+  auto status = f.status();
+  REQUIRE(status["replica_restarts"] == 1);
+  REQUIRE(status["retried"] >= 1);
+  REQUIRE(status["replicas"] == 2);
+  REQUIRE(f.log.spawned == 3);
+  REQUIRE(trace_events("batcher/model/crash", "replica_restarted") >= 1);
+}
+
+TEST_CASE("replicas that keep crashing exhaust the restart intensity; every request still gets one answer") {
+  batching_settings settings;
+  settings.batch_rows_max = 1;
+  actors::replica_pool_settings pool;
+  pool.restarts_max = 3;
+  pool.retries_max = 10;
+  pool_fixture f(settings, pool, "intensity");
+  f.log.always_crash = true;
+  for (std::uint64_t id = 1; id <= 5; ++id) f.send(request_of(id, 0.5f));
+  f.run_for(caf::timespan(std::chrono::milliseconds(10)), caf::timespan(std::chrono::milliseconds(1)));
+  REQUIRE(f.answers.size() == 5);
+  for (const auto& [id, count] : f.answers) REQUIRE(count == 1);
+  REQUIRE(f.errors.size() == 5);
+  REQUIRE(f.log.spawned == 1 + 3);
+  REQUIRE(trace_events("batcher/model/intensity", "restart_intensity_exceeded") == 1);
+}
+
+TEST_CASE("autoscaling adds replicas under a sustained backlog and removes idle ones, without oscillating") {
+  batching_settings settings;
+  settings.batch_rows_max = 4;
+  settings.queue_delay_max_us = 100;
+  settings.latency_objective_us = 1'000;
+  actors::replica_pool_settings pool;
+  pool.replicas_min = 1;
+  pool.replicas_max = 3;
+  pool.scale_interval = std::chrono::milliseconds(100);
+  pool.scale_up_after = 2;
+  pool.scale_down_after = 3;
+  pool_fixture f(settings, pool, "autoscale");
+  f.log.service_time = caf::timespan(std::chrono::milliseconds(10));  // 400 rows/s per replica
+  const std::uint64_t requests = 800;
+  for (std::uint64_t id = 1; id <= requests; ++id) f.send(request_of(id, 0.5f));
+  f.scheduler->run();
+  REQUIRE(f.status()["replicas"] == 1);
+  // The backlog lasts: two looks in a row add a replica, two more add the third.
+  f.run_for(caf::timespan(std::chrono::milliseconds(500)), caf::timespan(std::chrono::milliseconds(5)));
+  auto busy = f.status();
+  REQUIRE(busy["replicas"] == 3);
+  REQUIRE(busy["scaled_up"] == 2);
+  REQUIRE(busy["scaled_down"] == 0);
+  // New replicas took queued work at once (the queue is shared: that is the rebalancing).
+  REQUIRE(f.log.batches_by_replica[2] > 0);
+  REQUIRE(f.log.batches_by_replica[3] > 0);
+  f.run_for(caf::timespan(std::chrono::seconds(3)), caf::timespan(std::chrono::milliseconds(5)));
+  REQUIRE(f.answers.size() == requests);
+  REQUIRE(f.errors.empty());
+  // Idle now: back to the minimum, one replica per three idle looks, never up again.
+  auto idle = f.status();
+  REQUIRE(idle["replicas"] == 1);
+  REQUIRE(idle["scaled_down"] == 2);
+  REQUIRE(idle["scaled_up"] == 2);
+  REQUIRE(trace_events("batcher/model/autoscale", "scaled_up") == 2);
+  REQUIRE(trace_events("batcher/model/autoscale", "scaled_down") == 2);
+}
+
+TEST_CASE("pool settings are checked with messages naming the field") {
+  actors::batcher_options options;
+  options.pool.replicas_min = 3;
+  options.pool.replicas_max = 2;
+  REQUIRE(actors::validate(options).error().message() == "serving lane main: replicas_max (2) is below replicas_min (3)");
+  options.pool.replicas_min = 0;
+  REQUIRE(actors::validate(options).error().message() == "serving lane main: replicas_min must be ≥ 1, got 0");
 }

@@ -1,0 +1,775 @@
+#include "actors/serving/router.hpp"
+
+#include <caf/all.hpp>
+
+#include <cmath>
+#include <deque>
+#include <unordered_map>
+
+#include "actors/monitoring/metrics.hpp"
+#include "compute/random.hpp"
+#include "messaging/errors.hpp"
+#include "messaging/metrics_registry.hpp"
+#include "messaging/trace.hpp"
+
+namespace rml::actors {
+
+result<version_policy> parse_version_policy(const std::string& spec) {
+  version_policy policy;
+  const auto colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  const std::string argument = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  auto bad = [&](const std::string& what) { return error(errc::invalid_argument, "version policy '" + spec + "': " + what); };
+  auto parse_version = [](const std::string& text, std::uint64_t& version) {
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return false;
+    version = std::stoull(text);
+    return version > 0;
+  };
+  if (name == "latest" || name == "shadow") {
+    if (!argument.empty()) return bad("takes no argument");
+    policy.type = name == "latest" ? version_policy::kind::latest : version_policy::kind::shadow;
+  } else if (name == "pinned") {
+    policy.type = version_policy::kind::pinned;
+    if (!parse_version(argument, policy.pinned_version)) return bad("expected pinned:<version ≥ 1>");
+  } else if (name == "canary") {
+    policy.type = version_policy::kind::canary;
+    char* end = nullptr;
+    const double percent = argument.empty() ? 0 : std::strtod(argument.c_str(), &end);
+    if (argument.empty() || *end != '\0' || !(percent > 0 && percent < 100)) return bad("expected canary:<percent in (0, 100)>");
+    policy.canary_fraction = percent / 100.0;
+  } else if (name == "bandit") {
+    policy.type = version_policy::kind::bandit;
+    std::size_t start = 0;
+    while (start <= argument.size()) {
+      const auto comma = argument.find(',', start);
+      const std::string item = argument.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      std::uint64_t version = 0;
+      if (!parse_version(item, version)) return bad("expected bandit:<version>,<version>[,...]; '" + item + "' is not a version");
+      if (std::find(policy.arms.begin(), policy.arms.end(), version) != policy.arms.end()) return bad("version " + item + " twice");
+      policy.arms.push_back(version);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    if (policy.arms.size() < 2) return bad("a bandit needs at least two versions");
+  } else {
+    return bad("unknown policy (latest, pinned:V, canary:P, shadow, bandit:V1,V2,...)");
+  }
+  return policy;
+}
+
+std::string to_string(const version_policy& policy) {
+  switch (policy.type) {
+    case version_policy::kind::latest:
+      return "latest";
+    case version_policy::kind::shadow:
+      return "shadow";
+    case version_policy::kind::pinned:
+      return "pinned:" + std::to_string(policy.pinned_version);
+    case version_policy::kind::canary: {
+      char text[32];
+      std::snprintf(text, sizeof(text), "canary:%g", policy.canary_fraction * 100);
+      return text;
+    }
+    case version_policy::kind::bandit: {
+      std::string text = "bandit:";
+      for (std::size_t index = 0; index < policy.arms.size(); ++index) text += (index ? "," : "") + std::to_string(policy.arms[index]);
+      return text;
+    }
+  }
+  return "unknown";
+}
+
+status validate(const router_options& options) {
+  if (auto policy = parse_version_policy(options.policy); !policy) return policy.error();
+  if (auto lane = validate(options.lane); !lane) return lane;
+  if (!(options.bandit_exploration > 0 && options.bandit_exploration <= 1)) {
+    return error(errc::invalid_argument, "serving: bandit exploration must be in (0, 1], got " + std::to_string(options.bandit_exploration));
+  }
+  if (options.feedback_window == 0) return error(errc::invalid_argument, "serving: feedback_window must be ≥ 1, got 0");
+  if (options.canary.feedback_min == 0) return error(errc::invalid_argument, "serving: canary feedback_min must be ≥ 1, got 0");
+  return {};
+}
+
+namespace {
+using drain_timeout_atom = caf::atom_constant<caf::atom("draintime")>;
+
+struct lane_state {
+  std::string role;
+  batcher_actor actor;
+  std::optional<messaging::model_snapshot> snapshot;
+  std::uint64_t in_flight = 0;
+  bool closing = false;  // exits when its last request is answered
+  std::uint64_t last_used = 0;
+  // Live evaluation since the last reset.
+  std::uint64_t feedback = 0, correct = 0;
+  messaging::latency_histogram latency;
+  messaging::metrics::gauge* version_gauge = nullptr;
+  messaging::metrics::gauge* accuracy_gauge = nullptr;
+  std::uint64_t version() const { return snapshot ? snapshot->version : 0; }
+  double accuracy() const { return feedback ? double(correct) / double(feedback) : 0.0; }
+  void reset_evaluation() {
+    feedback = correct = 0;
+    latency = {};
+  }
+};
+
+/// What the router remembers of a prediction until its feedback comes (or it is forgotten).
+struct remembered_prediction {
+  std::string role;
+  std::uint64_t version = 0;
+  std::int32_t predicted = -1;         // top class of the first row; -1 until answered
+  std::int32_t shadow_predicted = -1;  // the shadow's, under the shadow policy
+  bool compared = false;
+  double probability = 1.0;  // the bandit's probability of choosing this arm
+};
+
+struct waiting_for_version {
+  messaging::predict_request request;
+  caf::typed_response_promise<messaging::predict_reply> promise;
+};
+
+struct router_metrics {
+  messaging::metrics::histogram* latency;
+  messaging::metrics::counter* answered;
+  messaging::metrics::gauge* draining;
+  messaging::metrics::counter* promoted;
+  messaging::metrics::counter* rolled_back;
+  messaging::metrics::counter* agree;
+  messaging::metrics::counter* disagree;
+  messaging::metrics::counter* lane_restarts;
+};
+
+struct router_state {
+  router_options options;
+  version_policy policy;
+  std::map<std::string, lane_state> lanes;
+  std::optional<messaging::model_snapshot> latest;
+  std::optional<messaging::model_snapshot> next_candidate;
+  std::map<std::uint64_t, std::vector<waiting_for_version>> loading;
+  std::unordered_map<std::uint64_t, remembered_prediction> memory;
+  std::deque<std::uint64_t> memory_order;
+  std::map<std::uint64_t, double> bandit_weights;  // by version
+  std::unique_ptr<random_source> random;
+  std::shared_ptr<std::vector<caf::actor>> owned = std::make_shared<std::vector<caf::actor>>();
+  bool draining = false;
+  std::uint64_t in_flight = 0;
+  std::optional<caf::typed_response_promise<std::uint64_t>> drain_promise;
+  std::uint64_t uses = 0;
+  std::map<std::string, double> counters;
+  router_metrics metrics{};
+  std::map<std::string, messaging::metrics::counter*> errors_by_kind;
+  static inline const char* name = "rml.router";
+};
+
+using router_pointer = router_actor::stateful_pointer<router_state>;
+
+void trace(router_pointer self, const char* kind, std::string detail) {
+  messaging::trace_log::global().record({clock_us(self), "router/" + self->state.options.model, kind, std::move(detail)});
+}
+
+messaging::metrics::counter& answered_counter(router_state& state, const std::string& outcome) {
+  auto& counter = state.errors_by_kind[outcome];
+  if (!counter) {
+    counter = &messaging::metrics::registry::global().get_counter(
+        "rml_requests_total", "Predict requests answered by serving, by outcome", {{"model", state.options.model}, {"outcome", outcome}});
+  }
+  return *counter;
+}
+
+std::string outcome_of(const caf::error& failure) { return to_string(messaging::client_code(failure)); }
+
+lane_state& open_lane(router_pointer self, const std::string& role) {
+  auto& state = self->state;
+  auto found = state.lanes.find(role);
+  if (found != state.lanes.end() && !found->second.closing) return found->second;
+  if (found != state.lanes.end()) {
+    // Still finishing its requests: let it, under a name nobody routes to.
+    auto retired = std::move(found->second);
+    state.lanes.erase(found);
+    state.lanes.emplace(role + "#closing" + std::to_string(++state.uses), std::move(retired));
+  }
+  auto options = state.options.lane;
+  options.model = state.options.model;
+  options.lane = role;
+  lane_state lane;
+  lane.role = role;
+  lane.actor = spawn_batcher(self->system(), options);
+  self->monitor(lane.actor);
+  state.owned->push_back(caf::actor_cast<caf::actor>(lane.actor));
+  auto& registry = messaging::metrics::registry::global();
+  const messaging::metrics::label_set labels{{"model", state.options.model}, {"lane", role}};
+  lane.version_gauge = &registry.get_gauge("rml_model_version", "Model version a serving lane answers with", labels);
+  lane.accuracy_gauge = &registry.get_gauge("rml_live_accuracy", "Accuracy of a lane's answers on labelled feedback", labels);
+  return state.lanes[role] = std::move(lane);
+}
+
+void load_lane(router_pointer self, lane_state& lane, const messaging::model_snapshot& snapshot) {
+  lane.snapshot = snapshot;
+  lane.version_gauge->set(double(snapshot.version));
+  self->send(lane.actor, snapshot);
+  trace(self, "lane_loaded", "lane=" + lane.role + " version=" + std::to_string(snapshot.version));
+}
+
+lane_state* find_lane(router_state& state, const std::string& role) {
+  auto found = state.lanes.find(role);
+  return found == state.lanes.end() || found->second.closing ? nullptr : &found->second;
+}
+
+void close_lane(router_pointer self, const std::string& role) {
+  auto& state = self->state;
+  auto found = state.lanes.find(role);
+  if (found == state.lanes.end()) return;
+  auto& lane = found->second;
+  if (lane.in_flight > 0) {
+    lane.closing = true;
+    return;
+  }
+  self->demonitor(caf::actor_cast<caf::actor>(lane.actor));
+  self->send_exit(lane.actor, caf::exit_reason::user_shutdown);
+  auto& owned = *state.owned;
+  owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(lane.actor)), owned.end());
+  lane.version_gauge->set(0);
+  state.lanes.erase(found);
+}
+
+/// Fetches a version: at once when it is the newest seen, else from the registry.
+void fetch_version(router_pointer self, std::uint64_t version, std::function<void(const messaging::model_snapshot&)> loaded,
+                   std::function<void(const caf::error&)> failed) {
+  auto& state = self->state;
+  if (state.latest && state.latest->version == version) return loaded(*state.latest);
+  for (auto& [role, lane] : state.lanes) {
+    if (lane.snapshot && lane.snapshot->version == version) return loaded(*lane.snapshot);
+  }
+  auto registry = self->system().registry().template get<caf::actor>(state.options.registry);
+  if (!registry) return failed(messaging::make_error(errc::not_ready, "no model registry running to load version " + std::to_string(version)));
+  self->request(registry, std::chrono::seconds(30), messaging::version_atom::value, version)
+      .then([loaded](messaging::model_snapshot& snapshot) { loaded(snapshot); }, [failed](caf::error& failure) { failed(failure); });
+}
+
+std::string arm_role(std::uint64_t version) { return "v" + std::to_string(version); }
+
+/// Sets up the lanes a policy needs; lanes it does not need close once empty.
+void apply_policy(router_pointer self, const version_policy& policy) {
+  auto& state = self->state;
+  state.policy = policy;
+  state.next_candidate.reset();
+  for (auto& [role, lane] : state.lanes) lane.reset_evaluation();
+  std::vector<std::string> unneeded;
+  for (auto& [role, lane] : state.lanes) {
+    const bool needed = role == "main" || (policy.type == version_policy::kind::bandit && role.front() == 'v') ||
+                        (policy.type == version_policy::kind::shadow && role == "shadow");
+    if (!needed && role.find("#closing") == std::string::npos && role.front() != 'v') unneeded.push_back(role);
+  }
+  for (const auto& role : unneeded) close_lane(self, role);
+  auto& main = open_lane(self, "main");
+  switch (policy.type) {
+    case version_policy::kind::latest:
+      if (state.latest && main.version() != state.latest->version) load_lane(self, main, *state.latest);
+      break;
+    case version_policy::kind::pinned:
+      if (main.version() != policy.pinned_version) {
+        fetch_version(
+            self, policy.pinned_version,
+            [self](const messaging::model_snapshot& snapshot) {
+              if (auto* lane = find_lane(self->state, "main"); lane && self->state.policy.type == version_policy::kind::pinned &&
+                                                                self->state.policy.pinned_version == snapshot.version) {
+                load_lane(self, *lane, snapshot);
+              }
+            },
+            [self, version = policy.pinned_version](const caf::error& failure) {
+              trace(self, "policy_failed", "pinned version " + std::to_string(version) + ": " + messaging::describe(failure));
+            });
+      }
+      break;
+    case version_policy::kind::canary:
+    case version_policy::kind::shadow:
+      if (!main.snapshot && state.latest) load_lane(self, main, *state.latest);
+      if (policy.type == version_policy::kind::shadow && state.latest && state.latest->version != main.version()) {
+        load_lane(self, open_lane(self, "shadow"), *state.latest);
+      }
+      break;
+    case version_policy::kind::bandit:
+      state.bandit_weights.clear();
+      for (std::uint64_t version : policy.arms) {
+        state.bandit_weights[version] = 1.0;
+        fetch_version(
+            self, version,
+            [self](const messaging::model_snapshot& snapshot) {
+              if (!self->state.bandit_weights.count(snapshot.version)) return;
+              auto& lane = open_lane(self, arm_role(snapshot.version));
+              if (lane.version() != snapshot.version) load_lane(self, lane, snapshot);
+            },
+            [self, version](const caf::error& failure) {
+              trace(self, "policy_failed", "bandit arm " + std::to_string(version) + ": " + messaging::describe(failure));
+            });
+      }
+      break;
+  }
+  trace(self, "policy_set", to_string(policy));
+}
+
+/// A newly published version, as the policy wants it.
+void on_published(router_pointer self, const messaging::model_snapshot& snapshot) {
+  auto& state = self->state;
+  if (state.latest && state.latest->version == snapshot.version) return;
+  state.latest = snapshot;
+  auto& main = open_lane(self, "main");
+  switch (state.policy.type) {
+    case version_policy::kind::latest:
+      load_lane(self, main, snapshot);
+      break;
+    case version_policy::kind::pinned:
+      if (snapshot.version == state.policy.pinned_version) load_lane(self, main, snapshot);
+      break;
+    case version_policy::kind::canary:
+      if (!main.snapshot) {
+        load_lane(self, main, snapshot);
+      } else if (auto* candidate = find_lane(state, "canary"); candidate && candidate->snapshot) {
+        state.next_candidate = snapshot;  // waits for the decision on the current candidate
+      } else {
+        load_lane(self, open_lane(self, "canary"), snapshot);
+        main.reset_evaluation();
+        trace(self, "canary_started", "candidate=" + std::to_string(snapshot.version) + " stable=" + std::to_string(main.version()));
+      }
+      break;
+    case version_policy::kind::shadow:
+      if (!main.snapshot) load_lane(self, main, snapshot);
+      else load_lane(self, open_lane(self, "shadow"), snapshot);
+      break;
+    case version_policy::kind::bandit:
+      if (state.bandit_weights.count(snapshot.version)) load_lane(self, open_lane(self, arm_role(snapshot.version)), snapshot);
+      break;
+  }
+}
+
+void finish_drain_if_done(router_pointer self) {
+  auto& state = self->state;
+  if (state.draining && state.in_flight == 0 && state.drain_promise) {
+    state.drain_promise->deliver(std::uint64_t{0});
+    state.drain_promise.reset();
+    trace(self, "drained", "every admitted request answered");
+  }
+}
+
+void remember(router_state& state, std::uint64_t request_id, remembered_prediction prediction) {
+  auto [where, added] = state.memory.insert_or_assign(request_id, std::move(prediction));
+  if (added) state.memory_order.push_back(request_id);
+  while (state.memory.size() > state.options.feedback_window && !state.memory_order.empty()) {
+    state.memory.erase(state.memory_order.front());
+    state.memory_order.pop_front();
+  }
+}
+
+void compare_shadow(router_state& state, remembered_prediction& prediction) {
+  if (prediction.compared || prediction.predicted < 0 || prediction.shadow_predicted < 0) return;
+  prediction.compared = true;
+  const bool agree = prediction.predicted == prediction.shadow_predicted;
+  state.counters[agree ? "shadow_agree" : "shadow_disagree"] += 1;
+  (agree ? state.metrics.agree : state.metrics.disagree)->add();
+}
+
+std::int64_t lane_timeout_us(router_pointer self, const messaging::predict_request& request) {
+  return request.deadline_us > 0 ? std::max<std::int64_t>(request.deadline_us - clock_us(self), 0) + 1'000'000 : 60'000'000;
+}
+
+/// Sends a request to a lane and answers its promise with the lane's answer; a lane that
+/// crashed before answering gets the request once more after its restart.
+void forward(router_pointer self, const std::string& role, std::shared_ptr<messaging::predict_request> request,
+             caf::typed_response_promise<messaging::predict_reply> promise, double probability, bool retried) {
+  auto& state = self->state;
+  auto* lane = find_lane(state, role);
+  if (!lane) {
+    promise.deliver(messaging::make_error(errc::not_ready, "request " + std::to_string(request->request_id) + ": lane " + role + " is gone"));
+    return;
+  }
+  ++lane->in_flight;
+  ++state.in_flight;
+  lane->last_used = ++state.uses;
+  const std::int64_t started = clock_us(self);
+  remember(state, request->request_id, {role, lane->version(), -1, -1, false, probability});
+  auto settle = [self, role]() {
+    auto& state = self->state;
+    --state.in_flight;
+    auto found = state.lanes.find(role);
+    // A lane closed meanwhile lives on under another key: find it by its in-flight count.
+    for (auto& [key, lane] : state.lanes) {
+      if ((key == role || key.rfind(role + "#closing", 0) == 0) && lane.in_flight > 0) {
+        --lane.in_flight;
+        if (lane.closing && lane.in_flight == 0) {
+          close_lane(self, key);
+        }
+        break;
+      }
+    }
+    (void)found;
+    finish_drain_if_done(self);
+  };
+  self->request(lane->actor, std::chrono::microseconds(lane_timeout_us(self, *request)), *request)
+      .then(
+          [self, role, request, promise, started, settle](messaging::predict_reply& reply) mutable {
+            auto& state = self->state;
+            const double latency = double(clock_us(self) - started);
+            if (auto* answered = find_lane(state, role)) answered->latency.record(latency);
+            state.metrics.latency->observe(latency * 1e-6);
+            state.metrics.answered->add();
+            if (auto found = state.memory.find(request->request_id); found != state.memory.end() && !reply.top_classes.empty()) {
+              found->second.predicted = reply.top_classes.front();
+              found->second.version = reply.model_version;
+              compare_shadow(state, found->second);
+            }
+            promise.deliver(std::move(reply));
+            settle();
+          },
+          [self, role, request, promise, probability, retried, settle](caf::error& failure) mutable {
+            settle();
+            if (failure == caf::sec::request_receiver_down && !retried && find_lane(self->state, role)) {
+              self->state.counters["retried_after_lane_crash"] += 1;
+              return forward(self, role, request, promise, probability, true);
+            }
+            answered_counter(self->state, outcome_of(failure)).add();
+            promise.deliver(failure);
+          });
+}
+
+void mirror_to_shadow(router_pointer self, const messaging::predict_request& request) {
+  auto& state = self->state;
+  auto* shadow = find_lane(state, "shadow");
+  if (!shadow || !shadow->snapshot) return;
+  const std::int64_t started = clock_us(self);
+  const std::uint64_t id = request.request_id;
+  self->request(shadow->actor, std::chrono::microseconds(lane_timeout_us(self, request)), request)
+      .then(
+          [self, id, started](messaging::predict_reply& reply) {
+            auto& state = self->state;
+            state.counters["shadow_answers"] += 1;
+            if (auto* lane = find_lane(state, "shadow")) lane->latency.record(double(clock_us(self) - started));
+            auto found = state.memory.find(id);
+            if (found != state.memory.end() && !reply.top_classes.empty()) {
+              found->second.shadow_predicted = reply.top_classes.front();
+              compare_shadow(state, found->second);
+            }
+          },
+          [self](caf::error&) { self->state.counters["shadow_errors"] += 1; });
+}
+
+/// Exp3's probabilities over the loaded arms, by role.
+std::vector<std::pair<std::string, double>> bandit_probabilities(router_state& state) {
+  std::vector<std::pair<std::string, double>> arms;
+  double total = 0;
+  for (const auto& [version, weight] : state.bandit_weights) {
+    auto* lane = find_lane(state, arm_role(version));
+    if (!lane || !lane->snapshot) continue;
+    arms.emplace_back(arm_role(version), weight);
+    total += weight;
+  }
+  const double gamma = state.options.bandit_exploration;
+  for (auto& [role, weight] : arms) weight = (1 - gamma) * weight / total + gamma / double(arms.size());
+  return arms;
+}
+
+caf::result<messaging::predict_reply> route(router_pointer self, messaging::predict_request& request) {
+  auto& state = self->state;
+  const std::string which = "request " + std::to_string(request.request_id);
+  if (state.draining) {
+    answered_counter(state, "not_ready").add();
+    return messaging::make_error(errc::not_ready, which + ": serving is draining and admits no requests");
+  }
+  auto promise = self->make_response_promise<messaging::predict_reply>();
+  if (request.model_version != 0) {
+    for (auto& [role, lane] : state.lanes) {
+      if (!lane.closing && lane.version() == request.model_version) {
+        forward(self, role, std::make_shared<messaging::predict_request>(std::move(request)), promise, 1.0, false);
+        return promise;
+      }
+    }
+    // Not in a lane: load it into a lane of its own (and evict the least recently used one).
+    const std::uint64_t version = request.model_version;
+    auto& waiting = state.loading[version];
+    waiting.push_back({std::move(request), promise});
+    if (waiting.size() > 1) return promise;
+    fetch_version(
+        self, version,
+        [self, version](const messaging::model_snapshot& snapshot) {
+          auto& state = self->state;
+          std::vector<std::string> pinned;
+          for (auto& [role, lane] : state.lanes) {
+            if (role.front() == 'v' && !state.bandit_weights.count(lane.version()) && !lane.closing) pinned.push_back(role);
+          }
+          if (pinned.size() >= state.options.pinned_lanes_max) {
+            auto oldest = std::min_element(pinned.begin(), pinned.end(), [&](const std::string& a, const std::string& b) {
+              return state.lanes[a].last_used < state.lanes[b].last_used;
+            });
+            close_lane(self, *oldest);
+          }
+          auto& lane = open_lane(self, arm_role(version));
+          load_lane(self, lane, snapshot);
+          auto waiting = std::move(state.loading[version]);
+          state.loading.erase(version);
+          for (auto& entry : waiting) {
+            forward(self, lane.role, std::make_shared<messaging::predict_request>(std::move(entry.request)), entry.promise, 1.0, false);
+          }
+        },
+        [self, version](const caf::error& failure) {
+          auto& state = self->state;
+          auto waiting = std::move(state.loading[version]);
+          state.loading.erase(version);
+          const auto code = messaging::rml_code(failure).value_or(errc::not_found);
+          for (auto& entry : waiting) {
+            answered_counter(state, to_string(code)).add();
+            entry.promise.deliver(messaging::make_error(code, "request " + std::to_string(entry.request.request_id) + ": model version " +
+                                                                  std::to_string(version) + " cannot be served: " + messaging::describe(failure)));
+          }
+        });
+    return promise;
+  }
+  std::string role = "main";
+  double probability = 1.0;
+  switch (state.policy.type) {
+    case version_policy::kind::canary:
+      if (auto* candidate = find_lane(state, "canary");
+          candidate && candidate->snapshot && state.random->uniform01() < state.policy.canary_fraction) {
+        role = "canary";
+      }
+      break;
+    case version_policy::kind::shadow:
+      mirror_to_shadow(self, request);
+      break;
+    case version_policy::kind::bandit: {
+      auto arms = bandit_probabilities(state);
+      if (arms.empty()) {
+        answered_counter(state, "not_ready").add();
+        promise.deliver(messaging::make_error(errc::not_ready, which + ": no bandit arm is loaded yet"));
+        return promise;
+      }
+      double draw = state.random->uniform01();
+      role = arms.back().first;
+      probability = arms.back().second;
+      for (const auto& [arm, p] : arms) {
+        if (draw < p) {
+          role = arm;
+          probability = p;
+          break;
+        }
+        draw -= p;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  forward(self, role, std::make_shared<messaging::predict_request>(std::move(request)), promise, probability, false);
+  return promise;
+}
+
+/// The canary decision, once both versions have enough labelled answers.
+void decide_canary(router_pointer self) {
+  auto& state = self->state;
+  auto* stable = find_lane(state, "main");
+  auto* candidate = find_lane(state, "canary");
+  if (!stable || !candidate || !candidate->snapshot) return;
+  const auto& settings = state.options.canary;
+  if (candidate->feedback < settings.feedback_min || stable->feedback < settings.feedback_min) return;
+  const double stable_p99 = stable->latency.quantile(0.99), candidate_p99 = candidate->latency.quantile(0.99);
+  const bool accurate = candidate->accuracy() >= stable->accuracy() - settings.accuracy_tolerance;
+  const bool fast = candidate_p99 <= stable_p99 * settings.latency_ratio_max + double(settings.latency_slack_us);
+  char detail[256];
+  std::snprintf(detail, sizeof(detail), "candidate=%llu accuracy=%.4f p99_us=%.0f stable=%llu accuracy=%.4f p99_us=%.0f",
+                (unsigned long long)candidate->version(), candidate->accuracy(), candidate_p99, (unsigned long long)stable->version(),
+                stable->accuracy(), stable_p99);
+  if (accurate && fast) {
+    state.counters["canary_promoted"] += 1;
+    state.metrics.promoted->add();
+    trace(self, "canary_promoted", detail);
+    load_lane(self, *stable, *candidate->snapshot);
+  } else {
+    state.counters["canary_rolled_back"] += 1;
+    state.metrics.rolled_back->add();
+    trace(self, "canary_rolled_back", std::string(detail) + (accurate ? " (latency)" : " (accuracy)"));
+  }
+  stable->reset_evaluation();
+  if (state.next_candidate) {
+    candidate->reset_evaluation();
+    load_lane(self, *candidate, *state.next_candidate);
+    trace(self, "canary_started", "candidate=" + std::to_string(state.next_candidate->version) + " stable=" + std::to_string(stable->version()));
+    state.next_candidate.reset();
+  } else {
+    close_lane(self, "canary");
+  }
+}
+
+bool on_feedback(router_pointer self, const messaging::prediction_feedback& feedback) {
+  auto& state = self->state;
+  auto found = state.memory.find(feedback.request_id);
+  if (found == state.memory.end() || found->second.predicted < 0) {
+    state.counters["feedback_unmatched"] += 1;
+    return false;
+  }
+  auto prediction = found->second;
+  state.memory.erase(found);  // one label per prediction
+  state.counters["feedback"] += 1;
+  const bool correct = prediction.predicted == feedback.label;
+  if (auto* lane = find_lane(state, prediction.role); lane && lane->version() == prediction.version) {
+    ++lane->feedback;
+    lane->correct += correct ? 1 : 0;
+    lane->accuracy_gauge->set(lane->accuracy());
+  }
+  if (prediction.shadow_predicted >= 0) {
+    if (auto* shadow = find_lane(state, "shadow")) {
+      ++shadow->feedback;
+      shadow->correct += prediction.shadow_predicted == feedback.label ? 1 : 0;
+      shadow->accuracy_gauge->set(shadow->accuracy());
+    }
+  }
+  switch (state.policy.type) {
+    case version_policy::kind::canary:
+      decide_canary(self);
+      break;
+    case version_policy::kind::bandit: {
+      // Exp3: an importance-weighted reward estimate for the arm that answered.
+      auto weight = state.bandit_weights.find(prediction.version);
+      if (weight == state.bandit_weights.end()) break;
+      const double arms = double(state.bandit_weights.size());
+      const double estimate = (correct ? 1.0 : 0.0) / prediction.probability;
+      weight->second *= std::exp(state.options.bandit_exploration * estimate / arms);
+      double largest = 0;
+      for (auto& [version, w] : state.bandit_weights) largest = std::max(largest, w);
+      if (largest > 1e100) {
+        for (auto& [version, w] : state.bandit_weights) w /= largest;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return true;
+}
+
+void on_lane_down(router_pointer self, const caf::down_msg& down) {
+  auto& state = self->state;
+  for (auto& [role, lane] : state.lanes) {
+    if (lane.actor.address() != down.source) continue;
+    auto& owned = *state.owned;
+    owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(lane.actor)), owned.end());
+    if (lane.closing) {
+      state.lanes.erase(role);
+      return;
+    }
+    // Restart the lane with what it served; requests it held are sent once more (forward).
+    auto snapshot = lane.snapshot;
+    const std::string restarted = role;
+    state.lanes.erase(role);
+    auto& replacement = open_lane(self, restarted);
+    if (snapshot) load_lane(self, replacement, *snapshot);
+    state.counters["lane_restarts"] += 1;
+    state.metrics.lane_restarts->add();
+    trace(self, "lane_restarted", "lane=" + restarted + " reason=" + caf::to_string(down.reason));
+    return;
+  }
+}
+
+messaging::serving_info info_of(router_state& state) {
+  messaging::serving_info info;
+  info.model = state.options.model;
+  info.draining = state.draining;
+  info.features = state.options.lane.features;
+  info.policy = to_string(state.policy);
+  for (auto& [role, lane] : state.lanes) {
+    if (!lane.snapshot || lane.closing) continue;
+    info.loaded_versions.push_back(lane.version());
+    if (info.classes == 0) {
+      auto classes = lane.snapshot->metrics.find("classes");
+      if (classes != lane.snapshot->metrics.end()) info.classes = std::uint32_t(classes->second);
+    }
+  }
+  std::sort(info.loaded_versions.begin(), info.loaded_versions.end());
+  info.loaded_versions.erase(std::unique(info.loaded_versions.begin(), info.loaded_versions.end()), info.loaded_versions.end());
+  if (auto* main = find_lane(state, "main")) info.serving_version = main->version();
+  const bool loaded = state.policy.type == version_policy::kind::bandit ? !bandit_probabilities(state).empty() : info.serving_version != 0;
+  info.ready = loaded && !state.draining;
+  return info;
+}
+
+router_actor::behavior_type router(router_pointer self, router_options options) {
+  auto& state = self->state;
+  state.options = options;
+  state.random = std::make_unique<random_source>(options.seed);
+  auto& registry = messaging::metrics::registry::global();
+  const messaging::metrics::label_set model{{"model", options.model}};
+  state.metrics.latency = &registry.get_histogram("rml_request_latency_seconds", "Time from admission by serving to its answer", model);
+  state.metrics.answered = &answered_counter(state, "ok");
+  state.metrics.draining = &registry.get_gauge("rml_draining", "1 while serving drains (admits no requests)", model);
+  state.metrics.promoted = &registry.get_counter("rml_canary_decisions_total", "Canary decisions", {{"model", options.model}, {"decision", "promoted"}});
+  state.metrics.rolled_back = &registry.get_counter("rml_canary_decisions_total", "Canary decisions", {{"model", options.model}, {"decision", "rolled_back"}});
+  state.metrics.agree = &registry.get_counter("rml_shadow_comparisons_total", "Shadow answers compared with the served ones",
+                                              {{"model", options.model}, {"result", "agree"}});
+  state.metrics.disagree = &registry.get_counter("rml_shadow_comparisons_total", "Shadow answers compared with the served ones",
+                                                 {{"model", options.model}, {"result", "disagree"}});
+  state.metrics.lane_restarts = &registry.get_counter("rml_lane_restarts_total", "Serving lanes restarted after a crash", model);
+  state.metrics.draining->set(0);
+  self->attach_functor([owned = state.owned](const caf::error&) {
+    for (auto& lane : *owned) caf::anon_send_exit(lane, caf::exit_reason::user_shutdown);
+  });
+  self->set_down_handler([self](caf::down_msg& down) { on_lane_down(self, down); });
+  self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
+    if (!view.content().match_elements<drain_timeout_atom>()) return caf::sec::unexpected_message;
+    auto& state = self->state;
+    if (state.drain_promise) {
+      trace(self, "drain_timed_out", std::to_string(state.in_flight) + " requests unanswered");
+      state.drain_promise->deliver(state.in_flight);
+      state.drain_promise.reset();
+    }
+    return caf::message{};
+  });
+  auto policy = parse_version_policy(options.policy);
+  RML_ASSERT(bool(policy));  // validate() checked it
+  apply_policy(self, *policy);
+  return {
+      [self](messaging::predict_request& request) { return route(self, request); },
+      [self](messaging::model_snapshot& snapshot) { on_published(self, snapshot); },
+      [self](messaging::status_atom) {
+        auto& state = self->state;
+        auto values = state.counters;
+        values["in_flight"] = double(state.in_flight);
+        values["draining"] = state.draining ? 1 : 0;
+        values["lanes"] = double(state.lanes.size());
+        for (auto& [role, lane] : state.lanes) {
+          if (lane.closing) continue;
+          values["lane_" + role + "_version"] = double(lane.version());
+          values["lane_" + role + "_feedback"] = double(lane.feedback);
+          values["lane_" + role + "_accuracy"] = lane.accuracy();
+        }
+        for (const auto& [role, p] : bandit_probabilities(state)) values["bandit_p_" + role] = p;
+        return values;
+      },
+      [self](messaging::batching_settings& settings) {
+        self->state.options.lane.settings = settings;
+        for (auto& [role, lane] : self->state.lanes) self->send(lane.actor, settings);
+      },
+      [self](messaging::prediction_feedback& feedback) { return on_feedback(self, feedback); },
+      [self](messaging::policy_atom, std::string& spec) -> caf::result<std::string> {
+        auto policy = parse_version_policy(spec);
+        if (!policy) return messaging::make_error(policy.error().code(), policy.error().message());
+        apply_policy(self, *policy);
+        return to_string(*policy);
+      },
+      [self](messaging::info_atom) { return info_of(self->state); },
+      [self](messaging::drain_atom, std::int64_t timeout_ms) -> caf::result<std::uint64_t> {
+        auto& state = self->state;
+        if (!state.draining) trace(self, "drain_started", std::to_string(state.in_flight) + " requests in flight");
+        state.draining = true;
+        state.metrics.draining->set(1);
+        if (state.in_flight == 0) return std::uint64_t{0};
+        auto promise = self->make_response_promise<std::uint64_t>();
+        state.drain_promise = promise;
+        caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), std::chrono::milliseconds(timeout_ms), drain_timeout_atom::value);
+        return promise;
+      },
+  };
+}
+}  // namespace
+
+router_actor spawn_router(caf::actor_system& system, const router_options& options) {
+  return system.spawn(router, options);
+}
+
+}  // namespace rml::actors

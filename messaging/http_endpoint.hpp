@@ -1,0 +1,77 @@
+#pragma once
+// The HTTP endpoint: KServe V2 / Open Inference Protocol on Boost.Beast, plus Prometheus
+// metrics and the trace, on one port (127.0.0.1:8000 by default, Triton's convention).
+//
+//   GET  /v2/health/live                          200 {"live":true}
+//   GET  /v2/health/ready                         200 {"ready":true}, 503 while not ready/draining
+//   GET  /v2                                      server metadata
+//   GET  /v2/models/{m}[/versions/{v}]            model metadata
+//   GET  /v2/models/{m}[/versions/{v}]/ready      200 / 503
+//   POST /v2/models/{m}[/versions/{v}]/infer      inference (JSON, or Triton's binary tensor
+//                                                 data extension); inputs FP32, FP64, INT64,
+//                                                 INT32, UINT8; outputs "probabilities" FP32
+//                                                 [N, classes] and "classes" INT64 [N, top_k]
+//   POST /v2/models/{m}/feedback                  rml extension: {"id": "...", "label": n}
+//   GET  /metrics                                 Prometheus text format
+//   GET  /trace                                   the newest trace events, JSON lines
+//
+// Errors are HTTP 4xx/5xx with {"error": "..."} naming what was wrong: 400 bad input, 404
+// unknown model, version or path, 405 wrong method, 413 body over the limit, 503 overloaded
+// or not ready, 504 deadline passed. Connections are kept alive; requests on a connection
+// are answered in order, one at a time, so pipelining clients get their answers in order.
+// Requests go to the serving actor registered under `target` (the router), looked up per
+// request so a restarted one is found.
+
+#include <caf/actor_system.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "compute/status.hpp"
+#include "messaging/atoms.hpp"
+
+namespace rml::messaging {
+
+struct http_endpoint_options {
+  std::string host = "127.0.0.1";
+  /// 0 picks a free port.
+  int port = 8000;
+  caf::atom_value target = names::serving;
+  /// The model served, as it appears in /v2/models/{name}.
+  std::string model = "model";
+  std::uint32_t features = 784;
+  /// Request bodies larger than this get 413.
+  std::size_t body_bytes_max = 64u << 20;
+  /// Requests handed to serving and not yet answered; beyond it 503 at once.
+  std::size_t in_flight_max = 4096;
+  /// Connections open at once; beyond it new ones are closed at once.
+  std::size_t connections_max = 1024;
+  /// How long serving may take when the request sets no "timeout" parameter (µs).
+  std::chrono::milliseconds default_timeout{30'000};
+  /// Threads running the event loop.
+  int threads = 1;
+};
+
+class http_endpoint {
+ public:
+  /// Binds and starts serving; the error names the address.
+  static result<std::unique_ptr<http_endpoint>> start(caf::actor_system& system, const http_endpoint_options& options);
+  /// Stops accepting, gives requests in flight up to `grace` to be answered, then closes.
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5'000));
+  ~http_endpoint();
+
+  int port() const;
+  /// Requests answered (any status) and requests in flight.
+  std::uint64_t answered() const;
+  std::size_t in_flight() const;
+
+  struct implementation;
+
+ private:
+  explicit http_endpoint(std::shared_ptr<implementation> self);
+  std::shared_ptr<implementation> self_;
+};
+
+}  // namespace rml::messaging

@@ -1,0 +1,301 @@
+// The router, under CAF's test_coordinator, with fake replicas whose answer is the class a
+// snapshot tells them to predict: version policies (latest, pinned, a version asked by
+// number, canary promotion and rollback on live accuracy, shadow comparison, the Exp3
+// bandit learning from delayed feedback), graceful drain, and policy spec errors.
+#include "actors/serving/router.hpp"
+#include "messaging/trace.hpp"
+#include "tests/actor_fixture.hpp"
+
+#include <deque>
+
+using namespace rml;
+using namespace rml::messaging;
+using namespace std::chrono_literals;
+
+namespace {
+constexpr std::uint32_t features = 2;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+
+/// A snapshot without a model: the fake replicas answer class `predicts` for every row.
+model_snapshot fake_snapshot(std::uint64_t version, int predicts) {
+  model_snapshot snapshot;
+  snapshot.version = version;
+  snapshot.metrics = {{"predicts", double(predicts)}, {"classes", 3}};
+  return snapshot;
+}
+
+struct fake_replica_state {
+  std::optional<model_snapshot> snapshot;
+  std::deque<std::pair<caf::typed_response_promise<predict_reply>, predict_request>> pending;
+};
+
+predict_reply answer_of(const model_snapshot& snapshot, const predict_request& request) {
+  const auto predicts = std::int32_t(snapshot.metrics.at("predicts"));
+  predict_reply reply{request.request_id, snapshot.version, request.rows, 3, {}, {}};
+  for (std::uint32_t row = 0; row < request.rows; ++row) {
+    for (int c = 0; c < 3; ++c) reply.probabilities.values.push_back(c == predicts ? 0.8f : 0.1f);
+    reply.top_classes.push_back(predicts);
+  }
+  return reply;
+}
+
+/// Answers after `service_time` (virtual) when it is non-zero.
+actors::serving_actor::behavior_type version_replica(actors::serving_actor::stateful_pointer<fake_replica_state> self,
+                                                     caf::timespan service_time) {
+  self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
+    if (!view.content().match_elements<done_atom>() || self->state.pending.empty()) return caf::sec::unexpected_message;
+    auto [promise, request] = std::move(self->state.pending.front());
+    self->state.pending.pop_front();
+    promise.deliver(answer_of(*self->state.snapshot, request));
+    return caf::message{};
+  });
+  return {
+      [self, service_time](predict_request& request) -> caf::result<predict_reply> {
+        if (!self->state.snapshot) return make_error(errc::not_ready, "no model");
+        if (service_time == caf::timespan{0}) return answer_of(*self->state.snapshot, request);
+        auto promise = self->make_response_promise<predict_reply>();
+        self->state.pending.emplace_back(promise, std::move(request));
+        caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), service_time, done_atom::value);
+        return promise;
+      },
+      [self](model_snapshot& snapshot) { self->state.snapshot = snapshot; },
+      [](status_atom) { return std::map<std::string, double>{}; },
+  };
+}
+
+/// A registry that knows some versions.
+caf::behavior fake_registry(caf::event_based_actor*, std::map<std::uint64_t, model_snapshot> stored) {
+  return {[stored](version_atom, std::uint64_t version) -> caf::result<model_snapshot> {
+    auto found = stored.find(version);
+    if (found == stored.end()) return make_error(errc::not_found, "model version " + std::to_string(version) + " is not stored");
+    return found->second;
+  }};
+}
+
+struct router_fixture : test::actor_fixture {
+  actors::router_actor router;
+  std::map<std::uint64_t, predict_reply> replies;
+  std::map<std::uint64_t, caf::error> errors;
+  std::uint64_t next_id = 0;
+
+  explicit router_fixture(const std::string& policy, caf::timespan service_time = caf::timespan{0},
+                          std::map<std::uint64_t, model_snapshot> stored = {}, std::uint32_t feedback_min = 20) {
+    auto registry = hold(system->spawn(fake_registry, stored));
+    system->registry().erase(names::registry);
+    system->registry().put(names::registry, registry);
+    actors::router_options options;
+    options.model = "fake";
+    options.policy = policy;
+    options.lane.features = features;
+    options.lane.settings.batch_rows_max = 8;
+    options.lane.settings.queue_delay_max_us = 100;
+    options.lane.spawn_replica = [service_time](caf::actor_system& sys) { return sys.spawn(version_replica, service_time); };
+    options.canary.feedback_min = feedback_min;
+    options.canary.latency_slack_us = 1'000'000;  // virtual time: latency never decides here
+    REQUIRE(actors::validate(options));
+    router = hold(actors::spawn_router(*system, options));
+  }
+
+  void publish(const model_snapshot& snapshot) {
+    caf::anon_send(router, snapshot);
+    scheduler->run();
+  }
+
+  /// Sends one request (id returned) without waiting for its answer.
+  std::uint64_t send(std::uint64_t version = 0) {
+    predict_request request;
+    request.request_id = ++next_id;
+    request.rows = 1;
+    request.model_version = version;
+    request.features.values = {0.5f, 0.5f};
+    auto target = router;
+    const auto id = request.request_id;
+    hold(system->spawn([this, target, request, id](caf::event_based_actor* self) {
+      self->request(target, caf::infinite, request)
+          .then([this, id](predict_reply& reply) { replies[id] = reply; }, [this, id](caf::error& failure) { errors[id] = failure; });
+    }));
+    return id;
+  }
+
+  void settle() {
+    scheduler->run();
+    for (int step = 0; step < 20; ++step) {
+      scheduler->advance_time(caf::timespan(1ms));
+      scheduler->run();
+    }
+  }
+
+  predict_reply predict(std::uint64_t version = 0) {
+    const auto id = send(version);
+    settle();
+    if (errors.count(id)) FAIL("request " << id << " failed: " << describe(errors[id]));
+    REQUIRE(replies.count(id) == 1);
+    return replies[id];
+  }
+
+  bool feedback(std::uint64_t id, std::int32_t label) { return *ask<bool>(router, prediction_feedback{id, label}).first; }
+  std::map<std::string, double> status() { return *ask<std::map<std::string, double>>(router, status_atom::value).first; }
+  serving_info info() { return *ask<serving_info>(router, info_atom::value).first; }
+};
+
+std::size_t trace_events(const std::string& kind) {
+  std::size_t count = 0;
+  for (const auto& event : trace_log::global().recent(trace_log::ring_events_max)) count += event.component == "router/fake" && event.kind == kind;
+  return count;
+}
+}  // namespace
+
+TEST_CASE("latest: every request goes to the newest published version") {
+  router_fixture f("latest");
+  REQUIRE_FALSE(f.info().ready);
+  f.publish(fake_snapshot(1, 0));
+  REQUIRE(f.predict().model_version == 1);
+  f.publish(fake_snapshot(2, 1));
+  const auto reply = f.predict();
+  REQUIRE(reply.model_version == 2);
+  REQUIRE(reply.top_classes == std::vector<std::int32_t>{1});
+  const auto info = f.info();
+  REQUIRE(info.ready);
+  REQUIRE(info.serving_version == 2);
+  REQUIRE(info.classes == 3);
+  REQUIRE(info.policy == "latest");
+}
+
+TEST_CASE("pinned: requests stay on the pinned version while newer ones are published") {
+  router_fixture f("pinned:1", caf::timespan{0}, {{1, fake_snapshot(1, 0)}});
+  f.publish(fake_snapshot(2, 1));
+  f.settle();
+  REQUIRE(f.predict().model_version == 1);
+  f.publish(fake_snapshot(3, 1));
+  REQUIRE(f.predict().model_version == 1);
+  // Policies change at run time.
+  auto changed = f.ask<std::string>(f.router, policy_atom::value, std::string("latest"));
+  REQUIRE(*changed.first == "latest");
+  REQUIRE(f.predict().model_version == 3);
+}
+
+TEST_CASE("a request naming a version is served by it; an unknown version is not_found") {
+  router_fixture f("latest", caf::timespan{0}, {{1, fake_snapshot(1, 2)}});
+  f.publish(fake_snapshot(2, 0));
+  const auto old = f.predict(1);
+  REQUIRE(old.model_version == 1);
+  REQUIRE(old.top_classes == std::vector<std::int32_t>{2});
+  REQUIRE(f.predict().model_version == 2);
+  const auto id = f.send(9);
+  f.settle();
+  REQUIRE(rml_code(f.errors[id]) == errc::not_found);
+  REQUIRE(describe(f.errors[id]) == "request 3: model version 9 cannot be served: model version 9 is not stored");
+  REQUIRE(f.info().loaded_versions == std::vector<std::uint64_t>{1, 2});
+}
+
+TEST_CASE("canary: a worse candidate is rolled back on live accuracy") {
+  router_fixture f("canary:30");
+  f.publish(fake_snapshot(1, 0));  // stable: right for label 0
+  f.publish(fake_snapshot(2, 1));  // candidate: wrong
+  std::map<std::uint64_t, int> by_version;
+  for (int round = 0; round < 200 && f.status()["canary_rolled_back"] == 0; ++round) {
+    const auto reply = f.predict();
+    ++by_version[reply.model_version];
+    f.feedback(reply.request_id, 0);
+  }
+  REQUIRE(by_version[2] > 0);
+  REQUIRE(by_version[1] > by_version[2]);  // 30 % to the canary, roughly
+  auto status = f.status();
+  REQUIRE(status["canary_rolled_back"] == 1);
+  REQUIRE(status["canary_promoted"] == 0);
+  REQUIRE(trace_events("canary_rolled_back") >= 1);
+  for (int request = 0; request < 20; ++request) REQUIRE(f.predict().model_version == 1);
+}
+
+TEST_CASE("canary: a candidate as good as the stable version is promoted; the next one waits its turn") {
+  router_fixture f("canary:50");
+  f.publish(fake_snapshot(1, 0));
+  f.publish(fake_snapshot(2, 0));
+  f.publish(fake_snapshot(3, 1));  // published during the evaluation: the next candidate
+  for (int round = 0; round < 400 && f.status()["canary_promoted"] == 0; ++round) {
+    const auto reply = f.predict();
+    f.feedback(reply.request_id, 0);
+  }
+  auto status = f.status();
+  REQUIRE(status["canary_promoted"] == 1);
+  REQUIRE(status["lane_main_version"] == 2);
+  REQUIRE(status["lane_canary_version"] == 3);
+  for (int round = 0; round < 400 && f.status()["canary_rolled_back"] == 0; ++round) {
+    const auto reply = f.predict();
+    f.feedback(reply.request_id, 0);
+  }
+  REQUIRE(f.status()["canary_rolled_back"] == 1);
+  REQUIRE(f.predict().model_version == 2);
+}
+
+TEST_CASE("shadow: the candidate sees every request, its answers are compared and never returned") {
+  router_fixture f("shadow");
+  f.publish(fake_snapshot(1, 0));
+  f.publish(fake_snapshot(2, 1));
+  for (int round = 0; round < 30; ++round) {
+    const auto reply = f.predict();
+    REQUIRE(reply.model_version == 1);
+    REQUIRE(f.feedback(reply.request_id, 1));
+  }
+  auto status = f.status();
+  REQUIRE(status["shadow_answers"] == 30);
+  REQUIRE(status["shadow_disagree"] == 30);
+  REQUIRE(status["lane_main_accuracy"] == 0.0);
+  REQUIRE(status["lane_shadow_accuracy"] == 1.0);
+}
+
+TEST_CASE("bandit: Exp3 learns from delayed feedback to favour the better version") {
+  router_fixture f("bandit:1,2", caf::timespan{0}, {{1, fake_snapshot(1, 1)}, {2, fake_snapshot(2, 0)}});
+  f.settle();
+  std::vector<std::uint64_t> unlabelled;
+  for (int round = 0; round < 600; ++round) {
+    unlabelled.push_back(f.predict().request_id);
+    // Labels arrive 50 predictions late.
+    if (unlabelled.size() > 50) {
+      f.feedback(unlabelled.front(), 0);
+      unlabelled.erase(unlabelled.begin());
+    }
+  }
+  auto status = f.status();
+  REQUIRE(status["bandit_p_v2"] > 0.85);
+  REQUIRE(status["bandit_p_v1"] >= 0.05 / 2 - 1e-9);  // γ/K: exploration never stops
+  REQUIRE_FALSE(f.feedback(999'999, 0));  // unknown ids are reported, not guessed
+}
+
+TEST_CASE("drain: admission stops, readiness turns false, every admitted request is answered") {
+  router_fixture f("latest", caf::timespan(5ms));
+  f.publish(fake_snapshot(1, 0));
+  std::vector<std::uint64_t> admitted;
+  for (int request = 0; request < 20; ++request) admitted.push_back(f.send());
+  f.scheduler->run();
+  std::optional<std::uint64_t> unanswered;
+  auto router = f.router;
+  f.hold(f.system->spawn([&unanswered, router](caf::event_based_actor* self) {
+    self->request(router, caf::infinite, drain_atom::value, std::int64_t(10'000)).then([&unanswered](std::uint64_t left) { unanswered = left; });
+  }));
+  f.scheduler->run();
+  REQUIRE_FALSE(unanswered.has_value());
+  const auto late = f.send();
+  f.scheduler->run();
+  REQUIRE(rml_code(f.errors[late]) == errc::not_ready);
+  REQUIRE_FALSE(f.info().ready);
+  for (int step = 0; step < 200 && !unanswered; ++step) {
+    f.scheduler->advance_time(caf::timespan(1ms));
+    f.scheduler->run();
+  }
+  REQUIRE(unanswered == std::uint64_t{0});
+  for (auto id : admitted) {
+    CAPTURE(id);
+    REQUIRE(f.replies.count(id) == 1);
+  }
+}
+
+TEST_CASE("version policy specs are parsed, and bad ones refused by name") {
+  REQUIRE(actors::to_string(*actors::parse_version_policy("canary:5")) == "canary:5");
+  REQUIRE(actors::parse_version_policy("bandit:3,4,9")->arms == std::vector<std::uint64_t>{3, 4, 9});
+  REQUIRE(actors::parse_version_policy("pinned:0").error().message() == "version policy 'pinned:0': expected pinned:<version ≥ 1>");
+  REQUIRE(actors::parse_version_policy("canary:100").error().message() == "version policy 'canary:100': expected canary:<percent in (0, 100)>");
+  REQUIRE(actors::parse_version_policy("bandit:3").error().message() == "version policy 'bandit:3': a bandit needs at least two versions");
+  REQUIRE(actors::parse_version_policy("newest").error().message() ==
+          "version policy 'newest': unknown policy (latest, pinned:V, canary:P, shadow, bandit:V1,V2,...)");
+}
