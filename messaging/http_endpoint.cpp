@@ -322,7 +322,7 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
   net::io_context io;
   tcp::acceptor acceptor{io};
   std::vector<std::thread> threads;
-  std::atomic<std::size_t> in_flight{0}, connections{0};
+  std::atomic<std::size_t> in_flight{0}, connections{0}, writing{0};
   std::atomic<std::uint64_t> answered{0};
   std::atomic<bool> stopping{false};
   int bound_port = 0;
@@ -615,6 +615,7 @@ class session : public std::enable_shared_from_this<session> {
     out->keep_alive(keep_alive_);
     out->body() = std::move(body);
     out->prepare_payload();
+    server_->writing++;
     net::post(stream_.get_executor(), [self = shared_from_this(), out, status] {
       self->server_->count(status);
       if (self->request_.target().find("/infer") != beast::string_view::npos) {
@@ -622,6 +623,7 @@ class session : public std::enable_shared_from_this<session> {
       }
       self->response_ = out;
       http::async_write(self->stream_, *out, [self](beast::error_code failure, std::size_t) {
+        self->server_->writing--;
         if (failure || !self->keep_alive_ || self->server_->stopping) return self->close();
         self->read();
       });
@@ -691,7 +693,7 @@ void http_endpoint::stop(std::chrono::milliseconds grace) {
   const auto until = std::chrono::steady_clock::now() + grace;
   while (self_->in_flight.load() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   // Let the last responses be written before the loop stops.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  while (self_->writing.load() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   self_->io.stop();
   for (auto& thread : self_->threads) thread.join();
   self_->threads.clear();

@@ -157,6 +157,13 @@ struct zmq_endpoint::implementation {
       }
       if (items[0].revents & ZMQ_POLLIN) receive_all();
     }
+    // Answers that arrived while stopping still go out (the socket lingers to send them).
+    std::deque<std::pair<route, std::vector<std::byte>>> ready;
+    {
+      std::lock_guard<std::mutex> lock(replies_mutex);
+      ready.swap(replies);
+    }
+    for (auto& [to, frame] : ready) send(to, frame);
   }
 
   void receive_all() {
@@ -203,12 +210,17 @@ result<std::unique_ptr<zmq_endpoint>> zmq_endpoint::start(caf::actor_system& sys
 zmq_endpoint::zmq_endpoint(std::unique_ptr<implementation> self) : self_(std::move(self)) {}
 
 zmq_endpoint::~zmq_endpoint() {
+  // Requests in flight are answered first (serving drains before the sockets close; a
+  // request arriving meanwhile is refused by serving and that refusal is sent too).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (self_->in_flight.load() > 0 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   self_->stopping = true;
   const std::uint64_t one = 1;
   [[maybe_unused]] auto written = ::write(self_->wakeup, &one, sizeof(one));
   if (self_->thread.joinable()) self_->thread.join();
   // Actors still answering requests would post into a destroyed endpoint: wait for them.
   while (self_->in_flight.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  self_->router.set(zmq::sockopt::linger, 1000);
   self_->router.close();
   ::close(self_->wakeup);
 }

@@ -52,7 +52,7 @@ TEST_CASE("no acknowledged event is lost when rml is killed with SIGKILL during 
   fs::remove_all(work_dir);
   fs::create_directories(work_dir);
   const std::string state = work_dir + "/state";
-  const std::vector<std::string> ports = {"--ingest-port", "26555", "--predict-port", "26556"};
+  const std::vector<std::string> ports = {"--ingest-port", "26555", "--predict-port", "26556", "--http-port", "26800"};
   std::vector<std::string> first = {"run", "--data-dir", state, "--rate", "2000"};
   first.insert(first.end(), ports.begin(), ports.end());
   const pid_t rml = start_rml(first, work_dir + "/first.out");

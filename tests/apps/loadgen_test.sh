@@ -6,13 +6,14 @@ set -eu
 rml=$1
 work=$2
 predict_port=27556
+http_port=27800
 ingest_port=27555
 . "$(dirname "$0")/start_serving_rml.sh"
 "$rml" loadgen --address "tcp://127.0.0.1:$predict_port" --rate 500 --duration 1 > "$work/loadgen.out"
 cat "$work/loadgen.out"
 wait "$run"
 sent=$(sed -n 's/^sent \([0-9]*\) requests.*/\1/p' "$work/loadgen.out")
-answered=$(sed -n 's/.*, \([0-9]*\) answered$/\1/p' "$work/loadgen.out")
+answered=$(sed -n 's/.*, \([0-9]*\) answered, 0 errors$/\1/p' "$work/loadgen.out")
 test "$sent" -gt 100
 test "$sent" = "$answered"
 grep -q "latency µs from scheduled send: p50" "$work/loadgen.out"

@@ -1,0 +1,267 @@
+// The HTTP endpoint against real connections on loopback, with a stand-in for serving:
+// KServe V2 conformance (paths, field names, shapes, datatypes FP32 / INT64 / FP64, the
+// binary tensor data extension), error statuses with {"error": ...} bodies naming what was
+// wrong, the body size limit, keep-alive and pipelined requests answered in order, and
+// /metrics in Prometheus' text format.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <caf/all.hpp>
+#include <rapidjson/document.h>
+
+#include <cstring>
+
+#include "messaging/errors.hpp"
+#include "messaging/http_endpoint.hpp"
+#include "messaging/messages.hpp"
+#include "messaging/type_ids.hpp"
+
+using namespace rml;
+using namespace rml::messaging;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+constexpr std::uint32_t features = 4;
+
+/// Answers a row with probabilities [0.1·first feature, 1 − that]; request 13 is refused
+/// as bad input and 14 as overloaded; knows feedback for request 42 only.
+caf::behavior fake_serving(caf::event_based_actor*) {
+  return {
+      [](predict_request& request) -> caf::result<predict_reply> {
+        if (request.request_id == 13) return make_error(errc::invalid_argument, "request 13: unlucky");
+        if (request.request_id == 14) return make_error(errc::overloaded, "request 14: queue full");
+        predict_reply reply{request.request_id, request.model_version ? request.model_version : 4, request.rows, 2, {}, {}};
+        for (std::uint32_t row = 0; row < request.rows; ++row) {
+          const float first = request.features.values[row * features];
+          reply.probabilities.values.push_back(0.1f * first);
+          reply.probabilities.values.push_back(1 - 0.1f * first);
+          reply.top_classes.push_back(first > 5 ? 0 : 1);
+          if (request.top_k > 1) reply.top_classes.push_back(first > 5 ? 1 : 0);
+        }
+        return reply;
+      },
+      [](info_atom) {
+        serving_info info;
+        info.model = "mlp";
+        info.ready = true;
+        info.features = features;
+        info.classes = 2;
+        info.serving_version = 4;
+        info.loaded_versions = {4};
+        info.policy = "latest";
+        return info;
+      },
+      [](prediction_feedback& feedback) { return feedback.request_id == 42; },
+  };
+}
+
+struct http_fixture {
+  caf::actor_system_config config;
+  std::unique_ptr<caf::actor_system> system;
+  caf::actor serving;
+  std::unique_ptr<http_endpoint> endpoint;
+  net::io_context io;
+
+  http_fixture() {
+    config.set("logger.verbosity", caf::atom("quiet"));
+    register_messaging(config);
+    system = std::make_unique<caf::actor_system>(config);
+    serving = system->spawn(fake_serving);
+    system->registry().put(names::serving, serving);
+    http_endpoint_options options;
+    options.port = 0;
+    options.model = "mlp";
+    options.features = features;
+    options.body_bytes_max = 4096;
+    auto started = http_endpoint::start(*system, options);
+    REQUIRE(started);
+    endpoint = std::move(started.value());
+  }
+  ~http_fixture() {
+    endpoint.reset();
+    caf::anon_send_exit(serving, caf::exit_reason::kill);
+  }
+
+  tcp::socket connect() {
+    tcp::socket socket(io);
+    socket.connect({net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(endpoint->port())});
+    return socket;
+  }
+
+  http::response<http::string_body> call(http::verb method, const std::string& target, const std::string& body = "",
+                                         const std::string& json_header_bytes = "") {
+    auto socket = connect();
+    http::request<http::string_body> request{method, target, 11};
+    request.set(http::field::host, "127.0.0.1");
+    if (!json_header_bytes.empty()) request.set("Inference-Header-Content-Length", json_header_bytes);
+    request.body() = body;
+    request.prepare_payload();
+    http::write(socket, request);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(socket, buffer, response);
+    return response;
+  }
+};
+
+rapidjson::Document json_of(const std::string& text) {
+  rapidjson::Document document;
+  document.Parse(text.c_str());
+  REQUIRE_FALSE(document.HasParseError());
+  return document;
+}
+
+std::string infer_body(const std::string& id, const std::string& datatype, const std::string& shape, const std::string& data,
+                       const std::string& extra = "") {
+  return "{\"id\":\"" + id + "\",\"inputs\":[{\"name\":\"input\",\"datatype\":\"" + datatype + "\",\"shape\":" + shape +
+         ",\"data\":" + data + "}]" + extra + "}";
+}
+}  // namespace
+
+TEST_CASE("health, server metadata and model metadata follow KServe V2") {
+  http_fixture f;
+  auto live = f.call(http::verb::get, "/v2/health/live");
+  REQUIRE(live.result() == http::status::ok);
+  REQUIRE(f.call(http::verb::get, "/v2/health/ready").result() == http::status::ok);
+  auto server = json_of(f.call(http::verb::get, "/v2").body());
+  REQUIRE(std::string(server["name"].GetString()) == "rml");
+  REQUIRE(server["extensions"].IsArray());
+  auto model = json_of(f.call(http::verb::get, "/v2/models/mlp").body());
+  REQUIRE(std::string(model["name"].GetString()) == "mlp");
+  REQUIRE(std::string(model["versions"][0].GetString()) == "4");
+  REQUIRE(std::string(model["inputs"][0]["datatype"].GetString()) == "FP32");
+  REQUIRE(model["inputs"][0]["shape"][1].GetInt() == 4);
+  REQUIRE(std::string(model["outputs"][0]["name"].GetString()) == "probabilities");
+  REQUIRE(model["outputs"][0]["shape"][1].GetInt() == 2);
+  REQUIRE(f.call(http::verb::get, "/v2/models/mlp/ready").result() == http::status::ok);
+  REQUIRE(f.call(http::verb::get, "/v2/models/mlp/versions/4/ready").result() == http::status::ok);
+  REQUIRE(f.call(http::verb::get, "/v2/models/mlp/versions/5/ready").result() == http::status::service_unavailable);
+}
+
+TEST_CASE("infer answers FP32, INT64 and FP64 inputs with V2 outputs, versions from the path") {
+  http_fixture f;
+  auto response = f.call(http::verb::post, "/v2/models/mlp/infer",
+                         infer_body("a1", "FP32", "[2,4]", "[[8,0,0,0],[2,0,0,0]]", ",\"parameters\":{\"top_k\":2}"));
+  REQUIRE(response.result() == http::status::ok);
+  auto body = json_of(response.body());
+  REQUIRE(std::string(body["model_name"].GetString()) == "mlp");
+  REQUIRE(std::string(body["model_version"].GetString()) == "4");
+  REQUIRE(std::string(body["id"].GetString()) == "a1");
+  const auto& probabilities = body["outputs"][0];
+  REQUIRE(std::string(probabilities["name"].GetString()) == "probabilities");
+  REQUIRE(std::string(probabilities["datatype"].GetString()) == "FP32");
+  REQUIRE(probabilities["shape"][0].GetInt() == 2);
+  REQUIRE(probabilities["shape"][1].GetInt() == 2);
+  REQUIRE(probabilities["data"][0].GetDouble() == Approx(0.8));
+  REQUIRE(probabilities["data"][2].GetDouble() == Approx(0.2));
+  const auto& classes = body["outputs"][1];
+  REQUIRE(std::string(classes["datatype"].GetString()) == "INT64");
+  REQUIRE(classes["shape"][1].GetInt() == 2);
+  REQUIRE(classes["data"][0].GetInt64() == 0);
+  REQUIRE(classes["data"][2].GetInt64() == 1);
+
+  auto integers = json_of(f.call(http::verb::post, "/v2/models/mlp/versions/7/infer", infer_body("2", "INT64", "[4]", "[9,1,2,3]")).body());
+  REQUIRE(std::string(integers["model_version"].GetString()) == "7");
+  REQUIRE(integers["outputs"][0]["data"][0].GetDouble() == Approx(0.9));
+  auto doubles = f.call(http::verb::post, "/v2/models/mlp/infer", infer_body("3", "FP64", "[1,4]", "[1.5,0,0,0]"));
+  REQUIRE(doubles.result() == http::status::ok);
+  // Only the outputs asked for.
+  auto only = json_of(f.call(http::verb::post, "/v2/models/mlp/infer",
+                             infer_body("4", "FP32", "[4]", "[1,0,0,0]", ",\"outputs\":[{\"name\":\"classes\"}]")).body());
+  REQUIRE(only["outputs"].Size() == 1);
+  REQUIRE(std::string(only["outputs"][0]["name"].GetString()) == "classes");
+}
+
+TEST_CASE("the binary tensor data extension carries inputs and outputs as raw bytes") {
+  http_fixture f;
+  const std::string header =
+      "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],\"parameters\":{\"binary_data_size\":16}}],"
+      "\"outputs\":[{\"name\":\"probabilities\",\"parameters\":{\"binary_data\":true}}]}";
+  const float values[4] = {6, 0, 0, 0};
+  std::string body = header;
+  body.append(reinterpret_cast<const char*>(values), sizeof(values));
+  auto response = f.call(http::verb::post, "/v2/models/mlp/infer", body, std::to_string(header.size()));
+  REQUIRE(response.result() == http::status::ok);
+  const std::size_t json_bytes = std::stoul(std::string(response["Inference-Header-Content-Length"]));
+  auto json = json_of(response.body().substr(0, json_bytes));
+  REQUIRE(json["outputs"][0]["parameters"]["binary_data_size"].GetInt() == 8);
+  REQUIRE(response.body().size() == json_bytes + 8);
+  float probabilities[2];
+  std::memcpy(probabilities, response.body().data() + json_bytes, 8);
+  REQUIRE(probabilities[0] == Approx(0.6f));
+  REQUIRE(probabilities[1] == Approx(0.4f));
+}
+
+TEST_CASE("errors are HTTP statuses with bodies that name what was wrong") {
+  http_fixture f;
+  auto check = [&](http::verb method, const std::string& target, const std::string& body, http::status status, const std::string& message) {
+    auto response = f.call(method, target, body);
+    CAPTURE(target, body, response.body());
+    REQUIRE(response.result() == status);
+    auto error = json_of(response.body());
+    REQUIRE(std::string(error["error"].GetString()) == message);
+  };
+  check(http::verb::post, "/v2/models/mlp/infer", "{\"inputs\":", http::status::bad_request, "model 'mlp': request body is not valid JSON (error at byte 10)");
+  check(http::verb::post, "/v2/models/mlp/infer", infer_body("1", "FP32", "[1,5]", "[1,2,3,4,5]"), http::status::bad_request,
+        "model 'mlp': inputs[0].shape ends in 5, the model takes 4 features");
+  check(http::verb::post, "/v2/models/mlp/infer", infer_body("1", "FP32", "[2,4]", "[1,2,3,4]"), http::status::bad_request,
+        "model 'mlp': inputs[0].data has 4 elements, the shape asks for 8");
+  check(http::verb::post, "/v2/models/mlp/infer", infer_body("1", "BYTES", "[4]", "[1,2,3,4]"), http::status::bad_request,
+        "model 'mlp': inputs[0].datatype BYTES is not supported (FP32, FP64, INT64, INT32, UINT8)");
+  check(http::verb::post, "/v2/models/mlp/infer", infer_body("1", "INT64", "[4]", "[1.5,2,3,4]"), http::status::bad_request,
+        "model 'mlp': inputs[0].data must hold integers (datatype INT64)");
+  check(http::verb::post, "/v2/models/mlp/infer", infer_body("1", "FP32", "[4]", "[1,2,3,4]", ",\"outputs\":[{\"name\":\"logits\"}]"),
+        http::status::not_found, "model 'mlp': output 'logits' does not exist (probabilities, classes)");
+  check(http::verb::post, "/v2/models/resnet/infer", "{}", http::status::not_found, "model 'resnet' is not served here (this server serves 'mlp')");
+  check(http::verb::post, "/v2/models/mlp/versions/x1/infer", "{}", http::status::bad_request, "model version 'x1' is not a version number ≥ 1");
+  check(http::verb::get, "/v2/models/mlp/infer", "", http::status::method_not_allowed, "GET /v2/models/mlp/infer: use POST");
+  check(http::verb::get, "/nowhere", "", http::status::not_found, "no such path: /nowhere");
+  check(http::verb::post, "/v2/models/mlp/infer", infer_body("13", "FP32", "[4]", "[1,2,3,4]"), http::status::bad_request, "request 13: unlucky");
+  check(http::verb::post, "/v2/models/mlp/infer", infer_body("14", "FP32", "[4]", "[1,2,3,4]"), http::status::service_unavailable,
+        "request 14: queue full");
+  check(http::verb::post, "/v2/models/mlp/infer", std::string(5000, ' '), http::status::payload_too_large,
+        "request body exceeds the limit of 4096 bytes");
+  // The endpoint still serves after all of that.
+  REQUIRE(f.call(http::verb::get, "/v2/health/live").result() == http::status::ok);
+}
+
+TEST_CASE("a kept-alive connection answers pipelined requests in order") {
+  http_fixture f;
+  auto socket = f.connect();
+  std::string pipelined;
+  for (int id = 1; id <= 5; ++id) {
+    const std::string body = infer_body(std::to_string(100 + id), "FP32", "[4]", "[" + std::to_string(id) + ",0,0,0]");
+    pipelined += "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                 std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+  net::write(socket, net::buffer(pipelined));
+  beast::flat_buffer buffer;
+  for (int id = 1; id <= 5; ++id) {
+    http::response<http::string_body> response;
+    http::read(socket, buffer, response);
+    REQUIRE(response.result() == http::status::ok);
+    REQUIRE(response.keep_alive());
+    auto body = json_of(response.body());
+    REQUIRE(std::string(body["id"].GetString()) == std::to_string(100 + id));
+  }
+}
+
+TEST_CASE("feedback reaches serving; /metrics renders Prometheus text") {
+  http_fixture f;
+  auto matched = json_of(f.call(http::verb::post, "/v2/models/mlp/feedback", "{\"id\":\"42\",\"label\":3}").body());
+  REQUIRE(matched["matched"].GetBool());
+  auto unmatched = json_of(f.call(http::verb::post, "/v2/models/mlp/feedback", "{\"id\":\"43\",\"label\":3}").body());
+  REQUIRE_FALSE(unmatched["matched"].GetBool());
+  REQUIRE(f.call(http::verb::post, "/v2/models/mlp/feedback", "{\"id\":\"43\"}").result() == http::status::bad_request);
+  auto metrics = f.call(http::verb::get, "/metrics");
+  REQUIRE(metrics.result() == http::status::ok);
+  REQUIRE(std::string(metrics[http::field::content_type]) == "text/plain; version=0.0.4; charset=utf-8");
+  REQUIRE(metrics.body().find("# TYPE rml_http_requests_total counter\n") != std::string::npos);
+  REQUIRE(metrics.body().find("rml_http_requests_total{code=\"200\"}") != std::string::npos);
+}
