@@ -6,6 +6,7 @@
 
 #include "compute/nn/sequential.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/metrics_registry.hpp"
 #include "supervision/checkpoint_store.hpp"
 #include "supervision/supervisor.hpp"
 
@@ -83,6 +84,9 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, const pipelin
   // Restart reports go to the monitor (and to whoever else asked for them).
   spec.report_to = system.spawn([extra = options.restart_reports](caf::event_based_actor* self) -> caf::behavior {
     return {[self, extra](messaging::child_restarted& report) {
+      messaging::metrics::registry::global()
+          .get_counter("rml_restarts_total", "Components restarted by their supervisor", {{"supervisor", report.supervisor}, {"child", report.child}})
+          .add();
       if (auto monitor = self->system().registry().get<caf::actor>(messaging::names::monitor)) self->send(monitor, report);
       if (extra) self->send(extra, report);
     }};

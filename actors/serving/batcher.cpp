@@ -461,6 +461,8 @@ caf::result<messaging::predict_reply> enqueue(batcher_pointer self, messaging::p
 
 batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options options) {
   auto& state = self->state;
+  options.replica.model = options.model;
+  options.replica.lane = options.lane;
   if (!options.spawn_replica) {
     options.spawn_replica = [replica = options.replica](caf::actor_system& system) { return spawn_serving_replica(system, replica); };
   }

@@ -14,6 +14,7 @@
 #include "compute/model_file.hpp"
 #include "compute/nn/sequential.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/metrics_registry.hpp"
 
 namespace rml::actors {
 namespace {
@@ -71,6 +72,8 @@ struct serving_state {
   serving_options options;
   std::unique_ptr<prediction_cache> cache;
   std::uint64_t cache_hits = 0, cache_misses = 0;
+  messaging::metrics::counter* cache_hits_total = nullptr;
+  messaging::metrics::counter* cache_misses_total = nullptr;
   std::unique_ptr<backend> compute;
   std::unique_ptr<loaded_model> current;
   std::uint64_t requests = 0, rows = 0, errors = 0, swaps = 0;
@@ -131,11 +134,13 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
                                         request.rows, top_k};
   if (const auto* cached = state.cache->find(cache_key)) {
     ++state.cache_hits;
+    state.cache_hits_total->add();
     messaging::predict_reply reply{request.request_id, state.current->version, request.rows, classes,
                                    {cached->probabilities}, cached->top_classes};
     return reply;
   }
   ++state.cache_misses;
+  state.cache_misses_total->add();
   tensor features = tensor::borrow(request.features.values.data(), {std::int64_t(request.rows), width});
   if (state.current->pipeline) state.current->pipeline->apply(features);
   tape recorder(*state.compute, tape::mode::inference);
@@ -164,6 +169,10 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
   self->state.options = options;
   self->state.compute = make_cpu_backend({options.compute_threads});
   self->state.cache = std::make_unique<prediction_cache>(options.cache_entries_max);
+  auto& registry = messaging::metrics::registry::global();
+  const messaging::metrics::label_set labels{{"model", options.model}, {"lane", options.lane}};
+  self->state.cache_hits_total = &registry.get_counter("rml_cache_hits_total", "Predictions answered from the prediction cache", labels);
+  self->state.cache_misses_total = &registry.get_counter("rml_cache_misses_total", "Predictions computed (not in the cache)", labels);
   return {
       [self](messaging::predict_request& request) -> caf::result<messaging::predict_reply> {
         auto& state = self->state;

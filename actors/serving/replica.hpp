@@ -36,6 +36,9 @@ struct serving_options {
   /// Predictions remembered, keyed by (model version, hash of the request's features);
   /// least recently used first out. 0 turns the cache off.
   std::size_t cache_entries_max = 4096;
+  /// Labels of its Prometheus series (the lane that spawns it sets them).
+  std::string model = "model";
+  std::string lane = "main";
 };
 
 serving_actor spawn_serving_replica(caf::actor_system& system, const serving_options& options);
