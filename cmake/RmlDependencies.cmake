@@ -50,6 +50,24 @@ if(NOT RocksDB_FOUND)
   message(FATAL_ERROR "RocksDB not found: install Debian's librocksdb-dev (scripts/setup.sh does)")
 endif()
 
+# Boost.Beast (header-only) for the HTTP endpoint; RapidJSON for its JSON.
+find_path(BEAST_INCLUDE_DIR NAMES boost/beast.hpp)
+if(NOT BEAST_INCLUDE_DIR)
+  message(FATAL_ERROR "Boost.Beast not found: install Debian's libboost-dev (scripts/setup.sh does)")
+endif()
+find_path(RAPIDJSON_INCLUDE_DIR NAMES rapidjson/document.h)
+if(NOT RAPIDJSON_INCLUDE_DIR)
+  message(FATAL_ERROR "RapidJSON not found: install Debian's rapidjson-dev (scripts/setup.sh does)")
+endif()
+
+# jemalloc for the rml binary: serving allocates a few KB per request on several threads,
+# where glibc's malloc spends ~15% of the time (consolidation, chunk unlinking) and sustained
+# half the throughput under overload (bench/RESULTS.md, serving).
+find_library(JEMALLOC_LIBRARY NAMES jemalloc)
+if(NOT JEMALLOC_LIBRARY)
+  message(FATAL_ERROR "jemalloc not found: install Debian's libjemalloc-dev (scripts/setup.sh does)")
+endif()
+
 if(RML_BUILD_TESTS)
   find_package(Catch2 2.13 QUIET)
   if(NOT Catch2_FOUND)

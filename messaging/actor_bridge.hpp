@@ -23,3 +23,27 @@ void ask_from_outside(caf::actor_system& system, const caf::actor& target, std::
 }
 
 }  // namespace rml::messaging
+
+namespace rml::messaging {
+
+struct predict_request;
+struct predict_reply;
+
+/// Receives what a predict bridge's requests got; called on actor threads.
+class predict_listener {
+ public:
+  virtual ~predict_listener() = default;
+  virtual void answered(std::uint64_t ticket, predict_reply& reply) = 0;
+  virtual void failed(std::uint64_t ticket, std::uint64_t request_id, const caf::error& failure) = 0;
+};
+
+/// One long-lived actor through which an endpoint sends all its predict requests — an
+/// `anon_send(bridge, ticket, predict_request)` from any thread — to the actor registered
+/// under `target` (looked up per request, so a restarted one is found). Every request's
+/// answer or error goes to `listener` with its ticket, exactly once. Cheaper than an actor
+/// per request (ask_from_outside), which matters at 100 k requests/s. It sets no timeout:
+/// serving answers every request by its deadline (a timer per request in CAF's clock thread
+/// would cost more than the rest of the hop).
+caf::actor spawn_predict_bridge(caf::actor_system& system, predict_listener* listener, caf::atom_value target);
+
+}  // namespace rml::messaging

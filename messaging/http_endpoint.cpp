@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -13,6 +14,7 @@
 
 #include <cstring>
 #include <thread>
+#include <unordered_map>
 
 #include "messaging/actor_bridge.hpp"
 #include "messaging/errors.hpp"
@@ -316,19 +318,44 @@ std::vector<std::string_view> segments_of(std::string_view target) {
 }
 }  // namespace
 
-struct http_endpoint::implementation : std::enable_shared_from_this<implementation> {
+namespace {
+class session;
+}
+
+struct http_endpoint::implementation : std::enable_shared_from_this<implementation>, predict_listener {
   caf::actor_system& system;
   http_endpoint_options options;
   net::io_context io;
   tcp::acceptor acceptor{io};
   std::vector<std::thread> threads;
   std::atomic<std::size_t> in_flight{0}, connections{0}, writing{0};
-  std::atomic<std::uint64_t> answered{0};
+  std::atomic<std::uint64_t> responses{0};
   std::atomic<bool> stopping{false};
   int bound_port = 0;
   metrics::histogram* infer_latency = nullptr;
   std::mutex counters_mutex;
   std::map<unsigned, metrics::counter*> by_status;
+  caf::actor bridge;
+  /// Infer requests at serving, by ticket: who asked and what.
+  std::mutex pending_mutex;
+  std::uint64_t next_ticket = 0;
+  struct pending_infer {
+    std::shared_ptr<session> asked;
+    std::shared_ptr<infer_call> call;
+    std::shared_ptr<net::steady_timer> deadline;
+  };
+  std::unordered_map<std::uint64_t, pending_infer> pending;
+
+  void answered(std::uint64_t ticket, predict_reply& reply) override;
+  void failed(std::uint64_t ticket, std::uint64_t request_id, const caf::error& failure) override;
+  pending_infer take(std::uint64_t ticket) {
+    std::lock_guard<std::mutex> lock(pending_mutex);
+    auto found = pending.find(ticket);
+    if (found == pending.end()) return {};
+    auto taken = std::move(found->second);
+    pending.erase(found);
+    return taken;
+  }
 
   implementation(caf::actor_system& actor_system, const http_endpoint_options& settings) : system(actor_system), options(settings) {
     infer_latency = &metrics::registry::global().get_histogram("rml_http_infer_latency_seconds",
@@ -348,7 +375,7 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
       counter = slot;
     }
     counter->add();
-    answered++;
+    responses++;
   }
 
   void accept();
@@ -470,6 +497,14 @@ class session : public std::enable_shared_from_this<session> {
         if (!only(http::verb::post)) return;
         return feedback();
       }
+      if (action == "policy") {
+        if (!only(http::verb::post)) return;
+        return set_policy();
+      }
+      if (action == "batching") {
+        if (!only(http::verb::post)) return;
+        return set_batching();
+      }
     }
     send_error(http::status::not_found, "no such path: " + std::string(request_.target()));
   }
@@ -562,23 +597,37 @@ class session : public std::enable_shared_from_this<session> {
                                               : std::chrono::duration_cast<std::chrono::microseconds>(server_->options.default_timeout);
     call->request.deadline_us =
         std::chrono::duration_cast<std::chrono::microseconds>(server_->system.clock().now().time_since_epoch() + timeout).count();
-    auto self = shared_from_this();
-    predict_request request = std::move(call->request);
-    call->request.request_id = request.request_id;
-    ask_from_outside<predict_reply>(
-        server_->system, serving, timeout, std::move(request),
-        [self, call](predict_reply& reply) {
-          auto [body, json_bytes] = infer_response(*call, reply, self->server_->options.model);
-          self->server_->in_flight--;
-          self->send(http::status::ok, std::move(body), json_bytes ? "application/octet-stream" : "application/json", json_bytes);
-        },
-        [self](caf::error& failure) {
-          self->server_->in_flight--;
-          const auto code = failure == caf::sec::request_timeout ? errc::deadline_exceeded : client_code(failure);
-          self->send_error(status_of(code), describe(failure));
-        });
+    // Serving answers by the deadline; should it hang, the timer answers 504 a grace period
+    // later (and serving's late answer is dropped).
+    auto deadline = std::make_shared<net::steady_timer>(stream_.get_executor(), timeout + std::chrono::milliseconds(50));
+    std::uint64_t ticket;
+    {
+      std::lock_guard<std::mutex> lock(server_->pending_mutex);
+      ticket = ++server_->next_ticket;
+      server_->pending.emplace(ticket, http_endpoint::implementation::pending_infer{shared_from_this(), call, deadline});
+    }
+    const std::uint64_t request_id = call->request.request_id;
+    deadline->async_wait([server = server_, ticket, request_id](beast::error_code failure) {
+      if (failure) return;  // cancelled: answered in time
+      auto entry = server->take(ticket);
+      if (entry.asked) {
+        entry.asked->infer_failed(make_error(errc::deadline_exceeded, "request " + std::to_string(request_id) + ": no answer by its deadline"));
+      }
+    });
+    caf::anon_send(server_->bridge, ticket, std::move(call->request));
   }
 
+ public:
+  void infer_answered(const infer_call& call, const predict_reply& reply) {
+    auto [body, json_bytes] = infer_response(call, reply, server_->options.model);
+    send(http::status::ok, std::move(body), json_bytes ? "application/octet-stream" : "application/json", json_bytes);
+  }
+  void infer_failed(const caf::error& failure) {
+    const auto code = failure == caf::sec::request_timeout ? errc::deadline_exceeded : client_code(failure);
+    send_error(status_of(code), describe(failure));
+  }
+
+ private:
   void feedback() {
     rapidjson::Document document;
     document.Parse(request_.body().data(), request_.body().size());
@@ -599,6 +648,56 @@ class session : public std::enable_shared_from_this<session> {
         server_->system, serving, std::chrono::seconds(5), message,
         [self](bool matched) { self->send(http::status::ok, std::string("{\"matched\":") + (matched ? "true" : "false") + "}", "application/json"); },
         [self](caf::error& failure) { self->send_error(http::status::service_unavailable, describe(failure)); });
+  }
+
+  /// rml extension: {"policy": "canary:10"} sets serving's version policy.
+  void set_policy() {
+    rapidjson::Document document;
+    document.Parse(request_.body().data(), request_.body().size());
+    if (document.HasParseError() || !document.IsObject() || !document.HasMember("policy") || !document["policy"].IsString()) {
+      return send_error(http::status::bad_request, "policy body must be {\"policy\": \"latest | pinned:V | canary:P | shadow | bandit:V1,V2\"}");
+    }
+    auto serving = target();
+    if (!serving) return send_error(http::status::service_unavailable, "serving is not running");
+    auto self = shared_from_this();
+    ask_from_outside<std::string>(
+        server_->system, serving, std::chrono::seconds(5), caf::make_message(policy_atom::value, std::string(document["policy"].GetString())),
+        [self](std::string& policy) { self->send(http::status::ok, "{\"policy\":\"" + policy + "\"}", "application/json"); },
+        [self](caf::error& failure) { self->send_error(status_of(client_code(failure)), describe(failure)); });
+  }
+
+  /// rml extension: changes batching at run time; fields left out keep their values.
+  void set_batching() {
+    auto document = std::make_shared<rapidjson::Document>();
+    document->Parse(request_.body().data(), request_.body().size());
+    if (document->HasParseError() || !document->IsObject()) return send_error(http::status::bad_request, "batching body must be a JSON object");
+    with_info([self = shared_from_this(), document](const serving_info& info) {
+      batching_settings settings = info.batching;
+      for (const auto& field : document->GetObject()) {
+        const std::string name = field.name.GetString();
+        const auto& value = field.value;
+        auto positive = [&](auto& target, std::int64_t low) {
+          if (!value.IsInt64() || value.GetInt64() < low) return false;
+          target = static_cast<std::remove_reference_t<decltype(target)>>(value.GetInt64());
+          return true;
+        };
+        bool ok = true;
+        if (name == "batch_rows_max") ok = positive(settings.batch_rows_max, 1);
+        else if (name == "queue_delay_max_us") ok = positive(settings.queue_delay_max_us, 0);
+        else if (name == "latency_objective_us") ok = positive(settings.latency_objective_us, 1);
+        else if (name == "queue_requests_max") ok = positive(settings.queue_requests_max, 1);
+        else if (name == "adaptive") ok = value.IsBool() && ((settings.adaptive = value.GetBool()), true);
+        else return self->send_error(http::status::bad_request, "unknown batching setting '" + name + "'");
+        if (!ok) return self->send_error(http::status::bad_request, "batching setting '" + name + "' has an invalid value");
+      }
+      if (auto serving = self->target()) caf::anon_send(serving, settings);
+      char body[256];
+      std::snprintf(body, sizeof(body),
+                    "{\"batch_rows_max\":%u,\"queue_delay_max_us\":%lld,\"adaptive\":%s,\"latency_objective_us\":%lld,\"queue_requests_max\":%u}",
+                    settings.batch_rows_max, (long long)settings.queue_delay_max_us, settings.adaptive ? "true" : "false",
+                    (long long)settings.latency_objective_us, settings.queue_requests_max);
+      self->send(http::status::ok, body, "application/json");
+    });
   }
 
   void send_error(http::status status, const std::string& message, unsigned version = 0) {
@@ -647,6 +746,24 @@ class session : public std::enable_shared_from_this<session> {
 };
 }  // namespace
 
+void http_endpoint::implementation::answered(std::uint64_t ticket, predict_reply& reply) {
+  auto entry = take(ticket);
+  if (entry.asked) {
+    net::post(entry.deadline->get_executor(), [deadline = entry.deadline] { deadline->cancel(); });
+    entry.asked->infer_answered(*entry.call, reply);
+  }
+  in_flight--;  // last: stop() may tear down once nothing is in flight
+}
+
+void http_endpoint::implementation::failed(std::uint64_t ticket, std::uint64_t, const caf::error& failure) {
+  auto entry = take(ticket);
+  if (entry.asked) {
+    net::post(entry.deadline->get_executor(), [deadline = entry.deadline] { deadline->cancel(); });
+    entry.asked->infer_failed(failure);
+  }
+  in_flight--;
+}
+
 void http_endpoint::implementation::accept() {
   acceptor.async_accept(net::make_strand(io), [self = shared_from_this()](beast::error_code failure, tcp::socket socket) {
     if (self->stopping) return;
@@ -676,6 +793,7 @@ result<std::unique_ptr<http_endpoint>> http_endpoint::start(caf::actor_system& s
   if (!failure) self->acceptor.listen(net::socket_base::max_listen_connections, failure);
   if (failure) return error(errc::io_error, "HTTP " + where + ": cannot listen: " + failure.message());
   self->bound_port = self->acceptor.local_endpoint().port();
+  self->bridge = spawn_predict_bridge(system, self.get(), options.target);
   self->accept();
   for (int index = 0; index < std::max(1, options.threads); ++index) self->threads.emplace_back([raw = self.get()] { raw->io.run(); });
   return std::unique_ptr<http_endpoint>(new http_endpoint(std::move(self)));
@@ -697,12 +815,13 @@ void http_endpoint::stop(std::chrono::milliseconds grace) {
   self_->io.stop();
   for (auto& thread : self_->threads) thread.join();
   self_->threads.clear();
+  caf::anon_send_exit(self_->bridge, caf::exit_reason::user_shutdown);
 }
 
 http_endpoint::~http_endpoint() { stop(); }
 
 int http_endpoint::port() const { return self_->bound_port; }
-std::uint64_t http_endpoint::answered() const { return self_->answered.load(); }
+std::uint64_t http_endpoint::answered() const { return self_->responses.load(); }
 std::size_t http_endpoint::in_flight() const { return self_->in_flight.load(); }
 
 }  // namespace rml::messaging

@@ -312,13 +312,15 @@ struct serving_info {
   /// Every version loaded in a lane (canary, shadow, bandit arms, pinned by path).
   std::vector<std::uint64_t> loaded_versions;
   std::string policy;
+  /// How the lanes batch now.
+  batching_settings batching;
   friend bool operator==(const serving_info&, const serving_info&) = default;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, serving_info& x) {
   return f(caf::meta::type_name("serving_info"), x.model, x.ready, x.draining, x.features, x.classes, x.serving_version,
-           x.loaded_versions, x.policy);
+           x.loaded_versions, x.policy, x.batching);
 }
 
 }  // namespace rml::messaging

@@ -250,6 +250,41 @@ result<event_acked> decode_ingest_ack(std::span<const std::byte> frame) {
   return ack;
 }
 
+std::vector<std::byte> encode_feedback(const prediction_feedback& feedback) {
+  frame_writer out(frame_kind::feedback);
+  out.put(feedback.request_id);
+  out.put(feedback.label);
+  return out.take();
+}
+
+result<prediction_feedback> decode_feedback(std::span<const std::byte> frame) {
+  frame_reader in(frame, "feedback");
+  if (auto header = read_header(in, frame_kind::feedback); !header) return header.error();
+  prediction_feedback feedback;
+  if (!in.get(feedback.request_id) || !in.get(feedback.label)) return in.short_frame("the fixed fields");
+  if (feedback.label < 0) {
+    return error(errc::invalid_argument, "feedback for request " + std::to_string(feedback.request_id) + ": label " +
+                                             std::to_string(feedback.label) + " is negative");
+  }
+  return feedback;
+}
+
+std::vector<std::byte> encode_feedback_ack(std::uint64_t request_id, bool matched) {
+  frame_writer out(frame_kind::feedback_ack);
+  out.put(request_id);
+  out.put(std::uint8_t(matched ? 1 : 0));
+  return out.take();
+}
+
+result<std::pair<std::uint64_t, bool>> decode_feedback_ack(std::span<const std::byte> frame) {
+  frame_reader in(frame, "feedback ack");
+  if (auto header = read_header(in, frame_kind::feedback_ack); !header) return header.error();
+  std::uint64_t request_id = 0;
+  std::uint8_t matched = 0;
+  if (!in.get(request_id) || !in.get(matched)) return in.short_frame("the fixed fields");
+  return std::make_pair(request_id, matched != 0);
+}
+
 std::vector<std::byte> encode_error(errc code, std::uint64_t request_id, const std::string& message) {
   frame_writer out(frame_kind::error_reply, std::uint16_t(code));
   out.put(request_id);

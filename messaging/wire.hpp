@@ -22,6 +22,8 @@ enum class frame_kind : std::uint8_t {
   predict_reply = 2,
   ingest_request = 3,
   ingest_ack = 4,
+  feedback = 5,
+  feedback_ack = 6,
   error_reply = 0xff,
 };
 
@@ -52,6 +54,13 @@ std::vector<std::byte> encode_ingest_request(const event_batch& batch, std::uint
 
 std::vector<std::byte> encode_ingest_ack(const event_acked& ack);
 result<event_acked> decode_ingest_ack(std::span<const std::byte> frame);
+
+/// Labelled feedback on an earlier prediction (prediction_feedback), and its ack: whether
+/// serving still remembered the prediction.
+std::vector<std::byte> encode_feedback(const prediction_feedback& feedback);
+result<prediction_feedback> decode_feedback(std::span<const std::byte> frame);
+std::vector<std::byte> encode_feedback_ack(std::uint64_t request_id, bool matched);
+result<std::pair<std::uint64_t, bool>> decode_feedback_ack(std::span<const std::byte> frame);
 
 /// An error frame: the rml error code, the request or batch id it answers (0 when the frame
 /// could not be read that far) and the message.

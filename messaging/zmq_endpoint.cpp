@@ -6,6 +6,8 @@
 #include <zmq.hpp>
 
 #include <deque>
+#include <map>
+#include <unordered_map>
 #include <mutex>
 #include <thread>
 
@@ -33,7 +35,7 @@ std::vector<std::byte> error_frame_of(const caf::error& failure, std::uint64_t i
 }
 }  // namespace
 
-struct zmq_endpoint::implementation {
+struct zmq_endpoint::implementation : predict_listener {
   caf::actor_system& system;
   zmq_endpoint_options options;
   zmq::context_t context{1};
@@ -44,20 +46,90 @@ struct zmq_endpoint::implementation {
   int wakeup = -1;  // eventfd: replies queued, or stop
   std::atomic<bool> stopping{false};
   std::mutex replies_mutex;
-  std::deque<std::pair<route, std::vector<std::byte>>> replies;
+  /// Answers for the socket thread: the route of an ingest reply, or the ticket of a predict
+  /// request (whose route only the socket thread keeps, in `waiting`).
+  struct outgoing {
+    route to;
+    std::uint64_t ticket = 0;
+    std::vector<std::byte> frame;
+  };
+  std::deque<outgoing> replies;
   std::thread thread;
+  caf::actor bridge;
+  std::uint64_t next_ticket = 0;
+  /// Predict requests at serving, by ticket (socket thread only), and their deadlines: one
+  /// still unanswered a grace period past its deadline gets the deadline error from here, so
+  /// a client always hears back in time even if serving hangs (its late answer is dropped).
+  struct waiting_request {
+    route to;
+    std::uint64_t request_id = 0;
+    std::multimap<std::int64_t, std::uint64_t>::iterator deadline;
+  };
+  std::unordered_map<std::uint64_t, waiting_request> waiting;
+  std::multimap<std::int64_t, std::uint64_t> deadlines;  // deadline (µs, actor clock) → ticket
+  static constexpr std::int64_t deadline_grace_us = 50'000;
+
+  std::int64_t now_us() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(system.clock().now().time_since_epoch()).count();
+  }
+
+  /// Answers requests past their deadline and grace; returns how long until the next one.
+  std::chrono::milliseconds expire_overdue() {
+    const std::int64_t now = now_us();
+    while (!deadlines.empty() && deadlines.begin()->first + deadline_grace_us <= now) {
+      auto found = waiting.find(deadlines.begin()->second);
+      deadlines.erase(deadlines.begin());
+      if (found == waiting.end()) continue;
+      send(found->second.to, wire::encode_error(errc::deadline_exceeded, found->second.request_id, "request " +
+                                                    std::to_string(found->second.request_id) + ": no answer by its deadline"));
+      waiting.erase(found);
+    }
+    if (deadlines.empty()) return std::chrono::milliseconds(-1);
+    return std::chrono::milliseconds((deadlines.begin()->first + deadline_grace_us - now) / 1000 + 1);
+  }
 
   implementation(caf::actor_system& actor_system, const zmq_endpoint_options& settings)
       : system(actor_system), options(settings) {}
 
   /// Called from actor threads: queue a reply and wake the socket thread.
-  void post(route to, std::vector<std::byte> frame) {
+  void post(outgoing reply) {
     {
       std::lock_guard<std::mutex> lock(replies_mutex);
-      replies.emplace_back(std::move(to), std::move(frame));
+      replies.push_back(std::move(reply));
     }
     const std::uint64_t one = 1;
     [[maybe_unused]] auto written = ::write(wakeup, &one, sizeof(one));
+  }
+
+  void answered(std::uint64_t ticket, predict_reply& reply) override {
+    counters.answered++;
+    post({{}, ticket, wire::encode_predict_reply(reply)});
+    in_flight--;  // last: the endpoint may be destroyed once nothing is in flight
+  }
+  void failed(std::uint64_t ticket, std::uint64_t request_id, const caf::error& failure) override {
+    counters.failed++;
+    post({{}, ticket, error_frame_of(failure, request_id)});
+    in_flight--;
+  }
+
+  /// Socket thread: sends queued answers to whoever asked.
+  void send_replies() {
+    std::deque<outgoing> ready;
+    {
+      std::lock_guard<std::mutex> lock(replies_mutex);
+      ready.swap(replies);
+    }
+    for (auto& reply : ready) {
+      if (reply.ticket == 0) {
+        send(reply.to, reply.frame);
+        continue;
+      }
+      auto found = waiting.find(reply.ticket);
+      if (found == waiting.end()) continue;  // answered late: the deadline error went out
+      send(found->second.to, reply.frame);
+      deadlines.erase(found->second.deadline);
+      waiting.erase(found);
+    }
   }
 
   void send(const route& to, const std::vector<std::byte>& frame) {
@@ -66,16 +138,23 @@ struct zmq_endpoint::implementation {
   }
 
   void forward_predict(route to, wire::predict_frame decoded) {
-    auto target = system.registry().get<caf::actor>(options.target);
-    const std::uint64_t id = decoded.request.request_id;
-    if (!target) return finish(std::move(to), wire::encode_error(errc::not_ready, id, "no serving replica running"), false);
     const auto timeout = decoded.timeout_ms > 0 ? std::chrono::milliseconds(decoded.timeout_ms) : options.default_timeout;
     decoded.request.deadline_us =
         std::chrono::duration_cast<std::chrono::microseconds>(system.clock().now().time_since_epoch() + timeout).count();
+    const std::uint64_t ticket = ++next_ticket;
+    auto deadline = deadlines.emplace(decoded.request.deadline_us, ticket);
+    waiting.emplace(ticket, waiting_request{std::move(to), decoded.request.request_id, deadline});
+    caf::anon_send(bridge, ticket, std::move(decoded.request));
+  }
+
+  void forward_feedback(route to, prediction_feedback feedback) {
+    auto target = system.registry().get<caf::actor>(options.target);
+    const std::uint64_t id = feedback.request_id;
+    if (!target) return finish(std::move(to), wire::encode_error(errc::not_ready, id, "no serving actor running"), false);
     auto* self = this;
-    ask_from_outside<predict_reply>(
-        system, target, timeout, std::move(decoded.request),
-        [self, to](predict_reply& reply) { self->finish(to, wire::encode_predict_reply(reply), true); },
+    ask_from_outside<bool>(
+        system, target, options.default_timeout, feedback,
+        [self, to, id](bool matched) { self->finish(to, wire::encode_feedback_ack(id, matched), true); },
         [self, to, id](caf::error& failure) { self->finish(to, error_frame_of(failure, id), false); });
   }
 
@@ -92,8 +171,8 @@ struct zmq_endpoint::implementation {
 
   void finish(route to, std::vector<std::byte> frame, bool answered) {
     (answered ? counters.answered : counters.failed)++;
+    post({std::move(to), 0, std::move(frame)});
     in_flight--;
-    post(std::move(to), std::move(frame));
   }
 
   void on_request(route to, const std::vector<std::byte>& frame) {
@@ -102,6 +181,13 @@ struct zmq_endpoint::implementation {
       counters.malformed++;
       send(to, wire::encode_error(failure.code(), 0, failure.message()));
     };
+    const auto kind = wire::peek_kind(frame);
+    if (options.role == endpoint_role::predict && kind && *kind == wire::frame_kind::feedback) {
+      auto decoded = wire::decode_feedback(frame);
+      if (!decoded) return refuse(decoded.error());
+      if (!admit(to, decoded->request_id)) return;
+      return forward_feedback(std::move(to), decoded.value());
+    }
     if (options.role == endpoint_role::predict) {
       auto decoded = wire::decode_predict_request(frame, options.limits);
       if (!decoded) return refuse(decoded.error());
@@ -141,29 +227,19 @@ struct zmq_endpoint::implementation {
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup, ZMQ_POLLIN, 0}};
     while (!stopping.load()) {
       try {
-        zmq::poll(items, 2, std::chrono::milliseconds(-1));
+        zmq::poll(items, 2, expire_overdue());
       } catch (const zmq::error_t&) {
         return;
       }
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t count = 0;
         [[maybe_unused]] auto read = ::read(wakeup, &count, sizeof(count));
-        std::deque<std::pair<route, std::vector<std::byte>>> ready;
-        {
-          std::lock_guard<std::mutex> lock(replies_mutex);
-          ready.swap(replies);
-        }
-        for (auto& [to, frame] : ready) send(to, frame);
+        send_replies();
       }
       if (items[0].revents & ZMQ_POLLIN) receive_all();
     }
     // Answers that arrived while stopping still go out (the socket lingers to send them).
-    std::deque<std::pair<route, std::vector<std::byte>>> ready;
-    {
-      std::lock_guard<std::mutex> lock(replies_mutex);
-      ready.swap(replies);
-    }
-    for (auto& [to, frame] : ready) send(to, frame);
+    send_replies();
   }
 
   void receive_all() {
@@ -203,6 +279,9 @@ result<std::unique_ptr<zmq_endpoint>> zmq_endpoint::start(caf::actor_system& sys
   }
   self->wakeup = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (self->wakeup < 0) return error(errc::io_error, "eventfd: cannot create");
+  if (options.role == endpoint_role::predict) {
+    self->bridge = spawn_predict_bridge(system, self.get(), options.target);
+  }
   self->thread = std::thread([raw = self.get()] { raw->run(); });
   return std::unique_ptr<zmq_endpoint>(new zmq_endpoint(std::move(self)));
 }
@@ -220,6 +299,7 @@ zmq_endpoint::~zmq_endpoint() {
   if (self_->thread.joinable()) self_->thread.join();
   // Actors still answering requests would post into a destroyed endpoint: wait for them.
   while (self_->in_flight.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (self_->bridge) caf::anon_send_exit(self_->bridge, caf::exit_reason::user_shutdown);
   self_->router.set(zmq::sockopt::linger, 1000);
   self_->router.close();
   ::close(self_->wakeup);

@@ -22,7 +22,7 @@ esac
 packages=(
   cmake ninja-build g++ pkg-config
   libdnnl-dev libcaf-dev catch2 zlib1g-dev libxxhash-dev libcli11-dev librocksdb-dev libzmq3-dev cppzmq-dev python3-zmq
-  libboost-dev rapidjson-dev prometheus python3-venv
+  libboost-dev rapidjson-dev libjemalloc-dev prometheus python3-venv
   dataset-fashion-mnist
 )
 

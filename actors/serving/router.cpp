@@ -372,47 +372,45 @@ std::int64_t lane_timeout_us(router_pointer self, const messaging::predict_reque
   return request.deadline_us > 0 ? std::max<std::int64_t>(request.deadline_us - clock_us(self), 0) + 1'000'000 : 60'000'000;
 }
 
-/// Sends a request to a lane and answers its promise with the lane's answer; a lane that
-/// crashed before answering gets the request once more after its restart.
-void forward(router_pointer self, const std::string& role, std::shared_ptr<messaging::predict_request> request,
-             caf::typed_response_promise<messaging::predict_reply> promise, double probability, bool retried) {
+/// Sends a request to a lane and answers its promise with the lane's answer (or error).
+void forward(router_pointer self, const std::string& role, messaging::predict_request request,
+             caf::typed_response_promise<messaging::predict_reply> promise, double probability) {
   auto& state = self->state;
   auto* lane = find_lane(state, role);
   if (!lane) {
-    promise.deliver(messaging::make_error(errc::not_ready, "request " + std::to_string(request->request_id) + ": lane " + role + " is gone"));
+    promise.deliver(messaging::make_error(errc::not_ready, "request " + std::to_string(request.request_id) + ": lane " + role + " is gone"));
     return;
   }
   ++lane->in_flight;
   ++state.in_flight;
   lane->last_used = ++state.uses;
   const std::int64_t started = clock_us(self);
-  remember(state, request->request_id, {role, lane->version(), -1, -1, false, probability});
+  const std::uint64_t id = request.request_id;
+  remember(state, id, {role, lane->version(), -1, -1, false, probability});
   auto settle = [self, role]() {
     auto& state = self->state;
     --state.in_flight;
-    auto found = state.lanes.find(role);
-    // A lane closed meanwhile lives on under another key: find it by its in-flight count.
+    // A lane closed meanwhile lives on under another key until its last answer.
     for (auto& [key, lane] : state.lanes) {
       if ((key == role || key.rfind(role + "#closing", 0) == 0) && lane.in_flight > 0) {
         --lane.in_flight;
-        if (lane.closing && lane.in_flight == 0) {
-          close_lane(self, key);
-        }
+        if (lane.closing && lane.in_flight == 0) close_lane(self, key);
         break;
       }
     }
-    (void)found;
     finish_drain_if_done(self);
   };
-  self->request(lane->actor, std::chrono::microseconds(lane_timeout_us(self, *request)), *request)
+  // No request timeout: the lane answers by the deadline (its queue refuses expired
+  // requests), and a timeout would cost a timer in CAF's clock thread per request.
+  self->request(lane->actor, caf::infinite, std::move(request))
       .then(
-          [self, role, request, promise, started, settle](messaging::predict_reply& reply) mutable {
+          [self, role, id, promise, started, settle](messaging::predict_reply& reply) mutable {
             auto& state = self->state;
             const double latency = double(clock_us(self) - started);
             if (auto* answered = find_lane(state, role)) answered->latency.record(latency);
             state.metrics.latency->observe(latency * 1e-6);
             state.metrics.answered->add();
-            if (auto found = state.memory.find(request->request_id); found != state.memory.end() && !reply.top_classes.empty()) {
+            if (auto found = state.memory.find(id); found != state.memory.end() && !reply.top_classes.empty()) {
               found->second.predicted = reply.top_classes.front();
               found->second.version = reply.model_version;
               compare_shadow(state, found->second);
@@ -420,12 +418,8 @@ void forward(router_pointer self, const std::string& role, std::shared_ptr<messa
             promise.deliver(std::move(reply));
             settle();
           },
-          [self, role, request, promise, probability, retried, settle](caf::error& failure) mutable {
+          [self, promise, settle](caf::error& failure) mutable {
             settle();
-            if (failure == caf::sec::request_receiver_down && !retried && find_lane(self->state, role)) {
-              self->state.counters["retried_after_lane_crash"] += 1;
-              return forward(self, role, request, promise, probability, true);
-            }
             answered_counter(self->state, outcome_of(failure)).add();
             promise.deliver(failure);
           });
@@ -478,7 +472,7 @@ caf::result<messaging::predict_reply> route(router_pointer self, messaging::pred
   if (request.model_version != 0) {
     for (auto& [role, lane] : state.lanes) {
       if (!lane.closing && lane.version() == request.model_version) {
-        forward(self, role, std::make_shared<messaging::predict_request>(std::move(request)), promise, 1.0, false);
+        forward(self, role, std::move(request), promise, 1.0);
         return promise;
       }
     }
@@ -506,7 +500,7 @@ caf::result<messaging::predict_reply> route(router_pointer self, messaging::pred
           auto waiting = std::move(state.loading[version]);
           state.loading.erase(version);
           for (auto& entry : waiting) {
-            forward(self, lane.role, std::make_shared<messaging::predict_request>(std::move(entry.request)), entry.promise, 1.0, false);
+            forward(self, lane.role, std::move(entry.request), entry.promise, 1.0);
           }
         },
         [self, version](const caf::error& failure) {
@@ -557,7 +551,7 @@ caf::result<messaging::predict_reply> route(router_pointer self, messaging::pred
     default:
       break;
   }
-  forward(self, role, std::make_shared<messaging::predict_request>(std::move(request)), promise, probability, false);
+  forward(self, role, std::move(request), promise, probability);
   return promise;
 }
 
@@ -654,7 +648,8 @@ void on_lane_down(router_pointer self, const caf::down_msg& down) {
       state.lanes.erase(role);
       return;
     }
-    // Restart the lane with what it served; requests it held are sent once more (forward).
+    // Restart the lane with what it served. Requests it held are answered by the lane itself
+    // before it gives up (restart intensity), or get an error from CAF: one answer each.
     auto snapshot = lane.snapshot;
     const std::string restarted = role;
     state.lanes.erase(role);
@@ -673,6 +668,7 @@ messaging::serving_info info_of(router_state& state) {
   info.draining = state.draining;
   info.features = state.options.lane.features;
   info.policy = to_string(state.policy);
+  info.batching = state.options.lane.settings;
   for (auto& [role, lane] : state.lanes) {
     if (!lane.snapshot || lane.closing) continue;
     info.loaded_versions.push_back(lane.version());

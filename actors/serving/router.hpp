@@ -24,8 +24,9 @@
 // the last `feedback_window` predictions to match them. Request ids must be unique among
 // the predictions that may get feedback.
 //
-// Exactly one answer per request: a lane that crashes is restarted with its version and the
-// requests it held are sent once more. Drain (`drain_atom`): admission stops (requests get
+// Exactly one answer per request: a lane whose replicas crash is retried by the lane itself
+// (actors/serving/batcher); a lane that gives up answers its requests with errors and is
+// restarted with its version. Drain (`drain_atom`): admission stops (requests get
 // `not_ready`), readiness turns false, the requests already admitted finish; the reply says
 // how many were still unanswered when the drain's time ran out (0 when all finished).
 

@@ -21,6 +21,7 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <thread>
 #include <unordered_map>
 
 #include "apps/rml/commands.hpp"
@@ -118,8 +119,16 @@ load_results zmq_load(const loadgen_options& options, const data::dataset& test)
       scheduled[request.request_id] = next_send;  // latency counts from the scheduled time
       next_send += next_gap(random, options.rate);
     }
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(std::max(next_send - clock_type::now(), clock_type::duration::zero()));
-    receive(std::min(wait, std::chrono::milliseconds(10)));
+    // Wait for answers until the next send; under a millisecond, sleep instead of spinning
+    // (answers then wait at most that gap to be read: a bounded error, and a core left to
+    // the server on a small machine).
+    receive(std::chrono::milliseconds(0));
+    const auto gap = next_send - clock_type::now();
+    if (gap >= std::chrono::milliseconds(1)) {
+      receive(std::min(std::chrono::duration_cast<std::chrono::milliseconds>(gap), std::chrono::milliseconds(10)));
+    } else if (gap > clock_type::duration::zero()) {
+      std::this_thread::sleep_for(gap);
+    }
   }
   // Answers still on their way get until their timeout; the rest are lost (counted).
   const auto drain_end = clock_type::now() + std::chrono::milliseconds(options.timeout_ms + 500);

@@ -13,6 +13,7 @@
 #include <rapidjson/document.h>
 
 #include <cstring>
+#include <thread>
 
 #include "messaging/errors.hpp"
 #include "messaging/http_endpoint.hpp"
@@ -31,9 +32,13 @@ constexpr std::uint32_t features = 4;
 
 /// Answers a row with probabilities [0.1·first feature, 1 − that]; request 13 is refused
 /// as bad input and 14 as overloaded; knows feedback for request 42 only.
-caf::behavior fake_serving(caf::event_based_actor*) {
+/// The batching settings the fake serving was last sent.
+batching_settings last_batching;
+
+caf::behavior fake_serving(caf::event_based_actor* self) {
   return {
-      [](predict_request& request) -> caf::result<predict_reply> {
+      [self](predict_request& request) -> caf::result<predict_reply> {
+        if (request.request_id == 15) return self->make_response_promise<predict_reply>();  // hangs: never answers
         if (request.request_id == 13) return make_error(errc::invalid_argument, "request 13: unlucky");
         if (request.request_id == 14) return make_error(errc::overloaded, "request 14: queue full");
         predict_reply reply{request.request_id, request.model_version ? request.model_version : 4, request.rows, 2, {}, {}};
@@ -58,6 +63,11 @@ caf::behavior fake_serving(caf::event_based_actor*) {
         return info;
       },
       [](prediction_feedback& feedback) { return feedback.request_id == 42; },
+      [](policy_atom, std::string& policy) -> caf::result<std::string> {
+        if (policy == "newest") return make_error(errc::invalid_argument, "version policy 'newest': unknown policy");
+        return policy;
+      },
+      [](batching_settings& settings) { last_batching = settings; },
   };
 }
 
@@ -84,8 +94,9 @@ struct http_fixture {
     endpoint = std::move(started.value());
   }
   ~http_fixture() {
-    endpoint.reset();
+    // Serving first: a request it never answered then fails, and the endpoint stops at once.
     caf::anon_send_exit(serving, caf::exit_reason::kill);
+    endpoint.reset();
   }
 
   tcp::socket connect() {
@@ -264,4 +275,36 @@ TEST_CASE("feedback reaches serving; /metrics renders Prometheus text") {
   REQUIRE(std::string(metrics[http::field::content_type]) == "text/plain; version=0.0.4; charset=utf-8");
   REQUIRE(metrics.body().find("# TYPE rml_http_requests_total counter\n") != std::string::npos);
   REQUIRE(metrics.body().find("rml_http_requests_total{code=\"200\"}") != std::string::npos);
+}
+
+TEST_CASE("the version policy and batching change at run time over HTTP") {
+  http_fixture f;
+  auto policy = f.call(http::verb::post, "/v2/models/mlp/policy", "{\"policy\":\"canary:10\"}");
+  REQUIRE(policy.result() == http::status::ok);
+  REQUIRE(std::string(json_of(policy.body())["policy"].GetString()) == "canary:10");
+  auto refused = f.call(http::verb::post, "/v2/models/mlp/policy", "{\"policy\":\"newest\"}");
+  REQUIRE(refused.result() == http::status::bad_request);
+  REQUIRE(std::string(json_of(refused.body())["error"].GetString()) == "version policy 'newest': unknown policy");
+  auto batching = f.call(http::verb::post, "/v2/models/mlp/batching", "{\"batch_rows_max\":128,\"adaptive\":true}");
+  REQUIRE(batching.result() == http::status::ok);
+  auto settings = json_of(batching.body());
+  REQUIRE(settings["batch_rows_max"].GetInt() == 128);
+  REQUIRE(settings["adaptive"].GetBool());
+  REQUIRE(settings["queue_delay_max_us"].GetInt() == 500);  // left as it was
+  for (int attempt = 0; attempt < 100 && last_batching.batch_rows_max != 128; ++attempt) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(last_batching.batch_rows_max == 128);
+  REQUIRE(last_batching.adaptive);
+  auto unknown = f.call(http::verb::post, "/v2/models/mlp/batching", "{\"batch_size\":3}");
+  REQUIRE(std::string(json_of(unknown.body())["error"].GetString()) == "unknown batching setting 'batch_size'");
+  auto invalid = f.call(http::verb::post, "/v2/models/mlp/batching", "{\"batch_rows_max\":0}");
+  REQUIRE(std::string(json_of(invalid.body())["error"].GetString()) == "batching setting 'batch_rows_max' has an invalid value");
+}
+
+TEST_CASE("a request serving never answers gets 504 at its deadline") {
+  http_fixture f;
+  const auto sent = std::chrono::steady_clock::now();
+  auto response = f.call(http::verb::post, "/v2/models/mlp/infer", infer_body("15", "FP32", "[4]", "[1,2,3,4]", ",\"parameters\":{\"timeout\":100000}"));
+  REQUIRE(response.result() == http::status::gateway_timeout);
+  REQUIRE(std::string(json_of(response.body())["error"].GetString()) == "request 15: no answer by its deadline");
+  REQUIRE(std::chrono::steady_clock::now() - sent < std::chrono::seconds(1));
 }

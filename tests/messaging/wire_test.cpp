@@ -50,6 +50,9 @@ TEST_CASE("every frame kind round-trips") {
   REQUIRE(failure->request_id == 77);
   REQUIRE(failure->message == "queue full");
   REQUIRE(*wire::peek_kind(wire::encode_ingest_ack({})) == wire::frame_kind::ingest_ack);
+  REQUIRE(*wire::decode_feedback(wire::encode_feedback({12, 4})) == prediction_feedback{12, 4});
+  REQUIRE(*wire::decode_feedback_ack(wire::encode_feedback_ack(12, true)) == std::make_pair(std::uint64_t{12}, true));
+  REQUIRE(wire::decode_feedback(wire::encode_feedback({12, -2})).error().message() == "feedback for request 12: label -2 is negative");
 }
 
 TEST_CASE("malformed frames are refused naming the field") {
