@@ -94,10 +94,13 @@ namespace {
 using drain_timeout_atom = caf::atom_constant<caf::atom("draintime")>;
 
 struct lane_state {
+  std::uint64_t id = 0;  // unique; the role can move (a closing lane is renamed)
   std::string role;
   batcher_actor actor;
   std::optional<messaging::model_snapshot> snapshot;
-  std::uint64_t in_flight = 0;
+  /// Requests sent to the lane and not yet answered: if the lane dies holding them, the
+  /// router answers them (CAF does not).
+  std::unordered_map<std::uint64_t, caf::typed_response_promise<messaging::predict_reply>> outstanding;
   bool closing = false;  // exits when its last request is answered
   std::uint64_t last_used = 0;
   // Live evaluation since the last reset.
@@ -155,6 +158,7 @@ struct router_state {
   std::uint64_t in_flight = 0;
   std::optional<caf::typed_response_promise<std::uint64_t>> drain_promise;
   std::uint64_t uses = 0;
+  std::uint64_t lanes_opened = 0, next_ticket = 0;
   std::map<std::string, double> counters;
   router_metrics metrics{};
   std::map<std::string, messaging::metrics::counter*> errors_by_kind;
@@ -192,6 +196,7 @@ lane_state& open_lane(router_pointer self, const std::string& role) {
   options.model = state.options.model;
   options.lane = role;
   lane_state lane;
+  lane.id = ++state.lanes_opened;
   lane.role = role;
   lane.actor = spawn_batcher(self->system(), options);
   self->monitor(lane.actor);
@@ -220,7 +225,7 @@ void close_lane(router_pointer self, const std::string& role) {
   auto found = state.lanes.find(role);
   if (found == state.lanes.end()) return;
   auto& lane = found->second;
-  if (lane.in_flight > 0) {
+  if (!lane.outstanding.empty()) {
     lane.closing = true;
     return;
   }
@@ -381,30 +386,36 @@ void forward(router_pointer self, const std::string& role, messaging::predict_re
     promise.deliver(messaging::make_error(errc::not_ready, "request " + std::to_string(request.request_id) + ": lane " + role + " is gone"));
     return;
   }
-  ++lane->in_flight;
+  const std::uint64_t ticket = ++state.next_ticket;
+  const std::uint64_t lane_id = lane->id;
+  lane->outstanding.emplace(ticket, promise);
   ++state.in_flight;
   lane->last_used = ++state.uses;
   const std::int64_t started = clock_us(self);
   const std::uint64_t id = request.request_id;
   remember(state, id, {role, lane->version(), -1, -1, false, probability});
-  auto settle = [self, role]() {
+  // Takes the request's promise back from its lane (nothing when the lane's crash answered it).
+  auto settle = [self, lane_id, ticket]() -> std::optional<caf::typed_response_promise<messaging::predict_reply>> {
     auto& state = self->state;
-    --state.in_flight;
-    // A lane closed meanwhile lives on under another key until its last answer.
     for (auto& [key, lane] : state.lanes) {
-      if ((key == role || key.rfind(role + "#closing", 0) == 0) && lane.in_flight > 0) {
-        --lane.in_flight;
-        if (lane.closing && lane.in_flight == 0) close_lane(self, key);
-        break;
-      }
+      if (lane.id != lane_id) continue;
+      auto found = lane.outstanding.find(ticket);
+      if (found == lane.outstanding.end()) return std::nullopt;
+      auto taken = std::move(found->second);
+      lane.outstanding.erase(found);
+      --state.in_flight;
+      if (lane.closing && lane.outstanding.empty()) close_lane(self, std::string(key));
+      return taken;
     }
-    finish_drain_if_done(self);
+    return std::nullopt;
   };
   // No request timeout: the lane answers by the deadline (its queue refuses expired
   // requests), and a timeout would cost a timer in CAF's clock thread per request.
   self->request(lane->actor, caf::infinite, std::move(request))
       .then(
-          [self, role, id, promise, started, settle](messaging::predict_reply& reply) mutable {
+          [self, role, id, started, settle](messaging::predict_reply& reply) {
+            auto promise = settle();
+            if (!promise) return;
             auto& state = self->state;
             const double latency = double(clock_us(self) - started);
             if (auto* answered = find_lane(state, role)) answered->latency.record(latency);
@@ -415,13 +426,15 @@ void forward(router_pointer self, const std::string& role, messaging::predict_re
               found->second.version = reply.model_version;
               compare_shadow(state, found->second);
             }
-            promise.deliver(std::move(reply));
-            settle();
+            promise->deliver(std::move(reply));
+            finish_drain_if_done(self);
           },
-          [self, promise, settle](caf::error& failure) mutable {
-            settle();
+          [self, settle](caf::error& failure) {
+            auto promise = settle();
+            if (!promise) return;
             answered_counter(self->state, outcome_of(failure)).add();
-            promise.deliver(failure);
+            promise->deliver(failure);
+            finish_drain_if_done(self);
           });
 }
 
@@ -645,16 +658,26 @@ void on_lane_down(router_pointer self, const caf::down_msg& down) {
     auto& owned = *state.owned;
     owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(lane.actor)), owned.end());
     if (lane.closing) {
+      for (auto& [ticket, promise] : lane.outstanding) {
+        promise.deliver(messaging::make_error(errc::not_ready, "serving lane " + role + " stopped before answering"));
+        --state.in_flight;
+      }
       state.lanes.erase(role);
+      finish_drain_if_done(self);
       return;
     }
-    // Restart the lane with what it served. Requests it held are answered by the lane itself
-    // before it gives up (restart intensity), or get an error from CAF: one answer each.
+    // Its requests get an error (one answer each); the lane restarts with what it served.
+    for (auto& [ticket, promise] : lane.outstanding) {
+      answered_counter(state, "not_ready").add();
+      promise.deliver(messaging::make_error(errc::not_ready, "serving lane " + role + " crashed before answering"));
+      --state.in_flight;
+    }
     auto snapshot = lane.snapshot;
     const std::string restarted = role;
     state.lanes.erase(role);
     auto& replacement = open_lane(self, restarted);
     if (snapshot) load_lane(self, replacement, *snapshot);
+    finish_drain_if_done(self);
     state.counters["lane_restarts"] += 1;
     state.metrics.lane_restarts->add();
     trace(self, "lane_restarted", "lane=" + restarted + " reason=" + caf::to_string(down.reason));

@@ -52,6 +52,11 @@ actors::serving_actor::behavior_type version_replica(actors::serving_actor::stat
   return {
       [self, service_time](predict_request& request) -> caf::result<predict_reply> {
         if (!self->state.snapshot) return make_error(errc::not_ready, "no model");
+        if (request.features.values[0] == 99.0f) {
+          // Takes its lane down with it, holding the batch (a crash no lane can retry).
+          caf::anon_send_exit(caf::actor_cast<caf::actor>(self->current_sender()), caf::exit_reason::kill);
+          return self->make_response_promise<predict_reply>();
+        }
         if (service_time == caf::timespan{0}) return answer_of(*self->state.snapshot, request);
         auto promise = self->make_response_promise<predict_reply>();
         self->state.pending.emplace_back(promise, std::move(request));
@@ -102,12 +107,12 @@ struct router_fixture : test::actor_fixture {
   }
 
   /// Sends one request (id returned) without waiting for its answer.
-  std::uint64_t send(std::uint64_t version = 0) {
+  std::uint64_t send(std::uint64_t version = 0, float first_feature = 0.5f) {
     predict_request request;
     request.request_id = ++next_id;
     request.rows = 1;
     request.model_version = version;
-    request.features.values = {0.5f, 0.5f};
+    request.features.values = {first_feature, 0.5f};
     auto target = router;
     const auto id = request.request_id;
     hold(system->spawn([this, target, request, id](caf::event_based_actor* self) {
@@ -288,6 +293,21 @@ TEST_CASE("drain: admission stops, readiness turns false, every admitted request
     CAPTURE(id);
     REQUIRE(f.replies.count(id) == 1);
   }
+}
+
+TEST_CASE("a lane that dies holding requests: each gets one error, the lane restarts with its version") {
+  router_fixture f("latest");
+  f.publish(fake_snapshot(1, 0));
+  const auto doomed = f.send(0, 99.0f);
+  f.settle();
+  REQUIRE(f.errors.count(doomed) == 1);
+  REQUIRE(rml_code(f.errors[doomed]) == errc::not_ready);
+  REQUIRE(f.replies.count(doomed) == 0);
+  auto status = f.status();
+  REQUIRE(status["lane_restarts"] == 1);
+  REQUIRE(status["in_flight"] == 0);
+  REQUIRE(f.predict().model_version == 1);
+  REQUIRE(trace_events("lane_restarted") >= 1);
 }
 
 TEST_CASE("version policy specs are parsed, and bad ones refused by name") {
