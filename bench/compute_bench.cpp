@@ -2,13 +2,13 @@
 // printed as one JSON line so bench/compute_bench.py can set them beside PyTorch's.
 //
 //   rml_compute_bench --workload train|online|latency|throughput --model mlp|lenet
-//                     [--threads N] [--seed S] [--samples N] [--data-dir DIR]
+//                     [--threads N] [--seed S] [--samples N] [--batch N] [--data-dir DIR]
 //
 // train:      one epoch at batch 64 (SGD lr 0.05, momentum 0.9), samples/s + test accuracy
 // online:     one pass at batch 1, predicting each sample before training on it
 //             (progressive accuracy), SGD lr 0.005 momentum 0.9
 // latency:    batch-1 predictions over the test set, p50/p99 in µs
-// throughput: predictions at batch 256 over the test set, samples/s
+// throughput: predictions at batch 256 (--batch) over the test set, samples/s
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -32,6 +32,7 @@ struct options {
   std::uint64_t seed = 1;
   std::int64_t samples = 0;
   float learning_rate = 0;  // 0: the workload's default
+  std::int64_t batch = 256;  // throughput's batch
   std::string data_dir = data::default_fashion_mnist_directory();
 };
 
@@ -109,7 +110,7 @@ int run(const options& o) {
     return 0;
   }
   if (o.workload == "throughput") {
-    constexpr std::int64_t batch = 256;
+    const std::int64_t batch = o.batch;
     std::vector<std::int32_t> predicted(batch);
     session.predict(test->features.rows(0, batch), predicted);
     std::int64_t done = 0;
@@ -137,6 +138,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed);
   app.add_option("--samples", o.samples, "limit for online and latency (0: all)");
   app.add_option("--lr", o.learning_rate, "learning rate (0: 0.05, online 0.001)");
+  app.add_option("--batch", o.batch, "rows per prediction for throughput")->check(CLI::Range(1, 10000));
   app.add_option("--data-dir", o.data_dir);
   CLI11_PARSE(app, argc, argv);
   return run(o);

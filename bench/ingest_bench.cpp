@@ -17,6 +17,7 @@
 #include "actors/ingestion/ingest.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/zmq_endpoint.hpp"
+#include "bench/zmq_ceiling.hpp"
 
 using clock_type = std::chrono::steady_clock;
 using namespace rml;
@@ -28,23 +29,6 @@ std::vector<std::byte> make_frame(std::uint64_t batch_id, std::uint64_t first_id
     batch.events.push_back({first_id + index, 0, {std::vector<float>(784, float(index % 255))}, std::int32_t(index % 10)});
   }
   return messaging::wire::encode_ingest_request(batch, 784);
-}
-
-double raw_push_pull(std::uint64_t frames, const std::vector<std::byte>& frame) {
-  zmq::context_t context;
-  zmq::socket_t pull(context, zmq::socket_type::pull);
-  pull.bind("tcp://127.0.0.1:0");
-  const std::string address = pull.get(zmq::sockopt::last_endpoint);
-  std::thread receiver([&] {
-    zmq::message_t message;
-    for (std::uint64_t index = 0; index < frames; ++index) (void)pull.recv(message);
-  });
-  zmq::socket_t push(context, zmq::socket_type::push);
-  push.connect(address);
-  const auto start = clock_type::now();
-  for (std::uint64_t index = 0; index < frames; ++index) push.send(zmq::buffer(frame.data(), frame.size()));
-  receiver.join();
-  return std::chrono::duration<double>(clock_type::now() - start).count();
 }
 
 double rml_ingest(std::uint64_t frames, std::uint32_t batch_events, std::uint32_t window, const std::string& directory) {
@@ -108,7 +92,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   const std::uint64_t frames = std::max<std::uint64_t>(1, events / batch_events);
   const auto frame = make_frame(0, 0, batch_events);
-  const double raw_seconds = raw_push_pull(frames, frame);
+  const double raw_seconds = bench::raw_push_pull(frames, frame);
   const double rml_seconds = rml_ingest(frames, batch_events, window, directory);
   const double raw_rate = double(frames * batch_events) / raw_seconds;
   const double rml_rate = double(frames * batch_events) / rml_seconds;

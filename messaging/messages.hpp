@@ -251,8 +251,10 @@ typename Inspector::result_type inspect(Inspector& f, source_status& x) {
 struct batching_settings {
   /// Rows in one batch at most (the adaptive mode moves the current size below this).
   std::uint32_t batch_rows_max = 64;
-  /// How long the first queued request may wait for others before its batch closes.
-  std::int64_t queue_delay_max_us = 500;
+  /// How long the first queued request may wait for others while a replica is free, before
+  /// its batch closes. 0 (Triton's default): at once — batches still form while every
+  /// replica is busy, which is when waiting costs nothing.
+  std::int64_t queue_delay_max_us = 0;
   /// Adaptive (AIMD, as in Clipper): grow the batch size while batches finish within
   /// the latency objective, halve it when one does not.
   bool adaptive = false;

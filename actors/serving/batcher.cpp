@@ -186,6 +186,11 @@ void consider(batcher_pointer self) {
       dispatch(self, batch_close_reason::deadline_pressure);
       continue;
     }
+    // No queue delay: close now (a timer of zero would still cost a trip through the clock).
+    if (state.options.settings.queue_delay_max_us == 0) {
+      dispatch(self, batch_close_reason::delay_expired);
+      continue;
+    }
     if (!state.timer_armed) {
       state.timer_armed = true;
       caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), std::chrono::microseconds(state.options.settings.queue_delay_max_us),

@@ -13,6 +13,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <zmq.hpp>
 
 #include <algorithm>
@@ -73,6 +75,9 @@ load_results zmq_load(const loadgen_options& options, const data::dataset& test)
   socket.set(zmq::sockopt::linger, 0);
   socket.set(zmq::sockopt::sndhwm, 0);
   socket.connect(options.address);
+  const int notify_fd = socket.get(zmq::sockopt::fd);
+  // Wake-ups as precise as the kernel allows (the default slack is 50 µs).
+  ::prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 
   random_source random(options.seed);
   const auto start = clock_type::now();
@@ -119,15 +124,17 @@ load_results zmq_load(const loadgen_options& options, const data::dataset& test)
       scheduled[request.request_id] = next_send;  // latency counts from the scheduled time
       next_send += next_gap(random, options.rate);
     }
-    // Wait for answers until the next send; under a millisecond, sleep instead of spinning
-    // (answers then wait at most that gap to be read: a bounded error, and a core left to
-    // the server on a small machine).
+    // Wait for an answer or the next send, whichever comes first, without spinning (a core
+    // is left to the server on a small machine) and with nanosecond timeouts: zmq_poll only
+    // knows milliseconds, so wait on the socket's notification descriptor with ppoll.
     receive(std::chrono::milliseconds(0));
-    const auto gap = next_send - clock_type::now();
-    if (gap >= std::chrono::milliseconds(1)) {
-      receive(std::min(std::chrono::duration_cast<std::chrono::milliseconds>(gap), std::chrono::milliseconds(10)));
-    } else if (gap > clock_type::duration::zero()) {
-      std::this_thread::sleep_for(gap);
+    if (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) continue;
+    const auto gap = std::min<clock_type::duration>(next_send - clock_type::now(), std::chrono::milliseconds(10));
+    if (gap > clock_type::duration::zero()) {
+      const auto nanoseconds = std::chrono::duration_cast<std::chrono::nanoseconds>(gap).count();
+      const timespec timeout{time_t(nanoseconds / 1'000'000'000), long(nanoseconds % 1'000'000'000)};
+      pollfd notification{notify_fd, POLLIN, 0};
+      ::ppoll(&notification, 1, &timeout, nullptr);
     }
   }
   // Answers still on their way get until their timeout; the rest are lost (counted).

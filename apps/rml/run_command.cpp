@@ -57,7 +57,7 @@ struct run_options {
   std::string policy = "latest";
   std::uint32_t replicas = 1, replicas_max = 0;  // 0: = replicas
   std::uint32_t serve_batch_max = 64;
-  std::int64_t queue_delay_us = 500;
+  std::int64_t queue_delay_us = 0;
   bool adaptive_batching = false;
   std::int64_t latency_objective_us = 5000;
   std::uint32_t queue_max = 4096;
@@ -292,8 +292,11 @@ int run(const run_options& options) {
   auto trainer = names.get<actors::trainer_actor>(messaging::names::trainer);
   auto snapshot = ask<messaging::model_snapshot>(self, trainer, 30s, messaging::snapshot_atom::value);
   if (!snapshot) return fail("the trainer did not hand over its final model", 1);
-  snapshot->version = trained.published_version + 1;
   auto registry = names.get<actors::registry_actor>(messaging::names::registry);
+  // Above every stored version: a resumed run may already hold the previous run's final model.
+  std::uint64_t newest = trained.published_version;
+  if (auto latest = ask<messaging::model_snapshot>(self, registry, 30s, messaging::latest_atom::value)) newest = std::max(newest, latest->version);
+  snapshot->version = newest + 1;
   auto published = ask<std::uint64_t>(self, registry, 30s, *snapshot);
   if (!published) return fail("the registry did not accept the final model", 1);
   auto serving = names.get<actors::router_actor>(messaging::names::serving);
@@ -393,7 +396,7 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--serve-batch-max", options->serve_batch_max, "Rows in one serving batch at most")
       ->check(CLI::Range(1, 65536))
       ->capture_default_str();
-  command->add_option("--queue-delay-us", options->queue_delay_us, "How long a request may wait for a batch to fill")
+  command->add_option("--queue-delay-us", options->queue_delay_us, "How long a request may wait for a batch to fill while a replica is free (0: no wait)")
       ->check(CLI::Range(0, 10'000'000))
       ->capture_default_str();
   command->add_flag("--adaptive-batching", options->adaptive_batching, "AIMD batch size against --latency-objective-us");
@@ -416,3 +419,4 @@ void register_run_command(CLI::App& app, int& exit_code) {
 }
 
 }  // namespace rml::app
+
