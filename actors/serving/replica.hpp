@@ -36,6 +36,8 @@ struct serving_options {
   /// Predictions remembered, keyed by (model version, hash of the request's features);
   /// least recently used first out. 0 turns the cache off.
   std::size_t cache_entries_max = 4096;
+  /// Batch sizes (powers of two) whose compute is prepared when the first model loads.
+  std::uint32_t warm_up_rows_max = 256;
   /// Labels of its Prometheus series (the lane that spawns it sets them).
   std::string model = "model";
   std::string lane = "main";
