@@ -97,13 +97,18 @@ std::size_t element_bytes(const std::string& datatype) {
 
 void convert_binary(const std::string& datatype, const char* bytes, std::size_t count, std::vector<float>& out) {
   out.resize(count);
-  for (std::size_t index = 0; index < count; ++index) {
-    if (datatype == "FP32") std::memcpy(&out[index], bytes + index * 4, 4);
-    else if (datatype == "FP64") { double v; std::memcpy(&v, bytes + index * 8, 8); out[index] = float(v); }
-    else if (datatype == "INT64") { std::int64_t v; std::memcpy(&v, bytes + index * 8, 8); out[index] = float(v); }
-    else if (datatype == "INT32") { std::int32_t v; std::memcpy(&v, bytes + index * 4, 4); out[index] = float(v); }
-    else out[index] = float(static_cast<unsigned char>(bytes[index]));
-  }
+  auto each = [&](auto element) {
+    using element_type = decltype(element);
+    for (std::size_t index = 0; index < count; ++index) {
+      std::memcpy(&element, bytes + index * sizeof(element_type), sizeof(element_type));
+      out[index] = float(element);
+    }
+  };
+  if (datatype == "FP32") std::memcpy(out.data(), bytes, count * sizeof(float));
+  else if (datatype == "FP64") each(double{});
+  else if (datatype == "INT64") each(std::int64_t{});
+  else if (datatype == "INT32") each(std::int32_t{});
+  else each(std::uint8_t{});
 }
 
 /// Parses a V2 infer request body; the error names the field and what was wrong.
@@ -765,7 +770,9 @@ void http_endpoint::implementation::failed(std::uint64_t ticket, std::uint64_t, 
 }
 
 void http_endpoint::implementation::accept() {
-  acceptor.async_accept(net::make_strand(io), [self = shared_from_this()](beast::error_code failure, tcp::socket socket) {
+  // A connection's handlers need a strand only when several threads run the loop.
+  const net::any_io_executor executor = options.threads > 1 ? net::any_io_executor(net::make_strand(io)) : net::any_io_executor(io.get_executor());
+  acceptor.async_accept(executor, [self = shared_from_this()](beast::error_code failure, tcp::socket socket) {
     if (self->stopping) return;
     if (!failure) {
       if (self->connections.fetch_add(1) >= self->options.connections_max) {

@@ -53,6 +53,7 @@ struct run_options {
   int scheduler_threads = 0;
   // Serving.
   int http_port = 8000;
+  int http_threads = 1;
   std::string model_name;  // empty: the --model name, or "model" for a spec
   std::string policy = "latest";
   std::uint32_t replicas = 1, replicas_max = 0;  // 0: = replicas
@@ -231,6 +232,7 @@ int run(const run_options& options) {
   http_options.port = options.http_port;
   http_options.model = model_name;
   http_options.features = std::uint32_t(width);
+  http_options.threads = options.http_threads;
   auto http_endpoint = messaging::http_endpoint::start(system, http_options);
   if (!http_endpoint) return fail(http_endpoint.error().message() + " (--http-port picks another port)", 1);
   std::fprintf(stderr, "rml run: predictions on %s (ZeroMQ, docs/protocol.md) and http://%s:%d/v2/models/%s (KServe V2), "
@@ -384,6 +386,9 @@ void register_run_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   command->add_option("--http-port", options->http_port, "HTTP port of KServe V2, /metrics and /trace (0: any free)")
       ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--http-threads", options->http_threads, "Threads of the HTTP endpoint's event loop")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   command->add_option("--model-name", options->model_name, "The served model's name in /v2/models/{name} (default: --model)");
   command->add_option("--policy", options->policy, "Version policy: latest, pinned:V, canary:P, shadow, bandit:V1,V2,...")
