@@ -96,8 +96,9 @@ class rml_server:
     def __init__(self, model, extra):
         self.state = os.path.join(build, "bench-serving", model)
         trained = os.path.isdir(os.path.join(self.state, "registry"))
+        # No prediction cache: every request is computed, as the peer computes every one.
         command = [rml, "run", "--model", model, "--data-dir", self.state, "--resume" if trained else "--fresh", "--serve",
-                   "--predict-port", "19556", "--ingest-port", "19555", "--http-port", "19800"] + extra
+                   "--predict-port", "19556", "--ingest-port", "19555", "--http-port", "19800", "--cache-entries", "0"] + extra
         self.output = open(os.path.join(build, f"bench-serving-{model}.out"), "w")
         self.process = subprocess.Popen(command, stdout=self.output, stderr=subprocess.STDOUT)
         path = self.output.name
@@ -153,6 +154,7 @@ def main():
     parser.add_argument("--duration", type=float, default=3)
     parser.add_argument("--objective-us", type=int, default=5000)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--transports", default="zmq,http", help="what the batching mode is measured over")
     parser.add_argument("--modes", default="batching,batch1",
                         help="batching: rml's defaults; batch1: --serve-batch-max 1; adaptive: AIMD batching (--adaptive-batching)")
     parser.add_argument("--python", default=sys.executable, help="the Python with ray[serve] and torch")
@@ -172,13 +174,23 @@ def main():
                 extra = modes[label]
                 server = rml_server(model, extra)
                 try:
-                    transports = [("zmq", "tcp://127.0.0.1:19556"), ("http", "http://127.0.0.1:19800")] if label == "batching" else [
-                        ("zmq", "tcp://127.0.0.1:19556")]  # the batching comparisons run over ZeroMQ
+                    addresses = {"zmq": "tcp://127.0.0.1:19556", "http": "http://127.0.0.1:19800"}
+                    chosen = args.transports.split(",") if label == "batching" else ["zmq"]  # batching comparisons: ZeroMQ
+                    transports = [(transport, addresses[transport]) for transport in chosen]
                     for transport, address in transports:
                         log(f"rml {model} {transport} {label} (repeat {repeat})")
                         found = max_rate(address, model, args.objective_us, args.duration, start)
                         records.append(emit({"repeat": repeat, "what": "rml", "model": model, "transport": transport, "mode": label,
                                              "objective_us": args.objective_us, **(found or {})}))
+                finally:
+                    server.stop()
+            if "http" in args.transports.split(","):
+                # rml over HTTP at the relaxed objective too, for the ratio to Ray Serve there.
+                server = rml_server(model, [])
+                try:
+                    found = max_rate("http://127.0.0.1:19800", model, 100_000, args.duration, start)
+                    records.append(emit({"repeat": repeat, "what": "rml", "model": model, "transport": "http", "mode": "batching",
+                                         "objective_us": 100_000, **(found or {})}))
                 finally:
                     server.stop()
             if not args.no_ray:
@@ -192,14 +204,6 @@ def main():
                                                  "objective_us": objective, **(found or {"max_rate": 0})}))
                     finally:
                         peer.stop()
-                # rml over HTTP at the relaxed objective too, for the ratio there.
-                server = rml_server(model, [])
-                try:
-                    found = max_rate("http://127.0.0.1:19800", model, 100_000, args.duration, start)
-                    records.append(emit({"repeat": repeat, "what": "rml", "model": model, "transport": "http", "mode": "batching",
-                                         "objective_us": 100_000, **(found or {})}))
-                finally:
-                    server.stop()
     summarize(records)
 
 

@@ -6,7 +6,10 @@
 #include <deque>
 #include <set>
 
+#include <xxhash.h>
+
 #include "actors/monitoring/metrics.hpp"
+#include "actors/serving/prediction_cache.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
 #include "messaging/trace.hpp"
@@ -21,6 +24,7 @@ struct waiting_request {
   std::uint64_t sequence;    // arrival order among equal deadlines
   std::int64_t queued_us;    // when it (first) entered the queue
   std::uint32_t retries;
+  std::uint64_t features_hash;  // the cache key's
   messaging::predict_request request;
   caf::typed_response_promise<messaging::predict_reply> promise;
   bool operator<(const waiting_request& other) const {
@@ -54,6 +58,8 @@ struct lane_metrics {
   messaging::metrics::counter* restarts;
   messaging::metrics::counter* scaled_up;
   messaging::metrics::counter* scaled_down;
+  messaging::metrics::counter* cache_hits;
+  messaging::metrics::counter* cache_misses;
 };
 
 struct batcher_state {
@@ -68,6 +74,8 @@ struct batcher_state {
   std::uint64_t replicas_started = 0;
   std::shared_ptr<std::vector<caf::actor>> owned = std::make_shared<std::vector<caf::actor>>();
   std::optional<messaging::model_snapshot> snapshot;
+  std::unique_ptr<prediction_cache> cache;
+  std::uint64_t cache_hits = 0, cache_misses = 0;
   std::deque<std::int64_t> restart_times_us;
   // Autoscaling: what the current window saw, and the looks in a row with each signal.
   double window_queue_wait_us = 0;
@@ -114,6 +122,8 @@ lane_metrics register_metrics(const batcher_options& options) {
   metrics.restarts = &registry.get_counter("rml_replica_restarts_total", "Crashed serving replicas restarted", lane);
   metrics.scaled_up = &registry.get_counter("rml_scaling_decisions_total", "Replicas added or removed by autoscaling", with("direction", "up"));
   metrics.scaled_down = &registry.get_counter("rml_scaling_decisions_total", "Replicas added or removed by autoscaling", with("direction", "down"));
+  metrics.cache_hits = &registry.get_counter("rml_cache_hits_total", "Predictions answered from the prediction cache", lane);
+  metrics.cache_misses = &registry.get_counter("rml_cache_misses_total", "Predictions not in the prediction cache", lane);
   return metrics;
 }
 
@@ -200,7 +210,7 @@ void consider(batcher_pointer self) {
   }
 }
 
-void deliver(waiting_request& waiting, const messaging::predict_reply& batch_reply, std::uint32_t first_row) {
+void deliver(batcher_state& state, waiting_request& waiting, const messaging::predict_reply& batch_reply, std::uint32_t first_row) {
   messaging::predict_reply reply;
   reply.request_id = waiting.request.request_id;
   reply.model_version = batch_reply.model_version;
@@ -214,6 +224,11 @@ void deliver(waiting_request& waiting, const messaging::predict_reply& batch_rep
   for (std::uint32_t row = 0; row < reply.rows; ++row) {
     const auto* top = batch_reply.top_classes.data() + (std::size_t(first_row) + row) * batch_top_k;
     reply.top_classes.insert(reply.top_classes.end(), top, top + top_k);
+  }
+  // Only answers of the version the lane serves now are remembered.
+  if (state.snapshot && reply.model_version == state.snapshot->version) {
+    state.cache->insert({reply.model_version, waiting.features_hash, reply.rows, waiting.request.top_k},
+                        {reply.probabilities.values, reply.top_classes});
   }
   waiting.promise.deliver(std::move(reply));
 }
@@ -318,7 +333,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
             if (auto* owner = slot_by_id(state, slot_id)) owner->compute_latency->observe(latency * 1e-6);
             std::uint32_t first_row = 0;
             for (auto& waiting : *requests) {
-              deliver(waiting, reply, first_row);
+              deliver(state, waiting, reply, first_row);
               first_row += waiting.request.rows;
             }
             if (state.options.settings.adaptive) {
@@ -456,9 +471,24 @@ caf::result<messaging::predict_reply> enqueue(batcher_pointer self, messaging::p
     state.metrics.refused_overloaded->add();
     return messaging::make_error(errc::overloaded, which + ": " + std::to_string(state.queue.size()) + " requests queued (the bound)");
   }
+  // The cache key hashes the raw features (xxHash: fast, and already a dependency).
+  const std::uint64_t features_hash = XXH3_64bits(request.features.values.data(), request.features.values.size() * sizeof(float));
+  request.top_k = std::max(request.top_k, 1u);
+  if (state.snapshot) {
+    if (const auto* cached = state.cache->find({state.snapshot->version, features_hash, request.rows, request.top_k})) {
+      ++state.cache_hits;
+      state.metrics.cache_hits->add();
+      const std::uint32_t classes = request.rows ? std::uint32_t(cached->probabilities.size() / request.rows) : 0;
+      return messaging::predict_reply{request.request_id, state.snapshot->version, request.rows, classes, {cached->probabilities},
+                                      cached->top_classes};
+    }
+  }
+  ++state.cache_misses;
+  state.metrics.cache_misses->add();
   auto promise = self->make_response_promise<messaging::predict_reply>();
   state.queued_rows += request.rows;
-  state.queue.insert({request.deadline_us > 0 ? request.deadline_us : INT64_MAX, ++state.sequence, now, 0, std::move(request), promise});
+  state.queue.insert(
+      {request.deadline_us > 0 ? request.deadline_us : INT64_MAX, ++state.sequence, now, 0, features_hash, std::move(request), promise});
   state.metrics.queue_depth->set(double(state.queue.size()));
   consider(self);
   return promise;
@@ -474,6 +504,7 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
   state.options = options;
   state.trace_name = "batcher/" + options.model + "/" + options.lane;
   state.metrics = register_metrics(options);
+  state.cache = std::make_unique<prediction_cache>(options.cache_entries_max);
   apply_settings(state, options.settings);
   // The replicas live and die with their lane.
   self->attach_functor([owned = state.owned](const caf::error&) {
@@ -521,6 +552,11 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
         std::size_t outstanding = 0;
         for (const auto& slot : state.slots) outstanding += slot.in_flight.size();
         values["batches_outstanding"] = double(outstanding);
+        const double lookups = double(state.cache_hits + state.cache_misses);
+        values["cache_hits"] = double(state.cache_hits);
+        values["cache_misses"] = double(state.cache_misses);
+        values["cache_hit_rate"] = lookups > 0 ? double(state.cache_hits) / lookups : 0.0;
+        values["cache_entries"] = double(state.cache->size());
         add_latency(values, "batch", state.batch_latency);
         return values;
       },

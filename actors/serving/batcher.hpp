@@ -19,6 +19,10 @@
 // idle replica for `scale_down_after` looks removes one; the two thresholds and dwell times
 // differ (hysteresis) and any change resets both counts. Because the queue is shared, a new
 // replica takes queued work at once: that is the rebalancing.
+//
+// A bounded prediction cache (prediction_cache.hpp) answers a request whose features the lane
+// already answered with the version it now serves, at once and without queueing; answers of
+// an older version are never reused.
 
 #include <caf/typed_actor.hpp>
 
@@ -70,6 +74,8 @@ struct batcher_options {
   std::string model = "model";
   std::string lane = "main";
   replica_pool_settings pool;
+  /// Predictions remembered per lane (least recently used out); 0 turns the cache off.
+  std::size_t cache_entries_max = 4096;
   /// Options of the replicas the lane spawns.
   serving_options replica;
   /// Spawns one replica (tests hand in fakes); empty: spawn_serving_replica(replica).

@@ -2,13 +2,9 @@
 
 #include <caf/all.hpp>
 
-#include <xxhash.h>
-
 #include <bit>
 #include <cmath>
-#include <list>
 #include <numeric>
-#include <unordered_map>
 
 #include "actors/monitoring/metrics.hpp"
 #include "compute/data/feature_pipeline.hpp"
@@ -37,52 +33,8 @@ std::int64_t padded_rows(std::int64_t rows) { return std::int64_t(std::bit_ceil(
 /// Requests between two metrics samples.
 constexpr std::uint64_t serving_metrics_every_requests = 200;
 
-/// Least-recently-used prediction cache: key → (probabilities, top classes) of a request.
-class prediction_cache {
- public:
-  struct entry {
-    std::vector<float> probabilities;
-    std::vector<std::int32_t> top_classes;
-  };
-  struct key {
-    std::uint64_t version, hash;
-    std::uint32_t rows, top_k;
-    bool operator==(const key&) const = default;
-  };
-
-  explicit prediction_cache(std::size_t capacity) : capacity_(capacity) {}
-  const entry* find(const key& wanted) {
-    auto found = index_.find(wanted);
-    if (found == index_.end()) return nullptr;
-    order_.splice(order_.begin(), order_, found->second);
-    return &found->second->second;
-  }
-  void insert(const key& added, entry value) {
-    if (capacity_ == 0 || index_.count(added) != 0) return;
-    order_.emplace_front(added, std::move(value));
-    index_[added] = order_.begin();
-    if (order_.size() > capacity_) {
-      index_.erase(order_.back().first);
-      order_.pop_back();
-    }
-  }
-  std::size_t size() const { return order_.size(); }
-
- private:
-  struct key_hash {
-    std::size_t operator()(const key& k) const { return std::size_t(k.hash ^ (k.version * 0x9E3779B97F4A7C15ull) ^ k.rows ^ (std::uint64_t(k.top_k) << 32)); }
-  };
-  std::size_t capacity_;
-  std::list<std::pair<key, entry>> order_;
-  std::unordered_map<key, std::list<std::pair<key, entry>>::iterator, key_hash> index_;
-};
-
 struct serving_state {
   serving_options options;
-  std::unique_ptr<prediction_cache> cache;
-  std::uint64_t cache_hits = 0, cache_misses = 0;
-  messaging::metrics::counter* cache_hits_total = nullptr;
-  messaging::metrics::counter* cache_misses_total = nullptr;
   std::unique_ptr<backend> compute;
   std::unique_ptr<loaded_model> current;
   std::vector<float> padding;  // a padded batch's features
@@ -140,18 +92,6 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   }
   const std::uint32_t classes = std::uint32_t(model.output_shape()[0]);
   const std::uint32_t top_k = std::min({std::max(request.top_k, 1u), classes, state.options.top_k_max});
-  // The cache key hashes the raw features (xxHash: fast, and already a dependency).
-  const prediction_cache::key cache_key{state.current->version, XXH3_64bits(request.features.values.data(), request.features.values.size() * sizeof(float)),
-                                        request.rows, top_k};
-  if (const auto* cached = state.cache->find(cache_key)) {
-    ++state.cache_hits;
-    state.cache_hits_total->add();
-    messaging::predict_reply reply{request.request_id, state.current->version, request.rows, classes,
-                                   {cached->probabilities}, cached->top_classes};
-    return reply;
-  }
-  ++state.cache_misses;
-  state.cache_misses_total->add();
   // Padded to a power of two: see padded_rows.
   const std::int64_t rows = std::int64_t(request.rows);
   const std::int64_t padded = padded_rows(rows);
@@ -182,18 +122,12 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
                       [scores](std::int32_t a, std::int32_t b) { return scores[a] > scores[b]; });
     reply.top_classes.insert(reply.top_classes.end(), order.begin(), order.begin() + top_k);
   }
-  state.cache->insert(cache_key, {reply.probabilities.values, reply.top_classes});
   return reply;
 }
 
 serving_actor::behavior_type replica(serving_pointer self, serving_options options) {
   self->state.options = options;
   self->state.compute = make_cpu_backend({options.compute_threads});
-  self->state.cache = std::make_unique<prediction_cache>(options.cache_entries_max);
-  auto& registry = messaging::metrics::registry::global();
-  const messaging::metrics::label_set labels{{"model", options.model}, {"lane", options.lane}};
-  self->state.cache_hits_total = &registry.get_counter("rml_cache_hits_total", "Predictions answered from the prediction cache", labels);
-  self->state.cache_misses_total = &registry.get_counter("rml_cache_misses_total", "Predictions computed (not in the cache)", labels);
   return {
       [self](messaging::predict_request& request) -> caf::result<messaging::predict_reply> {
         auto& state = self->state;
@@ -205,7 +139,6 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
         state.latency.record(double(clock_us(self) - started_us));
         if (state.requests % serving_metrics_every_requests == 0) {
           std::map<std::string, double> values{{"requests", double(state.requests)}, {"rows", double(state.rows)},
-                                               {"cache_hits", double(state.cache_hits)}, {"cache_misses", double(state.cache_misses)},
                                                {"errors", double(state.errors)}, {"model_swaps", double(state.swaps)},
                                                {"model_version", state.current ? double(state.current->version) : 0.0}};
           add_latency(values, "compute", state.latency);
@@ -243,14 +176,9 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
       },
       [self](messaging::status_atom) {
         const auto& state = self->state;
-        const double lookups = double(state.cache_hits + state.cache_misses);
         return std::map<std::string, double>{{"requests", double(state.requests)},
                                              {"errors", double(state.errors)},
-                                             {"model_version", state.current ? double(state.current->version) : 0.0},
-                                             {"cache_hits", double(state.cache_hits)},
-                                             {"cache_misses", double(state.cache_misses)},
-                                             {"cache_hit_rate", lookups > 0 ? double(state.cache_hits) / lookups : 0.0},
-                                             {"cache_entries", double(state.cache->size())}};
+                                             {"model_version", state.current ? double(state.current->version) : 0.0}};
       },
   };
 }

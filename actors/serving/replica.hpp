@@ -6,9 +6,6 @@
 // explicit error — no model yet (not_ready), bad input naming what was wrong
 // (invalid_argument / shape_mismatch), or a deadline that passed (deadline_exceeded).
 //
-// A bounded prediction cache keyed by (model version, features hash) answers repeated
-// requests without computing; a new version never sees the old one's entries.
-//
 // Deadlines are microseconds since the actor clock's epoch (the serving endpoints turn a
 // client's relative timeout into one).
 
@@ -33,9 +30,6 @@ struct serving_options {
   std::uint32_t request_rows_max = 4096;
   /// Upper bound of top_k.
   std::uint32_t top_k_max = 100;
-  /// Predictions remembered, keyed by (model version, hash of the request's features);
-  /// least recently used first out. 0 turns the cache off.
-  std::size_t cache_entries_max = 4096;
   /// Batch sizes (powers of two) whose compute is prepared when the first model loads.
   std::uint32_t warm_up_rows_max = 256;
   /// Labels of its Prometheus series (the lane that spawns it sets them).

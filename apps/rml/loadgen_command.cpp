@@ -204,11 +204,12 @@ load_results http_load(const loadgen_options& options, const data::dataset& test
     ++results.errors["cannot_resolve"];
     return results;
   }
-  // Request bytes for a bounded set of samples, made before the clock starts.
-  constexpr std::int64_t distinct_requests = 512;
+  // Request bytes for every test row (distinct inputs, as the ZeroMQ path sends: a cache
+  // in the server must not flatter it), made before the clock starts.
+  const std::int64_t distinct_requests = std::max<std::int64_t>(1, test.rows() - options.rows);
   std::vector<std::shared_ptr<const std::string>> prepared;
   for (std::int64_t index = 0; index < distinct_requests; ++index) {
-    const std::int64_t first = (index * options.rows) % (test.rows() - options.rows);
+    const std::int64_t first = (index * options.rows) % distinct_requests;
     prepared.push_back(std::make_shared<const std::string>(http_request_bytes(options, host, test, first, std::uint64_t(index + 1))));
   }
   std::vector<std::unique_ptr<http_connection>> connections;
@@ -274,7 +275,7 @@ load_results http_load(const loadgen_options& options, const data::dataset& test
         ++results.errors["no_connection"];
       } else {
         least->outstanding.push_back(next_send);  // latency counts from the scheduled time
-        least->to_write.push_back(prepared[std::size_t(results.sent % distinct_requests)]);
+        least->to_write.push_back(prepared[std::size_t(results.sent % std::uint64_t(distinct_requests))]);
         write_next(*least);
       }
       next_send += next_gap(random, options.rate);

@@ -199,7 +199,7 @@ int run(const run_options& options) {
   pipeline.serving.lane.settings.queue_requests_max = options.queue_max;
   pipeline.serving.lane.pool.replicas_min = options.replicas;
   pipeline.serving.lane.pool.replicas_max = options.replicas_max > 0 ? options.replicas_max : options.replicas;
-  pipeline.serving.lane.replica.cache_entries_max = options.cache_entries;
+  pipeline.serving.lane.cache_entries_max = options.cache_entries;
   if (!options.trace_file.empty()) {
     std::string failure;
     if (!messaging::trace_log::global().open_sink(options.trace_file, failure)) return fail(failure, 1);
@@ -411,7 +411,7 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--queue-max", options->queue_max, "Requests queued per version at most; beyond, `overloaded`")
       ->check(CLI::Range(1, 10'000'000))
       ->capture_default_str();
-  command->add_option("--cache-entries", options->cache_entries, "Prediction cache entries per replica (0: off)")->capture_default_str();
+  command->add_option("--cache-entries", options->cache_entries, "Prediction cache entries per served version (0: off)")->capture_default_str();
   command->add_flag("--serve", options->serve, "After training and evaluation, keep serving until SIGTERM or SIGINT");
   command->add_option("--drain-timeout-ms", options->drain_timeout_ms, "How long a drain waits for admitted requests")
       ->check(CLI::Range(0, 600'000))

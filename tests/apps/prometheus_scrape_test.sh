@@ -22,6 +22,9 @@ CONFIG
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
   --web.listen-address="127.0.0.1:$prometheus_port" > "$work/prometheus.out" 2>&1 &
 scraper=$!
+# Once training is over (the model version stays put), the ZeroMQ load repeats the first test
+# rows the HTTP load sent: the prediction cache answers those.
+for attempt in $(seq 1 600); do grep -q "serving model" "$work/run.out" && break; sleep 0.1; done
 "$rml" loadgen --address "http://127.0.0.1:$http_port" --model mlp --rate 300 --duration 2 > "$work/loadgen-http.out"
 "$rml" loadgen --address "tcp://127.0.0.1:$predict_port" --rate 300 --duration 1 > "$work/loadgen-zmq.out"
 status=0

@@ -433,3 +433,52 @@ TEST_CASE("pool settings are checked with messages naming the field") {
   options.pool.replicas_min = 0;
   REQUIRE(actors::validate(options).error().message() == "serving lane main: replicas_min must be ≥ 1, got 0");
 }
+
+// ---- The prediction cache, with real replicas and models ------------------------------------
+
+namespace {
+predict_request image_request(std::uint64_t id, std::uint32_t rows) {
+  predict_request request;
+  request.request_id = id;
+  request.rows = rows;
+  request.top_k = 3;
+  request.features.values.resize(std::size_t(rows) * 784);
+  for (std::size_t index = 0; index < request.features.values.size(); ++index) request.features.values[index] = float(index % 255);
+  return request;
+}
+}  // namespace
+
+TEST_CASE("the lane's prediction cache answers repeats, never across versions, and stays bounded") {
+  test::actor_fixture f;
+  actors::batcher_options options;
+  options.lane = "cache";
+  options.cache_entries_max = 2;
+  auto lane = f.hold(actors::spawn_batcher(*f.system, options));
+  auto status = [&] { return *f.ask<std::map<std::string, double>>(lane, status_atom::value).first; };
+  caf::anon_send(lane, test::make_snapshot(1, "mlp", 1));
+  f.scheduler->run();
+  const auto first = *f.ask<predict_reply>(lane, image_request(1, 1)).first;
+  const auto again = *f.ask<predict_reply>(lane, image_request(2, 1)).first;
+  REQUIRE(again.request_id == 2);
+  REQUIRE(again.model_version == 1);
+  REQUIRE(again.probabilities == first.probabilities);
+  REQUIRE(again.top_classes == first.top_classes);
+  REQUIRE(again.top_classes.size() == 3);
+  REQUIRE(status()["cache_hits"] == 1);
+  REQUIRE(status()["cache_misses"] == 1);
+  REQUIRE(status()["batches"] == 1);  // the repeat never reached a replica
+
+  // A new version: the same input is computed again, by the new model.
+  caf::anon_send(lane, test::make_snapshot(2, "mlp", 2));
+  f.scheduler->run();
+  const auto swapped = *f.ask<predict_reply>(lane, image_request(3, 1)).first;
+  REQUIRE(swapped.model_version == 2);
+  REQUIRE_FALSE(swapped.probabilities == first.probabilities);
+  REQUIRE(status()["cache_misses"] == 2);
+
+  // Bounded: three distinct inputs leave two entries.
+  f.ask<predict_reply>(lane, image_request(4, 2));
+  f.ask<predict_reply>(lane, image_request(5, 3));
+  REQUIRE(status()["cache_entries"] == 2);
+  REQUIRE(status()["cache_hit_rate"] == Approx(1.0 / 5.0));
+}

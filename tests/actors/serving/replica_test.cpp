@@ -102,32 +102,3 @@ TEST_CASE("bad requests and passed deadlines get explicit errors naming what was
   in_time.deadline_us = actors::actor_clock_us(*f.system) + 1000;
   REQUIRE(f.ask<predict_reply>(replica, in_time).first.has_value());
 }
-
-TEST_CASE("the prediction cache answers repeats, never across versions, and stays bounded") {
-  test::actor_fixture f;
-  actors::serving_options options;
-  options.cache_entries_max = 2;
-  auto replica = f.hold(actors::spawn_serving_replica(*f.system, options));
-  auto status = [&] { return *f.ask<std::map<std::string, double>>(replica, status_atom::value).first; };
-  caf::anon_send(replica, test::make_snapshot(1, "mlp", 1));
-  const auto first = *f.ask<predict_reply>(replica, make_request(1, 1)).first;
-  const auto again = *f.ask<predict_reply>(replica, make_request(2, 1)).first;
-  REQUIRE(again.request_id == 2);
-  REQUIRE(again.probabilities == first.probabilities);
-  REQUIRE(again.top_classes == first.top_classes);
-  REQUIRE(status()["cache_hits"] == 1);
-  REQUIRE(status()["cache_misses"] == 1);
-
-  // A new version: the same input is computed again, by the new model.
-  caf::anon_send(replica, test::make_snapshot(2, "mlp", 2));
-  const auto swapped = *f.ask<predict_reply>(replica, make_request(3, 1)).first;
-  REQUIRE(swapped.model_version == 2);
-  REQUIRE_FALSE(swapped.probabilities == first.probabilities);
-  REQUIRE(status()["cache_misses"] == 2);
-
-  // Bounded: three distinct inputs leave two entries.
-  f.ask<predict_reply>(replica, make_request(4, 2));
-  f.ask<predict_reply>(replica, make_request(5, 3));
-  REQUIRE(status()["cache_entries"] == 2);
-  REQUIRE(status()["cache_hit_rate"] == Approx(1.0 / 5.0));
-}
