@@ -66,6 +66,20 @@ std::string json_error(const std::string& message) {
   return buffer.GetString();
 }
 
+/// A V2 tensor's "name", "datatype" and "shape" ([rows, columns]; −1 for a size not fixed),
+/// inside an object the caller opened.
+void write_tensor_head(json_writer& writer, const char* name, const char* datatype, std::int64_t rows, std::int64_t columns) {
+  writer.Key("name");
+  writer.String(name);
+  writer.Key("datatype");
+  writer.String(datatype);
+  writer.Key("shape");
+  writer.StartArray();
+  writer.Int64(rows);
+  writer.Int64(columns);
+  writer.EndArray();
+}
+
 /// What a parsed infer request asks for.
 struct infer_call {
   std::string id;
@@ -262,15 +276,7 @@ std::pair<std::string, std::size_t> infer_response(const infer_call& call, const
   auto tensor = [&](const char* name, const char* datatype, std::uint32_t columns, bool as_binary, auto write_data, std::size_t bytes,
                     const void* raw) {
     writer.StartObject();
-    writer.Key("name");
-    writer.String(name);
-    writer.Key("datatype");
-    writer.String(datatype);
-    writer.Key("shape");
-    writer.StartArray();
-    writer.Uint(reply.rows);
-    writer.Uint(columns);
-    writer.EndArray();
+    write_tensor_head(writer, name, datatype, reply.rows, columns);
     if (as_binary) {
       writer.Key("parameters");
       writer.StartObject();
@@ -481,7 +487,7 @@ class session : public std::enable_shared_from_this<session> {
       if (parts.size() > next + 1) return send_error(http::status::not_found, "no such path: " + std::string(request_.target()));
       if (action.empty()) {
         if (!only(http::verb::get)) return;
-        return with_info([self = shared_from_this(), version](const serving_info& info) { self->send_metadata(info, version); });
+        return with_info([self = shared_from_this()](const serving_info& info) { self->send_metadata(info); });
       }
       if (action == "ready") {
         if (!only(http::verb::get)) return;
@@ -527,11 +533,7 @@ class session : public std::enable_shared_from_this<session> {
         [self](caf::error& failure) { self->send_error(http::status::service_unavailable, "serving did not answer: " + describe(failure)); });
   }
 
-  void send_metadata(const serving_info& info, std::uint64_t version) {
-    if (version != 0 && std::find(info.loaded_versions.begin(), info.loaded_versions.end(), version) == info.loaded_versions.end() &&
-        version != info.serving_version) {
-      // Metadata of a version not in a lane: still valid to ask; it loads on first infer.
-    }
+  void send_metadata(const serving_info& info) {
     rapidjson::StringBuffer buffer;
     json_writer writer(buffer);
     writer.StartObject();
@@ -546,33 +548,17 @@ class session : public std::enable_shared_from_this<session> {
     writer.Key("inputs");
     writer.StartArray();
     writer.StartObject();
-    writer.Key("name");
-    writer.String("input");
-    writer.Key("datatype");
-    writer.String("FP32");
-    writer.Key("shape");
-    writer.StartArray();
-    writer.Int(-1);
-    writer.Uint(info.features);
-    writer.EndArray();
+    write_tensor_head(writer, "input", "FP32", -1, info.features);
     writer.EndObject();
     writer.EndArray();
     writer.Key("outputs");
     writer.StartArray();
-    for (const auto& [name, datatype] : {std::pair{"probabilities", "FP32"}, std::pair{"classes", "INT64"}}) {
-      writer.StartObject();
-      writer.Key("name");
-      writer.String(name);
-      writer.Key("datatype");
-      writer.String(datatype);
-      writer.Key("shape");
-      writer.StartArray();
-      writer.Int(-1);
-      if (std::string_view(name) == "probabilities") writer.Uint(info.classes);
-      else writer.Int(-1);
-      writer.EndArray();
-      writer.EndObject();
-    }
+    writer.StartObject();
+    write_tensor_head(writer, "probabilities", "FP32", -1, info.classes);
+    writer.EndObject();
+    writer.StartObject();
+    write_tensor_head(writer, "classes", "INT64", -1, -1);  // top_k columns: the request chooses
+    writer.EndObject();
     writer.EndArray();
     writer.Key("parameters");
     writer.StartObject();
@@ -681,19 +667,25 @@ class session : public std::enable_shared_from_this<session> {
       for (const auto& field : document->GetObject()) {
         const std::string name = field.name.GetString();
         const auto& value = field.value;
-        auto positive = [&](auto& target, std::int64_t low) {
-          if (!value.IsInt64() || value.GetInt64() < low) return false;
+        std::string wanted;  // what the value should have been, when it was not
+        auto at_least = [&](auto& target, std::int64_t low) {
+          if (!value.IsInt64() || value.GetInt64() < low) {
+            wanted = "an integer ≥ " + std::to_string(low);
+            return;
+          }
           target = static_cast<std::remove_reference_t<decltype(target)>>(value.GetInt64());
-          return true;
         };
-        bool ok = true;
-        if (name == "batch_rows_max") ok = positive(settings.batch_rows_max, 1);
-        else if (name == "queue_delay_max_us") ok = positive(settings.queue_delay_max_us, 0);
-        else if (name == "latency_objective_us") ok = positive(settings.latency_objective_us, 1);
-        else if (name == "queue_requests_max") ok = positive(settings.queue_requests_max, 1);
-        else if (name == "adaptive") ok = value.IsBool() && ((settings.adaptive = value.GetBool()), true);
-        else return self->send_error(http::status::bad_request, "unknown batching setting '" + name + "'");
-        if (!ok) return self->send_error(http::status::bad_request, "batching setting '" + name + "' has an invalid value");
+        if (name == "batch_rows_max") at_least(settings.batch_rows_max, 1);
+        else if (name == "queue_delay_max_us") at_least(settings.queue_delay_max_us, 0);
+        else if (name == "latency_objective_us") at_least(settings.latency_objective_us, 1);
+        else if (name == "queue_requests_max") at_least(settings.queue_requests_max, 1);
+        else if (name == "adaptive") value.IsBool() ? void(settings.adaptive = value.GetBool()) : void(wanted = "true or false");
+        else {
+          return self->send_error(http::status::bad_request, "unknown batching setting '" + name +
+                                                                 "' (batch_rows_max, queue_delay_max_us, adaptive, latency_objective_us, "
+                                                                 "queue_requests_max)");
+        }
+        if (!wanted.empty()) return self->send_error(http::status::bad_request, "batching setting '" + name + "' must be " + wanted);
       }
       if (auto serving = self->target()) caf::anon_send(serving, settings);
       char body[256];

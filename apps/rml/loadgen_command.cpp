@@ -23,7 +23,6 @@
 #include <deque>
 #include <map>
 #include <random>
-#include <thread>
 #include <unordered_map>
 
 #include "apps/rml/commands.hpp"

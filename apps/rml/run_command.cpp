@@ -204,6 +204,9 @@ int run(const run_options& options) {
     std::string failure;
     if (!messaging::trace_log::global().open_sink(options.trace_file, failure)) return fail(failure, 1);
   }
+  if (options.replicas_max > 0 && options.replicas_max < options.replicas) {
+    return fail("--replicas-max (" + std::to_string(options.replicas_max) + ") is below --replicas (" + std::to_string(options.replicas) + ")", 2);
+  }
   if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
   auto started = topologies::start_pipeline(system, pipeline);
   if (!started) return fail(started.error().message(), 1);

@@ -295,9 +295,9 @@ TEST_CASE("the version policy and batching change at run time over HTTP") {
   REQUIRE(last_batching.batch_rows_max == 128);
   REQUIRE(last_batching.adaptive);
   auto unknown = f.call(http::verb::post, "/v2/models/mlp/batching", "{\"batch_size\":3}");
-  REQUIRE(std::string(json_of(unknown.body())["error"].GetString()) == "unknown batching setting 'batch_size'");
+  REQUIRE(std::string(json_of(unknown.body())["error"].GetString()) == "unknown batching setting 'batch_size' (batch_rows_max, queue_delay_max_us, adaptive, latency_objective_us, queue_requests_max)");
   auto invalid = f.call(http::verb::post, "/v2/models/mlp/batching", "{\"batch_rows_max\":0}");
-  REQUIRE(std::string(json_of(invalid.body())["error"].GetString()) == "batching setting 'batch_rows_max' has an invalid value");
+  REQUIRE(std::string(json_of(invalid.body())["error"].GetString()) == "batching setting 'batch_rows_max' must be an integer ≥ 1");
 }
 
 TEST_CASE("a request serving never answers gets 504 at its deadline") {
