@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # rml's set-up on Debian 12: installs the Debian packages the build, the tests and the main
-# job need (only when one is missing), configures and builds with CMake + Ninja, then
+# job need (only those missing; the list is scripts/debian-packages), configures and builds
+# with CMake + Ninja, then
 #   scripts/setup.sh run [rml run options]   runs the main job (`rml run`)
-#   scripts/setup.sh test                    runs the whole test suite (CTest)
+#   scripts/setup.sh test [ctest options]    runs the whole test suite (CTest)
 #   scripts/setup.sh build                   stops after the build
 # RML_BUILD_DIR chooses the build folder (default: build); RML_CUDA=AUTO|ON|OFF (default
-# AUTO) whether the CUDA backend is built.
+# AUTO) whether the CUDA backend is built. Each phase prints how long it took; a failing
+# phase says which one failed and, for the install, which package.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,52 +17,89 @@ mode=${1:-build}
 
 case "$mode" in
   run|test|build) ;;
-  *) echo "setup.sh: unknown mode '$mode' (expected run, test or build)" >&2; exit 2 ;;
+  *) echo "setup: unknown mode '$mode' (expected run, test or build)" >&2; exit 2 ;;
 esac
 
-# Every package the build, tests and main job use. Keep in step with cmake/RmlDependencies.cmake.
-packages=(
-  cmake ninja-build g++ pkg-config
-  libdnnl-dev libcaf-dev catch2 zlib1g-dev libxxhash-dev libcli11-dev librocksdb-dev libzmq3-dev cppzmq-dev python3-zmq
-  libboost-dev rapidjson-dev libjemalloc-dev prometheus python3-venv
-  dataset-fashion-mnist
-)
+phase_started=0
+phase_name=""
+start_phase() { phase_name=$1; phase_started=$(date +%s.%N); echo "setup: $phase_name ..." >&2; }
+end_phase() {
+  local took
+  took=$(awk -v a="$phase_started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  echo "setup: $phase_name done in ${took} s" >&2
+}
+fail() { echo "setup: FAILED in $phase_name: $*" >&2; exit 1; }
 
+# The package list: the first word of each line that is not a comment.
+mapfile -t packages < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$root/scripts/debian-packages" | awk '{ print $1 }')
+[ ${#packages[@]} -gt 0 ] || { echo "setup: scripts/debian-packages lists no package" >&2; exit 1; }
+
+start_phase "install"
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$package")
   fi
 done
-
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages of scripts/debian-packages are installed" >&2
+else
+  echo "setup: installing ${#missing[@]} of ${#packages[@]} packages (and what they depend on): ${missing[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then
     as_root=()
   elif command -v sudo >/dev/null 2>&1; then
     as_root=(sudo)
   else
-    echo "setup: missing packages (${missing[*]}) and not root, and sudo is not installed;" \
-         "run as root or install them with apt-get" >&2
-    exit 1
+    fail "packages missing (${missing[*]}), not root, and sudo is not installed; run as root or install them with apt-get"
   fi
-  if ! "${as_root[@]}" apt-get update -qq ||
-     ! DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
-    echo "setup: apt-get could not install ${missing[*]}" >&2
-    exit 1
+  mkdir -p "$build"
+  apt_log="$build/setup-apt.log"
+  if ! "${as_root[@]}" apt-get update -qq > "$apt_log" 2>&1; then
+    tail -20 "$apt_log" >&2
+    fail "apt-get update failed (is the network or the package mirror reachable?); log: $apt_log"
   fi
+  unavailable=()
+  for package in "${missing[@]}"; do
+    candidate=$(apt-cache policy "$package" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+    if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then unavailable+=("$package"); fi
+  done
+  [ ${#unavailable[@]} -eq 0 ] ||
+    fail "no installable version of ${unavailable[*]} in the apt sources (is this Debian 12 with its main archive?)"
+  if ! DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >> "$apt_log" 2>&1; then
+    tail -30 "$apt_log" >&2
+    broken=()
+    for package in "${missing[@]}"; do
+      "${as_root[@]}" apt-get install -s -q --no-install-recommends "$package" > /dev/null 2>&1 || broken+=("$package")
+    done
+    fail "apt-get could not install ${broken[*]:-${missing[*]}}; log: $apt_log"
+  fi
+  installed=$(grep -c '^Setting up ' "$apt_log" || true)
+  echo "setup: apt installed ${missing[*]} ($installed packages with their dependencies; log: $apt_log)" >&2
 fi
+end_phase
 
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRML_CUDA="${RML_CUDA:-AUTO}" >/dev/null
-cmake --build "$build"
+start_phase "configure (cmake)"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRML_CUDA="${RML_CUDA:-AUTO}" >/dev/null ||
+  fail "cmake could not configure $build (its error is above)"
+end_phase
+
+start_phase "build (ninja)"
+cmake --build "$build" || fail "the build failed (the compiler's error is above)"
+end_phase
 
 case "$mode" in
   run)
+    start_phase "run (rml run)"
     # The main job starts over each time unless told to continue a previous run.
     case " $* " in
-      *" --resume "*|*" --fresh "*) exec "$build/apps/rml/rml" run "$@" ;;
-      *) exec "$build/apps/rml/rml" run --fresh "$@" ;;
-    esac ;;
-  test) cd "$build" && exec ctest --output-on-failure --timeout 900 "$@" ;;
+      *" --resume "*|*" --fresh "*) fresh=() ;;
+      *) fresh=(--fresh) ;;
+    esac
+    "$build/apps/rml/rml" run "${fresh[@]}" "$@" || fail "rml run exited with status $?"
+    end_phase ;;
+  test)
+    start_phase "test (ctest)"
+    (cd "$build" && ctest --output-on-failure --timeout 900 "$@") || fail "tests failed (ctest's summary is above)"
+    end_phase ;;
   build) ;;
 esac
