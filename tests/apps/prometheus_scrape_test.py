@@ -8,6 +8,8 @@ import urllib.parse
 import urllib.request
 
 prometheus = sys.argv[1]
+# Answers the load generators counted: the series must count at least these.
+http_answered, zmq_answered = int(sys.argv[2]), int(sys.argv[3])
 
 
 def query(expression):
@@ -19,11 +21,11 @@ def query(expression):
 
 checks = {
     'up{job="rml"}': lambda v: v == [1.0],
-    'sum(rml_requests_total{outcome="ok"})': lambda v: v and v[0] >= 100,
-    'sum(rml_http_requests_total{code="200"})': lambda v: v and v[0] >= 100,
+    'sum(rml_requests_total{outcome="ok"})': lambda v: v and v[0] >= http_answered,
+    'sum(rml_http_requests_total{code="200"})': lambda v: v and v[0] >= http_answered,
     'histogram_quantile(0.99, sum by (le) (rml_request_latency_seconds_bucket))': lambda v: v and 0 < v[0] < 10,
     'histogram_quantile(0.5, sum by (le) (rml_compute_latency_seconds_bucket))': lambda v: v and 0 < v[0] < 10,
-    'sum(rml_queue_latency_seconds_count)': lambda v: v and v[0] >= 100,
+    'sum(rml_queue_latency_seconds_count)': lambda v: v and v[0] >= 1,
     'sum(rml_batch_rows_count)': lambda v: v and v[0] >= 1,
     'sum(rml_batches_closed_total)': lambda v: v and v[0] >= 1,
     'rml_replicas{lane="main"}': lambda v: v == [1.0],
