@@ -40,6 +40,10 @@ enum class errc : std::uint8_t {
   not_ready,
   /// The thing asked for does not exist (a model version never published).
   not_found,
+  /// The request lacks the key or token the endpoint requires, or carries a wrong one.
+  unauthorized,
+  /// A computation produced NaN or infinity (a model or an update that went numerically bad).
+  non_finite,
 };
 
 /// The name of an error code, for messages and logs.

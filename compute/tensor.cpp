@@ -46,6 +46,10 @@ const char* to_string(errc code) {
       return "not_ready";
     case errc::not_found:
       return "not_found";
+    case errc::unauthorized:
+      return "unauthorized";
+    case errc::non_finite:
+      return "non_finite";
   }
   return "unknown";
 }

@@ -9,6 +9,8 @@ namespace rml::messaging {
 using status_atom = caf::atom_constant<caf::atom("status")>;
 /// Asks a trainer for a snapshot of its current model.
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+/// Asks a trainer to publish its current model now; it answers the version the registry gave.
+using publish_atom = caf::atom_constant<caf::atom("publish")>;
 /// Asks the registry for its current model version.
 using latest_atom = caf::atom_constant<caf::atom("latest")>;
 /// Asks the registry for one model version.

@@ -11,16 +11,31 @@
 //                                                 data extension); inputs FP32, FP64, INT64,
 //                                                 INT32, UINT8; outputs "probabilities" FP32
 //                                                 [N, classes] and "classes" INT64 [N, top_k]
-//   POST /v2/models/{m}/feedback                  rml extension: {"id": "...", "label": n}
+//   POST /v2/models/{m}/feedback                  rml extension: {"id": "...", "label": n}  (control)
+//   POST /v2/models/{m}/policy                    rml extension: {"policy": "canary:10"}    (control)
+//   POST /v2/models/{m}/batching                  rml extension: batching settings          (control)
 //   GET  /metrics                                 Prometheus text format
 //   GET  /trace                                   the newest trace events, JSON lines
 //
-// Errors are HTTP 4xx/5xx with {"error": "..."} naming what was wrong: 400 bad input, 404
-// unknown model, version or path, 405 wrong method, 413 body over the limit, 503 overloaded
-// or not ready, 504 deadline passed. Connections are kept alive; requests on a connection
-// are answered in order, one at a time, so pipelining clients get their answers in order.
+// Errors are HTTP 4xx/5xx with {"error": "..."} naming what was wrong: 400 bad input, 401
+// missing or wrong key or token, 403 control endpoints off (no control key), 404 unknown
+// model, version or path, 405 wrong method, 413 body over the limit, 415 a POST body that
+// is not JSON, 500 a model that answered NaN, 503 overloaded, not ready or too many
+// connections, 504 deadline passed. Connections are kept alive; requests on a connection are
+// answered in order, one at a time, so pipelining clients get their answers in order.
 // Requests go to the serving actor registered under `target` (the router), looked up per
 // request so a restarted one is found.
+//
+// Access (as Triton's --http-restricted-api): the control routes need
+// `Authorization: Bearer <control_key>` and `Content-Type: application/json` (so no web page
+// can send them as a CORS "simple request"); with no control key they are refused. Inference
+// needs `Authorization: Bearer <infer_token>` when a token is set. With a certificate and
+// key the endpoint speaks HTTPS only (TLS 1.2 or later, OpenSSL through Boost.Beast).
+//
+// Limits: a connection must deliver each whole request within `request_timeout` (slow
+// clients cannot hold connections), and a response must be taken within `write_timeout`;
+// beyond `connections_max` a new connection is answered 503 and closed. On stop, requests
+// already received on a connection (pipelined) are still answered before it closes.
 
 #include <caf/actor_system.hpp>
 
@@ -52,6 +67,19 @@ struct http_endpoint_options {
   std::chrono::milliseconds default_timeout{30'000};
   /// Threads running the event loop.
   int threads = 1;
+  /// |feature| at most this (0: any finite value); messaging/feature_check.hpp.
+  float feature_magnitude_max = 1e6f;
+  /// The key the control routes need (`Authorization: Bearer <key>`); empty: they are refused.
+  std::string control_key;
+  /// When set, inference needs `Authorization: Bearer <token>`.
+  std::string infer_token;
+  /// PEM files of the certificate (chain) and its private key: both for HTTPS, or neither.
+  std::string tls_certificate_file, tls_key_file;
+  /// How long a connection may take to deliver a whole request (from its opening or its
+  /// previous answer); beyond it the connection is closed.
+  std::chrono::milliseconds request_timeout{10'000};
+  /// How long a client may take to read an answer; beyond it the connection is closed.
+  std::chrono::milliseconds write_timeout{30'000};
 };
 
 class http_endpoint {

@@ -129,6 +129,7 @@ typename Inspector::result_type inspect(Inspector& f, feature_batch& x) {
 /// A published model: weights (an rml model file, compute/model_file.hpp), the state of the
 /// feature pipeline that trained it (serving runs the same one), and how it was validated.
 struct model_snapshot {
+  /// 0 when sent to the registry: it assigns the next version (above every stored one).
   std::uint64_t version = 0;
   std::uint64_t parent_version = 0;
   std::vector<char> model_file;
@@ -223,13 +224,22 @@ struct trainer_status {
   std::uint64_t published_version = 0;
   double rolling_accuracy = 0;
   double rolling_loss = 0;
+  /// Steps not applied because the loss or a gradient was not finite.
+  std::uint64_t steps_skipped = 0;
+  /// Steps whose gradients were scaled down to the norm bound.
+  std::uint64_t steps_clipped = 0;
+  /// Times the weights went non-finite and were restored from the last good state.
+  std::uint64_t restores = 0;
+  /// Snapshots the registry refused (its gate, or an older version).
+  std::uint64_t publishes_refused = 0;
   friend bool operator==(const trainer_status&, const trainer_status&) = default;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, trainer_status& x) {
   return f(caf::meta::type_name("trainer_status"), x.next_offset, x.events_trained, x.steps,
-           x.published_version, x.rolling_accuracy, x.rolling_loss);
+           x.published_version, x.rolling_accuracy, x.rolling_loss, x.steps_skipped, x.steps_clipped, x.restores,
+           x.publishes_refused);
 }
 
 /// Where a data source stands: events sent to ingest, events acked as durable, and whether

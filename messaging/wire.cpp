@@ -1,5 +1,8 @@
 #include "messaging/wire.hpp"
 
+#include "compute/assert.hpp"
+#include "messaging/feature_check.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -94,15 +97,6 @@ status read_header(frame_reader& reader, frame_kind expected, std::uint16_t* ext
   return {};
 }
 
-status check_finite(const std::vector<float>& values, std::uint32_t width, const frame_reader& reader, const char* row_name) {
-  for (std::size_t index = 0; index < values.size(); ++index) {
-    if (!std::isfinite(values[index])) {
-      return reader.refuse(std::string(row_name) + " " + std::to_string(index / width) + " feature " +
-                           std::to_string(index % width) + " is " + (std::isnan(values[index]) ? "NaN" : "infinite"));
-    }
-  }
-  return {};
-}
 }  // namespace
 
 result<frame_kind> peek_kind(std::span<const std::byte> frame) {
@@ -112,6 +106,29 @@ result<frame_kind> peek_kind(std::span<const std::byte> frame) {
                                                 ", this server speaks " + std::to_string(format_version));
   }
   return frame_kind(std::uint8_t(frame[0]));
+}
+
+std::uint64_t peek_request_id(std::span<const std::byte> frame) {
+  // Offsets of the id by kind (docs/protocol.md): predict request 16, ingest request and
+  // feedback 4.
+  std::size_t offset = 0;
+  if (frame.size() >= 4 && std::uint8_t(frame[1]) == format_version) {
+    switch (frame_kind(std::uint8_t(frame[0]))) {
+      case frame_kind::predict_request:
+        offset = 16;
+        break;
+      case frame_kind::ingest_request:
+      case frame_kind::feedback:
+        offset = 4;
+        break;
+      default:
+        return 0;
+    }
+  }
+  std::uint64_t id = 0;
+  if (offset == 0 || frame.size() < offset + sizeof(id)) return 0;
+  std::memcpy(&id, frame.data() + offset, sizeof(id));
+  return id;
 }
 
 std::vector<std::byte> encode_predict_request(const predict_request& request, std::uint32_t features, std::uint32_t timeout_ms) {
@@ -136,11 +153,14 @@ result<predict_frame> decode_predict_request(std::span<const std::byte> frame, c
       !in.get(decoded.timeout_ms) || !in.get(request.model_version)) {
     return in.short_frame("the fixed fields");
   }
+  const std::string which = "predict request " + std::to_string(request.request_id);
   if (request.rows < 1 || request.rows > limits.rows_max) {
-    return in.refuse("rows must be in [1, " + std::to_string(limits.rows_max) + "], got " + std::to_string(request.rows));
+    return error(errc::invalid_argument, which + ": rows must be in [1, " + std::to_string(limits.rows_max) + "], got " +
+                                             std::to_string(request.rows));
   }
   if (decoded.features < 1 || decoded.features > limits.features_max) {
-    return in.refuse("features must be in [1, " + std::to_string(limits.features_max) + "], got " + std::to_string(decoded.features));
+    return error(errc::invalid_argument, which + ": features must be in [1, " + std::to_string(limits.features_max) + "], got " +
+                                             std::to_string(decoded.features));
   }
   const std::size_t count = std::size_t(request.rows) * decoded.features;
   if (in.remaining() != count * sizeof(float)) {
@@ -150,11 +170,16 @@ result<predict_frame> decode_predict_request(std::span<const std::byte> frame, c
                      std::to_string(request.rows) + " rows × " + std::to_string(decoded.features) + " floats)");
   }
   in.get_array(request.features.values, count);
-  if (auto finite = check_finite(request.features.values, decoded.features, in, "row"); !finite) return finite.error();
+  if (auto checked = check_features(request.features.values, decoded.features, limits.feature_magnitude_max,
+                                    "predict request " + std::to_string(request.request_id));
+      !checked) {
+    return checked.error();
+  }
   return decoded;
 }
 
 std::vector<std::byte> encode_predict_reply(const predict_reply& reply) {
+  for (float value : reply.probabilities.values) RML_ASSERT(std::isfinite(value), "serving answers only finite probabilities");
   frame_writer out(frame_kind::predict_reply);
   out.put(reply.request_id);
   out.put(reply.model_version);

@@ -33,6 +33,8 @@ struct frame_limits {
   std::uint32_t features_max = 1 << 16;
   std::uint32_t events_max = 4096;
   std::size_t frame_bytes_max = 64 << 20;
+  /// |feature| of a predict request at most this (0: any finite value); feature_check.hpp.
+  float feature_magnitude_max = 1e6f;
 };
 
 /// A decoded predict request with its relative timeout (0: none).
@@ -74,5 +76,10 @@ result<error_frame> decode_error(std::span<const std::byte> frame);
 
 /// The kind of a frame, if it has a readable header of this format version.
 result<frame_kind> peek_kind(std::span<const std::byte> frame);
+
+/// The request or batch id of a predict request, ingest request or feedback frame, read
+/// without decoding the rest, so that a refusal can name the request it answers; 0 when the
+/// frame is of another kind or too short to hold one.
+std::uint64_t peek_request_id(std::span<const std::byte> frame);
 
 }  // namespace rml::messaging::wire

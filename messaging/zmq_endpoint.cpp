@@ -11,9 +11,11 @@
 #include <mutex>
 #include <thread>
 
+#include "compute/assert.hpp"
 #include "messaging/actor_bridge.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/metrics_registry.hpp"
 #include "messaging/type_ids.hpp"
 
 namespace rml::messaging {
@@ -28,6 +30,9 @@ std::vector<std::byte> as_bytes(const zmq::message_t& message) {
   const auto* data = static_cast<const std::byte*>(message.data());
   return {data, data + message.size()};
 }
+
+/// The largest frame the socket reads: twice the limit, and at least 1 MiB above it.
+std::size_t hard_cap_bytes(std::size_t frame_bytes_max) { return std::max(2 * frame_bytes_max, frame_bytes_max + (1u << 20)); }
 
 std::vector<std::byte> error_frame_of(const caf::error& failure, std::uint64_t id) {
   if (failure == caf::sec::request_timeout) return wire::encode_error(errc::deadline_exceeded, id, "request timed out");
@@ -68,6 +73,23 @@ struct zmq_endpoint::implementation : predict_listener {
   std::unordered_map<std::uint64_t, waiting_request> waiting;
   std::multimap<std::int64_t, std::uint64_t> deadlines;  // deadline (µs, actor clock) → ticket
   static constexpr std::int64_t deadline_grace_us = 50'000;
+  /// Per client (its routing id; socket thread only): requests admitted whose answers are
+  /// not yet handed to ZeroMQ, and answers ZeroMQ could not take yet because the client's
+  /// pipe was full (in order; `admitted` says whether the answer ends an admitted request).
+  struct blocked_answer {
+    route to;
+    std::vector<std::byte> frame;
+    bool admitted = false;
+  };
+  struct client_state {
+    std::size_t in_flight = 0;
+    std::deque<blocked_answer> blocked;
+  };
+  std::unordered_map<std::string, client_state> clients;
+  std::size_t clients_blocked = 0;  // clients with a non-empty queue
+  /// Answers queued for one client, refusals included, before further refusals to it are
+  /// dropped: 16 times its in-flight bound (about 2 MB of error frames at the default).
+  std::size_t refusals_queued_max() const { return 16 * options.client_in_flight_max; }
 
   std::int64_t now_us() const {
     return std::chrono::duration_cast<std::chrono::microseconds>(system.clock().now().time_since_epoch()).count();
@@ -80,16 +102,33 @@ struct zmq_endpoint::implementation : predict_listener {
       auto found = waiting.find(deadlines.begin()->second);
       deadlines.erase(deadlines.begin());
       if (found == waiting.end()) continue;
-      send(found->second.to, wire::encode_error(errc::deadline_exceeded, found->second.request_id, "request " +
-                                                    std::to_string(found->second.request_id) + ": no answer by its deadline"));
+      deliver(found->second.to, wire::encode_error(errc::deadline_exceeded, found->second.request_id, "request " +
+                                                       std::to_string(found->second.request_id) + ": no answer by its deadline"),
+              true);
       waiting.erase(found);
     }
     if (deadlines.empty()) return std::chrono::milliseconds(-1);
     return std::chrono::milliseconds((deadlines.begin()->first + deadline_grace_us - now) / 1000 + 1);
   }
 
-  implementation(caf::actor_system& actor_system, const zmq_endpoint_options& settings)
-      : system(actor_system), options(settings) {}
+  /// The same counts for Prometheus, labelled by socket (predict or ingest).
+  struct exported_counters {
+    metrics::counter *malformed, *overloaded, *undeliverable, *refusals_dropped;
+  } exported;
+
+  implementation(caf::actor_system& actor_system, const zmq_endpoint_options& settings) : system(actor_system), options(settings) {
+    auto& registry = metrics::registry::global();
+    const metrics::label_set socket{{"socket", options.role == endpoint_role::predict ? "predict" : "ingest"}};
+    auto refused = [&](const char* reason) {
+      auto labels = socket;
+      labels.emplace_back("reason", reason);
+      return &registry.get_counter("rml_zmq_refused_total", "ZeroMQ frames refused at once, by reason", labels);
+    };
+    exported = {refused("malformed"), refused("overloaded"),
+                &registry.get_counter("rml_zmq_answers_undeliverable_total", "Answers whose ZeroMQ client had disconnected", socket),
+                &registry.get_counter("rml_zmq_refusals_dropped_total",
+                                      "Refusals not sent to a client that kept sending without reading", socket)};
+  }
 
   /// Called from actor threads: queue a reply and wake the socket thread.
   void post(outgoing reply) {
@@ -121,20 +160,88 @@ struct zmq_endpoint::implementation : predict_listener {
     }
     for (auto& reply : ready) {
       if (reply.ticket == 0) {
-        send(reply.to, reply.frame);
+        deliver(reply.to, std::move(reply.frame), true);
         continue;
       }
       auto found = waiting.find(reply.ticket);
       if (found == waiting.end()) continue;  // answered late: the deadline error went out
-      send(found->second.to, reply.frame);
+      deliver(found->second.to, std::move(reply.frame), true);
       deadlines.erase(found->second.deadline);
       waiting.erase(found);
     }
   }
 
-  void send(const route& to, const std::vector<std::byte>& frame) {
-    for (const std::string& part : to.envelope) router.send(zmq::buffer(part), zmq::send_flags::sndmore);
-    router.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::dontwait);
+  enum class send_outcome { sent, blocked, gone };
+
+  /// Hands a frame to ZeroMQ without blocking. With ZMQ_ROUTER_MANDATORY a full pipe is
+  /// EAGAIN (blocked) and an unknown client EHOSTUNREACH (gone); the first part decides,
+  /// the rest of the message always follows it.
+  send_outcome try_send(const route& to, const std::vector<std::byte>& frame) {
+    try {
+      for (const std::string& part : to.envelope) {
+        if (!router.send(zmq::buffer(part), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return send_outcome::blocked;
+      }
+      if (!router.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::dontwait)) return send_outcome::blocked;
+      return send_outcome::sent;
+    } catch (const zmq::error_t&) {
+      return send_outcome::gone;
+    }
+  }
+
+  /// Sends an answer to its client, or queues it behind the client's earlier blocked ones.
+  /// `admitted`: the answer ends a request admitted into the client's in-flight count.
+  void deliver(const route& to, std::vector<std::byte> frame, bool admitted) {
+    auto client = clients.find(to.envelope.front());
+    if (client == clients.end()) client = clients.emplace(to.envelope.front(), client_state{}).first;
+    auto& state = client->second;
+    if (state.blocked.empty()) {
+      const auto outcome = try_send(to, frame);
+      if (outcome != send_outcome::blocked) {
+        settle(client, outcome, admitted);
+        return;
+      }
+      ++clients_blocked;
+    } else if (!admitted && state.blocked.size() >= refusals_queued_max()) {
+      // A client that keeps sending without reading any answer: its refusals are not kept
+      // without bound (its admitted requests' answers always are, at most its bound).
+      counters.refusals_dropped++;
+      exported.refusals_dropped->add();
+      return;
+    }
+    state.blocked.push_back({to, std::move(frame), admitted});
+  }
+
+  /// Ends an answer's delivery (sent, or its client gone); forgets a client with nothing
+  /// left. Returns whether it did.
+  bool settle(std::unordered_map<std::string, client_state>::iterator client, send_outcome outcome, bool admitted) {
+    if (outcome == send_outcome::gone) {
+      counters.undeliverable++;
+      exported.undeliverable->add();
+    }
+    auto& state = client->second;
+    if (admitted) {
+      RML_ASSERT(state.in_flight > 0, "an admitted answer ends a request counted in flight");
+      --state.in_flight;
+    }
+    if (state.in_flight > 0 || !state.blocked.empty()) return false;
+    clients.erase(client);
+    return true;
+  }
+
+  /// Retries the queues of clients whose pipes were full, each in order.
+  void flush_blocked() {
+    for (auto client = clients.begin(); client != clients.end() && clients_blocked > 0;) {
+      auto current = client++;
+      auto& blocked = current->second.blocked;
+      while (!blocked.empty()) {
+        const auto outcome = try_send(blocked.front().to, blocked.front().frame);
+        if (outcome == send_outcome::blocked) break;
+        const bool admitted = blocked.front().admitted;
+        blocked.pop_front();
+        if (blocked.empty()) --clients_blocked;
+        if (settle(current, outcome, admitted)) break;  // forgotten: `blocked` is gone with it
+      }
+    }
   }
 
   void forward_predict(route to, wire::predict_frame decoded) {
@@ -179,7 +286,8 @@ struct zmq_endpoint::implementation : predict_listener {
     counters.frames++;
     auto refuse = [&](const rml::error& failure) {
       counters.malformed++;
-      send(to, wire::encode_error(failure.code(), 0, failure.message()));
+      exported.malformed->add();
+      deliver(to, wire::encode_error(failure.code(), wire::peek_request_id(frame), failure.message()), false);
     };
     const auto kind = wire::peek_kind(frame);
     if (options.role == endpoint_role::predict && kind && *kind == wire::frame_kind::feedback) {
@@ -211,26 +319,46 @@ struct zmq_endpoint::implementation : predict_listener {
     }
   }
 
-  /// Takes a place among the requests in flight, or answers `overloaded` at once.
+  /// Takes a place among the requests in flight, the endpoint's and the client's, or answers
+  /// `overloaded` at once.
   bool admit(const route& to, std::uint64_t id) {
+    auto client = clients.find(to.envelope.front());
+    const std::size_t client_in_flight = client == clients.end() ? 0 : client->second.in_flight;
+    if (client_in_flight >= options.client_in_flight_max) {
+      counters.overloaded++;
+      exported.overloaded->add();
+      deliver(to, wire::encode_error(errc::overloaded, id, "request " + std::to_string(id) + ": this client has " +
+                                                               std::to_string(client_in_flight) + " requests unanswered (the bound)"),
+              false);
+      return false;
+    }
     if (in_flight.fetch_add(1) >= options.in_flight_max) {
       in_flight--;
       counters.overloaded++;
-      send(to, wire::encode_error(errc::overloaded, id,
-                                  "more than " + std::to_string(options.in_flight_max) + " requests in flight"));
+      exported.overloaded->add();
+      deliver(to, wire::encode_error(errc::overloaded, id, "request " + std::to_string(id) + ": more than " +
+                                                               std::to_string(options.in_flight_max) + " requests in flight"),
+              false);
       return false;
     }
+    if (client == clients.end()) client = clients.emplace(to.envelope.front(), client_state{}).first;
+    ++client->second.in_flight;
     return true;
   }
 
   void run() {
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup, ZMQ_POLLIN, 0}};
     while (!stopping.load()) {
+      auto timeout = expire_overdue();
+      // ROUTER has no per-client writability to wait for: while a client's pipe is full,
+      // look again every millisecond.
+      if (clients_blocked > 0 && (timeout.count() < 0 || timeout.count() > 1)) timeout = std::chrono::milliseconds(1);
       try {
-        zmq::poll(items, 2, expire_overdue());
+        zmq::poll(items, 2, timeout);
       } catch (const zmq::error_t&) {
         return;
       }
+      if (clients_blocked > 0) flush_blocked();
       if (items[1].revents & ZMQ_POLLIN) {
         std::uint64_t count = 0;
         [[maybe_unused]] auto read = ::read(wakeup, &count, sizeof(count));
@@ -240,6 +368,7 @@ struct zmq_endpoint::implementation : predict_listener {
     }
     // Answers that arrived while stopping still go out (the socket lingers to send them).
     send_replies();
+    flush_blocked();
   }
 
   void receive_all() {
@@ -259,7 +388,13 @@ struct zmq_endpoint::implementation : predict_listener {
       if (parts.back().size() > options.limits.frame_bytes_max) {
         counters.frames++;
         counters.malformed++;
-        send(to, wire::encode_error(errc::invalid_argument, 0, "frame of " + std::to_string(parts.back().size()) + " bytes exceeds the limit"));
+        exported.malformed->add();
+        const auto bytes = as_bytes(parts.back());
+        const std::uint64_t id = wire::peek_request_id(bytes);
+        deliver(to, wire::encode_error(errc::invalid_argument, id, "request " + std::to_string(id) + ": frame of " +
+                                                                       std::to_string(bytes.size()) + " bytes exceeds the limit of " +
+                                                                       std::to_string(options.limits.frame_bytes_max)),
+                false);
         continue;
       }
       on_request(std::move(to), as_bytes(parts.back()));
@@ -271,7 +406,11 @@ result<std::unique_ptr<zmq_endpoint>> zmq_endpoint::start(caf::actor_system& sys
   auto self = std::make_unique<implementation>(system, options);
   try {
     self->router.set(zmq::sockopt::linger, 0);
-    self->router.set(zmq::sockopt::maxmsgsize, std::int64_t(options.limits.frame_bytes_max) + 1024);
+    // Frames up to the hard cap reach rml and are answered (an error when over the limit);
+    // libzmq drops a connection that sends more, before anything could read it.
+    self->router.set(zmq::sockopt::maxmsgsize, std::int64_t(hard_cap_bytes(options.limits.frame_bytes_max)));
+    self->router.set(zmq::sockopt::router_mandatory, 1);
+    self->router.set(zmq::sockopt::sndhwm, int(std::max<std::size_t>(1000, 2 * options.client_in_flight_max)));
     self->router.bind(options.bind);
     self->address = self->router.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& failure) {

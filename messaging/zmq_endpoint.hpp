@@ -6,9 +6,21 @@
 // pipelined requests: replies carry the request or batch id.
 //
 // The socket thread blocks in zmq::poll on the socket and an eventfd the reply path signals:
-// no busy polling. Requests beyond the in-flight bound get an `overloaded` error frame at
-// once, so memory stays bounded under any offered load. The target is looked up by name for
-// every request, so a restarted serving replica or ingest actor is found.
+// no busy polling. Requests beyond the in-flight bound, or beyond one client's own bound, get
+// an `overloaded` error frame at once, so memory stays bounded under any offered load. The
+// target is looked up by name for every request, so a restarted serving replica or ingest
+// actor is found.
+//
+// No answer is dropped silently: the ROUTER socket is ZMQ_ROUTER_MANDATORY, so a send to a
+// client whose pipe is full fails visibly instead of being discarded (ZeroMQ's default past
+// its high-water mark); such answers wait in that client's queue here and go out as it
+// reads. A request stays in its client's in-flight count until its answer is handed to
+// ZeroMQ, so one client's queue holds at most its bound of computed answers; refusals queue
+// behind them up to 16 times the bound, beyond which a client that keeps sending without
+// reading loses refusals (counted). Answers for a client that has disconnected are counted
+// as undeliverable. A frame over the size limit is answered
+// with an error naming its request; only one over the hard cap (twice the limit) makes
+// libzmq drop the connection before rml sees it.
 
 #include <caf/actor_system.hpp>
 
@@ -33,6 +45,9 @@ struct zmq_endpoint_options {
   std::uint32_t features = 784;
   /// Requests handed to the target and not yet answered; beyond it, `overloaded` at once.
   std::size_t in_flight_max = 1024;
+  /// Requests one client (one connected peer) may have admitted and not yet answered;
+  /// beyond it, `overloaded` at once. The socket's send high-water mark is set above it.
+  std::size_t client_in_flight_max = 1000;
   /// How long the target may take when the client gave no timeout.
   std::chrono::milliseconds default_timeout{30'000};
   wire::frame_limits limits;
@@ -45,6 +60,11 @@ struct endpoint_counters {
   std::atomic<std::uint64_t> overloaded{0};
   std::atomic<std::uint64_t> answered{0};
   std::atomic<std::uint64_t> failed{0};
+  /// Answers for clients that had disconnected by the time they were ready.
+  std::atomic<std::uint64_t> undeliverable{0};
+  /// Refusals not sent because their client kept sending without reading: 16 times its
+  /// in-flight bound of answers were already queued for it.
+  std::atomic<std::uint64_t> refusals_dropped{0};
 };
 
 class zmq_endpoint {

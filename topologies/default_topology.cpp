@@ -1,5 +1,7 @@
 #include "topologies/default_topology.hpp"
 
+#include <cmath>
+
 #include <caf/all.hpp>
 
 #include <filesystem>
@@ -51,6 +53,13 @@ status validate(const pipeline_options& options) {
   if (auto ok = actors::validate(options.feature); !ok) return error(ok.error().code(), "feature: " + ok.error().message());
   if (auto ok = actors::validate(options.trainer); !ok) return ok;
   if (auto ok = actors::validate(options.serving); !ok) return ok;
+  if (!(options.registry_accuracy_drop_max >= 0 && options.registry_accuracy_drop_max <= 1)) {
+    return error(errc::invalid_argument, "registry: accuracy_drop_max must be in [0, 1] (0: no relative gate), got " +
+                                             std::to_string(options.registry_accuracy_drop_max));
+  }
+  if (!(options.ingest.feature_magnitude_max >= 0) || !std::isfinite(options.ingest.feature_magnitude_max)) {
+    return error(errc::invalid_argument, "ingest: feature_magnitude_max must be a finite number >= 0 (0: any finite value)");
+  }
   auto model = options.trainer.architecture.find('(') == std::string::npos
                    ? nn::make_architecture(options.trainer.architecture)
                    : nn::sequential::from_spec(options.trainer.architecture);
@@ -91,7 +100,9 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, const pipelin
       if (extra) self->send(extra, report);
     }};
   });
-  const actors::registry_options registry_options{(fs::path(options.data_dir) / "registry").string(), 0.0, 64};
+  actors::registry_options registry_options;
+  registry_options.directory = (fs::path(options.data_dir) / "registry").string();
+  registry_options.accuracy_drop_max = options.registry_accuracy_drop_max;
   spec.children = {
       named_child(messaging::names::monitor, [options](caf::actor_system& sys) {
         return actors::spawn_monitor(sys, options.monitor);

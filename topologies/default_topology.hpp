@@ -36,6 +36,8 @@ struct pipeline_options {
   actors::ingest_options ingest;
   actors::feature_options feature;
   actors::trainer_options trainer;
+  /// The registry's validation gate (its directory is data_dir/registry).
+  double registry_accuracy_drop_max = 0.1;
   /// Serving: version policy, batching and the replica pools (what the sockets talk to).
   actors::router_options serving;
   actors::monitor_options monitor;

@@ -6,6 +6,7 @@
 
 #include "actors/monitoring/metrics.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/feature_check.hpp"
 
 namespace rml::actors {
 namespace {
@@ -117,10 +118,8 @@ std::optional<std::string> check_event_batch(const messaging::event_batch& batch
     if (values.size() != options.feature_count) {
       return which + ": " + std::to_string(values.size()) + " features, expected " + std::to_string(options.feature_count);
     }
-    for (std::size_t index = 0; index < values.size(); ++index) {
-      if (!std::isfinite(values[index])) {
-        return which + ": feature " + std::to_string(index) + " is " + (std::isnan(values[index]) ? "NaN" : "infinite");
-      }
+    if (auto checked = messaging::check_features(values, options.feature_count, options.feature_magnitude_max, which, nullptr); !checked) {
+      return checked.error().message();
     }
     if (fact.label != messaging::no_label && (fact.label < 0 || fact.label >= options.classes)) {
       return which + ": label " + std::to_string(fact.label) + " outside [0, " + std::to_string(options.classes) + ")";

@@ -32,6 +32,9 @@ struct ingest_options {
   /// Upper bound of batches waiting for the next durable write; beyond it batches are
   /// refused with `overloaded`.
   std::size_t pending_batches_max = 1024;
+  /// |feature| at most this (0: any finite value): finite but huge values poison the online
+  /// model as surely as NaN (messaging/feature_check.hpp).
+  float feature_magnitude_max = 1e6f;
 };
 
 /// Spawns an ingest actor appending to `log`, which it shares with readers of the log.

@@ -2,9 +2,16 @@
 
 #include <caf/all.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "compute/model_file.hpp"
 #include "messaging/errors.hpp"
@@ -18,6 +25,8 @@ struct registry_state {
   /// Version → file, for every stored version.
   std::map<std::uint64_t, fs::path> stored;
   std::uint64_t current = 0;
+  /// The current version's rolling accuracy, when it reported one (the relative gate).
+  std::optional<double> current_accuracy;
   std::vector<caf::actor> subscribers;
   static inline const char* name = "rml.registry";
 };
@@ -38,22 +47,78 @@ caf::expected<messaging::model_snapshot> read_snapshot(const fs::path& path) {
   return snapshot;
 }
 
+/// Writes `bytes` to `path` durably: a temporary file written and fsync'ed, renamed over
+/// `path`, then the directory fsync'ed so that the rename itself survives a power loss.
+status write_durably(const fs::path& path, std::span<const char> bytes) {
+  const std::string temporary = path.string() + ".tmp";
+  const int file = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (file < 0) return error(errc::io_error, temporary + ": cannot create: " + std::strerror(errno));
+  std::size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t wrote = ::write(file, bytes.data() + written, bytes.size() - written);
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote <= 0) {
+      const std::string reason = std::strerror(errno);
+      ::close(file);
+      return error(errc::io_error, temporary + ": write failed: " + reason);
+    }
+    written += std::size_t(wrote);
+  }
+  const bool synced = ::fsync(file) == 0;
+  const std::string sync_failure = synced ? "" : std::strerror(errno);
+  ::close(file);
+  if (!synced) return error(errc::io_error, temporary + ": fsync failed: " + sync_failure);
+  if (::rename(temporary.c_str(), path.c_str()) != 0) return error(errc::io_error, path.string() + ": rename failed: " + std::strerror(errno));
+  const std::string directory = path.parent_path().empty() ? "." : path.parent_path().string();
+  const int folder = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (folder < 0) return error(errc::io_error, directory + ": cannot open to sync: " + std::strerror(errno));
+  const bool folder_synced = ::fsync(folder) == 0;
+  ::close(folder);
+  if (!folder_synced) return error(errc::io_error, directory + ": fsync failed");
+  return {};
+}
+
 status write_snapshot(const fs::path& path, messaging::model_snapshot& snapshot) {
   std::vector<char> bytes;
   caf::binary_serializer sink{nullptr, bytes};
   auto failed = sink(snapshot);
   RML_ASSERT(!failed, "a snapshot always serialises");
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
-    out.flush();
-    if (!out) return error(errc::io_error, temporary.string() + ": write failed");
+  return write_durably(path, bytes);
+}
+
+/// The validation gate's numeric part: every weight and metric finite, the accuracy within
+/// the gates. The error names the snapshot and what failed.
+status check_numbers(const registry_state& state, const messaging::model_snapshot& snapshot, const model_bundle& decoded,
+                     const std::string& which) {
+  for (const parameter* each : const_cast<nn::sequential&>(decoded.model).parameters()) {
+    for (std::size_t index = 0; index < each->value.values().size(); ++index) {
+      if (!std::isfinite(each->value.values()[index])) {
+        return error(errc::non_finite, which + ": weight " + std::to_string(index) + " of " + each->name + " is not finite");
+      }
+    }
   }
-  std::error_code renamed;
-  fs::rename(temporary, path, renamed);
-  if (renamed) return error(errc::io_error, path.string() + ": " + renamed.message());
+  for (const auto& [name, value] : snapshot.metrics) {
+    if (!std::isfinite(value)) return error(errc::non_finite, which + ": metric " + name + " is not finite");
+  }
+  const auto accuracy = snapshot.metrics.find("rolling_accuracy");
+  if (state.options.min_rolling_accuracy > 0 &&
+      (accuracy == snapshot.metrics.end() || accuracy->second < state.options.min_rolling_accuracy)) {
+    return error(errc::invalid_argument, which + ": rolling accuracy below the gate of " + std::to_string(state.options.min_rolling_accuracy));
+  }
+  if (state.options.accuracy_drop_max > 0 && state.current_accuracy && accuracy != snapshot.metrics.end() &&
+      accuracy->second < *state.current_accuracy - state.options.accuracy_drop_max) {
+    char text[160];
+    std::snprintf(text, sizeof(text), ": rolling accuracy %.4f is more than %.4f below the current version's %.4f", accuracy->second,
+                  state.options.accuracy_drop_max, *state.current_accuracy);
+    return error(errc::invalid_argument, which + text);
+  }
   return {};
+}
+
+std::optional<double> accuracy_of(const messaging::model_snapshot& snapshot) {
+  auto found = snapshot.metrics.find("rolling_accuracy");
+  if (found == snapshot.metrics.end()) return std::nullopt;
+  return found->second;
 }
 
 void push_current(registry_pointer self) {
@@ -67,6 +132,7 @@ void push_current(registry_pointer self) {
 caf::result<std::uint64_t> publish(registry_pointer self, messaging::model_snapshot& snapshot) {
   auto& state = self->state;
   const std::uint64_t newest = state.stored.empty() ? 0 : state.stored.rbegin()->first;
+  if (snapshot.version == 0) snapshot.version = newest + 1;
   const std::string which = "snapshot version " + std::to_string(snapshot.version);
   if (snapshot.version <= newest) {
     return messaging::make_error(errc::invalid_argument, which + ": versions only move forward, newest stored is " +
@@ -74,16 +140,12 @@ caf::result<std::uint64_t> publish(registry_pointer self, messaging::model_snaps
   }
   auto decoded = decode_model(std::as_bytes(std::span(snapshot.model_file)), which);
   if (!decoded) return messaging::to_caf_error(decoded.error());
-  const auto accuracy = snapshot.metrics.find("rolling_accuracy");
-  if (state.options.min_rolling_accuracy > 0 &&
-      (accuracy == snapshot.metrics.end() || accuracy->second < state.options.min_rolling_accuracy)) {
-    return messaging::make_error(errc::invalid_argument, which + ": rolling accuracy below the gate of " +
-                                                             std::to_string(state.options.min_rolling_accuracy));
-  }
+  if (auto gate = check_numbers(state, snapshot, *decoded, which); !gate) return messaging::to_caf_error(gate.error());
   const fs::path path = version_path(state, snapshot.version);
   if (auto written = write_snapshot(path, snapshot); !written) return messaging::to_caf_error(written.error());
   state.stored[snapshot.version] = path;
   state.current = snapshot.version;
+  state.current_accuracy = accuracy_of(snapshot);
   while (state.options.versions_kept_max > 0 && state.stored.size() > state.options.versions_kept_max) {
     std::error_code ignored;
     fs::remove(state.stored.begin()->second, ignored);
@@ -110,9 +172,14 @@ registry_actor::behavior_type registry(registry_pointer self, registry_options o
   if (!(current_in >> state.current) || state.stored.count(state.current) == 0) {
     state.current = state.stored.empty() ? 0 : state.stored.rbegin()->first;
   }
+  if (state.current != 0) {
+    if (auto current = read_snapshot(state.stored.at(state.current))) state.current_accuracy = accuracy_of(*current);
+  }
   auto remember_current = [self] {
-    std::ofstream out(fs::path(self->state.options.directory) / "current", std::ios::trunc);
-    out << self->state.current << "\n";
+    const std::string line = std::to_string(self->state.current) + "\n";
+    // Which version is current matters less than the versions themselves (a lost update
+    // falls back to the newest): a failure here is not worth failing the publish for.
+    [[maybe_unused]] auto written = write_durably(fs::path(self->state.options.directory) / "current", line);
   };
   return {
       [self, remember_current](messaging::model_snapshot& snapshot) -> caf::result<std::uint64_t> {
@@ -137,6 +204,7 @@ registry_actor::behavior_type registry(registry_pointer self, registry_options o
                                                             ": not stored");
         }
         self->state.current = version;
+        if (auto snapshot = read_snapshot(self->state.stored.at(version))) self->state.current_accuracy = accuracy_of(*snapshot);
         remember_current();
         push_current(self);
         return version;

@@ -3,10 +3,13 @@
 // current one, lookup by version, explicit rollback, and a push of the current snapshot to
 // every subscriber (serving replicas) whenever it changes.
 //
-// Versions only move forward (DESIGN.md contract 3): a snapshot whose version is not above
-// every stored one is refused, and so is one that fails the validation gate (its model file
-// does not decode, or its rolling accuracy is below the gate). Only rollback makes an
-// earlier version current again. A snapshot is durable on disk before it becomes current.
+// Versions only move forward (DESIGN.md contract 3): a snapshot sent without a version (0)
+// gets the next one, above every stored version; one that names a version not above them is
+// refused. So is one that fails the validation gate: its model file does not decode, a
+// weight or a metric is not finite, its rolling accuracy is below the absolute gate, or it
+// is more than `accuracy_drop_max` below the current version's (bad data must not reach
+// serving). Only rollback makes an earlier version current again. A snapshot is durable on
+// disk — the file and the directory entry synced — before it becomes current.
 
 #include <caf/typed_actor.hpp>
 
@@ -31,6 +34,9 @@ struct registry_options {
   double min_rolling_accuracy = 0.0;
   /// Stored versions kept on disk; older ones are deleted (0 keeps all).
   std::size_t versions_kept_max = 64;
+  /// A snapshot whose rolling accuracy is more than this below the current version's is
+  /// refused (0: no relative gate).
+  double accuracy_drop_max = 0.1;
 };
 
 /// Spawns a registry; it reloads the versions already in its directory.

@@ -12,6 +12,7 @@
 #include "compute/nn/sequential.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
+#include "messaging/trace.hpp"
 
 namespace rml::actors {
 namespace {
@@ -51,6 +52,11 @@ result<std::unique_ptr<loaded_model>> load(const messaging::model_snapshot& snap
   const std::string which = "model version " + std::to_string(snapshot.version);
   auto bundle = decode_model(std::as_bytes(std::span(snapshot.model_file)), which);
   if (!bundle) return bundle.error();
+  for (const parameter* each : bundle->model.parameters()) {
+    for (float value : each->value.values()) {
+      if (!std::isfinite(value)) return error(errc::non_finite, which + ": a weight of " + each->name + " is not finite");
+    }
+  }
   auto loaded = std::make_unique<loaded_model>();
   loaded->version = snapshot.version;
   loaded->model = std::move(bundle->model);
@@ -114,6 +120,14 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   tensor probabilities = tensor::borrow(reply.probabilities.values.data(), {padded, std::int64_t(classes)});
   state.compute->softmax_forward(recorder.value(logits), probabilities);
   reply.probabilities.values.resize(std::size_t(rows) * classes);  // the padding rows go
+  // Serving never answers NaN or infinity (the encoders assert it): inputs are bounded at
+  // decode and weights at the registry's gate, so this is a model gone bad, said as an error.
+  for (std::size_t index = 0; index < reply.probabilities.values.size(); ++index) {
+    if (!std::isfinite(reply.probabilities.values[index])) {
+      return messaging::make_error(errc::non_finite, which + ": model version " + std::to_string(state.current->version) +
+                                                         " answered a non-finite probability for row " + std::to_string(index / classes));
+    }
+  }
   std::vector<std::int32_t> order(classes);
   for (std::uint32_t row = 0; row < request.rows; ++row) {
     const float* scores = probabilities.data() + std::size_t(row) * classes;
@@ -154,6 +168,8 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
         auto loaded = load(snapshot);
         if (!loaded) {
           // Keep serving the version it has: a broken snapshot must not take serving down.
+          messaging::trace_log::global().record({clock_us(self), "replica/" + self->state.options.model + "/" + self->state.options.lane,
+                                                 "model_refused", loaded.error().message()});
           return;
         }
         auto& state = self->state;

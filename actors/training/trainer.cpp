@@ -2,12 +2,15 @@
 
 #include <caf/all.hpp>
 
+#include <cmath>
 #include <deque>
 
 #include "actors/monitoring/metrics.hpp"
 #include "compute/model_file.hpp"
 #include "compute/nn/training.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/metrics_registry.hpp"
+#include "messaging/trace.hpp"
 
 namespace rml::actors {
 namespace {
@@ -34,6 +37,12 @@ struct trainer_state {
   std::size_t recent_correct_count = 0;
   double rolling_loss = 0;
   messaging::latency_histogram step_latency;
+  /// The parameters and optimizer state the last time the weights were checked finite.
+  std::vector<std::vector<float>> good_parameters, good_optimizer;
+  std::uint64_t steps_skipped = 0, steps_clipped = 0, restores = 0, publishes_refused = 0;
+  struct exported_counters {
+    messaging::metrics::counter *steps_skipped, *steps_clipped, *restores, *publishes_refused;
+  } exported{};
   static inline const char* name = "rml.trainer";
 };
 
@@ -50,6 +59,50 @@ std::vector<char> encode(messaging::trainer_checkpoint& checkpoint) {
   auto failed = sink(checkpoint);
   RML_ASSERT(!failed, "a checkpoint always serialises");
   return bytes;
+}
+
+void trace(trainer_pointer self, const char* kind, std::string detail) {
+  messaging::trace_log::global().record({clock_us(self), "trainer/" + self->state.options.name, kind, std::move(detail)});
+}
+
+bool weights_finite(trainer_state& state) {
+  for (const parameter* each : state.model->parameters()) {
+    for (float value : each->value.values()) {
+      if (!std::isfinite(value)) return false;
+    }
+  }
+  return true;
+}
+
+void keep_good_state(trainer_state& state) {
+  state.good_parameters.clear();
+  for (const parameter* each : state.model->parameters()) state.good_parameters.emplace_back(each->value.values().begin(), each->value.values().end());
+  state.good_optimizer.clear();
+  for (tensor* saved : state.update->state()) state.good_optimizer.emplace_back(saved->values().begin(), saved->values().end());
+}
+
+/// Checks the weights: finite, they become the last good state; not, the last good state
+/// comes back. Returns whether they were finite.
+bool check_weights(trainer_pointer self) {
+  auto& state = self->state;
+  if (weights_finite(state)) {
+    keep_good_state(state);
+    return true;
+  }
+  auto parameters = state.model->parameters();
+  RML_ASSERT(parameters.size() == state.good_parameters.size(), "a good state is kept from the start");
+  for (std::size_t index = 0; index < parameters.size(); ++index) {
+    std::copy(state.good_parameters[index].begin(), state.good_parameters[index].end(), parameters[index]->value.data());
+  }
+  auto optimizer_state = state.update->state();
+  for (std::size_t index = 0; index < optimizer_state.size(); ++index) {
+    std::copy(state.good_optimizer[index].begin(), state.good_optimizer[index].end(), optimizer_state[index]->data());
+  }
+  ++state.restores;
+  state.exported.restores->add();
+  trace(self, "weights_restored", "step=" + std::to_string(state.steps) + " offset=" + std::to_string(state.next_offset) +
+                                      ": weights were not finite; back to the last good state");
+  return false;
 }
 
 status save_checkpoint(trainer_state& state) {
@@ -133,8 +186,9 @@ void record_predictions(trainer_state& state, std::span<const std::int32_t> pred
   }
 }
 
-/// One optimisation step on the batch's rows; an error when they do not fit the model.
-std::optional<caf::error> train_rows(trainer_state& state, messaging::feature_batch& batch) {
+/// One guarded optimisation step on the batch's rows; an error when they do not fit the model.
+std::optional<caf::error> train_rows(trainer_pointer self, messaging::feature_batch& batch) {
+  auto& state = self->state;
   const std::string where = "feature batch at offset " + std::to_string(batch.first_offset);
   tensor features = tensor::borrow(batch.values.values.data(), {std::int64_t(batch.rows), std::int64_t(batch.columns)});
   if (auto fits = state.model->check_batch(features.shape()); !fits) return messaging::to_caf_error(fits.error());
@@ -146,11 +200,49 @@ std::optional<caf::error> train_rows(trainer_state& state, messaging::feature_ba
     }
   }
   std::vector<std::int32_t> predicted(batch.rows);
-  const float loss = state.session->train_step(features, batch.labels, predicted);
+  const auto step = state.session->guarded_step(features, batch.labels, predicted, state.options.gradient_norm_max);
   record_predictions(state, predicted, batch.labels);
-  state.rolling_loss = state.steps == 0 ? loss : 0.98 * state.rolling_loss + 0.02 * loss;
   ++state.steps;
+  if (!step.applied) {
+    ++state.steps_skipped;
+    state.exported.steps_skipped->add();
+    trace(self, "step_skipped", where + ": " + (std::isfinite(step.loss) ? "gradients" : "loss") + " not finite");
+    return std::nullopt;
+  }
+  if (step.clipped) {
+    ++state.steps_clipped;
+    state.exported.steps_clipped->add();
+  }
+  state.rolling_loss = state.steps == 1 ? step.loss : 0.98 * state.rolling_loss + 0.02 * step.loss;
+  if (state.options.weight_check_steps > 0 && state.steps % state.options.weight_check_steps == 0) check_weights(self);
   return std::nullopt;
+}
+
+/// Sends the current model to the registry, which numbers it; `promise`, when given, gets
+/// the version or the refusal.
+void publish(trainer_pointer self, std::optional<caf::typed_response_promise<std::uint64_t>> promise) {
+  auto& state = self->state;
+  // The registry given at spawn, else the current instance registered by name.
+  caf::actor registry = state.registry ? state.registry : self->system().registry().template get<caf::actor>(messaging::names::registry);
+  if (!registry) {
+    if (promise) promise->deliver(messaging::make_error(errc::not_ready, "trainer: no registry running"));
+    return;
+  }
+  check_weights(self);
+  auto refused = [self, promise](caf::error& failure) mutable {
+    auto& state = self->state;
+    ++state.publishes_refused;
+    state.exported.publishes_refused->add();
+    trace(self, "publish_refused", messaging::describe(failure));
+    if (promise) promise->deliver(std::move(failure));
+  };
+  self->request(registry, std::chrono::seconds(30), make_snapshot(state, 0))
+      .then(
+          [self, promise](std::uint64_t version) mutable {
+            self->state.published_version = std::max(self->state.published_version, version);
+            if (promise) promise->deliver(version);
+          },
+          refused);
 }
 
 caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_batch& batch) {
@@ -172,7 +264,7 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
   }
   if (batch.rows > 0) {
     const std::int64_t started_us = clock_us(self);
-    if (auto trained = train_rows(state, batch); trained) return *trained;
+    if (auto trained = train_rows(self, batch); trained) return *trained;
     state.step_latency.record(double(clock_us(self) - started_us));
     if (state.steps % trainer_metrics_every_steps == 0) {
       std::map<std::string, double> values{{"events_trained", double(state.events_trained + batch.rows)},
@@ -180,7 +272,9 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
                                            {"next_offset", double(batch.last_offset + 1)},
                                            {"rolling_accuracy", state.recent_correct.empty() ? 0.0 : double(state.recent_correct_count) / double(state.recent_correct.size())},
                                            {"rolling_loss", state.rolling_loss},
-                                           {"model_version", double(state.published_version)}};
+                                           {"model_version", double(state.published_version)},
+                                           {"steps_skipped", double(state.steps_skipped)},
+                                           {"restores", double(state.restores)}};
       add_latency(values, "step", state.step_latency);
       report_metrics(self->system(), state.options.name, clock_us(self), std::move(values));
     }
@@ -189,18 +283,10 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
   state.feature_state = std::move(batch.feature_state.values);
   state.next_offset = batch.last_offset + 1;
   state.events_trained += batch.rows;
-  if (batch.rows > 0 && state.options.publish_steps > 0 && state.steps % state.options.publish_steps == 0) {
-    // The registry given at spawn, else the current instance registered by name.
-    caf::actor registry = state.registry ? state.registry
-                                         : self->system().registry().template get<caf::actor>(messaging::names::registry);
-    if (registry) {
-      const std::uint64_t version = state.published_version + 1;
-      caf::anon_send(registry, make_snapshot(state, version));
-      state.published_version = version;
-    }
-  }
+  if (batch.rows > 0 && state.options.publish_steps > 0 && state.steps % state.options.publish_steps == 0) publish(self, std::nullopt);
   if (state.options.checkpoint_events > 0 &&
       state.events_trained - state.events_at_checkpoint >= state.options.checkpoint_events) {
+    check_weights(self);
     if (auto saved = save_checkpoint(state); !saved) {
       // Losing checkpoints silently would break recovery: stop and let the supervisor decide.
       self->quit(messaging::to_caf_error(saved.error()));
@@ -226,15 +312,29 @@ trainer_actor::behavior_type trainer(trainer_pointer self, std::shared_ptr<super
     // A checkpoint that cannot be restored ends this instance; it handles no message.
     if (auto restored = restore_checkpoint(state, *saved); !restored) self->quit(messaging::to_caf_error(restored.error()));
   }
+  keep_good_state(state);
+  auto& metrics = messaging::metrics::registry::global();
+  const messaging::metrics::label_set trainer_label{{"trainer", options.name}};
+  state.exported = {
+      &metrics.get_counter("rml_trainer_steps_skipped_total", "Training steps skipped: loss or gradients not finite", trainer_label),
+      &metrics.get_counter("rml_trainer_steps_clipped_total", "Training steps whose gradients were clipped to the norm bound", trainer_label),
+      &metrics.get_counter("rml_trainer_weight_restores_total", "Weights found not finite and restored from the last good state", trainer_label),
+      &metrics.get_counter("rml_trainer_publishes_refused_total", "Snapshots the registry refused", trainer_label)};
   return {
       [self](messaging::feature_batch& batch) { return train_on(self, batch); },
       [self](messaging::status_atom) {
         const auto& state = self->state;
         return messaging::trainer_status{state.next_offset, state.events_trained, state.steps, state.published_version,
                                          state.recent_correct.empty() ? 0.0 : double(state.recent_correct_count) / double(state.recent_correct.size()),
-                                         state.rolling_loss};
+                                         state.rolling_loss, state.steps_skipped, state.steps_clipped, state.restores,
+                                         state.publishes_refused};
       },
       [self](messaging::snapshot_atom) { return make_snapshot(self->state, self->state.published_version); },
+      [self](messaging::publish_atom) -> caf::result<std::uint64_t> {
+        auto promise = self->make_response_promise<std::uint64_t>();
+        publish(self, promise);
+        return promise;
+      },
   };
 }
 }  // namespace
@@ -246,6 +346,9 @@ status validate(const trainer_options& options) {
   if (auto sgd = nn::validate(options.sgd); !sgd) return error(errc::invalid_argument, prefix + sgd.error().message());
   if (options.compute_threads < 0) return error(errc::invalid_argument, prefix + "compute_threads must be >= 0");
   if (options.rolling_window_rows < 1) return error(errc::invalid_argument, prefix + "rolling_window_rows must be >= 1");
+  if (!(options.gradient_norm_max >= 0) || !std::isfinite(options.gradient_norm_max)) {
+    return error(errc::invalid_argument, prefix + "gradient_norm_max must be a finite number >= 0 (0: no clipping)");
+  }
   return {};
 }
 

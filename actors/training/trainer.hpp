@@ -5,6 +5,13 @@
 // (weights, optimizer state, feature pipeline, log offset), and a model snapshot sent to
 // the registry every N steps.
 //
+// Bad data does not reach the model's weights: a step whose loss or gradients are not
+// finite is skipped (counted), gradients beyond a global norm are scaled down to it, and
+// every few steps the weights are checked: finite, they become the last good state; not,
+// they are restored from it (counted, traced). Snapshots go to the registry as requests
+// without a version: the registry numbers them (above every stored one) or refuses them at
+// its gate, and the trainer counts and traces a refusal instead of losing it.
+//
 // Recovery: on start it loads its checkpoint, if any, and resumes from the offset recorded
 // there; batches whose events it has already trained on (a replay after a restart) are
 // acknowledged and skipped, so replaying the log from the checkpoint's offset gives the
@@ -25,7 +32,8 @@ namespace rml::actors {
 using trainer_actor = caf::typed_actor<
     caf::replies_to<messaging::feature_batch>::with<std::uint64_t>,
     caf::replies_to<messaging::status_atom>::with<messaging::trainer_status>,
-    caf::replies_to<messaging::snapshot_atom>::with<messaging::model_snapshot>>;
+    caf::replies_to<messaging::snapshot_atom>::with<messaging::model_snapshot>,
+    caf::replies_to<messaging::publish_atom>::with<std::uint64_t>>;
 
 struct trainer_options {
   /// Names the trainer's checkpoint.
@@ -42,12 +50,17 @@ struct trainer_options {
   std::uint64_t publish_steps = 200;
   /// Rows the rolling (progressive) accuracy covers.
   std::size_t rolling_window_rows = 1000;
+  /// Gradients whose global L2 norm exceeds this are scaled down to it (0: no clipping).
+  float gradient_norm_max = 10.0f;
+  /// Steps between two checks that the weights are finite (each finite one is kept as the
+  /// last good state; each publish and checkpoint checks too).
+  std::uint64_t weight_check_steps = 10;
 };
 
 /// Checks the options; the error names the field.
 status validate(const trainer_options& options);
 
-/// Spawns a trainer (options must be valid). `registry` receives model_snapshot messages;
+/// Spawns a trainer (options must be valid). `registry` receives model_snapshot requests;
 /// when not set, the actor registered under messaging::names::registry does. A checkpoint that cannot be restored ends the trainer with an error, for its
 /// supervisor to decide.
 trainer_actor spawn_trainer(caf::actor_system& system, std::shared_ptr<supervision::checkpoint_store> store,

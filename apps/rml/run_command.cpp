@@ -18,7 +18,9 @@
 
 #include "apps/rml/commands.hpp"
 #include "apps/rml/progress.hpp"
+#include "apps/rml/secrets.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/feature_check.hpp"
 #include "messaging/http_endpoint.hpp"
 #include "messaging/trace.hpp"
 #include "messaging/zmq_endpoint.hpp"
@@ -66,6 +68,14 @@ struct run_options {
   bool serve = false;
   std::int64_t drain_timeout_ms = 10'000;
   std::string trace_file;
+  // Access and limits (README: Security).
+  std::string control_key_file, infer_token_file, tls_certificate, tls_key;
+  std::int64_t http_request_timeout_ms = 10'000;
+  std::size_t client_in_flight_max = 1000;
+  float feature_magnitude_max = messaging::feature_magnitude_max_default;
+  // Guards against bad data in training.
+  float gradient_norm_max = 10.0f;
+  double gate_accuracy_drop = 0.1;
 };
 
 /// Set by SIGTERM / SIGINT: the main loop drains and stops.
@@ -175,6 +185,9 @@ int run(const run_options& options) {
                               : options.train_csv.empty() ? "scale(0.00392156862745098)"
                                                           : "standardize";
   pipeline.ingest.feature_count = std::uint32_t(width);
+  pipeline.ingest.feature_magnitude_max = options.feature_magnitude_max;
+  pipeline.trainer.gradient_norm_max = options.gradient_norm_max;
+  pipeline.registry_accuracy_drop_max = options.gate_accuracy_drop;
   pipeline.ingest.classes = std::max(train->classes, test->classes);
   pipeline.source.epochs = std::uint32_t(options.epochs);
   pipeline.source.seed = options.seed;
@@ -221,6 +234,8 @@ int run(const run_options& options) {
   predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
   predict_socket.target = messaging::names::serving;
   predict_socket.features = std::uint32_t(width);
+  predict_socket.client_in_flight_max = options.client_in_flight_max;
+  predict_socket.limits.feature_magnitude_max = options.feature_magnitude_max;
   auto predict_endpoint = messaging::zmq_endpoint::start(system, predict_socket);
   if (!predict_endpoint) return fail(predict_endpoint.error().message(), 1);
   messaging::zmq_endpoint_options ingest_socket;
@@ -236,12 +251,31 @@ int run(const run_options& options) {
   http_options.model = model_name;
   http_options.features = std::uint32_t(width);
   http_options.threads = options.http_threads;
+  http_options.feature_magnitude_max = options.feature_magnitude_max;
+  http_options.request_timeout = std::chrono::milliseconds(options.http_request_timeout_ms);
+  http_options.tls_certificate_file = options.tls_certificate;
+  http_options.tls_key_file = options.tls_key;
+  if (!options.infer_token_file.empty()) {
+    auto token = read_secret_file(options.infer_token_file, "--infer-token-file");
+    if (!token) return fail(token.error().message(), 2);
+    http_options.infer_token = *token;
+  }
+  // The control key: given, or made and written where only this user can read it.
+  const std::string made_key_file = (fs::path(options.data_dir) / "control-key").string();
+  auto control_key = options.control_key_file.empty() ? make_secret_file(made_key_file)
+                                                      : read_secret_file(options.control_key_file, "--control-key-file");
+  if (!control_key) return fail(control_key.error().message(), 2);
+  http_options.control_key = *control_key;
   auto http_endpoint = messaging::http_endpoint::start(system, http_options);
   if (!http_endpoint) return fail(http_endpoint.error().message() + " (--http-port picks another port)", 1);
-  std::fprintf(stderr, "rml run: predictions on %s (ZeroMQ, docs/protocol.md) and http://%s:%d/v2/models/%s (KServe V2), "
-                       "events on %s, metrics on http://%s:%d/metrics\n",
-               (*predict_endpoint)->address().c_str(), options.bind_host.c_str(), (*http_endpoint)->port(), model_name.c_str(),
-               (*ingest_endpoint)->address().c_str(), options.bind_host.c_str(), (*http_endpoint)->port());
+  const char* scheme = options.tls_certificate.empty() ? "http" : "https";
+  std::fprintf(stderr, "rml run: predictions on %s (ZeroMQ, docs/protocol.md) and %s://%s:%d/v2/models/%s (KServe V2), "
+                       "events on %s, metrics on %s://%s:%d/metrics\n",
+               (*predict_endpoint)->address().c_str(), scheme, options.bind_host.c_str(), (*http_endpoint)->port(), model_name.c_str(),
+               (*ingest_endpoint)->address().c_str(), scheme, options.bind_host.c_str(), (*http_endpoint)->port());
+  std::fprintf(stderr, "rml run: control endpoints (policy, batching, feedback) need 'Authorization: Bearer <key>' with the key in %s%s\n",
+               options.control_key_file.empty() ? made_key_file.c_str() : options.control_key_file.c_str(),
+               http_options.infer_token.empty() ? "" : "; inference needs the token of --infer-token-file");
   stop_requested = 0;
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
@@ -293,17 +327,19 @@ int run(const run_options& options) {
   std::snprintf(summary, sizeof(summary), "rolling accuracy %.3f", trained.rolling_accuracy);
   progress.finish(summary);
 
-  // Publish the final model and evaluate it through the serving path.
+  // Publish the final model (the registry numbers it above every stored version, a resumed
+  // run's included) and evaluate it through the serving path.
   auto trainer = names.get<actors::trainer_actor>(messaging::names::trainer);
-  auto snapshot = ask<messaging::model_snapshot>(self, trainer, 30s, messaging::snapshot_atom::value);
-  if (!snapshot) return fail("the trainer did not hand over its final model", 1);
-  auto registry = names.get<actors::registry_actor>(messaging::names::registry);
-  // Above every stored version: a resumed run may already hold the previous run's final model.
-  std::uint64_t newest = trained.published_version;
-  if (auto latest = ask<messaging::model_snapshot>(self, registry, 30s, messaging::latest_atom::value)) newest = std::max(newest, latest->version);
-  snapshot->version = newest + 1;
-  auto published = ask<std::uint64_t>(self, registry, 30s, *snapshot);
-  if (!published) return fail("the registry did not accept the final model", 1);
+  std::optional<std::uint64_t> published;
+  std::string refusal = "no answer";
+  if (trainer) {
+    self->request(trainer, 30s, messaging::publish_atom::value)
+        .receive([&](std::uint64_t version) { published = version; }, [&](caf::error& failure) { refusal = messaging::describe(failure); });
+  }
+  if (!published) return shut_down(fail("the registry did not accept the final model: " + refusal, 1));
+  auto snapshot = ask<messaging::model_snapshot>(self, names.get<actors::registry_actor>(messaging::names::registry), 30s,
+                                                 messaging::version_atom::value, *published);
+  if (!snapshot) return shut_down(fail("the registry did not hand back the final model", 1));
   auto serving = names.get<actors::router_actor>(messaging::names::serving);
   messaging::predict_request probe;
   probe.rows = 1;
@@ -326,6 +362,15 @@ int run(const run_options& options) {
     out.write(snapshot->model_file.data(), std::streamsize(snapshot->model_file.size()));
     if (!out) return fail(options.output + ": cannot write the model file", 1);
     std::printf("saved %s\n", options.output.c_str());
+  }
+
+  // What the guards against bad data did, when they did anything.
+  if (auto guarded = ask<messaging::trainer_status>(self, trainer, 5s, messaging::status_atom::value);
+      guarded && (guarded->steps_skipped || guarded->steps_clipped || guarded->restores || guarded->publishes_refused)) {
+    std::fprintf(stderr, "rml run: trainer guards: %llu steps skipped (loss or gradients not finite), %llu clipped, %llu weight restores, "
+                         "%llu snapshots refused by the registry's gate\n",
+                 (unsigned long long)guarded->steps_skipped, (unsigned long long)guarded->steps_clipped,
+                 (unsigned long long)guarded->restores, (unsigned long long)guarded->publishes_refused);
   }
 
   // What monitoring collected, one line per component.
@@ -418,6 +463,31 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_flag("--serve", options->serve, "After training and evaluation, keep serving until SIGTERM or SIGINT");
   command->add_option("--drain-timeout-ms", options->drain_timeout_ms, "How long a drain waits for admitted requests")
       ->check(CLI::Range(0, 600'000))
+      ->capture_default_str();
+  command->add_option("--control-key-file", options->control_key_file,
+                      "File holding the key of the HTTP control endpoints (default: a new random key written to DATA-DIR/control-key)");
+  command->add_option("--infer-token-file", options->infer_token_file, "File holding a token HTTP inference then needs (Authorization: Bearer)");
+  command->add_option("--tls-cert", options->tls_certificate, "PEM certificate (chain): the HTTP endpoint speaks HTTPS only (with --tls-key)");
+  command->add_option("--tls-key", options->tls_key, "PEM private key of --tls-cert");
+  command->add_option("--http-request-timeout-ms", options->http_request_timeout_ms,
+                      "How long an HTTP connection may take to deliver a whole request before it is closed")
+      ->check(CLI::Range(100, 3'600'000))
+      ->capture_default_str();
+  command->add_option("--client-in-flight-max", options->client_in_flight_max,
+                      "Prediction requests one ZeroMQ client may have unanswered; beyond, `overloaded`")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  command->add_option("--feature-magnitude-max", options->feature_magnitude_max,
+                      "Features beyond ±this are refused at ingest and prediction, naming event or row and feature (0: any finite value)")
+      ->check(CLI::Range(0.0f, 3e38f))
+      ->capture_default_str();
+  command->add_option("--clip-gradient-norm", options->gradient_norm_max,
+                      "Training gradients whose global L2 norm exceeds this are scaled down to it (0: no clipping)")
+      ->check(CLI::Range(0.0f, 1e30f))
+      ->capture_default_str();
+  command->add_option("--gate-accuracy-drop", options->gate_accuracy_drop,
+                      "The registry refuses a snapshot whose rolling accuracy is more than this below the current version's (0: off)")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   command->add_option("--trace", options->trace_file, "Append trace events (batches, scaling, canary decisions) to this file as JSON lines");
   command->add_flag("--resume", options->resume, "Continue the run whose state is in --data-dir");

@@ -1,6 +1,7 @@
 #include "compute/nn/training.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace rml::nn {
@@ -41,6 +42,38 @@ float classifier_session::train_step(const tensor& features, std::span<const std
   training_tape_.backward(loss);
   update_.step();
   return training_tape_.value(loss).data()[0];
+}
+
+step_outcome classifier_session::guarded_step(const tensor& features, std::span<const std::int32_t> labels,
+                                              std::span<std::int32_t> predicted, float gradient_norm_max) {
+  RML_ASSERT(gradient_norm_max >= 0);
+  step_outcome outcome;
+  training_tape_.clear();
+  var logits = model_.forward(training_tape_, training_tape_.input(features));
+  if (!predicted.empty()) argmax_rows(training_tape_.value(logits), predicted);
+  var loss = training_tape_.softmax_cross_entropy(logits, labels);
+  outcome.loss = training_tape_.value(loss).data()[0];
+  if (!std::isfinite(outcome.loss)) return outcome;
+  training_tape_.backward(loss);
+  double squares = 0;
+  const auto parameters = model_.parameters();
+  for (const parameter* each : parameters) {
+    const float* gradient = each->gradient.data();
+    for (std::int64_t index = 0; index < each->gradient.numel(); ++index) squares += double(gradient[index]) * double(gradient[index]);
+  }
+  outcome.gradient_norm = std::sqrt(squares);
+  if (!std::isfinite(outcome.gradient_norm)) return outcome;
+  if (gradient_norm_max > 0 && outcome.gradient_norm > gradient_norm_max) {
+    const float scale = float(gradient_norm_max / outcome.gradient_norm);
+    for (parameter* each : parameters) {
+      float* gradient = each->gradient.data();
+      for (std::int64_t index = 0; index < each->gradient.numel(); ++index) gradient[index] *= scale;
+    }
+    outcome.clipped = true;
+  }
+  update_.step();
+  outcome.applied = true;
+  return outcome;
 }
 
 void classifier_session::predict(const tensor& features, std::span<std::int32_t> classes) {

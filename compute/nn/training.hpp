@@ -19,6 +19,18 @@ void gather_rows(const tensor& source, std::span<const std::uint32_t> indices, t
 /// Index of the largest value of each row of scores [M, N].
 void argmax_rows(const tensor& scores, std::span<std::int32_t> classes);
 
+/// What a guarded training step did (classifier_session::guarded_step).
+struct step_outcome {
+  /// The batch's mean loss (possibly not finite).
+  float loss = 0;
+  /// The gradients' global L2 norm before clipping (not finite when they were not).
+  double gradient_norm = 0;
+  /// Whether the parameters were updated: not when the loss or a gradient was not finite.
+  bool applied = false;
+  /// Whether the gradients were scaled down to the norm bound.
+  bool clipped = false;
+};
+
 /// Trains and queries one classifier. Keeps a tape between steps so that a steady loop
 /// reuses its capacity. Not thread-safe: one caller at a time.
 class classifier_session {
@@ -31,6 +43,11 @@ class classifier_session {
   /// progressive-validation prediction, at no extra cost.
   float train_step(const tensor& features, std::span<const std::int32_t> labels,
                    std::span<std::int32_t> predicted = {});
+  /// train_step for data that cannot be trusted (online learning): a step whose loss or
+  /// gradients are not finite changes nothing, and when `gradient_norm_max` > 0 gradients
+  /// whose global L2 norm exceeds it are scaled down to it before the update.
+  step_outcome guarded_step(const tensor& features, std::span<const std::int32_t> labels, std::span<std::int32_t> predicted,
+                            float gradient_norm_max);
   /// Predicted class of each row, without recording for backward.
   void predict(const tensor& features, std::span<std::int32_t> classes);
   /// Class probabilities [rows, classes] of each row.

@@ -3,13 +3,16 @@ inference with JSON and binary tensors, FP32 and INT64 inputs, a version in the 
 errors as the client reports them, and labelled feedback through rml's extension."""
 import json
 import sys
+import urllib.error
 import urllib.request
 
 import numpy as np
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-url, model = sys.argv[1], sys.argv[2]
+url, model, control_key_file = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(control_key_file) as key_file:
+    control_key = key_file.read().strip()
 client = httpclient.InferenceServerClient(url=url)
 
 assert client.is_server_live()
@@ -64,7 +67,15 @@ try:
 except InferenceServerException as error:
     assert "model 'resnet' is not served here" in error.message(), error.message()
 
-request = urllib.request.Request(f"http://{url}/v2/models/{model}/feedback", data=json.dumps({"id": "77", "label": 3}).encode(),
-                                 method="POST")
+# Feedback is a control endpoint: it needs the control key rml run wrote, and a JSON body.
+feedback = json.dumps({"id": "77", "label": 3}).encode()
+request = urllib.request.Request(f"http://{url}/v2/models/{model}/feedback", data=feedback, method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {control_key}"})
 assert json.load(urllib.request.urlopen(request)) == {"matched": True}
+try:
+    urllib.request.urlopen(urllib.request.Request(f"http://{url}/v2/models/{model}/feedback", data=feedback, method="POST",
+                                                  headers={"Content-Type": "text/plain"}))
+    raise AssertionError("feedback without the control key was accepted")
+except urllib.error.HTTPError as error:
+    assert error.code == 401, error.code
 print("tritonclient: every check passed")

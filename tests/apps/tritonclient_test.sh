@@ -28,6 +28,6 @@ http_port=24800
 extra_args="--serve"
 . "$(dirname "$0")/start_serving_rml.sh"
 status=0
-"$venv/bin/python" "$(dirname "$0")/tritonclient_test.py" "127.0.0.1:$http_port" mlp || status=$?
+"$venv/bin/python" "$(dirname "$0")/tritonclient_test.py" "127.0.0.1:$http_port" mlp "$work/state/control-key" || status=$?
 stop_process "$run" || { echo "FAIL: rml run exited with status $?"; status=1; }
 exit $status

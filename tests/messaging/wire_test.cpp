@@ -68,14 +68,31 @@ TEST_CASE("malformed frames are refused naming the field") {
   auto nan_request = sample_request();
   nan_request.features.values[7] = std::nanf("");
   REQUIRE(wire::decode_predict_request(wire::encode_predict_request(nan_request, 6, 0), {}).error().message() ==
-          "predict request: row 1 feature 1 is NaN");
+          "predict request 77: row 1 feature 1 is NaN");
 
   wire::frame_limits tight;
   tight.rows_max = 1;
   REQUIRE(wire::decode_predict_request(wire::encode_predict_request(sample_request(), 6, 0), tight).error().message() ==
-          "predict request: rows must be in [1, 1], got 2");
+          "predict request 77: rows must be in [1, 1], got 2");
+  auto poisonous = sample_request();
+  poisonous.features.values[4] = 3e38f;
+  REQUIRE(wire::decode_predict_request(wire::encode_predict_request(poisonous, 6, 0), {}).error().message() ==
+          "predict request 77: row 0 feature 4 is 3e+38, beyond the bound of ±1e+06");
   REQUIRE(wire::decode_ingest_request(wire::encode_predict_request(sample_request(), 6, 0), {}).error().message() ==
           "ingest request: frame kind 1, expected 3");
+}
+
+TEST_CASE("the request id of a frame is read without decoding it, so refusals can name it") {
+  auto request = sample_request();
+  request.request_id = 0x1122334455667788ull;
+  REQUIRE(wire::peek_request_id(wire::encode_predict_request(request, 6, 0)) == 0x1122334455667788ull);
+  auto batch = sample_batch();
+  batch.batch_id = 99;
+  REQUIRE(wire::peek_request_id(wire::encode_ingest_request(batch, 3)) == 99);
+  REQUIRE(wire::peek_request_id(wire::encode_feedback({12, 3})) == 12);
+  const auto predict = wire::encode_predict_request(request, 6, 0);
+  REQUIRE(wire::peek_request_id(std::span(predict.data(), 23)) == 0);  // too short to hold it
+  REQUIRE(wire::peek_request_id(wire::encode_error(errc::overloaded, 5, "x")) == 0);
 }
 
 TEST_CASE("every truncation of a valid frame is refused") {

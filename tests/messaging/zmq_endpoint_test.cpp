@@ -10,6 +10,7 @@
 #include <deque>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "messaging/errors.hpp"
 #include "messaging/zmq_endpoint.hpp"
@@ -286,4 +287,112 @@ TEST_CASE("the ingest socket acks batches and answers random frames with errors"
   REQUIRE((*endpoint)->counters().malformed == 200);
   c.send(valid);
   REQUIRE(wire::decode_ingest_ack(c.receive())->first_offset == 2);
+}
+
+TEST_CASE("refusals name the request they answer whenever its id was readable") {
+  system_fixture f;
+  f.serve(0ms);
+  auto options = predict_options();
+  options.limits.feature_magnitude_max = 100;
+  auto endpoint = zmq_endpoint::start(*f.system, options);
+  REQUIRE(endpoint.ok());
+  client c((*endpoint)->address());
+  auto refused = [&](const std::vector<std::byte>& frame) {
+    c.send(frame);
+    auto failure = wire::decode_error(c.receive());
+    REQUIRE(failure.ok());
+    return *failure;
+  };
+  auto too_many_rows = request_with(21);
+  too_many_rows.rows = 5000;
+  REQUIRE(refused(wire::encode_predict_request(too_many_rows, 4, 0)).request_id == 21);
+  auto narrow = request_with(22);
+  narrow.features.values.resize(3);
+  REQUIRE(refused(wire::encode_predict_request(narrow, 3, 0)).request_id == 22);
+  auto longer = wire::encode_predict_request(request_with(23), 4, 0);
+  longer.resize(longer.size() + 4);
+  auto length = refused(longer);
+  REQUIRE(length.request_id == 23);
+  REQUIRE(length.message == "predict request 23: 20 bytes of features, expected 16 (1 rows × 4 floats)");
+  auto nan = request_with(24);
+  nan.features.values[2] = std::nanf("");
+  REQUIRE(refused(wire::encode_predict_request(nan, 4, 0)).message == "predict request 24: row 0 feature 2 is NaN");
+  auto huge = request_with(25);
+  huge.features.values[1] = -3e38f;
+  auto poisonous = refused(wire::encode_predict_request(huge, 4, 0));
+  REQUIRE(poisonous.request_id == 25);
+  REQUIRE(poisonous.message == "predict request 25: row 0 feature 1 is -3e+38, beyond the bound of ±100");
+}
+
+TEST_CASE("a frame over the size limit is answered, and the other answers on its connection still arrive") {
+  system_fixture f;
+  f.serve(200ms);
+  auto options = predict_options();
+  options.limits.frame_bytes_max = 64 << 10;
+  auto endpoint = zmq_endpoint::start(*f.system, options);
+  REQUIRE(endpoint.ok());
+  client c((*endpoint)->address());
+  c.send(wire::encode_predict_request(request_with(1000), 4, 0));  // answered after 200 ms
+  auto oversized = wire::encode_predict_request(request_with(77), 4, 0);
+  oversized.resize(options.limits.frame_bytes_max + 1024);
+  c.send(oversized);
+  c.send(wire::encode_predict_request(request_with(5), 4, 0));
+  std::set<std::uint64_t> answered;
+  for (int index = 0; index < 3; ++index) {
+    auto frame = c.receive();
+    if (*wire::peek_kind(frame) == wire::frame_kind::error_reply) {
+      auto failure = wire::decode_error(frame);
+      REQUIRE(failure->request_id == 77);
+      REQUIRE(failure->message == "request 77: frame of 66560 bytes exceeds the limit of 65536");
+      answered.insert(77);
+    } else {
+      answered.insert(wire::decode_predict_reply(frame)->request_id);
+    }
+  }
+  REQUIRE(answered == std::set<std::uint64_t>{5, 77, 1000});
+}
+
+TEST_CASE("one client pipelining far beyond the socket's high-water mark loses no answer") {
+  system_fixture f;
+  f.serve(0ms);
+  auto options = predict_options(4096);
+  options.client_in_flight_max = 500;
+  auto endpoint = zmq_endpoint::start(*f.system, options);
+  REQUIRE(endpoint.ok());
+  // A client that sends 3000 requests of 256 rows (3 KB answers, 9 MB in all, more than the
+  // kernel's socket buffers hold) and only then starts reading, through a small receive
+  // queue: the server's pipe to it fills, and ZeroMQ's default would drop answers.
+  zmq::context_t context;
+  zmq::socket_t dealer{context, zmq::socket_type::dealer};
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.set(zmq::sockopt::rcvhwm, 50);
+  dealer.set(zmq::sockopt::sndhwm, 0);
+  dealer.set(zmq::sockopt::rcvtimeo, 5000);
+  dealer.set(zmq::sockopt::rcvbuf, 4096);
+  dealer.connect((*endpoint)->address());
+  constexpr std::uint64_t requests = 3000;
+  for (std::uint64_t id = 1; id <= requests; ++id) {
+    const auto frame = wire::encode_predict_request(request_with(id + 20000, 256), 4, 0);
+    dealer.send(zmq::buffer(frame.data(), frame.size()));
+  }
+  std::this_thread::sleep_for(500ms);
+  std::set<std::uint64_t> answered;
+  std::uint64_t overloaded = 0;
+  for (std::uint64_t index = 0; index < requests; ++index) {
+    zmq::message_t message;
+    REQUIRE(dealer.recv(message).has_value());
+    std::span<const std::byte> frame(static_cast<const std::byte*>(message.data()), message.size());
+    if (*wire::peek_kind(frame) == wire::frame_kind::error_reply) {
+      auto failure = wire::decode_error(frame);
+      REQUIRE(failure->code == errc::overloaded);
+      REQUIRE(answered.insert(failure->request_id).second);
+      ++overloaded;
+    } else {
+      REQUIRE(answered.insert(wire::decode_predict_reply(frame)->request_id).second);
+    }
+  }
+  REQUIRE(answered.size() == requests);
+  REQUIRE((*endpoint)->counters().undeliverable == 0);
+  INFO("refused overloaded: " << overloaded);
+  REQUIRE((*endpoint)->counters().overloaded == overloaded);
 }

@@ -80,6 +80,7 @@ TEST_CASE("malformed batches are refused naming batch, event and field") {
   f.send({4, {make_event(4, {1, 2, 3, 4}, 10)}});
   f.send({5, {}});
   f.send({6, std::vector<event>(9, make_event(6))});
+  f.send({7, {make_event(7, {1, -3e38f, 3, 4})}});  // finite, and poisonous to the model
   f.scheduler->run();
   REQUIRE(f.seen.acks.empty());
   std::vector<std::string> messages;
@@ -95,6 +96,7 @@ TEST_CASE("malformed batches are refused naming batch, event and field") {
                           "batch 4: event 4: label 10 outside [0, 10)",
                           "batch 5: no events",
                           "batch 6: 9 events, at most 8",
+                          "batch 7: event 7: feature 1 is -3e+38, beyond the bound of ±1e+06",
                       });
   REQUIRE(f.log->end_offset() == 0);
 }

@@ -1,10 +1,13 @@
 // The registry: versions stored on disk and moving forward only, lookup by version,
 // explicit rollback, pushes to subscribers, the validation gate, and reloading after a
 // restart.
+#include <cmath>
 #include <filesystem>
 #include <unistd.h>
 
 #include "actors/registry/registry.hpp"
+#include "compute/model_file.hpp"
+#include "compute/nn/sequential.hpp"
 #include "tests/actor_fixture.hpp"
 
 using namespace rml;
@@ -83,4 +86,42 @@ TEST_CASE("a restarted registry reloads its versions and the current one") {
   // Forward only survives the restart too.
   REQUIRE(f.ask<std::uint64_t>(registry, test::make_snapshot(2)).second.has_value());
   REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(3)).first == 3);
+}
+
+TEST_CASE("a snapshot sent without a version gets the next one, above every stored version") {
+  registry_fixture f;
+  auto registry = f.start();
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(0)).first == 1);
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(5)).first == 5);
+  // As when `rml run` published its final model between two of the trainer's: still forward.
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(0)).first == 6);
+  REQUIRE(f.pushed == std::vector<std::uint64_t>{1, 5, 6});
+}
+
+TEST_CASE("the gate refuses non-finite weights or metrics and a drop in accuracy below the current version's") {
+  registry_fixture f;
+  auto registry = f.start();
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(0)).first == 1);  // rolling accuracy 0.8
+  auto poisoned = test::make_snapshot(0);
+  {
+    auto model = nn::make_architecture("mlp");
+    model->initialize(1);
+    model->parameters()[0]->value.data()[7] = std::nanf("");
+    const auto file = encode_model(*model, {});
+    poisoned.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
+  }
+  auto refused = f.ask<std::uint64_t>(registry, poisoned);
+  REQUIRE(rml_code(*refused.second) == errc::non_finite);
+  REQUIRE(describe(*refused.second).find("snapshot version 2: weight 7 of ") == 0);
+  auto nan_metric = test::make_snapshot(0);
+  nan_metric.metrics["rolling_loss"] = std::nan("");
+  REQUIRE(describe(*f.ask<std::uint64_t>(registry, nan_metric).second) == "snapshot version 2: metric rolling_loss is not finite");
+  auto worse = test::make_snapshot(0);
+  worse.metrics["rolling_accuracy"] = 0.6;
+  REQUIRE(describe(*f.ask<std::uint64_t>(registry, worse).second) ==
+          "snapshot version 2: rolling accuracy 0.6000 is more than 0.1000 below the current version's 0.8000");
+  auto close = test::make_snapshot(0);
+  close.metrics["rolling_accuracy"] = 0.75;
+  REQUIRE(*f.ask<std::uint64_t>(registry, close).first == 2);
+  REQUIRE(f.pushed == std::vector<std::uint64_t>{1, 2});
 }

@@ -5,6 +5,9 @@
 
 #include "actors/serving/replica.hpp"
 #include "compute/data/feature_pipeline.hpp"
+#include "compute/model_file.hpp"
+#include "compute/nn/sequential.hpp"
+#include "messaging/errors.hpp"
 #include "tests/actor_fixture.hpp"
 
 using namespace rml;
@@ -101,4 +104,36 @@ TEST_CASE("bad requests and passed deadlines get explicit errors naming what was
   auto in_time = make_request(9, 1);
   in_time.deadline_us = actors::actor_clock_us(*f.system) + 1000;
   REQUIRE(f.ask<predict_reply>(replica, in_time).first.has_value());
+}
+
+TEST_CASE("a replica never answers NaN: a model that computes it answers an error, one with NaN weights is not loaded") {
+  test::actor_fixture f;
+  auto replica = f.hold(actors::spawn_serving_replica(*f.system, {}));
+  // Finite weights that overflow on these inputs: the logits are infinite, softmax is NaN.
+  auto overflowing = test::make_snapshot(1);
+  {
+    auto model = nn::make_architecture("mlp");
+    model->initialize(1);
+    for (parameter* each : model->parameters()) {
+      for (float& value : each->value.values()) value = 1e30f;
+    }
+    const auto file = encode_model(*model, {});
+    overflowing.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
+  }
+  caf::anon_send(replica, overflowing);
+  auto answer = f.ask<predict_reply>(replica, make_request(3, 2));
+  REQUIRE(rml_code(*answer.second) == errc::non_finite);
+  REQUIRE(describe(*answer.second) == "request 3: model version 1 answered a non-finite probability for row 0");
+
+  auto poisoned = test::make_snapshot(2);
+  {
+    auto model = nn::make_architecture("mlp");
+    model->initialize(1);
+    model->parameters()[1]->value.data()[0] = INFINITY;
+    const auto file = encode_model(*model, {});
+    poisoned.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
+  }
+  caf::anon_send(replica, poisoned);
+  // Still version 1: the poisoned version was refused at load.
+  REQUIRE(describe(*f.ask<predict_reply>(replica, make_request(4, 1)).second).find("model version 1") != std::string::npos);
 }

@@ -3,10 +3,12 @@
 // contract — a trainer killed mid-stream and restarted resumes from its checkpoint and,
 // fed the log again from there, ends with exactly the weights of an uninterrupted run.
 // Runs under CAF's test_coordinator.
+#include <cmath>
 #include <map>
 
 #include "actors/training/trainer.hpp"
 #include "compute/data/dataset.hpp"
+#include "compute/model_file.hpp"
 #include "tests/actor_fixture.hpp"
 
 using namespace rml;
@@ -68,8 +70,14 @@ struct fixture : test::actor_fixture {
 
   actors::trainer_actor spawn(actors::trainer_options options) {
     auto* sink = &published;
+    // Numbers snapshots as the registry does: a snapshot comes without a version.
     auto registry = system->spawn([sink](caf::event_based_actor*) -> caf::behavior {
-      return {[sink](model_snapshot& snapshot) { sink->push_back(snapshot); }};
+      return {[sink](model_snapshot& snapshot) {
+        REQUIRE(snapshot.version == 0);
+        snapshot.version = sink->size() + 1;
+        sink->push_back(snapshot);
+        return snapshot.version;
+      }};
     });
     hold(registry);
     auto trainer = actors::spawn_trainer(*system, store, options, registry);
@@ -80,16 +88,17 @@ struct fixture : test::actor_fixture {
 
   /// Feeds batches [from, to) one request at a time, as the feature actor does.
   void feed(const actors::trainer_actor& trainer, std::uint64_t from, std::uint64_t to) {
+    for (std::uint64_t index = from; index < to; ++index) feed_batch(trainer, batch_at(index));
+  }
+  void feed_batch(const actors::trainer_actor& trainer, feature_batch batch) {
     auto* failures = &errors;
-    for (std::uint64_t index = from; index < to; ++index) {
-      auto client = system->spawn([trainer, index, failures](caf::event_based_actor* self) {
-        self->request(trainer, caf::infinite, batch_at(index)).then([](std::uint64_t) {}, [failures](caf::error& failure) {
-          failures->push_back(failure);
-        });
+    auto client = system->spawn([trainer, batch = std::move(batch), failures](caf::event_based_actor* self) {
+      self->request(trainer, caf::infinite, batch).then([](std::uint64_t) {}, [failures](caf::error& failure) {
+        failures->push_back(failure);
       });
-      hold(client);
-      scheduler->run();
-    }
+    });
+    hold(client);
+    scheduler->run();
   }
 
   /// The trainer's answer to `atom` (the test fails if it answers with an error).
@@ -125,7 +134,7 @@ TEST_CASE("a trainer learns online and reports progressive accuracy") {
   REQUIRE(f.published.size() == 15);
   for (std::size_t index = 0; index < f.published.size(); ++index) {
     REQUIRE(f.published[index].version == index + 1);
-    REQUIRE(f.published[index].parent_version == index);
+    REQUIRE(f.published[index].parent_version == index);  // the version the trainer knew was current
     REQUIRE(f.published[index].feature_pipeline == "scale(0.00392156862745098)");
   }
   REQUIRE(f.store->saves == 12);
@@ -197,4 +206,66 @@ TEST_CASE("a corrupted checkpoint ends the trainer with an error for its supervi
   f.scheduler->run();
   REQUIRE(exit_reason.has_value());
   REQUIRE(rml_code(*exit_reason) == errc::corrupted);
+}
+
+namespace {
+bool snapshot_finite(const model_snapshot& snapshot) {
+  auto bundle = decode_model(std::as_bytes(std::span(snapshot.model_file)), "snapshot");
+  REQUIRE(bundle.ok());
+  for (const parameter* each : bundle->model.parameters()) {
+    for (float value : each->value.values()) {
+      if (!std::isfinite(value)) return false;
+    }
+  }
+  return true;
+}
+}  // namespace
+
+TEST_CASE("a batch of huge finite features is skipped, and the weights stay finite and useful") {
+  fixture f;
+  auto trainer = f.spawn(small_options());
+  f.feed(trainer, 0, 20);
+  auto poisonous = batch_at(20);
+  for (float& value : poisonous.values.values) value = value > 0.5f ? 3e38f : -3e38f;
+  f.feed_batch(trainer, poisonous);
+  f.feed(trainer, 21, 40);
+  REQUIRE(f.errors.empty());
+  const auto status = f.ask<trainer_status>(trainer, status_atom::value);
+  REQUIRE(status.steps == 40);
+  REQUIRE(status.steps_skipped == 1);
+  REQUIRE(status.next_offset == 40 * rows_per_batch);  // the stream goes on past the bad batch
+  // As good as a run that never saw the bad batch.
+  fixture clean;
+  auto reference = clean.spawn(small_options());
+  clean.feed(reference, 0, 40);
+  const double clean_accuracy = clean.ask<trainer_status>(reference, status_atom::value).rolling_accuracy;
+  INFO("rolling accuracy " << status.rolling_accuracy << ", without the bad batch " << clean_accuracy);
+  REQUIRE(std::abs(status.rolling_accuracy - clean_accuracy) < 0.08);  // 640-row windows: ±0.02 each
+  REQUIRE(status.rolling_accuracy > 0.5);
+  for (const auto& snapshot : f.published) REQUIRE(snapshot_finite(snapshot));
+  REQUIRE(snapshot_finite(f.ask<model_snapshot>(trainer, snapshot_atom::value)));
+}
+
+TEST_CASE("gradients beyond the norm bound are clipped; weights that overflow anyway are restored") {
+  fixture f;
+  auto options = small_options();
+  options.gradient_norm_max = 0;  // no clipping: a learning rate of 1e38 overflows the weights
+  options.sgd = {1e38f, 0.0f, 0.0f};
+  options.weight_check_steps = 1;
+  options.publish_steps = 1;
+  auto trainer = f.spawn(options);
+  auto steep = batch_at(0);  // finite inputs, finite loss and gradients (up to ~10^2): the update overflows
+  for (float& value : steep.values.values) value *= 1000;
+  f.feed_batch(trainer, steep);
+  auto status = f.ask<trainer_status>(trainer, status_atom::value);
+  REQUIRE(status.steps_skipped == 0);
+  REQUIRE(status.restores == 1);
+  for (const auto& snapshot : f.published) REQUIRE(snapshot_finite(snapshot));
+
+  fixture clipped;
+  options.gradient_norm_max = 1;
+  options.sgd = {0.05f, 0.9f, 0.0f};
+  auto bounded = clipped.spawn(options);
+  clipped.feed_batch(bounded, steep);
+  REQUIRE(clipped.ask<trainer_status>(bounded, status_atom::value).steps_clipped == 1);
 }
