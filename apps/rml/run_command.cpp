@@ -76,6 +76,7 @@ struct run_options {
   // Guards against bad data in training.
   float gradient_norm_max = 10.0f;
   double gate_accuracy_drop = 0.1;
+  std::uint64_t publish_steps = 200;
 };
 
 /// Set by SIGTERM / SIGINT: the main loop drains and stops.
@@ -187,6 +188,7 @@ int run(const run_options& options) {
   pipeline.ingest.feature_count = std::uint32_t(width);
   pipeline.ingest.feature_magnitude_max = options.feature_magnitude_max;
   pipeline.trainer.gradient_norm_max = options.gradient_norm_max;
+  pipeline.trainer.publish_steps = options.publish_steps;
   pipeline.registry_accuracy_drop_max = options.gate_accuracy_drop;
   pipeline.ingest.classes = std::max(train->classes, test->classes);
   pipeline.source.epochs = std::uint32_t(options.epochs);
@@ -480,6 +482,8 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--feature-magnitude-max", options->feature_magnitude_max,
                       "Features beyond ±this are refused at ingest and prediction, naming event or row and feature (0: any finite value)")
       ->check(CLI::Range(0.0f, 3e38f))
+      ->capture_default_str();
+  command->add_option("--publish-steps", options->publish_steps, "Training steps between two models the trainer publishes (0: only the final one)")
       ->capture_default_str();
   command->add_option("--clip-gradient-norm", options->gradient_norm_max,
                       "Training gradients whose global L2 norm exceeds this are scaled down to it (0: no clipping)")
