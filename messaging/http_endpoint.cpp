@@ -78,7 +78,9 @@ class session;
 struct http_endpoint::implementation : std::enable_shared_from_this<implementation>, predict_listener {
   caf::actor_system& system;
   http_endpoint_options options;
-  net::io_context io;
+  /// Owned by the http_endpoint, not here: its pending handlers hold this object, and only
+  /// the io_context's destruction (after this object's owner let go) releases them.
+  net::io_context& io;
   /// Keeps the loop running while it has nothing to do: once the acceptor closes on stop,
   /// the last answers are posted from actor threads into a loop that must still be there.
   net::executor_work_guard<net::io_context::executor_type> keep_running = net::make_work_guard(io);
@@ -119,7 +121,8 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
     return taken;
   }
 
-  implementation(caf::actor_system& actor_system, const http_endpoint_options& settings) : system(actor_system), options(settings) {
+  implementation(caf::actor_system& actor_system, const http_endpoint_options& settings, net::io_context& context)
+      : system(actor_system), options(settings), io(context) {
     auto& registry = metrics::registry::global();
     infer_latency = &registry.get_histogram("rml_http_infer_latency_seconds", "Time from an infer request's arrival to its response being sent",
                                             {{"model", options.model}});
@@ -534,7 +537,8 @@ void http_endpoint::implementation::accept() {
 }
 
 result<std::unique_ptr<http_endpoint>> http_endpoint::start(caf::actor_system& system, const http_endpoint_options& options) {
-  auto self = std::make_shared<implementation>(system, options);
+  auto io = std::make_unique<net::io_context>();
+  auto self = std::make_shared<implementation>(system, options, *io);
   const std::string where = options.host + ":" + std::to_string(options.port);
   if (options.tls_certificate_file.empty() != options.tls_key_file.empty()) {
     return error(errc::invalid_argument, "HTTPS needs both a certificate (--tls-cert) and its private key (--tls-key)");
@@ -565,10 +569,11 @@ result<std::unique_ptr<http_endpoint>> http_endpoint::start(caf::actor_system& s
   self->bridge = spawn_predict_bridge(system, self.get(), options.target);
   self->accept();
   for (int index = 0; index < std::max(1, options.threads); ++index) self->threads.emplace_back([raw = self.get()] { raw->io.run(); });
-  return std::unique_ptr<http_endpoint>(new http_endpoint(std::move(self)));
+  return std::unique_ptr<http_endpoint>(new http_endpoint(std::move(self), std::move(io)));
 }
 
-http_endpoint::http_endpoint(std::shared_ptr<implementation> self) : self_(std::move(self)) {}
+http_endpoint::http_endpoint(std::shared_ptr<implementation> self, std::unique_ptr<boost::asio::io_context> io)
+    : self_(std::move(self)), io_(std::move(io)) {}
 
 void http_endpoint::stop(std::chrono::milliseconds grace) {
   if (self_->threads.empty()) return;
@@ -586,10 +591,23 @@ void http_endpoint::stop(std::chrono::milliseconds grace) {
   self_->io.stop();
   for (auto& thread : self_->threads) thread.join();
   self_->threads.clear();
+  // The bridge calls back into this endpoint: it must be gone before the endpoint is.
+  caf::scoped_actor waiter{self_->system};
+  waiter->monitor(self_->bridge);
   caf::anon_send_exit(self_->bridge, caf::exit_reason::user_shutdown);
+  waiter->receive([](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
+  // Requests serving never answered (the grace ran out) release their connections.
+  std::lock_guard<std::mutex> lock(self_->pending_mutex);
+  self_->pending.clear();
 }
 
-http_endpoint::~http_endpoint() { stop(); }
+http_endpoint::~http_endpoint() {
+  stop();
+  // Destroying the loop destroys the handlers it still holds, and with them the last
+  // references to the connections and to the implementation.
+  self_.reset();
+  io_.reset();
+}
 
 int http_endpoint::port() const { return self_->bound_port; }
 std::uint64_t http_endpoint::answered() const { return self_->responses.load(); }

@@ -47,6 +47,10 @@
 #include "compute/status.hpp"
 #include "messaging/atoms.hpp"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace rml::messaging {
 
 struct http_endpoint_options {
@@ -98,8 +102,9 @@ class http_endpoint {
   struct implementation;
 
  private:
-  explicit http_endpoint(std::shared_ptr<implementation> self);
+  http_endpoint(std::shared_ptr<implementation> self, std::unique_ptr<boost::asio::io_context> io);
   std::shared_ptr<implementation> self_;
+  std::unique_ptr<boost::asio::io_context> io_;
 };
 
 }  // namespace rml::messaging

@@ -64,11 +64,17 @@ class frame_reader {
   bool get_array(std::vector<T>& values, std::size_t count) {
     if ((frame_.size() - offset_) / sizeof(T) < count) return false;
     values.resize(count);
+    if (count == 0) return true;  // memcpy from or to a null pointer is undefined even for 0 bytes
     std::memcpy(values.data(), frame_.data() + offset_, count * sizeof(T));
     offset_ += count * sizeof(T);
     return true;
   }
   std::size_t remaining() const { return frame_.size() - offset_; }
+  /// A frame of fixed size ends with its last field: bytes after it are refused.
+  status trailing() const {
+    if (remaining() == 0) return {};
+    return refuse(std::to_string(remaining()) + " bytes after the last field");
+  }
   error refuse(const std::string& reason) const { return error(errc::invalid_argument, std::string(what_) + ": " + reason); }
   error short_frame(const char* field) const {
     return error(errc::truncated, std::string(what_) + ": frame of " + std::to_string(frame_.size()) +
@@ -94,6 +100,7 @@ status read_header(frame_reader& reader, frame_kind expected, std::uint16_t* ext
     return reader.refuse("frame kind " + std::to_string(kind) + ", expected " + std::to_string(std::uint8_t(expected)));
   }
   if (extra != nullptr) *extra = field;
+  else if (field != 0) return reader.refuse("header bytes 2-3 are reserved and must be 0, got " + std::to_string(field));
   return {};
 }
 
@@ -272,6 +279,7 @@ result<event_acked> decode_ingest_ack(std::span<const std::byte> frame) {
   if (!in.get(ack.batch_id) || !in.get(ack.first_offset) || !in.get(ack.appended) || !in.get(ack.duplicates)) {
     return in.short_frame("the fixed fields");
   }
+  if (auto trailing = in.trailing(); !trailing) return trailing.error();
   return ack;
 }
 
@@ -287,6 +295,7 @@ result<prediction_feedback> decode_feedback(std::span<const std::byte> frame) {
   if (auto header = read_header(in, frame_kind::feedback); !header) return header.error();
   prediction_feedback feedback;
   if (!in.get(feedback.request_id) || !in.get(feedback.label)) return in.short_frame("the fixed fields");
+  if (auto trailing = in.trailing(); !trailing) return trailing.error();
   if (feedback.label < 0) {
     return error(errc::invalid_argument, "feedback for request " + std::to_string(feedback.request_id) + ": label " +
                                              std::to_string(feedback.label) + " is negative");
@@ -307,6 +316,7 @@ result<std::pair<std::uint64_t, bool>> decode_feedback_ack(std::span<const std::
   std::uint64_t request_id = 0;
   std::uint8_t matched = 0;
   if (!in.get(request_id) || !in.get(matched)) return in.short_frame("the fixed fields");
+  if (auto trailing = in.trailing(); !trailing) return trailing.error();
   return std::make_pair(request_id, matched != 0);
 }
 

@@ -438,7 +438,13 @@ zmq_endpoint::~zmq_endpoint() {
   if (self_->thread.joinable()) self_->thread.join();
   // Actors still answering requests would post into a destroyed endpoint: wait for them.
   while (self_->in_flight.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  if (self_->bridge) caf::anon_send_exit(self_->bridge, caf::exit_reason::user_shutdown);
+  if (self_->bridge) {
+    // The bridge calls back into this endpoint: it must be gone before the endpoint is.
+    caf::scoped_actor waiter{self_->system};
+    waiter->monitor(self_->bridge);
+    caf::anon_send_exit(self_->bridge, caf::exit_reason::user_shutdown);
+    waiter->receive([](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
+  }
   self_->router.set(zmq::sockopt::linger, 1000);
   self_->router.close();
   ::close(self_->wakeup);

@@ -26,6 +26,7 @@
 #include <unordered_map>
 
 #include "apps/rml/commands.hpp"
+#include "apps/rml/secrets.hpp"
 #include "compute/data/dataset.hpp"
 #include "compute/random.hpp"
 #include "messaging/wire.hpp"
@@ -46,6 +47,8 @@ struct loadgen_options {
   std::string model = "mlp";
   int connections = 32;
   bool binary = false;
+  std::string token_file;
+  std::string token;  // read from token_file
 };
 
 /// What a run measured.
@@ -158,12 +161,12 @@ std::string http_request_bytes(const loadgen_options& options, const std::string
                        "},\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[" + std::to_string(options.rows) + "," +
                        std::to_string(width) + "],";
   std::string body;
-  std::string extra_header;
+  std::string extra_header = options.token.empty() ? std::string() : "Authorization: Bearer " + options.token + "\r\n";
   if (options.binary) {
     header += "\"parameters\":{\"binary_data_size\":" + std::to_string(count * sizeof(float)) + "}}],\"outputs\":[{\"name\":\"classes\"}]}";
     body = header;
     body.append(reinterpret_cast<const char*>(values), count * sizeof(float));
-    extra_header = "Inference-Header-Content-Length: " + std::to_string(header.size()) + "\r\n";
+    extra_header += "Inference-Header-Content-Length: " + std::to_string(header.size()) + "\r\n";
   } else {
     header += "\"data\":[";
     char number[32];
@@ -300,7 +303,12 @@ load_results http_load(const loadgen_options& options, const data::dataset& test
   return results;
 }
 
-int loadgen(const loadgen_options& options) {
+int loadgen(loadgen_options options) {
+  if (!options.token_file.empty()) {
+    auto token = read_secret_file(options.token_file, "--token-file");
+    if (!token) return std::fprintf(stderr, "rml loadgen: %s\n", token.error().message().c_str()), 2;
+    options.token = *token;
+  }
   const bool over_http = options.address.rfind("http://", 0) == 0;
   if (!over_http && options.address.rfind("tcp://", 0) != 0 && options.address.rfind("ipc://", 0) != 0) {
     return std::fprintf(stderr, "rml loadgen: --address '%s': expected tcp://host:port (ZeroMQ) or http://host:port (KServe V2)\n",
@@ -338,6 +346,7 @@ void register_loadgen_command(CLI::App& app, int& exit_code) {
   command->add_option("--model", options->model, "HTTP: the model in /v2/models/{model}/infer")->capture_default_str();
   command->add_option("--connections", options->connections, "HTTP: kept-alive connections")->check(CLI::Range(1, 4096))->capture_default_str();
   command->add_flag("--binary", options->binary, "HTTP: send tensors with the binary tensor data extension instead of JSON");
+  command->add_option("--token-file", options->token_file, "HTTP: file holding the inference token (rml run --infer-token-file)");
   command->callback([options, &exit_code] { exit_code = loadgen(*options); });
 }
 
