@@ -190,6 +190,22 @@ class session : public responder, public std::enable_shared_from_this<session<St
     parser_.emplace();
     parser_->body_limit(server_->options.body_bytes_max);
     lowest().expires_after(server_->options.request_timeout);
+    // The head first: a client that asks `Expect: 100-continue` (curl, for bodies over 1 KB)
+    // waits for the interim answer before it sends the body.
+    http::async_read_header(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code failure, std::size_t) {
+      if (failure || self->parser_->is_done()) return self->on_read(failure);
+      if (beast::iequals(self->parser_->get()[http::field::expect], "100-continue")) {
+        auto interim = std::make_shared<http::response<http::empty_body>>(http::status::continue_, self->parser_->get().version());
+        return http::async_write(self->stream_, *interim, [self, interim](beast::error_code failure, std::size_t) {
+          if (failure) return self->on_read(failure);
+          self->read_body();
+        });
+      }
+      self->read_body();
+    });
+  }
+
+  void read_body() {
     http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code failure, std::size_t) { self->on_read(failure); });
   }
 
@@ -304,13 +320,8 @@ class session : public responder, public std::enable_shared_from_this<session<St
                    {http::field::www_authenticate, "Bearer realm=\"rml-infer\""});
         return false;
       }
-      // The types a browser may send cross-origin without asking first are refused.
-      if (!content_type.empty() && !content_type_is(content_type, "application/json") &&
-          !content_type_is(content_type, "application/octet-stream")) {
-        send_error(http::status::unsupported_media_type,
-                   "Content-Type must be application/json or application/octet-stream, got '" + std::string(content_type) + "'");
-        return false;
-      }
+      // Any content type: inference changes nothing (so a page that makes a browser send it
+      // gains nothing it could not get by asking itself), and `curl -d` sends forms' type.
     }
     return true;
   }

@@ -19,7 +19,7 @@
 //
 // Errors are HTTP 4xx/5xx with {"error": "..."} naming what was wrong: 400 bad input, 401
 // missing or wrong key or token, 403 control endpoints off (no control key), 404 unknown
-// model, version or path, 405 wrong method, 413 body over the limit, 415 a POST body that
+// model, version or path, 405 wrong method, 413 body over the limit, 415 a control POST that
 // is not JSON, 500 a model that answered NaN, 503 overloaded, not ready or too many
 // connections, 504 deadline passed. Connections are kept alive; requests on a connection are
 // answered in order, one at a time, so pipelining clients get their answers in order.
