@@ -5,6 +5,8 @@
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -62,22 +64,34 @@ TEST_CASE("no acknowledged event is lost when rml is killed with SIGKILL during 
   producer.set(zmq::sockopt::linger, 0);
   producer.set(zmq::sockopt::rcvtimeo, 2000);
   producer.connect("tcp://127.0.0.1:26555");
+  // Streams for at least 3 s and until 320 events are acked (a slow machine, or a sanitizer
+  // build, takes seconds to start), at most 120 s. Acks are matched by batch id: an answer
+  // that comes after its receive timed out belongs to its own batch, not the next.
   std::vector<std::uint64_t> acked;
-  const auto stream_until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  std::map<std::uint64_t, std::vector<std::uint64_t>> unacked;  // batch id → event ids
+  const auto started = std::chrono::steady_clock::now();
   std::uint64_t next_id = 1'000'000'000;  // far from the dataset source's ids
   std::uint64_t batch_id = 0;
-  while (std::chrono::steady_clock::now() < stream_until) {
+  auto streaming = [&] {
+    const auto elapsed = std::chrono::steady_clock::now() - started;
+    return elapsed < std::chrono::seconds(120) && (elapsed < std::chrono::seconds(3) || acked.size() < 320);
+  };
+  while (streaming()) {
     rml::messaging::event_batch batch{++batch_id, {}};
     for (int index = 0; index < 16; ++index) {
       batch.events.push_back({next_id++, 0, {std::vector<float>(784, float(index))}, index % 10});
+      unacked[batch_id].push_back(batch.events.back().id);
     }
     const auto frame = rml::messaging::wire::encode_ingest_request(batch, 784);
     producer.send(zmq::buffer(frame.data(), frame.size()));
     zmq::message_t answer;
-    if (!producer.recv(answer)) continue;  // not up yet, or busy: the batch is unacked
+    if (!producer.recv(answer)) continue;  // not up yet, or busy: the batch is unacked for now
     std::span<const std::byte> bytes(static_cast<const std::byte*>(answer.data()), answer.size());
     if (auto ack = rml::messaging::wire::decode_ingest_ack(bytes)) {
-      for (const auto& fact : batch.events) acked.push_back(fact.id);
+      auto found = unacked.find(ack->batch_id);
+      if (found == unacked.end()) continue;
+      acked.insert(acked.end(), found->second.begin(), found->second.end());
+      unacked.erase(found);
     }
   }
   REQUIRE(kill(rml, SIGKILL) == 0);
