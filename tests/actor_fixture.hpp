@@ -7,6 +7,8 @@
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 
+#include <functional>
+
 #include <optional>
 
 #include "compute/model_file.hpp"
@@ -62,11 +64,14 @@ struct actor_fixture {
   }
 };
 
-/// A snapshot of a freshly initialised model: `architecture`, weights from `seed`.
+/// A snapshot of a freshly initialised model: `architecture`, weights from `seed`, then
+/// changed by `change` when given (a test's poisoned or overflowing weights).
 inline messaging::model_snapshot make_snapshot(std::uint64_t version, const char* architecture = "mlp",
-                                               std::uint64_t seed = 1, const std::string& pipeline = "scale(0.5)") {
+                                               std::uint64_t seed = 1, const std::string& pipeline = "scale(0.5)",
+                                               const std::function<void(nn::sequential&)>& change = {}) {
   auto model = nn::make_architecture(architecture);
   model->initialize(seed);
+  if (change) change(*model);
   messaging::model_snapshot snapshot;
   snapshot.version = version;
   snapshot.parent_version = version - 1;

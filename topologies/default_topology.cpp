@@ -58,7 +58,8 @@ status validate(const pipeline_options& options) {
                                              std::to_string(options.registry_accuracy_drop_max));
   }
   if (!(options.ingest.feature_magnitude_max >= 0) || !std::isfinite(options.ingest.feature_magnitude_max)) {
-    return error(errc::invalid_argument, "ingest: feature_magnitude_max must be a finite number >= 0 (0: any finite value)");
+    return error(errc::invalid_argument, "ingest: feature_magnitude_max must be a finite number >= 0 (0: any finite value), got " +
+                                             std::to_string(options.ingest.feature_magnitude_max));
   }
   auto model = options.trainer.architecture.find('(') == std::string::npos
                    ? nn::make_architecture(options.trainer.architecture)

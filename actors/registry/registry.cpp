@@ -88,15 +88,9 @@ status write_snapshot(const fs::path& path, messaging::model_snapshot& snapshot)
 
 /// The validation gate's numeric part: every weight and metric finite, the accuracy within
 /// the gates. The error names the snapshot and what failed.
-status check_numbers(const registry_state& state, const messaging::model_snapshot& snapshot, const model_bundle& decoded,
+status check_numbers(const registry_state& state, const messaging::model_snapshot& snapshot, model_bundle& decoded,
                      const std::string& which) {
-  for (const parameter* each : const_cast<nn::sequential&>(decoded.model).parameters()) {
-    for (std::size_t index = 0; index < each->value.values().size(); ++index) {
-      if (!std::isfinite(each->value.values()[index])) {
-        return error(errc::non_finite, which + ": weight " + std::to_string(index) + " of " + each->name + " is not finite");
-      }
-    }
-  }
+  if (auto bad = decoded.model.non_finite_weight()) return error(errc::non_finite, which + ": " + *bad + " is not finite");
   for (const auto& [name, value] : snapshot.metrics) {
     if (!std::isfinite(value)) return error(errc::non_finite, which + ": metric " + name + " is not finite");
   }

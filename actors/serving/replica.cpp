@@ -52,11 +52,7 @@ result<std::unique_ptr<loaded_model>> load(const messaging::model_snapshot& snap
   const std::string which = "model version " + std::to_string(snapshot.version);
   auto bundle = decode_model(std::as_bytes(std::span(snapshot.model_file)), which);
   if (!bundle) return bundle.error();
-  for (const parameter* each : bundle->model.parameters()) {
-    for (float value : each->value.values()) {
-      if (!std::isfinite(value)) return error(errc::non_finite, which + ": a weight of " + each->name + " is not finite");
-    }
-  }
+  if (auto bad = bundle->model.non_finite_weight()) return error(errc::non_finite, which + ": " + *bad + " is not finite");
   auto loaded = std::make_unique<loaded_model>();
   loaded->version = snapshot.version;
   loaded->model = std::move(bundle->model);

@@ -65,27 +65,26 @@ void trace(trainer_pointer self, const char* kind, std::string detail) {
   messaging::trace_log::global().record({clock_us(self), "trainer/" + self->state.options.name, kind, std::move(detail)});
 }
 
-bool weights_finite(trainer_state& state) {
-  for (const parameter* each : state.model->parameters()) {
-    for (float value : each->value.values()) {
-      if (!std::isfinite(value)) return false;
-    }
-  }
-  return true;
-}
-
+/// Copies the weights and optimizer state into the last good state (reusing its buffers).
 void keep_good_state(trainer_state& state) {
-  state.good_parameters.clear();
-  for (const parameter* each : state.model->parameters()) state.good_parameters.emplace_back(each->value.values().begin(), each->value.values().end());
-  state.good_optimizer.clear();
-  for (tensor* saved : state.update->state()) state.good_optimizer.emplace_back(saved->values().begin(), saved->values().end());
+  const auto parameters = state.model->parameters();
+  state.good_parameters.resize(parameters.size());
+  for (std::size_t index = 0; index < parameters.size(); ++index) {
+    state.good_parameters[index].assign(parameters[index]->value.values().begin(), parameters[index]->value.values().end());
+  }
+  const auto optimizer_state = state.update->state();
+  state.good_optimizer.resize(optimizer_state.size());
+  for (std::size_t index = 0; index < optimizer_state.size(); ++index) {
+    state.good_optimizer[index].assign(optimizer_state[index]->values().begin(), optimizer_state[index]->values().end());
+  }
 }
 
 /// Checks the weights: finite, they become the last good state; not, the last good state
 /// comes back. Returns whether they were finite.
 bool check_weights(trainer_pointer self) {
   auto& state = self->state;
-  if (weights_finite(state)) {
+  const auto bad = state.model->non_finite_weight();
+  if (!bad) {
     keep_good_state(state);
     return true;
   }
@@ -101,7 +100,7 @@ bool check_weights(trainer_pointer self) {
   ++state.restores;
   state.exported.restores->add();
   trace(self, "weights_restored", "step=" + std::to_string(state.steps) + " offset=" + std::to_string(state.next_offset) +
-                                      ": weights were not finite; back to the last good state");
+                                      ": " + *bad + " was not finite; back to the last good state");
   return false;
 }
 
@@ -347,7 +346,8 @@ status validate(const trainer_options& options) {
   if (options.compute_threads < 0) return error(errc::invalid_argument, prefix + "compute_threads must be >= 0");
   if (options.rolling_window_rows < 1) return error(errc::invalid_argument, prefix + "rolling_window_rows must be >= 1");
   if (!(options.gradient_norm_max >= 0) || !std::isfinite(options.gradient_norm_max)) {
-    return error(errc::invalid_argument, prefix + "gradient_norm_max must be a finite number >= 0 (0: no clipping)");
+    return error(errc::invalid_argument, prefix + "gradient_norm_max must be a finite number >= 0 (0: no clipping), got " +
+                                             std::to_string(options.gradient_norm_max));
   }
   return {};
 }

@@ -1,5 +1,7 @@
 #include "compute/nn/sequential.hpp"
 
+#include <cmath>
+
 namespace rml::nn {
 namespace {
 std::string_view trim(std::string_view text) {
@@ -105,6 +107,16 @@ std::vector<parameter*> sequential::parameters() {
     for (parameter* owned : next->parameters()) all.push_back(owned);
   }
   return all;
+}
+
+std::optional<std::string> sequential::non_finite_weight() {
+  for (const parameter* each : parameters()) {
+    const auto values = each->value.values();
+    for (std::size_t index = 0; index < values.size(); ++index) {
+      if (!std::isfinite(values[index])) return "weight " + std::to_string(index) + " of " + each->name;
+    }
+  }
+  return std::nullopt;
 }
 
 std::size_t sequential::parameter_count() const {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,9 @@ class sequential {
 
   std::string spec() const;
   std::vector<parameter*> parameters();
+  /// The first weight that is NaN or infinite, as "weight I of NAME"; nothing when every
+  /// weight is finite (the trainer, the registry's gate and serving all ask this).
+  std::optional<std::string> non_finite_weight();
   std::size_t parameter_count() const;
   /// Draws every parameter from `seed`: same seed, same weights.
   void initialize(std::uint64_t seed, weight_init scheme = weight_init::kaiming_uniform);

@@ -11,24 +11,14 @@
 #include <cstdlib>
 #include <string>
 
+#include "tests/fuzz/require.hpp"
 #include "messaging/json.hpp"
 #include "messaging/v2_protocol.hpp"
 
 using namespace rml::messaging;
+using rml::fuzz::require;
+using rml::fuzz::require_json;
 namespace http = boost::beast::http;
-
-namespace {
-/// A broken property: says which, then stops (libFuzzer keeps the input).
-void require(bool condition, const char* property = "") {
-  if (condition) return;
-  std::fprintf(stderr, "property broken: %s\n", property);
-  std::abort();
-}
-void require_json(const std::string& text) {
-  rapidjson::Document document;
-  require(json::parse(text, document, "answer").ok());
-}
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   http::request_parser<http::string_body> parser;

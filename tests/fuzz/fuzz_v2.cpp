@@ -12,23 +12,15 @@
 #include <string>
 #include <string_view>
 
+#include "tests/fuzz/require.hpp"
 #include "messaging/json.hpp"
 #include "messaging/v2_protocol.hpp"
 
 using namespace rml::messaging;
+using rml::fuzz::require;
+using rml::fuzz::require_json;
 
 namespace {
-/// A broken property: says which, then stops (libFuzzer keeps the input).
-void require(bool condition, const char* property = "") {
-  if (condition) return;
-  std::fprintf(stderr, "property broken: %s\n", property);
-  std::abort();
-}
-
-void require_json(std::string_view text) {
-  rapidjson::Document document;
-  require(json::parse(text, document, "answer").ok());
-}
 
 /// An answer for a parsed infer call, as serving would give: then its encoding must parse.
 void answer(const v2::infer_call& call) {

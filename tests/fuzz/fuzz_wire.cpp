@@ -9,17 +9,13 @@
 #include <cstdlib>
 #include <span>
 
+#include "tests/fuzz/require.hpp"
 #include "messaging/wire.hpp"
 
 using namespace rml::messaging;
+using rml::fuzz::require;
 
 namespace {
-/// A broken property: says which, then stops (libFuzzer keeps the input).
-void require(bool condition, const char* property = "") {
-  if (condition) return;
-  std::fprintf(stderr, "property broken: %s\n", property);
-  std::abort();
-}
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

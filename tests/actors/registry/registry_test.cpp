@@ -102,14 +102,7 @@ TEST_CASE("the gate refuses non-finite weights or metrics and a drop in accuracy
   registry_fixture f;
   auto registry = f.start();
   REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(0)).first == 1);  // rolling accuracy 0.8
-  auto poisoned = test::make_snapshot(0);
-  {
-    auto model = nn::make_architecture("mlp");
-    model->initialize(1);
-    model->parameters()[0]->value.data()[7] = std::nanf("");
-    const auto file = encode_model(*model, {});
-    poisoned.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
-  }
+  auto poisoned = test::make_snapshot(0, "mlp", 1, "scale(0.5)", [](nn::sequential& model) { model.parameters()[0]->value.data()[7] = std::nanf(""); });
   auto refused = f.ask<std::uint64_t>(registry, poisoned);
   REQUIRE(rml_code(*refused.second) == errc::non_finite);
   REQUIRE(describe(*refused.second).find("snapshot version 2: weight 7 of ") == 0);

@@ -110,29 +110,17 @@ TEST_CASE("a replica never answers NaN: a model that computes it answers an erro
   test::actor_fixture f;
   auto replica = f.hold(actors::spawn_serving_replica(*f.system, {}));
   // Finite weights that overflow on these inputs: the logits are infinite, softmax is NaN.
-  auto overflowing = test::make_snapshot(1);
-  {
-    auto model = nn::make_architecture("mlp");
-    model->initialize(1);
-    for (parameter* each : model->parameters()) {
+  auto overflowing = test::make_snapshot(1, "mlp", 1, "scale(0.5)", [](nn::sequential& model) {
+    for (parameter* each : model.parameters()) {
       for (float& value : each->value.values()) value = 1e30f;
     }
-    const auto file = encode_model(*model, {});
-    overflowing.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
-  }
+  });
   caf::anon_send(replica, overflowing);
   auto answer = f.ask<predict_reply>(replica, make_request(3, 2));
   REQUIRE(rml_code(*answer.second) == errc::non_finite);
   REQUIRE(describe(*answer.second) == "request 3: model version 1 answered a non-finite probability for row 0");
 
-  auto poisoned = test::make_snapshot(2);
-  {
-    auto model = nn::make_architecture("mlp");
-    model->initialize(1);
-    model->parameters()[1]->value.data()[0] = INFINITY;
-    const auto file = encode_model(*model, {});
-    poisoned.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
-  }
+  auto poisoned = test::make_snapshot(2, "mlp", 1, "scale(0.5)", [](nn::sequential& model) { model.parameters()[1]->value.data()[0] = INFINITY; });
   caf::anon_send(replica, poisoned);
   // Still version 1: the poisoned version was refused at load.
   REQUIRE(describe(*f.ask<predict_reply>(replica, make_request(4, 1)).second).find("model version 1") != std::string::npos);
