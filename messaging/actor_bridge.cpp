@@ -6,6 +6,7 @@
 
 #include "messaging/errors.hpp"
 #include "messaging/messages.hpp"
+#include "messaging/type_ids.hpp"
 
 namespace rml::messaging {
 namespace {
@@ -15,6 +16,14 @@ struct bridge_state {
   caf::actor_addr monitored;
   static inline const char* name = "rml.predict_bridge";
 };
+
+ticketed_answer failure_of(std::uint64_t ticket, std::uint64_t request_id, caf::error failure) {
+  ticketed_answer answer;
+  answer.ticket = ticket;
+  answer.request_id = request_id;
+  answer.failure = std::move(failure);
+  return answer;
+}
 }  // namespace
 
 caf::actor spawn_predict_bridge(caf::actor_system& system, predict_listener* listener, caf::atom_value target) {
@@ -23,46 +32,46 @@ caf::actor spawn_predict_bridge(caf::actor_system& system, predict_listener* lis
     // every ticket still gets exactly one answer and the endpoint's in-flight count is right.
     self->set_down_handler([self, listener](caf::down_msg& down) {
       auto& pending = self->state.pending;
+      std::vector<ticketed_answer> failed;
       for (auto entry = pending.begin(); entry != pending.end();) {
         if (entry->second.second != down.source) {
           ++entry;
           continue;
         }
-        listener->failed(entry->first, entry->second.first,
-                         make_error(errc::not_ready, "request " + std::to_string(entry->second.first) + ": serving stopped before answering"));
+        failed.push_back(failure_of(entry->first, entry->second.first,
+                                    make_error(errc::not_ready, "request " + std::to_string(entry->second.first) +
+                                                                    ": serving stopped before answering")));
         entry = pending.erase(entry);
       }
+      if (!failed.empty()) listener->answered(failed);
       if (self->state.monitored == down.source) self->state.monitored = nullptr;
     });
-    return {[self, listener, target](std::uint64_t ticket, predict_request& request) {
-      const std::uint64_t id = request.request_id;
-      auto serving = self->system().registry().get<caf::actor>(target);
-      if (!serving) return listener->failed(ticket, id, make_error(errc::not_ready, "no serving actor running"));
-      if (self->state.monitored != serving.address()) {
-        self->monitor(serving);
-        self->state.monitored = serving.address();
-      }
-      self->state.pending.emplace(ticket, std::make_pair(id, serving.address()));
-      auto settle = [self, ticket]() {
-        auto& pending = self->state.pending;
-        auto found = pending.find(ticket);
-        if (found == pending.end()) return false;  // already failed when serving went down
-        pending.erase(found);
-        return true;
-      };
-      // No timeout of its own: serving answers every request by its deadline (the batching
-      // queue refuses expired requests, batches are bounded by a timeout), the endpoints
-      // answer a deadline themselves should serving hang, and a request timeout here would
-      // cost a timer in CAF's clock thread per request.
-      self->request(serving, caf::infinite, std::move(request))
-          .then(
-              [listener, ticket, settle](predict_reply& reply) {
-                if (settle()) listener->answered(ticket, reply);
-              },
-              [listener, ticket, id, settle](caf::error& failure) {
-                if (settle()) listener->failed(ticket, id, failure);
-              });
-    }};
+    return {
+        [self, listener, target](predict_burst& burst) {
+          auto serving = self->system().registry().get<caf::actor>(target);
+          if (!serving) {
+            std::vector<ticketed_answer> failed;
+            for (auto& item : burst.requests) {
+              failed.push_back(failure_of(item.ticket, item.request.request_id, make_error(errc::not_ready, "no serving actor running")));
+            }
+            return listener->answered(failed);
+          }
+          if (self->state.monitored != serving.address()) {
+            self->monitor(serving);
+            self->state.monitored = serving.address();
+          }
+          for (auto& item : burst.requests) self->state.pending.emplace(item.ticket, std::make_pair(item.request.request_id, serving.address()));
+          self->send(serving, std::move(burst));
+        },
+        [self, listener](predict_answers& ready) {
+          auto& answers = ready.answers;
+          auto& pending = self->state.pending;
+          // Answers whose ticket was already failed (serving went down first) are dropped.
+          answers.erase(std::remove_if(answers.begin(), answers.end(), [&](const ticketed_answer& answer) { return pending.erase(answer.ticket) == 0; }),
+                        answers.end());
+          if (!answers.empty()) listener->answered(answers);
+        },
+    };
   });
 }
 

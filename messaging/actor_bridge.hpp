@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <utility>
+#include <vector>
 
 namespace rml::messaging {
 
@@ -26,24 +27,23 @@ void ask_from_outside(caf::actor_system& system, const caf::actor& target, std::
 
 namespace rml::messaging {
 
-struct predict_request;
-struct predict_reply;
+struct ticketed_answer;
 
-/// Receives what a predict bridge's requests got; called on actor threads.
+/// Receives what a predict bridge's requests got; called on actor threads, once per burst of
+/// answers that became ready together.
 class predict_listener {
  public:
   virtual ~predict_listener() = default;
-  virtual void answered(std::uint64_t ticket, predict_reply& reply) = 0;
-  virtual void failed(std::uint64_t ticket, std::uint64_t request_id, const caf::error& failure) = 0;
+  virtual void answered(std::vector<ticketed_answer>& answers) = 0;
 };
 
-/// One long-lived actor through which an endpoint sends all its predict requests — an
-/// `anon_send(bridge, ticket, predict_request)` from any thread — to the actor registered
-/// under `target` (looked up per request, so a restarted one is found). Every request's
-/// answer or error goes to `listener` with its ticket, exactly once. Cheaper than an actor
-/// per request (ask_from_outside), which matters at 100 k requests/s. It sets no timeout:
-/// serving answers every request by its deadline (a timer per request in CAF's clock thread
-/// would cost more than the rest of the hop).
+/// One long-lived actor through which an endpoint sends its predict requests in bursts — an
+/// `anon_send(bridge, predict_burst)` from any thread, one per receive burst — to the actor
+/// registered under `target` (looked up per burst, so a restarted one is found). Every
+/// request's answer or error goes to `listener` with its ticket, exactly once, in bursts
+/// as serving answers them (one batch's answers at a time). Should serving die holding
+/// requests, they are failed here. It sets no timeout: serving answers every request by
+/// its deadline, and the endpoints answer a deadline themselves should serving hang.
 caf::actor spawn_predict_bridge(caf::actor_system& system, predict_listener* listener, caf::atom_value target);
 
 }  // namespace rml::messaging

@@ -110,8 +110,28 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
   };
   std::unordered_map<std::uint64_t, pending_infer> pending;
 
-  void answered(std::uint64_t ticket, predict_reply& reply) override;
-  void failed(std::uint64_t ticket, std::uint64_t request_id, const caf::error& failure) override;
+  void answered(std::vector<ticketed_answer>& answers) override;
+  /// Infer requests read and not yet sent to serving: the requests parsed in one turn of the
+  /// event loop go as one burst (the first schedules the send behind the handlers queued).
+  std::mutex burst_mutex;
+  predict_burst burst;
+  void send_to_serving(std::uint64_t ticket, predict_request request) {
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> lock(burst_mutex);
+      first = burst.requests.empty();
+      burst.requests.push_back({ticket, std::move(request)});
+    }
+    if (!first) return;
+    net::post(io, [self = shared_from_this()] {
+      predict_burst ready;
+      {
+        std::lock_guard<std::mutex> lock(self->burst_mutex);
+        ready.requests.swap(self->burst.requests);
+      }
+      caf::anon_send(self->bridge, std::move(ready));
+    });
+  }
   pending_infer take(std::uint64_t ticket) {
     std::lock_guard<std::mutex> lock(pending_mutex);
     auto found = pending.find(ticket);
@@ -383,7 +403,7 @@ class session : public responder, public std::enable_shared_from_this<session<St
       entry.asked->infer_failed(make_error(errc::deadline_exceeded, "request " + std::to_string(request_id) + ": no answer by its deadline"));
       server->in_flight--;
     });
-    caf::anon_send(server_->bridge, ticket, std::move(call->request));
+    server_->send_to_serving(ticket, std::move(call->request));
   }
 
   void feedback() {
@@ -497,20 +517,15 @@ using plain_session = session<beast::tcp_stream>;
 using tls_session = session<beast::ssl_stream<beast::tcp_stream>>;
 }  // namespace
 
-void http_endpoint::implementation::answered(std::uint64_t ticket, predict_reply& reply) {
-  auto entry = take(ticket);
-  if (!entry.asked) return;  // the deadline timer answered (and counted) it
-  net::post(entry.deadline->get_executor(), [deadline = entry.deadline] { deadline->cancel(); });
-  entry.asked->infer_answered(*entry.call, reply);
-  in_flight--;  // last: stop() may tear down once nothing is in flight
-}
-
-void http_endpoint::implementation::failed(std::uint64_t ticket, std::uint64_t, const caf::error& failure) {
-  auto entry = take(ticket);
-  if (!entry.asked) return;
-  net::post(entry.deadline->get_executor(), [deadline = entry.deadline] { deadline->cancel(); });
-  entry.asked->infer_failed(failure);
-  in_flight--;
+void http_endpoint::implementation::answered(std::vector<ticketed_answer>& answers) {
+  for (auto& answer : answers) {
+    auto entry = take(answer.ticket);
+    if (!entry.asked) continue;  // the deadline timer answered (and counted) it
+    net::post(entry.deadline->get_executor(), [deadline = entry.deadline] { deadline->cancel(); });
+    if (answer.ok()) entry.asked->infer_answered(*entry.call, answer.reply);
+    else entry.asked->infer_failed(answer.failure);
+    in_flight--;  // last: stop() may tear down once nothing is in flight
+  }
 }
 
 void http_endpoint::implementation::refuse_connection(tcp::socket socket) {

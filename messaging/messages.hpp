@@ -8,6 +8,7 @@
 // std::vector<float> element by element, measured 4× slower than the same data as bytes.
 
 #include <caf/deserializer.hpp>
+#include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/serializer.hpp>
 
@@ -180,6 +181,57 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, predict_reply& x) {
   return f(caf::meta::type_name("predict_reply"), x.request_id, x.model_version, x.rows,
            x.classes, x.probabilities, x.top_classes);
+}
+
+/// A predict request with the ticket its asker will know the answer by.
+struct ticketed_request {
+  std::uint64_t ticket = 0;
+  predict_request request;
+  friend bool operator==(const ticketed_request&, const ticketed_request&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ticketed_request& x) {
+  return f(caf::meta::type_name("ticketed_request"), x.ticket, x.request);
+}
+
+/// Requests that arrived together (one receive burst of an endpoint), sent as one message:
+/// serving's cost per request is then a small constant instead of an actor message each
+/// way. Every request is answered exactly once, in a `predict_answers` to the sender.
+struct predict_burst {
+  std::vector<ticketed_request> requests;
+  friend bool operator==(const predict_burst&, const predict_burst&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, predict_burst& x) {
+  return f(caf::meta::type_name("predict_burst"), x.requests);
+}
+
+/// The answer to one ticketed request: the reply, or the error when `failure` is set.
+struct ticketed_answer {
+  std::uint64_t ticket = 0;
+  std::uint64_t request_id = 0;
+  caf::error failure;
+  predict_reply reply;
+  bool ok() const { return !failure; }
+  friend bool operator==(const ticketed_answer&, const ticketed_answer&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ticketed_answer& x) {
+  return f(caf::meta::type_name("ticketed_answer"), x.ticket, x.request_id, x.failure, x.reply);
+}
+
+/// Answers that became ready together (one batch's), sent as one message.
+struct predict_answers {
+  std::vector<ticketed_answer> answers;
+  friend bool operator==(const predict_answers&, const predict_answers&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, predict_answers& x) {
+  return f(caf::meta::type_name("predict_answers"), x.answers);
 }
 
 /// Measurements a component reports: counters, gauges and latency quantiles by name.

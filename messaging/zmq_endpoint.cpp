@@ -130,25 +130,40 @@ struct zmq_endpoint::implementation : predict_listener {
                                       "Refusals not sent to a client that kept sending without reading", socket)};
   }
 
-  /// Called from actor threads: queue a reply and wake the socket thread.
+  /// Called from actor threads: queue replies and wake the socket thread, once per burst.
   void post(outgoing reply) {
     {
       std::lock_guard<std::mutex> lock(replies_mutex);
       replies.push_back(std::move(reply));
     }
+    wake();
+  }
+
+  void wake() {
     const std::uint64_t one = 1;
     [[maybe_unused]] auto written = ::write(wakeup, &one, sizeof(one));
   }
 
-  void answered(std::uint64_t ticket, predict_reply& reply) override {
-    counters.answered++;
-    post({{}, ticket, wire::encode_predict_reply(reply)});
-    in_flight--;  // last: the endpoint may be destroyed once nothing is in flight
-  }
-  void failed(std::uint64_t ticket, std::uint64_t request_id, const caf::error& failure) override {
-    counters.failed++;
-    post({{}, ticket, error_frame_of(failure, request_id)});
-    in_flight--;
+  void answered(std::vector<ticketed_answer>& answers) override {
+    std::vector<outgoing> ready;
+    ready.reserve(answers.size());
+    std::size_t failures = 0;
+    for (auto& answer : answers) {
+      if (answer.ok()) {
+        ready.push_back({{}, answer.ticket, wire::encode_predict_reply(answer.reply)});
+      } else {
+        ++failures;
+        ready.push_back({{}, answer.ticket, error_frame_of(answer.failure, answer.request_id)});
+      }
+    }
+    counters.answered += answers.size() - failures;
+    counters.failed += failures;
+    {
+      std::lock_guard<std::mutex> lock(replies_mutex);
+      for (auto& reply : ready) replies.push_back(std::move(reply));
+    }
+    wake();
+    in_flight -= answers.size();  // last: the endpoint may be destroyed once nothing is in flight
   }
 
   /// Socket thread: sends queued answers to whoever asked.
@@ -244,6 +259,10 @@ struct zmq_endpoint::implementation : predict_listener {
     }
   }
 
+  /// Requests of the current receive burst, sent to serving as one message.
+  predict_burst burst;
+  static constexpr std::size_t burst_requests_max = 512;
+
   void forward_predict(route to, wire::predict_frame decoded) {
     const auto timeout = decoded.timeout_ms > 0 ? std::chrono::milliseconds(decoded.timeout_ms) : options.default_timeout;
     decoded.request.deadline_us =
@@ -251,7 +270,14 @@ struct zmq_endpoint::implementation : predict_listener {
     const std::uint64_t ticket = ++next_ticket;
     auto deadline = deadlines.emplace(decoded.request.deadline_us, ticket);
     waiting.emplace(ticket, waiting_request{std::move(to), decoded.request.request_id, deadline});
-    caf::anon_send(bridge, ticket, std::move(decoded.request));
+    burst.requests.push_back({ticket, std::move(decoded.request)});
+    if (burst.requests.size() >= burst_requests_max) send_burst();
+  }
+
+  void send_burst() {
+    if (burst.requests.empty()) return;
+    caf::anon_send(bridge, std::move(burst));
+    burst = {};
   }
 
   void forward_feedback(route to, prediction_feedback feedback) {
@@ -375,7 +401,7 @@ struct zmq_endpoint::implementation : predict_listener {
     while (true) {
       std::vector<zmq::message_t> parts;
       zmq::message_t part;
-      if (!router.recv(part, zmq::recv_flags::dontwait)) return;
+      if (!router.recv(part, zmq::recv_flags::dontwait)) return send_burst();
       parts.push_back(std::move(part));
       while (parts.back().more()) {
         zmq::message_t next;

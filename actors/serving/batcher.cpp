@@ -26,7 +26,11 @@ struct waiting_request {
   std::uint32_t retries;
   std::uint64_t features_hash;  // the cache key's
   messaging::predict_request request;
+  /// Who hears the answer: the promise of a request asked alone, or (when `reply_to` is set)
+  /// the sender of a burst, by `ticket`, among the answers of the same batch.
   caf::typed_response_promise<messaging::predict_reply> promise;
+  caf::strong_actor_ptr reply_to;
+  std::uint64_t ticket = 0;
   bool operator<(const waiting_request& other) const {
     return deadline_us != other.deadline_us ? deadline_us < other.deadline_us : sequence < other.sequence;
   }
@@ -81,6 +85,8 @@ struct batcher_state {
   double window_queue_wait_us = 0;
   std::uint64_t window_dispatched = 0;
   std::uint32_t backlog_looks = 0, idle_looks = 0;
+  /// Answers for burst senders, sent as one message each when the current message is handled.
+  std::vector<std::pair<caf::strong_actor_ptr, messaging::predict_answers>> outbox;
   std::map<std::string, double> counters;
   messaging::latency_histogram batch_latency;
   lane_metrics metrics{};
@@ -137,6 +143,32 @@ void apply_settings(batcher_state& state, const messaging::batching_settings& se
 void dispatch(batcher_pointer self, batch_close_reason reason);
 void consider(batcher_pointer self);
 
+/// Answers a request with `reply`, or with `failure` when `reply` is null.
+void answer(batcher_state& state, waiting_request& waiting, messaging::predict_reply* reply, caf::error failure) {
+  if (!waiting.reply_to) {
+    if (reply) waiting.promise.deliver(std::move(*reply));
+    else waiting.promise.deliver(std::move(failure));
+    return;
+  }
+  auto found = std::find_if(state.outbox.begin(), state.outbox.end(), [&](const auto& entry) { return entry.first == waiting.reply_to; });
+  if (found == state.outbox.end()) found = state.outbox.insert(state.outbox.end(), {waiting.reply_to, {}});
+  messaging::ticketed_answer ready;
+  ready.ticket = waiting.ticket;
+  ready.request_id = waiting.request.request_id;
+  if (reply) ready.reply = std::move(*reply);
+  else ready.failure = std::move(failure);
+  found->second.answers.push_back(std::move(ready));
+}
+
+void fail(batcher_state& state, waiting_request& waiting, caf::error failure) { answer(state, waiting, nullptr, std::move(failure)); }
+
+/// Sends the answers the handled message produced: one message per burst sender.
+void flush(batcher_pointer self) {
+  // Askers may be dynamically typed (an endpoint's bridge, a test), which a typed send refuses.
+  for (auto& [asker, answers] : self->state.outbox) caf::unsafe_send_as(self, asker, std::move(answers));
+  self->state.outbox.clear();
+}
+
 /// The replica that takes the next batch: fewest outstanding, not retiring, below the bound.
 replica_slot* free_slot(batcher_state& state) {
   replica_slot* best = nullptr;
@@ -168,7 +200,7 @@ void requeue(batcher_pointer self, batch_requests& requests, const caf::error& f
   auto& state = self->state;
   for (auto& waiting : requests) {
     if (waiting.retries >= state.options.pool.retries_max) {
-      waiting.promise.deliver(failure);
+      fail(state, waiting, failure);
       continue;
     }
     ++waiting.retries;
@@ -230,7 +262,7 @@ void deliver(batcher_state& state, waiting_request& waiting, const messaging::pr
     state.cache->insert({reply.model_version, waiting.features_hash, reply.rows, waiting.request.top_k},
                         {reply.probabilities.values, reply.top_classes});
   }
-  waiting.promise.deliver(std::move(reply));
+  answer(state, waiting, &reply, {});
 }
 
 replica_slot* slot_by_id(batcher_state& state, std::uint64_t id) {
@@ -269,7 +301,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
       state.queued_rows -= expired.request.rows;
       state.counters["deadline_exceeded"] += 1;
       state.metrics.refused_deadline->add();
-      expired.promise.deliver(messaging::make_error(errc::deadline_exceeded, "request " + std::to_string(expired.request.request_id) +
+      fail(state, expired, messaging::make_error(errc::deadline_exceeded, "request " + std::to_string(expired.request.request_id) +
                                                                                 ": deadline passed while queued"));
       continue;
     }
@@ -348,6 +380,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
             retire_if_done(self, slot_id);
             if (!state.queue.empty() && free_slot(state)) dispatch(self, batch_close_reason::replica_free);
             consider(self);
+            flush(self);
           },
           [self, take, slot_id](caf::error& failure) {
             auto requests = take();
@@ -355,10 +388,11 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
             if (failure == caf::sec::request_receiver_down) {
               requeue(self, *requests, failure);
             } else {
-              for (auto& waiting : *requests) waiting.promise.deliver(failure);
+              for (auto& waiting : *requests) fail(self->state, waiting, failure);
             }
             retire_if_done(self, slot_id);
             consider(self);
+            flush(self);
           });
 }
 
@@ -384,13 +418,17 @@ void on_replica_down(batcher_pointer self, const caf::down_msg& down) {
     while (!state.restart_times_us.empty() && state.restart_times_us.front() < now - window_us) state.restart_times_us.pop_front();
     if (state.restart_times_us.size() > state.options.pool.restarts_max) {
       trace(self, "restart_intensity_exceeded", std::to_string(state.restart_times_us.size()) + " replica restarts in the window");
-      while (!state.queue.empty()) state.queue.extract(state.queue.begin()).value().promise.deliver(failure);
+      while (!state.queue.empty()) {
+        auto waiting = std::move(state.queue.extract(state.queue.begin()).value());
+        fail(state, waiting, failure);
+      }
       for (auto& slot : state.slots) {
         for (auto& [batch_id, requests] : slot.in_flight) {
-          for (auto& waiting : *requests) waiting.promise.deliver(failure);
+          for (auto& waiting : *requests) fail(state, waiting, failure);
         }
         slot.in_flight.clear();
       }
+      flush(self);
       self->quit(messaging::make_error(errc::restart_intensity_exceeded, "lane " + state.options.lane + ": replicas crash too often"));
       return;
     }
@@ -403,6 +441,7 @@ void on_replica_down(batcher_pointer self, const caf::down_msg& down) {
     state.metrics.replicas->set(double(state.slots.size()));
   }
   consider(self);
+  flush(self);
 }
 
 /// One look at the load: scale up on a sustained backlog, down on a sustained idle replica.
@@ -449,49 +488,59 @@ void look_at_load(batcher_pointer self) {
   state.window_dispatched = 0;
 }
 
-caf::result<messaging::predict_reply> enqueue(batcher_pointer self, messaging::predict_request& request) {
+/// Queues a request (answered through `target`'s promise or burst sender), or answers it at
+/// once: refused (bad shape, deadline passed, queue full) or from the cache. The features
+/// were checked finite where they were decoded (feature_check); the replica asserts it.
+void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_request target) {
   auto& state = self->state;
+  auto refuse = [&](caf::error failure) {
+    target.request.request_id = request.request_id;
+    fail(state, target, std::move(failure));
+  };
   const std::string which = "request " + std::to_string(request.request_id);
   if (request.rows == 0 || request.features.values.size() != std::size_t(request.rows) * state.options.features) {
-    return messaging::make_error(errc::shape_mismatch, which + ": " + std::to_string(request.features.values.size()) + " values for " +
-                                                           std::to_string(request.rows) + " rows of " +
-                                                           std::to_string(state.options.features) + " features");
-  }
-  for (float value : request.features.values) {
-    if (!std::isfinite(value)) return messaging::make_error(errc::invalid_argument, which + ": a feature is not finite");
+    return refuse(messaging::make_error(errc::shape_mismatch, which + ": " + std::to_string(request.features.values.size()) +
+                                                                  " values for " + std::to_string(request.rows) + " rows of " +
+                                                                  std::to_string(state.options.features) + " features"));
   }
   const std::int64_t now = clock_us(self);
   if (request.deadline_us > 0 && request.deadline_us < now) {
     state.counters["deadline_exceeded"] += 1;
     state.metrics.refused_deadline->add();
-    return messaging::make_error(errc::deadline_exceeded, which + ": deadline passed before it was queued");
+    return refuse(messaging::make_error(errc::deadline_exceeded, which + ": deadline passed before it was queued"));
   }
   if (state.queue.size() >= state.options.settings.queue_requests_max) {
     state.counters["overloaded"] += 1;
     state.metrics.refused_overloaded->add();
-    return messaging::make_error(errc::overloaded, which + ": " + std::to_string(state.queue.size()) + " requests queued (the bound)");
+    return refuse(messaging::make_error(errc::overloaded, which + ": " + std::to_string(state.queue.size()) + " requests queued (the bound)"));
   }
-  // The cache key hashes the raw features (xxHash: fast, and already a dependency).
-  const std::uint64_t features_hash = XXH3_64bits(request.features.values.data(), request.features.values.size() * sizeof(float));
   request.top_k = std::max(request.top_k, 1u);
-  if (state.snapshot) {
-    if (const auto* cached = state.cache->find({state.snapshot->version, features_hash, request.rows, request.top_k})) {
-      ++state.cache_hits;
-      state.metrics.cache_hits->add();
-      const std::uint32_t classes = request.rows ? std::uint32_t(cached->probabilities.size() / request.rows) : 0;
-      return messaging::predict_reply{request.request_id, state.snapshot->version, request.rows, classes, {cached->probabilities},
-                                      cached->top_classes};
+  std::uint64_t features_hash = 0;
+  if (state.options.cache_entries_max > 0) {
+    // The cache key hashes the raw features (xxHash: fast, and already a dependency).
+    features_hash = XXH3_64bits(request.features.values.data(), request.features.values.size() * sizeof(float));
+    if (state.snapshot) {
+      if (const auto* cached = state.cache->find({state.snapshot->version, features_hash, request.rows, request.top_k})) {
+        ++state.cache_hits;
+        state.metrics.cache_hits->add();
+        const std::uint32_t classes = request.rows ? std::uint32_t(cached->probabilities.size() / request.rows) : 0;
+        messaging::predict_reply reply{request.request_id, state.snapshot->version, request.rows, classes, {cached->probabilities},
+                                       cached->top_classes};
+        target.request.request_id = request.request_id;
+        return answer(state, target, &reply, {});
+      }
     }
+    ++state.cache_misses;
+    state.metrics.cache_misses->add();
   }
-  ++state.cache_misses;
-  state.metrics.cache_misses->add();
-  auto promise = self->make_response_promise<messaging::predict_reply>();
   state.queued_rows += request.rows;
-  state.queue.insert(
-      {request.deadline_us > 0 ? request.deadline_us : INT64_MAX, ++state.sequence, now, 0, features_hash, std::move(request), promise});
-  state.metrics.queue_depth->set(double(state.queue.size()));
-  consider(self);
-  return promise;
+  target.deadline_us = request.deadline_us > 0 ? request.deadline_us : INT64_MAX;
+  target.sequence = ++state.sequence;
+  target.queued_us = now;
+  target.retries = 0;
+  target.features_hash = features_hash;
+  target.request = std::move(request);
+  state.queue.insert(std::move(target));
 }
 
 batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options options) {
@@ -519,6 +568,7 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
     auto& state = self->state;
     if (view.content().match_elements<scale_atom>()) {
       look_at_load(self);
+      flush(self);
       caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), state.options.pool.scale_interval, scale_atom::value);
       return caf::message{};
     }
@@ -528,14 +578,37 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
       // Closes now if a replica is free; else the batch closes when one is.
       if (!state.queue.empty() && free_slot(state)) dispatch(self, batch_close_reason::delay_expired);
       consider(self);
+      flush(self);
     }
     return caf::message{};
   });
   return {
-      [self](messaging::predict_request& request) { return enqueue(self, request); },
+      [self](messaging::predict_request& request) {
+        auto promise = self->make_response_promise<messaging::predict_reply>();
+        waiting_request target{};
+        target.promise = promise;
+        enqueue(self, request, std::move(target));
+        self->state.metrics.queue_depth->set(double(self->state.queue.size()));
+        consider(self);
+        flush(self);
+        return promise;
+      },
+      [self](messaging::predict_burst& burst) {
+        const auto asker = self->current_sender();
+        for (auto& item : burst.requests) {
+          waiting_request target{};
+          target.reply_to = asker;
+          target.ticket = item.ticket;
+          enqueue(self, item.request, std::move(target));
+        }
+        self->state.metrics.queue_depth->set(double(self->state.queue.size()));
+        consider(self);
+        flush(self);
+      },
       [self](messaging::batching_settings& settings) {
         apply_settings(self->state, settings);
         consider(self);
+        flush(self);
       },
       [self](messaging::model_snapshot& snapshot) {
         auto& state = self->state;

@@ -37,6 +37,7 @@ namespace rml::actors {
 
 using batcher_actor = caf::typed_actor<
     caf::replies_to<messaging::predict_request>::with<messaging::predict_reply>,
+    caf::reacts_to<messaging::predict_burst>,
     caf::reacts_to<messaging::batching_settings>,
     caf::reacts_to<messaging::model_snapshot>,
     caf::replies_to<messaging::status_atom>::with<std::map<std::string, double>>>;

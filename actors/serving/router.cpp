@@ -98,9 +98,9 @@ struct lane_state {
   std::string role;
   batcher_actor actor;
   std::optional<messaging::model_snapshot> snapshot;
-  /// Requests sent to the lane and not yet answered: if the lane dies holding them, the
-  /// router answers them (CAF does not).
-  std::unordered_map<std::uint64_t, caf::typed_response_promise<messaging::predict_reply>> outstanding;
+  /// Requests sent to the lane and not yet answered (in `router_state::outstanding`): if
+  /// the lane dies holding them, the router answers them (CAF does not).
+  std::uint64_t held = 0;
   bool closing = false;  // exits when its last request is answered
   std::uint64_t last_used = 0;
   // Live evaluation since the last reset.
@@ -126,9 +126,27 @@ struct remembered_prediction {
   double probability = 1.0;  // the bandit's probability of choosing this arm
 };
 
+/// Who hears a request's answer: the actor that asked for it alone (a promise), or the
+/// sender of a burst (by its ticket, in a `predict_answers` with the others ready then).
+struct answer_target {
+  std::optional<caf::typed_response_promise<messaging::predict_reply>> promise;
+  caf::strong_actor_ptr reply_to;
+  std::uint64_t ticket = 0;
+};
+
 struct waiting_for_version {
   messaging::predict_request request;
-  caf::typed_response_promise<messaging::predict_reply> promise;
+  answer_target target;
+};
+
+/// A request at a lane, by the router's ticket.
+struct outstanding_request {
+  answer_target target;
+  std::uint64_t request_id = 0;
+  std::uint64_t lane_id = 0;
+  std::int64_t started_us = 0;
+  /// A mirror to the shadow lane: its answer is compared, never returned.
+  bool shadow = false;
 };
 
 struct router_metrics {
@@ -159,6 +177,12 @@ struct router_state {
   std::optional<caf::typed_response_promise<std::uint64_t>> drain_promise;
   std::uint64_t uses = 0;
   std::uint64_t lanes_opened = 0, next_ticket = 0;
+  std::unordered_map<std::uint64_t, outstanding_request> outstanding;
+  /// What the current message produced, sent when it is handled (flush): requests for each
+  /// lane (by lane id) and answers for each burst sender — one message each, however many
+  /// requests they carry.
+  std::map<std::uint64_t, std::pair<batcher_actor, messaging::predict_burst>> to_lanes;
+  std::vector<std::pair<caf::strong_actor_ptr, messaging::predict_answers>> to_askers;
   std::map<std::string, double> counters;
   router_metrics metrics{};
   std::map<std::string, messaging::metrics::counter*> errors_by_kind;
@@ -225,7 +249,7 @@ void close_lane(router_pointer self, const std::string& role) {
   auto found = state.lanes.find(role);
   if (found == state.lanes.end()) return;
   auto& lane = found->second;
-  if (!lane.outstanding.empty()) {
+  if (lane.held > 0) {
     lane.closing = true;
     return;
   }
@@ -373,90 +397,126 @@ void compare_shadow(router_state& state, remembered_prediction& prediction) {
   (agree ? state.metrics.agree : state.metrics.disagree)->add();
 }
 
-std::int64_t lane_timeout_us(router_pointer self, const messaging::predict_request& request) {
-  return request.deadline_us > 0 ? std::max<std::int64_t>(request.deadline_us - clock_us(self), 0) + 1'000'000 : 60'000'000;
+/// Answers a request: at once to a promise, or into the burst of answers for its asker.
+void deliver(router_state& state, answer_target& target, std::uint64_t request_id, messaging::predict_reply* reply, caf::error failure) {
+  if (target.promise) {
+    if (reply) target.promise->deliver(std::move(*reply));
+    else target.promise->deliver(std::move(failure));
+    return;
+  }
+  auto found = std::find_if(state.to_askers.begin(), state.to_askers.end(), [&](const auto& entry) { return entry.first == target.reply_to; });
+  if (found == state.to_askers.end()) found = state.to_askers.insert(state.to_askers.end(), {target.reply_to, {}});
+  messaging::ticketed_answer answer;
+  answer.ticket = target.ticket;
+  answer.request_id = request_id;
+  if (reply) answer.reply = std::move(*reply);
+  else answer.failure = std::move(failure);
+  found->second.answers.push_back(std::move(answer));
 }
 
-/// Sends a request to a lane and answers its promise with the lane's answer (or error).
-void forward(router_pointer self, const std::string& role, messaging::predict_request request,
-             caf::typed_response_promise<messaging::predict_reply> promise, double probability) {
+void refuse(router_state& state, answer_target& target, std::uint64_t request_id, errc code, std::string message) {
+  answered_counter(state, to_string(code)).add();
+  deliver(state, target, request_id, nullptr, messaging::make_error(code, std::move(message)));
+}
+
+/// Sends what the message handled produced: one burst per lane, one answer burst per asker.
+void flush(router_pointer self) {
+  auto& state = self->state;
+  for (auto& [lane_id, entry] : state.to_lanes) self->send(entry.first, std::move(entry.second));
+  state.to_lanes.clear();
+  // Askers may be dynamically typed (an endpoint's bridge, a test), which a typed send refuses.
+  for (auto& [asker, answers] : state.to_askers) caf::unsafe_send_as(self, asker, std::move(answers));
+  state.to_askers.clear();
+}
+
+/// Queues a request for a lane (sent at the flush) and holds it until the lane answers.
+void hand_to_lane(router_state& state, lane_state& lane, std::uint64_t ticket, messaging::predict_request request) {
+  auto& burst = state.to_lanes[lane.id];
+  if (!burst.first) burst.first = lane.actor;
+  burst.second.requests.push_back({ticket, std::move(request)});
+  ++lane.held;
+}
+
+/// Sends a request to a lane; its answer (or error) goes to `target`.
+void forward(router_pointer self, const std::string& role, messaging::predict_request request, answer_target target, double probability) {
   auto& state = self->state;
   auto* lane = find_lane(state, role);
   if (!lane) {
-    promise.deliver(messaging::make_error(errc::not_ready, "request " + std::to_string(request.request_id) + ": lane " + role + " is gone"));
+    refuse(state, target, request.request_id, errc::not_ready, "request " + std::to_string(request.request_id) + ": lane " + role + " is gone");
     return;
   }
   const std::uint64_t ticket = ++state.next_ticket;
-  const std::uint64_t lane_id = lane->id;
-  lane->outstanding.emplace(ticket, promise);
+  const std::uint64_t id = request.request_id;
+  state.outstanding.emplace(ticket, outstanding_request{std::move(target), id, lane->id, clock_us(self), false});
   ++state.in_flight;
   lane->last_used = ++state.uses;
-  const std::int64_t started = clock_us(self);
-  const std::uint64_t id = request.request_id;
   remember(state, id, {role, lane->version(), -1, -1, false, probability});
-  // Takes the request's promise back from its lane (nothing when the lane's crash answered it).
-  auto settle = [self, lane_id, ticket]() -> std::optional<caf::typed_response_promise<messaging::predict_reply>> {
-    auto& state = self->state;
-    for (auto& [key, lane] : state.lanes) {
-      if (lane.id != lane_id) continue;
-      auto found = lane.outstanding.find(ticket);
-      if (found == lane.outstanding.end()) return std::nullopt;
-      auto taken = std::move(found->second);
-      lane.outstanding.erase(found);
-      --state.in_flight;
-      if (lane.closing && lane.outstanding.empty()) close_lane(self, std::string(key));
-      return taken;
-    }
-    return std::nullopt;
-  };
-  // No request timeout: the lane answers by the deadline (its queue refuses expired
-  // requests), and a timeout would cost a timer in CAF's clock thread per request.
-  self->request(lane->actor, caf::infinite, std::move(request))
-      .then(
-          [self, role, id, started, settle](messaging::predict_reply& reply) {
-            auto promise = settle();
-            if (!promise) return;
-            auto& state = self->state;
-            const double latency = double(clock_us(self) - started);
-            if (auto* answered = find_lane(state, role)) answered->latency.record(latency);
-            state.metrics.latency->observe(latency * 1e-6);
-            state.metrics.answered->add();
-            if (auto found = state.memory.find(id); found != state.memory.end() && !reply.top_classes.empty()) {
-              found->second.predicted = reply.top_classes.front();
-              found->second.version = reply.model_version;
-              compare_shadow(state, found->second);
-            }
-            promise->deliver(std::move(reply));
-            finish_drain_if_done(self);
-          },
-          [self, settle](caf::error& failure) {
-            auto promise = settle();
-            if (!promise) return;
-            answered_counter(self->state, outcome_of(failure)).add();
-            promise->deliver(failure);
-            finish_drain_if_done(self);
-          });
+  hand_to_lane(state, *lane, ticket, std::move(request));
 }
 
 void mirror_to_shadow(router_pointer self, const messaging::predict_request& request) {
   auto& state = self->state;
   auto* shadow = find_lane(state, "shadow");
   if (!shadow || !shadow->snapshot) return;
-  const std::int64_t started = clock_us(self);
-  const std::uint64_t id = request.request_id;
-  self->request(shadow->actor, std::chrono::microseconds(lane_timeout_us(self, request)), request)
-      .then(
-          [self, id, started](messaging::predict_reply& reply) {
-            auto& state = self->state;
-            state.counters["shadow_answers"] += 1;
-            if (auto* lane = find_lane(state, "shadow")) lane->latency.record(double(clock_us(self) - started));
-            auto found = state.memory.find(id);
-            if (found != state.memory.end() && !reply.top_classes.empty()) {
-              found->second.shadow_predicted = reply.top_classes.front();
-              compare_shadow(state, found->second);
-            }
-          },
-          [self](caf::error&) { self->state.counters["shadow_errors"] += 1; });
+  const std::uint64_t ticket = ++state.next_ticket;
+  state.outstanding.emplace(ticket, outstanding_request{{}, request.request_id, shadow->id, clock_us(self), true});
+  hand_to_lane(state, *shadow, ticket, request);
+}
+
+/// A lane's answers: each settles its request (one answer: a request its lane's crash
+/// already answered is not there any more).
+void on_lane_answers(router_pointer self, messaging::predict_answers& ready) {
+  auto& state = self->state;
+  const auto sender = self->current_sender();
+  lane_state* lane = nullptr;
+  std::string role;
+  for (auto& [key, candidate] : state.lanes) {
+    if (caf::actor_cast<caf::strong_actor_ptr>(candidate.actor) == sender) {
+      lane = &candidate;
+      role = key;
+      break;
+    }
+  }
+  const std::int64_t now = clock_us(self);
+  for (auto& answer : ready.answers) {
+    auto found = state.outstanding.find(answer.ticket);
+    if (found == state.outstanding.end()) continue;
+    auto request = std::move(found->second);
+    state.outstanding.erase(found);
+    if (lane && lane->id == request.lane_id) --lane->held;
+    const double latency = double(now - request.started_us);
+    if (request.shadow) {
+      if (!answer.ok()) {
+        state.counters["shadow_errors"] += 1;
+        continue;
+      }
+      state.counters["shadow_answers"] += 1;
+      if (auto* shadow = find_lane(state, "shadow")) shadow->latency.record(latency);
+      auto remembered = state.memory.find(request.request_id);
+      if (remembered != state.memory.end() && !answer.reply.top_classes.empty()) {
+        remembered->second.shadow_predicted = answer.reply.top_classes.front();
+        compare_shadow(state, remembered->second);
+      }
+      continue;
+    }
+    --state.in_flight;
+    if (!answer.ok()) {
+      answered_counter(state, outcome_of(answer.failure)).add();
+      deliver(state, request.target, request.request_id, nullptr, std::move(answer.failure));
+      continue;
+    }
+    if (lane && lane->id == request.lane_id) lane->latency.record(latency);
+    state.metrics.latency->observe(latency * 1e-6);
+    state.metrics.answered->add();
+    if (auto remembered = state.memory.find(request.request_id); remembered != state.memory.end() && !answer.reply.top_classes.empty()) {
+      remembered->second.predicted = answer.reply.top_classes.front();
+      remembered->second.version = answer.reply.model_version;
+      compare_shadow(state, remembered->second);
+    }
+    deliver(state, request.target, request.request_id, &answer.reply, {});
+  }
+  if (lane && lane->closing && lane->held == 0) close_lane(self, role);
+  finish_drain_if_done(self);
 }
 
 /// Exp3's probabilities over the loaded arms, by role.
@@ -474,26 +534,22 @@ std::vector<std::pair<std::string, double>> bandit_probabilities(router_state& s
   return arms;
 }
 
-caf::result<messaging::predict_reply> route(router_pointer self, messaging::predict_request& request) {
+/// Decides which lane answers a request (the version policy), and sends it there.
+void route(router_pointer self, messaging::predict_request& request, answer_target target) {
   auto& state = self->state;
   const std::string which = "request " + std::to_string(request.request_id);
-  if (state.draining) {
-    answered_counter(state, "not_ready").add();
-    return messaging::make_error(errc::not_ready, which + ": serving is draining and admits no requests");
-  }
-  auto promise = self->make_response_promise<messaging::predict_reply>();
+  if (state.draining) return refuse(state, target, request.request_id, errc::not_ready, which + ": serving is draining and admits no requests");
   if (request.model_version != 0) {
     for (auto& [role, lane] : state.lanes) {
       if (!lane.closing && lane.version() == request.model_version) {
-        forward(self, role, std::move(request), promise, 1.0);
-        return promise;
+        return forward(self, role, std::move(request), std::move(target), 1.0);
       }
     }
     // Not in a lane: load it into a lane of its own (and evict the least recently used one).
     const std::uint64_t version = request.model_version;
     auto& waiting = state.loading[version];
-    waiting.push_back({std::move(request), promise});
-    if (waiting.size() > 1) return promise;
+    waiting.push_back({std::move(request), std::move(target)});
+    if (waiting.size() > 1) return;
     fetch_version(
         self, version,
         [self, version](const messaging::model_snapshot& snapshot) {
@@ -513,8 +569,9 @@ caf::result<messaging::predict_reply> route(router_pointer self, messaging::pred
           auto waiting = std::move(state.loading[version]);
           state.loading.erase(version);
           for (auto& entry : waiting) {
-            forward(self, lane.role, std::move(entry.request), entry.promise, 1.0);
+            forward(self, lane.role, std::move(entry.request), std::move(entry.target), 1.0);
           }
+          flush(self);
         },
         [self, version](const caf::error& failure) {
           auto& state = self->state;
@@ -522,12 +579,13 @@ caf::result<messaging::predict_reply> route(router_pointer self, messaging::pred
           state.loading.erase(version);
           const auto code = messaging::rml_code(failure).value_or(errc::not_found);
           for (auto& entry : waiting) {
-            answered_counter(state, to_string(code)).add();
-            entry.promise.deliver(messaging::make_error(code, "request " + std::to_string(entry.request.request_id) + ": model version " +
-                                                                  std::to_string(version) + " cannot be served: " + messaging::describe(failure)));
+            refuse(state, entry.target, entry.request.request_id, code,
+                   "request " + std::to_string(entry.request.request_id) + ": model version " + std::to_string(version) +
+                       " cannot be served: " + messaging::describe(failure));
           }
+          flush(self);
         });
-    return promise;
+    return;
   }
   std::string role = "main";
   double probability = 1.0;
@@ -543,11 +601,7 @@ caf::result<messaging::predict_reply> route(router_pointer self, messaging::pred
       break;
     case version_policy::kind::bandit: {
       auto arms = bandit_probabilities(state);
-      if (arms.empty()) {
-        answered_counter(state, "not_ready").add();
-        promise.deliver(messaging::make_error(errc::not_ready, which + ": no bandit arm is loaded yet"));
-        return promise;
-      }
+      if (arms.empty()) return refuse(state, target, request.request_id, errc::not_ready, which + ": no bandit arm is loaded yet");
       double draw = state.random->uniform01();
       role = arms.back().first;
       probability = arms.back().second;
@@ -564,8 +618,7 @@ caf::result<messaging::predict_reply> route(router_pointer self, messaging::pred
     default:
       break;
   }
-  forward(self, role, std::move(request), promise, probability);
-  return promise;
+  forward(self, role, std::move(request), std::move(target), probability);
 }
 
 /// The canary decision, once both versions have enough labelled answers.
@@ -657,20 +710,25 @@ void on_lane_down(router_pointer self, const caf::down_msg& down) {
     if (lane.actor.address() != down.source) continue;
     auto& owned = *state.owned;
     owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(lane.actor)), owned.end());
-    if (lane.closing) {
-      for (auto& [ticket, promise] : lane.outstanding) {
-        promise.deliver(messaging::make_error(errc::not_ready, "serving lane " + role + " stopped before answering"));
-        --state.in_flight;
+    // Its requests get an error (one answer each); a lane that was not closing restarts
+    // with what it served.
+    const std::string why = lane.closing ? " stopped before answering" : " crashed before answering";
+    for (auto entry = state.outstanding.begin(); entry != state.outstanding.end();) {
+      if (entry->second.lane_id != lane.id) {
+        ++entry;
+        continue;
       }
+      if (!entry->second.shadow) {
+        --state.in_flight;
+        refuse(state, entry->second.target, entry->second.request_id, errc::not_ready, "serving lane " + role + why);
+      }
+      entry = state.outstanding.erase(entry);
+    }
+    if (lane.closing) {
       state.lanes.erase(role);
       finish_drain_if_done(self);
+      flush(self);
       return;
-    }
-    // Its requests get an error (one answer each); the lane restarts with what it served.
-    for (auto& [ticket, promise] : lane.outstanding) {
-      answered_counter(state, "not_ready").add();
-      promise.deliver(messaging::make_error(errc::not_ready, "serving lane " + role + " crashed before answering"));
-      --state.in_flight;
     }
     auto snapshot = lane.snapshot;
     const std::string restarted = role;
@@ -681,6 +739,7 @@ void on_lane_down(router_pointer self, const caf::down_msg& down) {
     state.counters["lane_restarts"] += 1;
     state.metrics.lane_restarts->add();
     trace(self, "lane_restarted", "lane=" + restarted + " reason=" + caf::to_string(down.reason));
+    flush(self);
     return;
   }
 }
@@ -743,8 +802,25 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
   RML_ASSERT(bool(policy));  // validate() checked it
   apply_policy(self, *policy);
   return {
-      [self](messaging::predict_request& request) { return route(self, request); },
-      [self](messaging::model_snapshot& snapshot) { on_published(self, snapshot); },
+      [self](messaging::predict_request& request) {
+        auto promise = self->make_response_promise<messaging::predict_reply>();
+        route(self, request, answer_target{promise, nullptr, 0});
+        flush(self);
+        return promise;
+      },
+      [self](messaging::predict_burst& burst) {
+        const auto asker = self->current_sender();
+        for (auto& item : burst.requests) route(self, item.request, answer_target{std::nullopt, asker, item.ticket});
+        flush(self);
+      },
+      [self](messaging::predict_answers& answers) {
+        on_lane_answers(self, answers);
+        flush(self);
+      },
+      [self](messaging::model_snapshot& snapshot) {
+        on_published(self, snapshot);
+        flush(self);
+      },
       [self](messaging::status_atom) {
         auto& state = self->state;
         auto values = state.counters;

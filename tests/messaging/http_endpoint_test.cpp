@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "messaging/errors.hpp"
+#include "tests/serving_fakes.hpp"
 #include "messaging/http_endpoint.hpp"
 #include "messaging/messages.hpp"
 #include "messaging/type_ids.hpp"
@@ -64,6 +65,7 @@ caf::behavior fake_serving(caf::event_based_actor* self) {
         }
         return reply;
       },
+      rml::test::answer_bursts_one_by_one(self),
       [](info_atom) {
         serving_info info;
         info.model = "mlp";

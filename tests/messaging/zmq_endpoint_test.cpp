@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "messaging/errors.hpp"
+#include "tests/serving_fakes.hpp"
 #include "messaging/zmq_endpoint.hpp"
 
 using namespace rml;
@@ -54,6 +55,7 @@ caf::behavior fake_serving(caf::stateful_actor<fake_serving_state>* self, std::c
         self->delayed_send(self, delay, caf::atom("late"));
         return promise;
       },
+      rml::test::answer_bursts_one_by_one(self),
       [](prediction_feedback& feedback) { return feedback.request_id == 42; },
       [self](caf::atom_value) {
         auto [promise, reply] = self->state.late.front();
