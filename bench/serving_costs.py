@@ -4,7 +4,9 @@ sleep and was woken; involuntary: preempted) and CPU time per answered request, 
 /proc/PID/task/*/status and /proc/PID/stat before and after the load, beside the latency the
 load generator saw.
 
-    python3 bench/serving_costs.py [--model mlp] [--rates 1000,20000] [--duration 5] [--repeats 3]
+    python3 bench/serving_costs.py [--model mlp] [--rates 0,1000,20000] [--duration 5] [--repeats 3]
+
+Rate 0 measures the idle process: its costs are per second, not per request.
 
 Prints one JSON line per measurement, then a table of medians. The load generator runs on the
 same 2 cores; its own switches are not counted."""
@@ -13,6 +15,7 @@ import json
 import os
 import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serving_bench import loadgen, log, rml_server  # noqa: E402
@@ -40,10 +43,15 @@ def cpu_seconds(pid):
 
 
 def measure(pid, address, model, rate, duration):
+    """Rate 0: idle, and the costs are per second instead of per request."""
     before_switches, before_cpu = switches(pid), cpu_seconds(pid)
-    result = loadgen(address, model, rate, duration, True)
+    if rate == 0:
+        time.sleep(duration)
+        result = {"rate": 0, "sent": 0, "answered": 0, "errors": 0, "p50_us": 0, "p99_us": 0, "throughput": 0}
+    else:
+        result = loadgen(address, model, rate, duration, True)
     after_switches, after_cpu = switches(pid), cpu_seconds(pid)
-    answered = max(result["answered"], 1)
+    answered = max(result["answered"], 1) if rate else duration
     return {**result, "voluntary_per_request": (after_switches[0] - before_switches[0]) / answered,
             "involuntary_per_request": (after_switches[1] - before_switches[1]) / answered,
             "cpu_us_per_request": (after_cpu - before_cpu) * 1e6 / answered}
@@ -52,7 +60,7 @@ def measure(pid, address, model, rate, duration):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="mlp")
-    parser.add_argument("--rates", default="1000,20000")
+    parser.add_argument("--rates", default="0,1000,20000")
     parser.add_argument("--duration", type=float, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--transports", default="zmq,http")

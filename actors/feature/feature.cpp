@@ -2,6 +2,8 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
+
 #include "actors/monitoring/metrics.hpp"
 #include "actors/training/trainer.hpp"
 #include "compute/data/feature_pipeline.hpp"
@@ -23,6 +25,8 @@ struct feature_state {
   bool resync_needed = false;    // the trainer refused or restarted: ask where it stands
   bool resyncing = false;
   std::uint64_t batches_sent = 0;
+  /// The wait before the next look while the log has nothing new (doubles per empty look).
+  std::chrono::milliseconds idle_wait{0};
   /// When a partial batch was first seen at the current cursor (actor clock).
   std::optional<caf::actor_clock::time_point> partial_since;
   static inline const char* name = "rml.feature";
@@ -77,7 +81,11 @@ void poll(feature_pointer self) {
     self->quit(messaging::to_caf_error(events.error()));
     return;
   }
-  if (events->empty()) return poll_later(self, state.options.idle_poll);
+  if (events->empty()) {
+    state.idle_wait = std::clamp(state.idle_wait * 2, state.options.idle_poll, std::max(state.options.idle_poll_max, state.options.idle_poll));
+    return poll_later(self, state.idle_wait);
+  }
+  state.idle_wait = std::chrono::milliseconds{0};
   if (events->size() < state.options.rows_per_batch) {
     // Wait a little for a full batch; send what there is once the log stops growing.
     const auto now = self->clock().now();

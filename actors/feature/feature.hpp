@@ -33,8 +33,12 @@ struct feature_options {
   /// Batches sent to the trainer and not yet answered: 2 lets the next batch be read and
   /// featurised while the trainer trains on the current one.
   std::uint32_t batches_in_flight_max = 2;
-  /// How long to wait before looking again when the log has nothing new.
+  /// How long to wait before looking again when the log has nothing new; each empty look
+  /// doubles it up to `idle_poll_max`, and new events bring it back. An idle reader then
+  /// costs a few timer wake-ups a second instead of hundreds (which, on 2 cores, kept CAF's
+  /// workers polling and cost serving a fifth of a core).
   std::chrono::milliseconds idle_poll{2};
+  std::chrono::milliseconds idle_poll_max{100};
   /// How long a partial batch waits for the log to grow before it is sent anyway.
   std::chrono::milliseconds partial_batch_wait{20};
 };

@@ -18,6 +18,10 @@ namespace rml::actors {
 namespace {
 using close_atom = caf::atom_constant<caf::atom("close")>;
 using scale_atom = caf::atom_constant<caf::atom("scale")>;
+using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
+
+/// How often a lane looks for batches its replicas hold past their deadline, while it has any.
+constexpr auto watchdog_interval = std::chrono::milliseconds(250);
 
 struct waiting_request {
   std::int64_t deadline_us;  // INT64_MAX when none
@@ -74,6 +78,7 @@ struct batcher_state {
   std::uint64_t sequence = 0;
   std::uint64_t timer_epoch = 0;  // the delay timer that may still close a batch
   bool timer_armed = false;
+  bool watchdog_armed = false;
   std::vector<replica_slot> slots;
   std::uint64_t replicas_started = 0;
   std::shared_ptr<std::vector<caf::actor>> owned = std::make_shared<std::vector<caf::actor>>();
@@ -316,7 +321,6 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
   messaging::predict_request merged;
   merged.request_id = ++state.sequence;
   merged.rows = rows;
-  std::int64_t latest_deadline_us = 0;
   for (const auto& waiting : batch) {
     merged.top_k = std::max(merged.top_k, waiting.request.top_k);
     merged.features.values.insert(merged.features.values.end(), waiting.request.features.values.begin(),
@@ -324,7 +328,6 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
     const double waited_us = double(now - waiting.queued_us);
     state.window_queue_wait_us += waited_us;
     state.metrics.queue_latency->observe(waited_us * 1e-6);
-    latest_deadline_us = std::max(latest_deadline_us, waiting.deadline_us);
   }
   state.window_dispatched += batch.size();
   state.counters[std::string("batches_closed_") + to_string(reason)] += 1;
@@ -339,9 +342,12 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
   auto shared = std::make_shared<batch_requests>(std::move(batch));
   slot->in_flight.emplace(batch_id, shared);
   ++slot->batches_in_window;
-  // A replica that hangs is bounded by the batch's latest deadline (or 30 s without one).
-  const auto timeout = latest_deadline_us == INT64_MAX ? std::chrono::microseconds(30'000'000)
-                                                       : std::chrono::microseconds(std::max<std::int64_t>(latest_deadline_us - now, 0) + 1'000'000);
+  // A replica that hangs is found by the watchdog (a timer per lane while batches are out,
+  // not a request timeout per batch: each of those is a wake-up of CAF's clock thread).
+  if (!state.watchdog_armed) {
+    state.watchdog_armed = true;
+    caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), watchdog_interval, watchdog_atom::value);
+  }
   // The batch's requests are owned by the slot's in_flight map until an answer, an error or
   // the replica's crash takes them out: whichever comes first answers, the others find
   // nothing (exactly one answer each).
@@ -354,7 +360,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
     owner->in_flight.erase(found);
     return requests;
   };
-  self->request(slot->replica, timeout, std::move(merged))
+  self->request(slot->replica, caf::infinite, std::move(merged))
       .then(
           [self, take, slot_id, started = now](messaging::predict_reply& reply) {
             auto requests = take();
@@ -394,6 +400,50 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
             consider(self);
             flush(self);
           });
+}
+
+/// When a batch is overdue at its replica: a second past the latest deadline among its
+/// requests (30 s past queueing for requests without one).
+std::int64_t overdue_at_us(const batch_requests& requests) {
+  std::int64_t latest = 0;
+  for (const auto& waiting : requests) {
+    latest = std::max(latest, waiting.deadline_us == INT64_MAX ? waiting.queued_us + 30'000'000 : waiting.deadline_us + 1'000'000);
+  }
+  return latest;
+}
+
+/// A replica holding a batch past its deadline hangs: its requests get the deadline error and
+/// it is killed (and restarted by the down handler, within the restart intensity).
+void look_for_hung_replicas(batcher_pointer self) {
+  auto& state = self->state;
+  state.watchdog_armed = false;
+  const std::int64_t now = clock_us(self);
+  bool batches_out = false;
+  for (auto& slot : state.slots) {
+    bool hung = false;
+    for (auto batch = slot.in_flight.begin(); batch != slot.in_flight.end();) {
+      if (overdue_at_us(*batch->second) > now) {
+        ++batch;
+        continue;
+      }
+      hung = true;
+      for (auto& waiting : *batch->second) {
+        fail(state, waiting, messaging::make_error(errc::deadline_exceeded, "request " + std::to_string(waiting.request.request_id) +
+                                                                                ": serving replica " + std::to_string(slot.id) +
+                                                                                " did not answer by the deadline"));
+      }
+      batch = slot.in_flight.erase(batch);
+    }
+    if (hung) {
+      trace(self, "replica_hung", "replica=" + std::to_string(slot.id));
+      self->send_exit(slot.replica, caf::exit_reason::kill);
+    }
+    batches_out = batches_out || !slot.in_flight.empty();
+  }
+  if (batches_out) {
+    state.watchdog_armed = true;
+    caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), watchdog_interval, watchdog_atom::value);
+  }
 }
 
 /// A replica exited: if it crashed, its batches go back to the queue and a new one starts.
@@ -570,6 +620,12 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
       look_at_load(self);
       flush(self);
       caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), state.options.pool.scale_interval, scale_atom::value);
+      return caf::message{};
+    }
+    if (view.content().match_elements<watchdog_atom>()) {
+      look_for_hung_replicas(self);
+      consider(self);
+      flush(self);
       return caf::message{};
     }
     if (!view.content().match_elements<close_atom, std::uint64_t>()) return caf::sec::unexpected_message;
