@@ -218,6 +218,8 @@ struct pool_replica_log {
   std::map<std::uint32_t, std::uint32_t> crash_on_batch;
   /// Every replica crashes on its first batch.
   bool always_crash = false;
+  /// The replica spawned n-th hangs on this batch: never answers, never exits.
+  std::map<std::uint32_t, std::uint32_t> hang_on_batch;
   /// Virtual time each batch takes (0: answers at once).
   caf::timespan service_time{0};
 };
@@ -258,6 +260,9 @@ actors::serving_actor::behavior_type pool_replica(actors::serving_actor::statefu
           auto promise = self->make_response_promise<predict_reply>();
           self->quit(make_error(errc::invalid_argument, "injected crash"));
           return promise;
+        }
+        if (auto hang = log->hang_on_batch.find(ordinal); hang != log->hang_on_batch.end() && hang->second == batch) {
+          return self->make_response_promise<predict_reply>();
         }
         if (log->service_time == caf::timespan{0}) return answer(request);
         auto promise = self->make_response_promise<predict_reply>();
@@ -368,6 +373,30 @@ TEST_CASE("a replica that crashes mid-batch is restarted and each of its request
   REQUIRE(status["replicas"] == 2);
   REQUIRE(f.log.spawned == 3);
   REQUIRE(trace_events("batcher/model/crash", "replica_restarted") >= 1);
+}
+
+TEST_CASE("a replica that hangs past the deadline: its requests get the deadline error once, it is replaced") {
+  batching_settings settings;
+  settings.batch_rows_max = 1;
+  actors::replica_pool_settings pool;
+  pool_fixture f(settings, pool, "hang");
+  f.log.hang_on_batch[1] = 1;
+  const std::int64_t now_us = actors::actor_clock_us(*f.system);
+  f.send(request_of(1, 0.1f, 1, now_us + 10'000));
+  f.scheduler->run();
+  f.run_for(caf::timespan(std::chrono::milliseconds(500)), caf::timespan(std::chrono::milliseconds(50)));
+  REQUIRE(f.answers.count(1) == 0);  // not before a second past its deadline
+  f.run_for(caf::timespan(std::chrono::milliseconds(1000)), caf::timespan(std::chrono::milliseconds(50)));
+  REQUIRE(f.answers[1] == 1);
+  REQUIRE(rml_code(f.errors[1]) == errc::deadline_exceeded);
+  REQUIRE(f.log.spawned == 2);
+  REQUIRE(trace_events("batcher/model/hang", "replica_hung") == 1);
+  f.send(request_of(2, 0.2f));
+  f.run_for(caf::timespan(std::chrono::milliseconds(10)), caf::timespan(std::chrono::milliseconds(1)));
+  REQUIRE(f.replies.count(2) == 1);
+  f.run_for(caf::timespan(std::chrono::milliseconds(2000)), caf::timespan(std::chrono::milliseconds(100)));
+  REQUIRE(f.answers[1] == 1);  // still one answer each
+  REQUIRE(f.answers[2] == 1);
 }
 
 TEST_CASE("replicas that keep crashing exhaust the restart intensity; every request still gets one answer") {

@@ -319,3 +319,43 @@ TEST_CASE("version policy specs are parsed, and bad ones refused by name") {
   REQUIRE(actors::parse_version_policy("newest").error().message() ==
           "version policy 'newest': unknown policy (latest, pinned:V, canary:P, shadow, bandit:V1,V2,...)");
 }
+
+TEST_CASE("a burst of requests costs actor messages per batch, not per request") {
+  // One message into serving and one to the lane per burst; per batch of 8, one to the
+  // replica, its answer, the lane's answers to the router and the router's to the asker.
+  // Sent one by one, the same requests cost four messages each (and a batch's two).
+  router_fixture f("latest");
+  f.publish(fake_snapshot(1, 0));
+  constexpr std::uint64_t requests = 64;
+  predict_burst burst;
+  for (std::uint64_t id = 1; id <= requests; ++id) {
+    predict_request request;
+    request.request_id = 1000 + id;
+    request.rows = 1;
+    request.features.values = {0.5f, 0.5f};
+    burst.requests.push_back({id, request});
+  }
+  std::map<std::uint64_t, int> answers;
+  std::map<std::uint64_t, std::uint64_t> request_ids;
+  auto router = f.router;
+  f.hold(f.system->spawn([&answers, &request_ids, burst, router](caf::event_based_actor* self) -> caf::behavior {
+    self->send(router, burst);
+    return {[&answers, &request_ids](predict_answers& ready) {
+      for (auto& answer : ready.answers) {
+        REQUIRE(answer.ok());
+        ++answers[answer.ticket];
+        request_ids[answer.ticket] = answer.reply.request_id;
+      }
+    }};
+  }));
+  const std::size_t messages = f.scheduler->run();
+  REQUIRE(answers.size() == requests);
+  for (const auto& [ticket, count] : answers) {
+    CAPTURE(ticket);
+    REQUIRE(count == 1);
+    REQUIRE(request_ids[ticket] == 1000 + ticket);
+  }
+  CAPTURE(messages);
+  REQUIRE(messages <= 3 + 4 * requests / 8);
+  REQUIRE(f.status()["in_flight"] == 0);
+}
