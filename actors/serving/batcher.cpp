@@ -184,6 +184,12 @@ replica_slot* free_slot(batcher_state& state) {
   return best;
 }
 
+std::size_t replicas_computing(const batcher_state& state) {
+  std::size_t computing = 0;
+  for (const auto& slot : state.slots) computing += slot.in_flight.empty() ? 0 : 1;
+  return computing;
+}
+
 void add_replica(batcher_pointer self) {
   auto& state = self->state;
   replica_slot slot;
@@ -233,8 +239,12 @@ void consider(batcher_pointer self) {
       dispatch(self, batch_close_reason::deadline_pressure);
       continue;
     }
-    // No queue delay: close now (a timer of zero would still cost a trip through the clock).
+    // No queue delay: close now (a timer of zero would still cost a trip through the clock) —
+    // unless another replica is computing and less than half a batch waits: that replica
+    // takes the queue when it finishes. Otherwise a pool of replicas splits the load into
+    // batches of one or two, and on 2 cores two replicas served less than one.
     if (state.options.settings.queue_delay_max_us == 0) {
+      if (state.queued_rows * 2 < state.batch_rows && replicas_computing(state) > 0) return;
       dispatch(self, batch_close_reason::delay_expired);
       continue;
     }
