@@ -9,6 +9,8 @@ namespace rml::messaging {
 using status_atom = caf::atom_constant<caf::atom("status")>;
 /// Asks a trainer for a snapshot of its current model.
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+/// Asks a trainer where it stands: the log offset it expects next (training_position).
+using position_atom = caf::atom_constant<caf::atom("position")>;
 /// Asks a trainer to publish its current model now; it answers the version the registry gave.
 using publish_atom = caf::atom_constant<caf::atom("publish")>;
 /// Asks the registry for its current model version.

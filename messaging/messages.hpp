@@ -127,6 +127,19 @@ typename Inspector::result_type inspect(Inspector& f, feature_batch& x) {
            x.event_ids, x.first_offset, x.last_offset, x.feature_pipeline, x.feature_state);
 }
 
+/// Where a trainer stands: the log offset of the next event it trains on, and the state of
+/// its feature pipeline there (what a feature reader resumes from).
+struct training_position {
+  std::uint64_t next_offset = 0;
+  float_payload feature_state;
+  friend bool operator==(const training_position&, const training_position&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, training_position& x) {
+  return f(caf::meta::type_name("training_position"), x.next_offset, x.feature_state);
+}
+
 /// A published model: weights (an rml model file, compute/model_file.hpp), the state of the
 /// feature pipeline that trained it (serving runs the same one), and how it was validated.
 struct model_snapshot {

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 
-#include "actors/monitoring/metrics.hpp"
-#include "actors/training/trainer.hpp"
+#include "messaging/reporting.hpp"
 #include "compute/data/feature_pipeline.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/training_input.hpp"
 
 namespace rml::actors {
 namespace {
@@ -38,22 +38,22 @@ void poll_later(feature_pointer self, std::chrono::milliseconds delay) {
   self->delayed_send(self, delay, messaging::poll_atom::value);
 }
 
-trainer_actor find_trainer(feature_pointer self) {
-  return self->system().registry().template get<trainer_actor>(messaging::names::trainer);
+messaging::training_input_actor find_trainer(feature_pointer self) {
+  return self->system().registry().template get<messaging::training_input_actor>(messaging::names::trainer);
 }
 
 /// Asks the trainer where it stands and resumes from there.
-void resynchronise(feature_pointer self, const trainer_actor& trainer) {
+void resynchronise(feature_pointer self, const messaging::training_input_actor& trainer) {
   self->state.resyncing = true;
-  self->request(trainer, std::chrono::seconds(30), messaging::snapshot_atom::value)
+  self->request(trainer, std::chrono::seconds(30), messaging::position_atom::value)
       .then(
-          [self](messaging::model_snapshot& snapshot) {
+          [self](messaging::training_position& position) {
             auto& state = self->state;
             state.resyncing = false;
             state.resync_needed = false;
-            state.cursor = snapshot.log_offset;
-            if (!snapshot.feature_state.values.empty()) {
-              if (auto restored = state.pipeline->restore(snapshot.feature_state.values); !restored) {
+            state.cursor = position.next_offset;
+            if (!position.feature_state.values.empty()) {
+              if (auto restored = state.pipeline->restore(position.feature_state.values); !restored) {
                 self->quit(messaging::to_caf_error(restored.error()));
                 return;
               }
@@ -120,7 +120,7 @@ void poll(feature_pointer self) {
   state.cursor = batch.last_offset + 1;
   if (++state.batches_sent % feature_metrics_every_batches == 0) {
     // Queue depths: events in the log the trainer has not been sent, batches awaiting it.
-    report_metrics(self->system(), "feature", clock_us(self),
+    messaging::report_metrics(self->system(), "feature", messaging::clock_us(self),
                    {{"batches_sent", double(state.batches_sent)},
                     {"lag_events", double(state.log->end_offset() - *state.cursor)},
                     {"in_flight_batches", double(state.in_flight)},

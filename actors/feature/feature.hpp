@@ -6,8 +6,8 @@
 // and state, which the trainer puts into its snapshots: serving runs the same pipeline.
 //
 // It keeps no position of its own: on start, and whenever the trainer answers with an error,
-// it asks the trainer for its snapshot and resumes from the log offset and pipeline state
-// there — so after any restart (its own or the trainer's) the two agree, and no acked event
+// it asks the trainer where it stands (position_atom, messaging/training_input.hpp) and
+// resumes from the log offset and pipeline state there — so after any restart (its own or the trainer's) the two agree, and no acked event
 // is skipped.
 
 #include <caf/typed_actor.hpp>

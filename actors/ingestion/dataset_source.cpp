@@ -5,7 +5,7 @@
 #include <deque>
 
 #include "actors/ingestion/ingest.hpp"
-#include "actors/monitoring/metrics.hpp"
+#include "messaging/reporting.hpp"
 #include "compute/random.hpp"
 
 namespace rml::actors {
@@ -63,7 +63,7 @@ void send_batch(source_pointer self, messaging::event_batch batch) {
             --state.in_flight;
             state.acked += count;
             if ((state.acked / count) % 20 == 0 || state.acked == state.total) {
-              report_metrics(self->system(), "source", clock_us(self),
+              messaging::report_metrics(self->system(), "source", messaging::clock_us(self),
                              {{"events_sent", double(state.next_event)}, {"events_acked", double(state.acked)},
                               {"in_flight_batches", double(state.in_flight)}, {"events_total", double(state.total)}});
             }

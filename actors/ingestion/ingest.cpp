@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "actors/monitoring/metrics.hpp"
+#include "messaging/reporting.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/feature_check.hpp"
 
@@ -38,9 +38,9 @@ void flush(ingest_pointer self) {
   std::vector<messaging::event_batch> contents;
   contents.reserve(batches.size());
   for (auto& entry : batches) contents.push_back(std::move(entry.batch));
-  const std::int64_t started_us = clock_us(self);
+  const std::int64_t started_us = messaging::clock_us(self);
   auto acks = state.log->append(contents);
-  state.write_latency.record(double(clock_us(self) - started_us));
+  state.write_latency.record(double(messaging::clock_us(self) - started_us));
   ++state.writes;
   state.batches += batches.size();
   if (acks) {
@@ -54,8 +54,8 @@ void flush(ingest_pointer self) {
                                          {"waiting_batches", double(batches.size())},
                                          {"duplicates", double(state.duplicates)}, {"refused", double(state.refused)},
                                          {"durable_writes", double(state.writes)}, {"log_end_offset", double(state.log->end_offset())}};
-    add_latency(values, "durable_write", state.write_latency);
-    report_metrics(self->system(), "ingest", clock_us(self), std::move(values));
+    messaging::add_latency(values, "durable_write", state.write_latency);
+    messaging::report_metrics(self->system(), "ingest", messaging::clock_us(self), std::move(values));
   }
   for (std::size_t index = 0; index < batches.size(); ++index) {
     if (acks) {

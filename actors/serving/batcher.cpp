@@ -8,7 +8,7 @@
 
 #include <xxhash.h>
 
-#include "actors/monitoring/metrics.hpp"
+#include "messaging/reporting.hpp"
 #include "actors/serving/prediction_cache.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
@@ -102,7 +102,7 @@ struct batcher_state {
 using batcher_pointer = batcher_actor::stateful_pointer<batcher_state>;
 
 void trace(batcher_pointer self, const char* kind, std::string detail) {
-  messaging::trace_log::global().record({clock_us(self), self->state.trace_name, kind, std::move(detail)});
+  messaging::trace_log::global().record({messaging::clock_us(self), self->state.trace_name, kind, std::move(detail)});
 }
 
 lane_metrics register_metrics(const batcher_options& options) {
@@ -227,7 +227,7 @@ void requeue(batcher_pointer self, batch_requests& requests, const caf::error& f
 void consider(batcher_pointer self) {
   auto& state = self->state;
   while (!state.queue.empty() && free_slot(state)) {
-    const std::int64_t now = clock_us(self);
+    const std::int64_t now = messaging::clock_us(self);
     if (state.queued_rows >= state.batch_rows) {
       dispatch(self, batch_close_reason::full);
       continue;
@@ -306,7 +306,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
   state.timer_armed = false;
   replica_slot* slot = free_slot(state);
   RML_ASSERT(slot != nullptr);
-  const std::int64_t now = clock_us(self);
+  const std::int64_t now = messaging::clock_us(self);
   batch_requests batch;
   std::uint32_t rows = 0;
   while (!state.queue.empty()) {
@@ -376,7 +376,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
             auto requests = take();
             if (!requests) return;
             auto& state = self->state;
-            const double latency = double(clock_us(self) - started);
+            const double latency = double(messaging::clock_us(self) - started);
             state.batch_latency.record(latency);
             if (auto* owner = slot_by_id(state, slot_id)) owner->compute_latency->observe(latency * 1e-6);
             std::uint32_t first_row = 0;
@@ -427,7 +427,7 @@ std::int64_t overdue_at_us(const batch_requests& requests) {
 void look_for_hung_replicas(batcher_pointer self) {
   auto& state = self->state;
   state.watchdog_armed = false;
-  const std::int64_t now = clock_us(self);
+  const std::int64_t now = messaging::clock_us(self);
   bool batches_out = false;
   for (auto& slot : state.slots) {
     bool hung = false;
@@ -472,7 +472,7 @@ void on_replica_down(batcher_pointer self, const caf::down_msg& down) {
                                                                   state.options.lane + " crashed: " + caf::to_string(down.reason));
   for (auto& [batch_id, requests] : in_flight) requeue(self, *requests, failure);
   if (!retiring) {
-    const std::int64_t now = clock_us(self);
+    const std::int64_t now = messaging::clock_us(self);
     const std::int64_t window_us = std::chrono::duration_cast<std::chrono::microseconds>(state.options.pool.restart_window).count();
     state.restart_times_us.push_back(now);
     while (!state.restart_times_us.empty() && state.restart_times_us.front() < now - window_us) state.restart_times_us.pop_front();
@@ -496,7 +496,7 @@ void on_replica_down(batcher_pointer self, const caf::down_msg& down) {
     state.counters["replica_restarts"] += 1;
     state.metrics.restarts->add();
     trace(self, "replica_restarted", "replica=" + std::to_string(lost_id) + " reason=" + caf::to_string(down.reason));
-    report_metrics(self->system(), "serving/" + state.options.lane, now, {{"replica_restarts", state.counters["replica_restarts"]}});
+    messaging::report_metrics(self->system(), "serving/" + state.options.lane, now, {{"replica_restarts", state.counters["replica_restarts"]}});
   } else {
     state.metrics.replicas->set(double(state.slots.size()));
   }
@@ -563,7 +563,7 @@ void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_
                                                                   " values for " + std::to_string(request.rows) + " rows of " +
                                                                   std::to_string(state.options.features) + " features"));
   }
-  const std::int64_t now = clock_us(self);
+  const std::int64_t now = messaging::clock_us(self);
   if (request.deadline_us > 0 && request.deadline_us < now) {
     state.counters["deadline_exceeded"] += 1;
     state.metrics.refused_deadline->add();
@@ -696,7 +696,7 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
         values["cache_misses"] = double(state.cache_misses);
         values["cache_hit_rate"] = lookups > 0 ? double(state.cache_hits) / lookups : 0.0;
         values["cache_entries"] = double(state.cache->size());
-        add_latency(values, "batch", state.batch_latency);
+        messaging::add_latency(values, "batch", state.batch_latency);
         return values;
       },
   };

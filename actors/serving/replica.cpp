@@ -6,7 +6,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "actors/monitoring/metrics.hpp"
+#include "messaging/reporting.hpp"
 #include "compute/data/feature_pipeline.hpp"
 #include "compute/model_file.hpp"
 #include "compute/nn/sequential.hpp"
@@ -141,18 +141,18 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
   return {
       [self](messaging::predict_request& request) -> caf::result<messaging::predict_reply> {
         auto& state = self->state;
-        const std::int64_t started_us = clock_us(self);
+        const std::int64_t started_us = messaging::clock_us(self);
         auto answer = predict(self, request);
         ++state.requests;
         if (answer.flag == caf::rt_error) ++state.errors;
         else state.rows += request.rows;
-        state.latency.record(double(clock_us(self) - started_us));
+        state.latency.record(double(messaging::clock_us(self) - started_us));
         if (state.requests % serving_metrics_every_requests == 0) {
           std::map<std::string, double> values{{"requests", double(state.requests)}, {"rows", double(state.rows)},
                                                {"errors", double(state.errors)}, {"model_swaps", double(state.swaps)},
                                                {"model_version", state.current ? double(state.current->version) : 0.0}};
-          add_latency(values, "compute", state.latency);
-          report_metrics(self->system(), "serving", clock_us(self), std::move(values));
+          messaging::add_latency(values, "compute", state.latency);
+          messaging::report_metrics(self->system(), "serving", messaging::clock_us(self), std::move(values));
         }
         return answer;
       },
@@ -164,7 +164,7 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
         auto loaded = load(snapshot);
         if (!loaded) {
           // Keep serving the version it has: a broken snapshot must not take serving down.
-          messaging::trace_log::global().record({clock_us(self), "replica/" + self->state.options.model + "/" + self->state.options.lane,
+          messaging::trace_log::global().record({messaging::clock_us(self), "replica/" + self->state.options.model + "/" + self->state.options.lane,
                                                  "model_refused", loaded.error().message()});
           return;
         }

@@ -6,7 +6,7 @@
 #include <deque>
 #include <unordered_map>
 
-#include "actors/monitoring/metrics.hpp"
+#include "messaging/reporting.hpp"
 #include "compute/random.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
@@ -192,7 +192,7 @@ struct router_state {
 using router_pointer = router_actor::stateful_pointer<router_state>;
 
 void trace(router_pointer self, const char* kind, std::string detail) {
-  messaging::trace_log::global().record({clock_us(self), "router/" + self->state.options.model, kind, std::move(detail)});
+  messaging::trace_log::global().record({messaging::clock_us(self), "router/" + self->state.options.model, kind, std::move(detail)});
 }
 
 messaging::metrics::counter& answered_counter(router_state& state, const std::string& outcome) {
@@ -447,7 +447,7 @@ void forward(router_pointer self, const std::string& role, messaging::predict_re
   }
   const std::uint64_t ticket = ++state.next_ticket;
   const std::uint64_t id = request.request_id;
-  state.outstanding.emplace(ticket, outstanding_request{std::move(target), id, lane->id, clock_us(self), false});
+  state.outstanding.emplace(ticket, outstanding_request{std::move(target), id, lane->id, messaging::clock_us(self), false});
   ++state.in_flight;
   lane->last_used = ++state.uses;
   remember(state, id, {role, lane->version(), -1, -1, false, probability});
@@ -459,7 +459,7 @@ void mirror_to_shadow(router_pointer self, const messaging::predict_request& req
   auto* shadow = find_lane(state, "shadow");
   if (!shadow || !shadow->snapshot) return;
   const std::uint64_t ticket = ++state.next_ticket;
-  state.outstanding.emplace(ticket, outstanding_request{{}, request.request_id, shadow->id, clock_us(self), true});
+  state.outstanding.emplace(ticket, outstanding_request{{}, request.request_id, shadow->id, messaging::clock_us(self), true});
   hand_to_lane(state, *shadow, ticket, request);
 }
 
@@ -477,7 +477,7 @@ void on_lane_answers(router_pointer self, messaging::predict_answers& ready) {
       break;
     }
   }
-  const std::int64_t now = clock_us(self);
+  const std::int64_t now = messaging::clock_us(self);
   for (auto& answer : ready.answers) {
     auto found = state.outstanding.find(answer.ticket);
     if (found == state.outstanding.end()) continue;

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <deque>
 
-#include "actors/monitoring/metrics.hpp"
+#include "messaging/reporting.hpp"
 #include "compute/model_file.hpp"
 #include "compute/nn/training.hpp"
 #include "messaging/errors.hpp"
@@ -62,7 +62,7 @@ std::vector<char> encode(messaging::trainer_checkpoint& checkpoint) {
 }
 
 void trace(trainer_pointer self, const char* kind, std::string detail) {
-  messaging::trace_log::global().record({clock_us(self), "trainer/" + self->state.options.name, kind, std::move(detail)});
+  messaging::trace_log::global().record({messaging::clock_us(self), "trainer/" + self->state.options.name, kind, std::move(detail)});
 }
 
 /// Copies the weights and optimizer state into the last good state (reusing its buffers).
@@ -262,9 +262,9 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
                                                              ": values or labels do not match rows × columns");
   }
   if (batch.rows > 0) {
-    const std::int64_t started_us = clock_us(self);
+    const std::int64_t started_us = messaging::clock_us(self);
     if (auto trained = train_rows(self, batch); trained) return *trained;
-    state.step_latency.record(double(clock_us(self) - started_us));
+    state.step_latency.record(double(messaging::clock_us(self) - started_us));
     if (state.steps % trainer_metrics_every_steps == 0) {
       std::map<std::string, double> values{{"events_trained", double(state.events_trained + batch.rows)},
                                            {"steps", double(state.steps)},
@@ -274,8 +274,8 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
                                            {"model_version", double(state.published_version)},
                                            {"steps_skipped", double(state.steps_skipped)},
                                            {"restores", double(state.restores)}};
-      add_latency(values, "step", state.step_latency);
-      report_metrics(self->system(), state.options.name, clock_us(self), std::move(values));
+      messaging::add_latency(values, "step", state.step_latency);
+      messaging::report_metrics(self->system(), state.options.name, messaging::clock_us(self), std::move(values));
     }
   }
   state.feature_pipeline = std::move(batch.feature_pipeline);
@@ -329,6 +329,9 @@ trainer_actor::behavior_type trainer(trainer_pointer self, std::shared_ptr<super
                                          state.publishes_refused};
       },
       [self](messaging::snapshot_atom) { return make_snapshot(self->state, self->state.published_version); },
+      [self](messaging::position_atom) {
+        return messaging::training_position{self->state.next_offset, {self->state.feature_state}};
+      },
       [self](messaging::publish_atom) -> caf::result<std::uint64_t> {
         auto promise = self->make_response_promise<std::uint64_t>();
         publish(self, promise);

@@ -24,13 +24,13 @@
 #include "compute/nn/optimizer.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
+#include "messaging/training_input.hpp"
 #include "supervision/checkpoint_store.hpp"
 
 namespace rml::actors {
 
 /// A feature batch is answered with the log offset the trainer expects next.
-using trainer_actor = caf::typed_actor<
-    caf::replies_to<messaging::feature_batch>::with<std::uint64_t>,
+using trainer_actor = messaging::training_input_actor::extend<
     caf::replies_to<messaging::status_atom>::with<messaging::trainer_status>,
     caf::replies_to<messaging::snapshot_atom>::with<messaging::model_snapshot>,
     caf::replies_to<messaging::publish_atom>::with<std::uint64_t>>;

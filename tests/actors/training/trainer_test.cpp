@@ -155,6 +155,10 @@ TEST_CASE("a restarted trainer resumes from its checkpoint and replays to the sa
   const auto resumed = f.ask<trainer_status>(second, status_atom::value);
   REQUIRE(resumed.next_offset == 5 * rows_per_batch);
   REQUIRE(resumed.events_trained == 5 * rows_per_batch);
+  // What the feature reader asks to resume from: the same offset, and the pipeline's state.
+  const auto position = f.ask<training_position>(second, position_atom::value);
+  REQUIRE(position.next_offset == 5 * rows_per_batch);
+  REQUIRE(position.feature_state == f.ask<model_snapshot>(second, snapshot_atom::value).feature_state);
   // The feature actor replays the log from the checkpoint's offset; earlier batches it
   // might send again are acknowledged and skipped.
   f.feed(second, 3, 12);

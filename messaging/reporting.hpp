@@ -1,6 +1,7 @@
 #pragma once
-// How components report to monitoring: a metrics sample sent to the monitor registered under
-// messaging::names::monitor, if one runs. Latencies are measured on the actor clock (real
+// How components report to monitoring (shared by every component, so it lives in
+// messaging/ rather than in the monitor's folder): a metrics sample sent to the monitor registered under
+// names::monitor, if one runs. Latencies are measured on the actor clock (real
 // time in production, virtual time in simulation: deterministic either way).
 
 #include <caf/actor_system.hpp>
@@ -10,10 +11,10 @@
 #include "messaging/latency_histogram.hpp"
 #include "messaging/messages.hpp"
 
-namespace rml::actors {
+namespace rml::messaging {
 
 inline void add_latency(std::map<std::string, double>& values, const std::string& name,
-                        const messaging::latency_histogram& histogram) {
+                        const latency_histogram& histogram) {
   values[name + "_p50_us"] = histogram.quantile(0.50);
   values[name + "_p90_us"] = histogram.quantile(0.90);
   values[name + "_p99_us"] = histogram.quantile(0.99);
@@ -22,8 +23,8 @@ inline void add_latency(std::map<std::string, double>& values, const std::string
 
 inline void report_metrics(caf::actor_system& system, std::string component, std::int64_t timestamp_us,
                            std::map<std::string, double> values) {
-  auto monitor = system.registry().get<caf::actor>(messaging::names::monitor);
-  if (monitor) caf::anon_send(monitor, messaging::metrics_sample{std::move(component), timestamp_us, std::move(values)});
+  auto monitor = system.registry().get<caf::actor>(names::monitor);
+  if (monitor) caf::anon_send(monitor, metrics_sample{std::move(component), timestamp_us, std::move(values)});
 }
 
 template <class Self>
@@ -31,4 +32,4 @@ std::int64_t clock_us(Self* self) {
   return std::chrono::duration_cast<std::chrono::microseconds>(self->clock().now().time_since_epoch()).count();
 }
 
-}  // namespace rml::actors
+}  // namespace rml::messaging
