@@ -375,6 +375,22 @@ typename Inspector::result_type inspect(Inspector& f, prediction_feedback& x) {
   return f(caf::meta::type_name("prediction_feedback"), x.request_id, x.label);
 }
 
+/// A component could not load a model version the registry published (its file does not
+/// decode, a weight is not finite, its feature pipeline does not restore): it keeps what it
+/// had, and tells the registry, which counts and reports it for the operator.
+struct model_refused {
+  std::uint64_t version = 0;
+  /// Who refused it ("serving/mlp/main").
+  std::string component;
+  std::string reason;
+  friend bool operator==(const model_refused&, const model_refused&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_refused& x) {
+  return f(caf::meta::type_name("model_refused"), x.version, x.component, x.reason);
+}
+
 /// What serving offers now: for readiness probes and model metadata.
 struct serving_info {
   std::string model;

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,9 @@
 
 #include "compute/model_file.hpp"
 #include "messaging/errors.hpp"
+#include "messaging/metrics_registry.hpp"
+#include "messaging/reporting.hpp"
+#include "messaging/trace.hpp"
 
 namespace rml::actors {
 namespace {
@@ -202,6 +206,16 @@ registry_actor::behavior_type registry(registry_pointer self, registry_options o
         remember_current();
         push_current(self);
         return version;
+      },
+      [self](messaging::model_refused& refused) {
+        messaging::metrics::registry::global()
+            .get_counter("rml_models_refused_total", "Published model versions a component could not load", {{"component", refused.component}})
+            .add();
+        const std::string detail = "version=" + std::to_string(refused.version) + " by=" + refused.component + " reason=" + refused.reason;
+        messaging::trace_log::global().record({messaging::clock_us(self), "registry", "model_refused", detail});
+        // The operator's console: a version that serving cannot load is never silent.
+        std::fprintf(stderr, "rml: %s could not load model version %llu: %s\n", refused.component.c_str(),
+                     (unsigned long long)refused.version, refused.reason.c_str());
       },
       [self](messaging::subscribe_atom, caf::actor subscriber) {
         self->state.subscribers.push_back(subscriber);

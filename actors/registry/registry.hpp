@@ -10,6 +10,9 @@
 // is more than `accuracy_drop_max` below the current version's (bad data must not reach
 // serving). Only rollback makes an earlier version current again. A snapshot is durable on
 // disk — the file and the directory entry synced — before it becomes current.
+//
+// A component that cannot load a published version says so (model_refused): the registry
+// counts it (rml_models_refused_total), records it in the trace and prints it on stderr.
 
 #include <caf/typed_actor.hpp>
 
@@ -25,7 +28,8 @@ using registry_actor = caf::typed_actor<
     caf::replies_to<messaging::latest_atom>::with<messaging::model_snapshot>,
     caf::replies_to<messaging::version_atom, std::uint64_t>::with<messaging::model_snapshot>,
     caf::replies_to<messaging::rollback_atom, std::uint64_t>::with<std::uint64_t>,
-    caf::reacts_to<messaging::subscribe_atom, caf::actor>>;
+    caf::reacts_to<messaging::subscribe_atom, caf::actor>,
+    caf::reacts_to<messaging::model_refused>>;
 
 struct registry_options {
   /// Where versions are stored (created when absent): v<version>.snapshot files.

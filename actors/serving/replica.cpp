@@ -164,8 +164,11 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
         auto loaded = load(snapshot);
         if (!loaded) {
           // Keep serving the version it has: a broken snapshot must not take serving down.
-          messaging::trace_log::global().record({messaging::clock_us(self), "replica/" + self->state.options.model + "/" + self->state.options.lane,
-                                                 "model_refused", loaded.error().message()});
+          const std::string component = "serving/" + self->state.options.model + "/" + self->state.options.lane;
+          messaging::trace_log::global().record({messaging::clock_us(self), component, "model_refused", loaded.error().message()});
+          if (auto registry = self->system().registry().get<caf::actor>(messaging::names::registry)) {
+            caf::anon_send(registry, messaging::model_refused{snapshot.version, component, loaded.error().message()});
+          }
           return;
         }
         auto& state = self->state;

@@ -8,6 +8,8 @@
 #include "actors/registry/registry.hpp"
 #include "compute/model_file.hpp"
 #include "compute/nn/sequential.hpp"
+#include "messaging/metrics_registry.hpp"
+#include "messaging/trace.hpp"
 #include "tests/actor_fixture.hpp"
 
 using namespace rml;
@@ -117,4 +119,20 @@ TEST_CASE("the gate refuses non-finite weights or metrics and a drop in accuracy
   close.metrics["rolling_accuracy"] = 0.75;
   REQUIRE(*f.ask<std::uint64_t>(registry, close).first == 2);
   REQUIRE(f.pushed == std::vector<std::uint64_t>{1, 2});
+}
+
+TEST_CASE("a version a component cannot load is counted and traced by the registry") {
+  registry_fixture f;
+  auto registry = f.start();
+  auto& refusals = metrics::registry::global().get_counter("rml_models_refused_total", "Published model versions a component could not load",
+                                                           {{"component", "serving/test/main"}});
+  const double before = refusals.value();
+  caf::anon_send(registry, model_refused{7, "serving/test/main", "model version 7: weight 1 of linear is not finite"});
+  f.scheduler->run();
+  REQUIRE(refusals.value() == before + 1);
+  bool traced = false;
+  for (const auto& event : trace_log::global().recent(trace_log::ring_events_max)) {
+    traced = traced || (event.component == "registry" && event.kind == "model_refused" && event.detail.find("version=7") != std::string::npos);
+  }
+  REQUIRE(traced);
 }

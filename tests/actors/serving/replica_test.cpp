@@ -120,8 +120,20 @@ TEST_CASE("a replica never answers NaN: a model that computes it answers an erro
   REQUIRE(rml_code(*answer.second) == errc::non_finite);
   REQUIRE(describe(*answer.second) == "request 3: model version 1 answered a non-finite probability for row 0");
 
+  // A version it cannot load is refused, and the registry told (for the operator).
+  std::vector<model_refused> told;
+  auto registry = f.hold(f.system->spawn([&told](caf::event_based_actor*) -> caf::behavior {
+    return {[&told](model_refused& refused) { told.push_back(refused); }};
+  }));
+  f.system->registry().put(names::registry, registry);
   auto poisoned = test::make_snapshot(2, "mlp", 1, "scale(0.5)", [](nn::sequential& model) { model.parameters()[1]->value.data()[0] = INFINITY; });
   caf::anon_send(replica, poisoned);
   // Still version 1: the poisoned version was refused at load.
   REQUIRE(describe(*f.ask<predict_reply>(replica, make_request(4, 1)).second).find("model version 1") != std::string::npos);
+  f.scheduler->run();
+  f.system->registry().erase(names::registry);
+  REQUIRE(told.size() == 1);
+  REQUIRE(told[0].version == 2);
+  REQUIRE(told[0].component == "serving/model/main");
+  REQUIRE(told[0].reason.find("not finite") != std::string::npos);
 }
