@@ -154,32 +154,46 @@ def main():
     parser.add_argument("--duration", type=float, default=3)
     parser.add_argument("--objective-us", type=int, default=5000)
     parser.add_argument("--no-ray", action="store_true")
-    parser.add_argument("--transports", default="zmq,http", help="what the batching mode is measured over")
+    parser.add_argument("--transports", default="zmq,http",
+                        help="what the batching mode is measured over: zmq, http (binary V2), httpjson (JSON V2)")
     parser.add_argument("--modes", default="batching,batch1",
-                        help="batching: rml's defaults; batch1: --serve-batch-max 1; adaptive: AIMD batching (--adaptive-batching)")
+                        help="batching: rml's defaults; batch1: --serve-batch-max 1; replicas2: --replicas 2; "
+                             "adaptive: AIMD batching (--adaptive-batching)")
     parser.add_argument("--python", default=sys.executable, help="the Python with ray[serve] and torch")
     args = parser.parse_args()
     records = []
     for repeat in range(args.repeats):
         ceiling = json.loads(subprocess.run([os.path.join(build, "bench", "rml_zmq_ceiling")], capture_output=True, text=True).stdout)
         records.append(emit({"repeat": repeat, "what": "zmq_ceiling", "per_s": ceiling["messages_per_s"]}))
+        if "http" in args.transports.split(","):
+            # A minimal Beast server answering a fixed reply: what HTTP costs without serving.
+            server = subprocess.Popen([os.path.join(build, "bench", "rml_http_ceiling"), "--port", "19801"], stdout=subprocess.PIPE, text=True)
+            try:
+                server.stdout.readline()
+                log(f"http ceiling (repeat {repeat})")
+                found = max_rate("http://127.0.0.1:19801", "mlp", args.objective_us, args.duration, 16000)
+                records.append(emit({"repeat": repeat, "what": "http_ceiling", "objective_us": args.objective_us, **(found or {})}))
+            finally:
+                server.terminate()
+                server.wait()
         for model in args.models.split(","):
             compute = json.loads(subprocess.run([os.path.join(build, "bench", "rml_compute_bench"), "--workload", "throughput", "--model", model,
                                                  "--batch", "512", "--threads", "2"], capture_output=True, text=True).stdout)
             records.append(emit({"repeat": repeat, "what": "compute_ceiling", "model": model, "per_s": compute["samples_per_s"]}))
             start = 16000 if model == "mlp" else 4000
-            modes = {"batching": [], "batch1": ["--serve-batch-max", "1"],
+            modes = {"batching": [], "batch1": ["--serve-batch-max", "1"], "replicas2": ["--replicas", "2"],
                      "adaptive": ["--adaptive-batching", "--serve-batch-max", "256", "--latency-objective-us", "2000"]}
             for label in args.modes.split(","):
                 extra = modes[label]
                 server = rml_server(model, extra)
                 try:
-                    addresses = {"zmq": "tcp://127.0.0.1:19556", "http": "http://127.0.0.1:19800"}
+                    # httpjson: the same HTTP endpoint, tensors as JSON instead of binary.
+                    addresses = {"zmq": "tcp://127.0.0.1:19556", "http": "http://127.0.0.1:19800", "httpjson": "http://127.0.0.1:19800"}
                     chosen = args.transports.split(",") if label == "batching" else ["zmq"]  # batching comparisons: ZeroMQ
                     transports = [(transport, addresses[transport]) for transport in chosen]
                     for transport, address in transports:
                         log(f"rml {model} {transport} {label} (repeat {repeat})")
-                        found = max_rate(address, model, args.objective_us, args.duration, start)
+                        found = max_rate(address, model, args.objective_us, args.duration, start, binary=transport != "httpjson")
                         records.append(emit({"repeat": repeat, "what": "rml", "model": model, "transport": transport, "mode": label,
                                              "objective_us": args.objective_us, **(found or {})}))
                 finally:

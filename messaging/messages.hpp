@@ -345,6 +345,116 @@ typename Inspector::result_type inspect(Inspector& f, batching_settings& x) {
            x.latency_objective_us, x.queue_requests_max);
 }
 
+/// Where a serving replica stands.
+struct replica_status {
+  std::uint64_t requests = 0;
+  std::uint64_t rows = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t model_swaps = 0;
+  std::uint64_t model_version = 0;
+  friend bool operator==(const replica_status&, const replica_status&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, replica_status& x) {
+  return f(caf::meta::type_name("replica_status"), x.requests, x.rows, x.errors, x.model_swaps, x.model_version);
+}
+
+/// Where a serving lane (batching queue and replica pool) stands, with its counts since it
+/// started.
+struct lane_status {
+  std::uint64_t model_version = 0;
+  /// The current batch size (the adaptive mode moves it) and the work waiting or out.
+  std::uint32_t batch_rows = 0;
+  std::uint64_t queued_requests = 0;
+  std::uint32_t replicas = 0;
+  std::uint64_t batches_outstanding = 0;
+  std::uint64_t batches = 0;
+  std::uint64_t rows = 0;
+  /// Batches closed, by why (batch_close_reason order: full, delay expired, deadline
+  /// pressure, replica free).
+  std::uint64_t closed_full = 0;
+  std::uint64_t closed_delay_expired = 0;
+  std::uint64_t closed_deadline_pressure = 0;
+  std::uint64_t closed_replica_free = 0;
+  /// Requests refused: deadline passed, queue full.
+  std::uint64_t deadline_exceeded = 0;
+  std::uint64_t overloaded = 0;
+  /// Requests queued again because their replica crashed; replicas restarted after a crash,
+  /// killed for hanging, added and removed by autoscaling.
+  std::uint64_t retried = 0;
+  std::uint64_t replica_restarts = 0;
+  std::uint64_t replicas_hung = 0;
+  std::uint64_t scaled_up = 0;
+  std::uint64_t scaled_down = 0;
+  std::uint64_t cache_hits = 0;
+  std::uint64_t cache_misses = 0;
+  std::uint64_t cache_entries = 0;
+  /// Replica time per batch (microseconds, actor clock).
+  double batch_p50_us = 0;
+  double batch_p99_us = 0;
+  double cache_hit_rate() const {
+    return cache_hits + cache_misses > 0 ? double(cache_hits) / double(cache_hits + cache_misses) : 0.0;
+  }
+  friend bool operator==(const lane_status&, const lane_status&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lane_status& x) {
+  return f(caf::meta::type_name("lane_status"), x.model_version, x.batch_rows, x.queued_requests, x.replicas,
+           x.batches_outstanding, x.batches, x.rows, x.closed_full, x.closed_delay_expired, x.closed_deadline_pressure,
+           x.closed_replica_free, x.deadline_exceeded, x.overloaded, x.retried, x.replica_restarts, x.replicas_hung,
+           x.scaled_up, x.scaled_down, x.cache_hits, x.cache_misses, x.cache_entries, x.batch_p50_us, x.batch_p99_us);
+}
+
+/// One lane as the router sees it: its version and live evaluation on labelled feedback.
+struct lane_evaluation {
+  std::string role;
+  std::uint64_t version = 0;
+  std::uint64_t feedback = 0;
+  double accuracy = 0;
+  /// The bandit's probability of choosing it (0 when it is not an arm).
+  double bandit_probability = 0;
+  friend bool operator==(const lane_evaluation&, const lane_evaluation&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lane_evaluation& x) {
+  return f(caf::meta::type_name("lane_evaluation"), x.role, x.version, x.feedback, x.accuracy, x.bandit_probability);
+}
+
+/// Where serving (the router) stands: requests held, the policy's decisions, feedback.
+struct serving_status {
+  std::uint64_t in_flight = 0;
+  bool draining = false;
+  std::uint32_t lanes = 0;
+  std::uint64_t lane_restarts = 0;
+  std::uint64_t canary_promoted = 0;
+  std::uint64_t canary_rolled_back = 0;
+  std::uint64_t shadow_answers = 0;
+  std::uint64_t shadow_errors = 0;
+  std::uint64_t shadow_agree = 0;
+  std::uint64_t shadow_disagree = 0;
+  std::uint64_t feedback = 0;
+  std::uint64_t feedback_unmatched = 0;
+  /// The lanes serving now (closing ones left out), by role.
+  std::vector<lane_evaluation> lane_evaluations;
+  const lane_evaluation* lane(const std::string& role) const {
+    for (const auto& each : lane_evaluations) {
+      if (each.role == role) return &each;
+    }
+    return nullptr;
+  }
+  friend bool operator==(const serving_status&, const serving_status&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, serving_status& x) {
+  return f(caf::meta::type_name("serving_status"), x.in_flight, x.draining, x.lanes, x.lane_restarts, x.canary_promoted,
+           x.canary_rolled_back, x.shadow_answers, x.shadow_errors, x.shadow_agree, x.shadow_disagree, x.feedback,
+           x.feedback_unmatched, x.lane_evaluations);
+}
+
 /// A supervisor restarted one of its children (the structured restart report, STYLE.md).
 struct child_restarted {
   std::string supervisor;

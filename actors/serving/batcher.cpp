@@ -92,7 +92,8 @@ struct batcher_state {
   std::uint32_t backlog_looks = 0, idle_looks = 0;
   /// Answers for burst senders, sent as one message each when the current message is handled.
   std::vector<std::pair<caf::strong_actor_ptr, messaging::predict_answers>> outbox;
-  std::map<std::string, double> counters;
+  /// Counts since the lane started (the other fields are filled in when asked).
+  messaging::lane_status counts;
   messaging::latency_histogram batch_latency;
   lane_metrics metrics{};
   std::string trace_name;
@@ -215,7 +216,7 @@ void requeue(batcher_pointer self, batch_requests& requests, const caf::error& f
       continue;
     }
     ++waiting.retries;
-    state.counters["retried"] += 1;
+    ++state.counts.retried;
     state.metrics.retried->add();
     state.queued_rows += waiting.request.rows;
     state.queue.insert(std::move(waiting));
@@ -314,7 +315,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
     if (first->deadline_us < now) {
       auto expired = std::move(state.queue.extract(first).value());
       state.queued_rows -= expired.request.rows;
-      state.counters["deadline_exceeded"] += 1;
+      ++state.counts.deadline_exceeded;
       state.metrics.refused_deadline->add();
       fail(state, expired, messaging::make_error(errc::deadline_exceeded, "request " + std::to_string(expired.request.request_id) +
                                                                                 ": deadline passed while queued"));
@@ -340,9 +341,14 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
     state.metrics.queue_latency->observe(waited_us * 1e-6);
   }
   state.window_dispatched += batch.size();
-  state.counters[std::string("batches_closed_") + to_string(reason)] += 1;
-  state.counters["batches"] += 1;
-  state.counters["rows"] += rows;
+  switch (reason) {
+    case batch_close_reason::full: ++state.counts.closed_full; break;
+    case batch_close_reason::delay_expired: ++state.counts.closed_delay_expired; break;
+    case batch_close_reason::deadline_pressure: ++state.counts.closed_deadline_pressure; break;
+    case batch_close_reason::replica_free: ++state.counts.closed_replica_free; break;
+  }
+  ++state.counts.batches;
+  state.counts.rows += rows;
   state.metrics.closed[int(reason)]->add();
   state.metrics.batch_rows->observe(rows);
   trace(self, "batch_closed", std::string("reason=") + to_string(reason) + " rows=" + std::to_string(rows) +
@@ -446,6 +452,7 @@ void look_for_hung_replicas(batcher_pointer self) {
     }
     if (hung) {
       trace(self, "replica_hung", "replica=" + std::to_string(slot.id));
+      ++state.counts.replicas_hung;
       self->send_exit(slot.replica, caf::exit_reason::kill);
     }
     batches_out = batches_out || !slot.in_flight.empty();
@@ -493,10 +500,10 @@ void on_replica_down(batcher_pointer self, const caf::down_msg& down) {
       return;
     }
     add_replica(self);
-    state.counters["replica_restarts"] += 1;
+    ++state.counts.replica_restarts;
     state.metrics.restarts->add();
     trace(self, "replica_restarted", "replica=" + std::to_string(lost_id) + " reason=" + caf::to_string(down.reason));
-    messaging::report_metrics(self->system(), "serving/" + state.options.lane, now, {{"replica_restarts", state.counters["replica_restarts"]}});
+    messaging::report_metrics(self->system(), "serving/" + state.options.lane, now, {{"replica_restarts", double(state.counts.replica_restarts)}});
   } else {
     state.metrics.replicas->set(double(state.slots.size()));
   }
@@ -522,7 +529,7 @@ void look_at_load(batcher_pointer self) {
   state.idle_looks = (!backlog && some_idle) ? state.idle_looks + 1 : 0;
   if (state.backlog_looks >= pool.scale_up_after && active < pool.replicas_max) {
     add_replica(self);
-    state.counters["scaled_up"] += 1;
+    ++state.counts.scaled_up;
     state.metrics.scaled_up->add();
     trace(self, "scaled_up", "replicas=" + std::to_string(active + 1) + " queued_rows=" + std::to_string(state.queued_rows) +
                                  " mean_queue_wait_us=" + std::to_string(std::int64_t(mean_wait_us)));
@@ -536,7 +543,7 @@ void look_at_load(batcher_pointer self) {
     }
     if (idle) {
       idle->retiring = true;
-      state.counters["scaled_down"] += 1;
+      ++state.counts.scaled_down;
       state.metrics.scaled_down->add();
       trace(self, "scaled_down", "replicas=" + std::to_string(active - 1) + " replica=" + std::to_string(idle->id));
       retire_if_done(self, idle->id);
@@ -565,12 +572,12 @@ void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_
   }
   const std::int64_t now = messaging::clock_us(self);
   if (request.deadline_us > 0 && request.deadline_us < now) {
-    state.counters["deadline_exceeded"] += 1;
+    ++state.counts.deadline_exceeded;
     state.metrics.refused_deadline->add();
     return refuse(messaging::make_error(errc::deadline_exceeded, which + ": deadline passed before it was queued"));
   }
   if (state.queue.size() >= state.options.settings.queue_requests_max) {
-    state.counters["overloaded"] += 1;
+    ++state.counts.overloaded;
     state.metrics.refused_overloaded->add();
     return refuse(messaging::make_error(errc::overloaded, which + ": " + std::to_string(state.queue.size()) + " requests queued (the bound)"));
   }
@@ -683,21 +690,19 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
       },
       [self](messaging::status_atom) {
         auto& state = self->state;
-        auto values = state.counters;
-        values["batch_rows"] = state.batch_rows;
-        values["queued_requests"] = double(state.queue.size());
-        values["replicas"] = double(state.slots.size());
-        values["model_version"] = state.snapshot ? double(state.snapshot->version) : 0.0;
-        std::size_t outstanding = 0;
-        for (const auto& slot : state.slots) outstanding += slot.in_flight.size();
-        values["batches_outstanding"] = double(outstanding);
-        const double lookups = double(state.cache_hits + state.cache_misses);
-        values["cache_hits"] = double(state.cache_hits);
-        values["cache_misses"] = double(state.cache_misses);
-        values["cache_hit_rate"] = lookups > 0 ? double(state.cache_hits) / lookups : 0.0;
-        values["cache_entries"] = double(state.cache->size());
-        messaging::add_latency(values, "batch", state.batch_latency);
-        return values;
+        auto status = state.counts;
+        status.batch_rows = state.batch_rows;
+        status.queued_requests = state.queue.size();
+        status.replicas = std::uint32_t(state.slots.size());
+        status.model_version = state.snapshot ? state.snapshot->version : 0;
+        status.batches_outstanding = 0;
+        for (const auto& slot : state.slots) status.batches_outstanding += slot.in_flight.size();
+        status.cache_hits = state.cache_hits;
+        status.cache_misses = state.cache_misses;
+        status.cache_entries = state.cache->size();
+        status.batch_p50_us = state.batch_latency.quantile(0.5);
+        status.batch_p99_us = state.batch_latency.quantile(0.99);
+        return status;
       },
   };
 }

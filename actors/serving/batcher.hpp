@@ -40,7 +40,7 @@ using batcher_actor = caf::typed_actor<
     caf::reacts_to<messaging::predict_burst>,
     caf::reacts_to<messaging::batching_settings>,
     caf::reacts_to<messaging::model_snapshot>,
-    caf::replies_to<messaging::status_atom>::with<std::map<std::string, double>>>;
+    caf::replies_to<messaging::status_atom>::with<messaging::lane_status>>;
 
 /// Why a batch closed.
 enum class batch_close_reason : std::uint8_t { full, delay_expired, deadline_pressure, replica_free };

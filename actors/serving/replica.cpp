@@ -191,9 +191,8 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
       },
       [self](messaging::status_atom) {
         const auto& state = self->state;
-        return std::map<std::string, double>{{"requests", double(state.requests)},
-                                             {"errors", double(state.errors)},
-                                             {"model_version", state.current ? double(state.current->version) : 0.0}};
+        return messaging::replica_status{state.requests, state.rows, state.errors, state.swaps,
+                                         state.current ? state.current->version : 0};
       },
   };
 }

@@ -21,7 +21,7 @@ namespace rml::actors {
 using serving_actor = caf::typed_actor<
     caf::replies_to<messaging::predict_request>::with<messaging::predict_reply>,
     caf::reacts_to<messaging::model_snapshot>,
-    caf::replies_to<messaging::status_atom>::with<std::map<std::string, double>>>;
+    caf::replies_to<messaging::status_atom>::with<messaging::replica_status>>;
 
 struct serving_options {
   /// CPU threads of the replica's compute backend.

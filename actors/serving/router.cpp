@@ -183,7 +183,8 @@ struct router_state {
   /// requests they carry.
   std::map<std::uint64_t, std::pair<batcher_actor, messaging::predict_burst>> to_lanes;
   std::vector<std::pair<caf::strong_actor_ptr, messaging::predict_answers>> to_askers;
-  std::map<std::string, double> counters;
+  /// Counts since the router started (the other fields are filled in when asked).
+  messaging::serving_status counts;
   router_metrics metrics{};
   std::map<std::string, messaging::metrics::counter*> errors_by_kind;
   static inline const char* name = "rml.router";
@@ -393,7 +394,7 @@ void compare_shadow(router_state& state, remembered_prediction& prediction) {
   if (prediction.compared || prediction.predicted < 0 || prediction.shadow_predicted < 0) return;
   prediction.compared = true;
   const bool agree = prediction.predicted == prediction.shadow_predicted;
-  state.counters[agree ? "shadow_agree" : "shadow_disagree"] += 1;
+  ++(agree ? state.counts.shadow_agree : state.counts.shadow_disagree);
   (agree ? state.metrics.agree : state.metrics.disagree)->add();
 }
 
@@ -487,10 +488,10 @@ void on_lane_answers(router_pointer self, messaging::predict_answers& ready) {
     const double latency = double(now - request.started_us);
     if (request.shadow) {
       if (!answer.ok()) {
-        state.counters["shadow_errors"] += 1;
+        ++state.counts.shadow_errors;
         continue;
       }
-      state.counters["shadow_answers"] += 1;
+      ++state.counts.shadow_answers;
       if (auto* shadow = find_lane(state, "shadow")) shadow->latency.record(latency);
       auto remembered = state.memory.find(request.request_id);
       if (remembered != state.memory.end() && !answer.reply.top_classes.empty()) {
@@ -637,12 +638,12 @@ void decide_canary(router_pointer self) {
                 (unsigned long long)candidate->version(), candidate->accuracy(), candidate_p99, (unsigned long long)stable->version(),
                 stable->accuracy(), stable_p99);
   if (accurate && fast) {
-    state.counters["canary_promoted"] += 1;
+    ++state.counts.canary_promoted;
     state.metrics.promoted->add();
     trace(self, "canary_promoted", detail);
     load_lane(self, *stable, *candidate->snapshot);
   } else {
-    state.counters["canary_rolled_back"] += 1;
+    ++state.counts.canary_rolled_back;
     state.metrics.rolled_back->add();
     trace(self, "canary_rolled_back", std::string(detail) + (accurate ? " (latency)" : " (accuracy)"));
   }
@@ -661,12 +662,12 @@ bool on_feedback(router_pointer self, const messaging::prediction_feedback& feed
   auto& state = self->state;
   auto found = state.memory.find(feedback.request_id);
   if (found == state.memory.end() || found->second.predicted < 0) {
-    state.counters["feedback_unmatched"] += 1;
+    ++state.counts.feedback_unmatched;
     return false;
   }
   auto prediction = found->second;
   state.memory.erase(found);  // one label per prediction
-  state.counters["feedback"] += 1;
+  ++state.counts.feedback;
   const bool correct = prediction.predicted == feedback.label;
   if (auto* lane = find_lane(state, prediction.role); lane && lane->version() == prediction.version) {
     ++lane->feedback;
@@ -736,7 +737,7 @@ void on_lane_down(router_pointer self, const caf::down_msg& down) {
     auto& replacement = open_lane(self, restarted);
     if (snapshot) load_lane(self, replacement, *snapshot);
     finish_drain_if_done(self);
-    state.counters["lane_restarts"] += 1;
+    ++state.counts.lane_restarts;
     state.metrics.lane_restarts->add();
     trace(self, "lane_restarted", "lane=" + restarted + " reason=" + caf::to_string(down.reason));
     flush(self);
@@ -823,18 +824,18 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
       },
       [self](messaging::status_atom) {
         auto& state = self->state;
-        auto values = state.counters;
-        values["in_flight"] = double(state.in_flight);
-        values["draining"] = state.draining ? 1 : 0;
-        values["lanes"] = double(state.lanes.size());
+        auto status = state.counts;
+        status.in_flight = state.in_flight;
+        status.draining = state.draining;
+        status.lanes = std::uint32_t(state.lanes.size());
+        const auto arms = bandit_probabilities(state);
         for (auto& [role, lane] : state.lanes) {
           if (lane.closing) continue;
-          values["lane_" + role + "_version"] = double(lane.version());
-          values["lane_" + role + "_feedback"] = double(lane.feedback);
-          values["lane_" + role + "_accuracy"] = lane.accuracy();
+          double probability = 0;
+          for (const auto& [arm, p] : arms) probability = arm == role ? p : probability;
+          status.lane_evaluations.push_back({role, lane.version(), lane.feedback, lane.accuracy(), probability});
         }
-        for (const auto& [role, p] : bandit_probabilities(state)) values["bandit_p_" + role] = p;
-        return values;
+        return status;
       },
       [self](messaging::batching_settings& settings) {
         self->state.options.lane.settings = settings;

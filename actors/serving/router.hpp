@@ -44,7 +44,7 @@ using router_actor = caf::typed_actor<
     caf::reacts_to<messaging::predict_burst>,
     caf::reacts_to<messaging::predict_answers>,
     caf::reacts_to<messaging::model_snapshot>,
-    caf::replies_to<messaging::status_atom>::with<std::map<std::string, double>>,
+    caf::replies_to<messaging::status_atom>::with<messaging::serving_status>,
     caf::reacts_to<messaging::batching_settings>,
     caf::replies_to<messaging::prediction_feedback>::with<bool>,
     caf::replies_to<messaging::policy_atom, std::string>::with<std::string>,

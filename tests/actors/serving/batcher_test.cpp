@@ -41,7 +41,7 @@ actors::serving_actor::behavior_type fake_replica(actors::serving_actor::pointer
         return reply;
       },
       [](model_snapshot&) {},
-      [](status_atom) { return std::map<std::string, double>{}; },
+      [](status_atom) { return replica_status{}; },
   };
 }
 
@@ -88,7 +88,7 @@ struct batcher_fixture : test::actor_fixture {
     }));
   }
 
-  std::map<std::string, double> status() { return *ask<std::map<std::string, double>>(batcher, status_atom::value).first; }
+  lane_status status() { return *ask<lane_status>(batcher, status_atom::value).first; }
 };
 }  // namespace
 
@@ -108,7 +108,7 @@ TEST_CASE("a full batch closes at once and each request gets exactly its own row
   REQUIRE(f.replies[2].probabilities.values[2] == Approx(0.21f));
   REQUIRE(f.replies[3].probabilities.values[0] == Approx(0.3f));
   REQUIRE(f.replies[1].model_version == 7);
-  REQUIRE(f.status()["batches_closed_full"] == 1);
+  REQUIRE(f.status().closed_full == 1);
 }
 
 TEST_CASE("a partial batch closes when the queue delay expires") {
@@ -124,7 +124,7 @@ TEST_CASE("a partial batch closes when the queue delay expires") {
   f.scheduler->run();
   REQUIRE(f.seen.batch_rows == std::vector<std::uint32_t>{2});
   REQUIRE(f.replies.size() == 2);
-  REQUIRE(f.status()["batches_closed_delay_expired"] == 1);
+  REQUIRE(f.status().closed_delay_expired == 1);
 }
 
 TEST_CASE("requests are served earliest deadline first; expired ones are never computed") {
@@ -145,7 +145,7 @@ TEST_CASE("requests are served earliest deadline first; expired ones are never c
   REQUIRE(rml_code(f.errors[5]) == errc::deadline_exceeded);
   REQUIRE(std::find(f.seen.first_features.begin(), f.seen.first_features.end(), 0.5f) == f.seen.first_features.end());
   REQUIRE(f.seen.first_features == std::vector<float>{0.1f, 0.3f, 0.4f, 0.2f});
-  REQUIRE(f.status()["batches_closed_replica_free"] >= 1);
+  REQUIRE(f.status().closed_replica_free >= 1);
 }
 
 TEST_CASE("a close deadline closes a partial batch at once") {
@@ -156,7 +156,7 @@ TEST_CASE("a close deadline closes a partial batch at once") {
   f.send(request_of(1, 0.1f, 1, actors::actor_clock_us(*f.system) + 1'000));
   f.scheduler->run();
   REQUIRE(f.seen.batch_rows == std::vector<std::uint32_t>{1});
-  REQUIRE(f.status()["batches_closed_deadline_pressure"] == 1);
+  REQUIRE(f.status().closed_deadline_pressure == 1);
 }
 
 TEST_CASE("beyond the queue bound requests are refused overloaded, malformed ones by name") {
@@ -185,14 +185,14 @@ TEST_CASE("the adaptive mode grows the batch within the objective and halves it 
   settings.adaptive = true;
   settings.latency_objective_us = 1'000;
   batcher_fixture f(settings);
-  REQUIRE(f.status()["batch_rows"] == 1);
+  REQUIRE(f.status().batch_rows == 1);
   for (std::uint64_t id = 1; id <= 40; ++id) {
     f.send(request_of(id, 0.1f));
     f.scheduler->run();
     f.scheduler->advance_time(caf::timespan(100us));
     f.scheduler->run();
   }
-  const double grown = f.status()["batch_rows"];
+  const double grown = f.status().batch_rows;
   REQUIRE(grown > 1);
   // Batches answered in zero virtual time meet any objective; a negative one none: halve.
   settings.latency_objective_us = -1;
@@ -201,7 +201,7 @@ TEST_CASE("the adaptive mode grows the batch within the objective and halves it 
   f.scheduler->run();
   f.scheduler->advance_time(caf::timespan(100us));
   f.scheduler->run();
-  REQUIRE(f.status()["batch_rows"] <= std::max(1.0, std::floor(grown / 2)));
+  REQUIRE(f.status().batch_rows <= std::max(1.0, std::floor(grown / 2)));
   REQUIRE(f.errors.empty());
 }
 
@@ -271,7 +271,7 @@ actors::serving_actor::behavior_type pool_replica(actors::serving_actor::statefu
         return promise;
       },
       [](model_snapshot&) {},
-      [](status_atom) { return std::map<std::string, double>{}; },
+      [](status_atom) { return replica_status{}; },
   };
 }
 
@@ -309,7 +309,7 @@ struct pool_fixture : test::actor_fixture {
     }));
   }
 
-  std::map<std::string, double> status() { return *ask<std::map<std::string, double>>(batcher, status_atom::value).first; }
+  lane_status status() { return *ask<lane_status>(batcher, status_atom::value).first; }
 
   void run_for(caf::timespan total, caf::timespan step) {
     for (caf::timespan passed{0}; passed < total; passed += step) {
@@ -340,7 +340,7 @@ TEST_CASE("batches go to the replica with the fewest outstanding") {
   // Both replicas hold one batch each: the other two wait for the first free one.
   REQUIRE(f.log.batches_by_replica[1] == 1);
   REQUIRE(f.log.batches_by_replica[2] == 1);
-  REQUIRE(f.status()["batches_outstanding"] == 2);
+  REQUIRE(f.status().batches_outstanding == 2);
   f.run_for(caf::timespan(std::chrono::milliseconds(5)), caf::timespan(std::chrono::milliseconds(1)));
   REQUIRE(f.log.batches_by_replica[1] == 2);
   REQUIRE(f.log.batches_by_replica[2] == 2);
@@ -368,9 +368,9 @@ TEST_CASE("a replica that crashes mid-batch is restarted and each of its request
     REQUIRE(f.replies[id].probabilities.values[0] == Approx(float(id) / 100.0f));
   }
   auto status = f.status();
-  REQUIRE(status["replica_restarts"] == 1);
-  REQUIRE(status["retried"] >= 1);
-  REQUIRE(status["replicas"] == 2);
+  REQUIRE(status.replica_restarts == 1);
+  REQUIRE(status.retried >= 1);
+  REQUIRE(status.replicas == 2);
   REQUIRE(f.log.spawned == 3);
   REQUIRE(trace_events("batcher/model/crash", "replica_restarted") >= 1);
 }
@@ -432,13 +432,13 @@ TEST_CASE("autoscaling adds replicas under a sustained backlog and removes idle 
   const std::uint64_t requests = 800;
   for (std::uint64_t id = 1; id <= requests; ++id) f.send(request_of(id, 0.5f));
   f.scheduler->run();
-  REQUIRE(f.status()["replicas"] == 1);
+  REQUIRE(f.status().replicas == 1);
   // The backlog lasts: two looks in a row add a replica, two more add the third.
   f.run_for(caf::timespan(std::chrono::milliseconds(500)), caf::timespan(std::chrono::milliseconds(5)));
   auto busy = f.status();
-  REQUIRE(busy["replicas"] == 3);
-  REQUIRE(busy["scaled_up"] == 2);
-  REQUIRE(busy["scaled_down"] == 0);
+  REQUIRE(busy.replicas == 3);
+  REQUIRE(busy.scaled_up == 2);
+  REQUIRE(busy.scaled_down == 0);
   // New replicas took queued work at once (the queue is shared: that is the rebalancing).
   REQUIRE(f.log.batches_by_replica[2] > 0);
   REQUIRE(f.log.batches_by_replica[3] > 0);
@@ -447,9 +447,9 @@ TEST_CASE("autoscaling adds replicas under a sustained backlog and removes idle 
   REQUIRE(f.errors.empty());
   // Idle now: back to the minimum, one replica per three idle looks, never up again.
   auto idle = f.status();
-  REQUIRE(idle["replicas"] == 1);
-  REQUIRE(idle["scaled_down"] == 2);
-  REQUIRE(idle["scaled_up"] == 2);
+  REQUIRE(idle.replicas == 1);
+  REQUIRE(idle.scaled_down == 2);
+  REQUIRE(idle.scaled_up == 2);
   REQUIRE(trace_events("batcher/model/autoscale", "scaled_up") == 2);
   REQUIRE(trace_events("batcher/model/autoscale", "scaled_down") == 2);
 }
@@ -483,7 +483,7 @@ TEST_CASE("the lane's prediction cache answers repeats, never across versions, a
   options.lane = "cache";
   options.cache_entries_max = 2;
   auto lane = f.hold(actors::spawn_batcher(*f.system, options));
-  auto status = [&] { return *f.ask<std::map<std::string, double>>(lane, status_atom::value).first; };
+  auto status = [&] { return *f.ask<lane_status>(lane, status_atom::value).first; };
   caf::anon_send(lane, test::make_snapshot(1, "mlp", 1));
   f.scheduler->run();
   const auto first = *f.ask<predict_reply>(lane, image_request(1, 1)).first;
@@ -493,9 +493,9 @@ TEST_CASE("the lane's prediction cache answers repeats, never across versions, a
   REQUIRE(again.probabilities == first.probabilities);
   REQUIRE(again.top_classes == first.top_classes);
   REQUIRE(again.top_classes.size() == 3);
-  REQUIRE(status()["cache_hits"] == 1);
-  REQUIRE(status()["cache_misses"] == 1);
-  REQUIRE(status()["batches"] == 1);  // the repeat never reached a replica
+  REQUIRE(status().cache_hits == 1);
+  REQUIRE(status().cache_misses == 1);
+  REQUIRE(status().batches == 1);  // the repeat never reached a replica
 
   // A new version: the same input is computed again, by the new model.
   caf::anon_send(lane, test::make_snapshot(2, "mlp", 2));
@@ -503,11 +503,11 @@ TEST_CASE("the lane's prediction cache answers repeats, never across versions, a
   const auto swapped = *f.ask<predict_reply>(lane, image_request(3, 1)).first;
   REQUIRE(swapped.model_version == 2);
   REQUIRE_FALSE(swapped.probabilities == first.probabilities);
-  REQUIRE(status()["cache_misses"] == 2);
+  REQUIRE(status().cache_misses == 2);
 
   // Bounded: three distinct inputs leave two entries.
   f.ask<predict_reply>(lane, image_request(4, 2));
   f.ask<predict_reply>(lane, image_request(5, 3));
-  REQUIRE(status()["cache_entries"] == 2);
-  REQUIRE(status()["cache_hit_rate"] == Approx(1.0 / 5.0));
+  REQUIRE(status().cache_entries == 2);
+  REQUIRE(status().cache_hit_rate() == Approx(1.0 / 5.0));
 }

@@ -64,7 +64,7 @@ actors::serving_actor::behavior_type version_replica(actors::serving_actor::stat
         return promise;
       },
       [self](model_snapshot& snapshot) { self->state.snapshot = snapshot; },
-      [](status_atom) { return std::map<std::string, double>{}; },
+      [](status_atom) { return replica_status{}; },
   };
 }
 
@@ -139,7 +139,7 @@ struct router_fixture : test::actor_fixture {
   }
 
   bool feedback(std::uint64_t id, std::int32_t label) { return *ask<bool>(router, prediction_feedback{id, label}).first; }
-  std::map<std::string, double> status() { return *ask<std::map<std::string, double>>(router, status_atom::value).first; }
+  serving_status status() { return *ask<serving_status>(router, status_atom::value).first; }
   serving_info info() { return *ask<serving_info>(router, info_atom::value).first; }
 };
 
@@ -198,7 +198,7 @@ TEST_CASE("canary: a worse candidate is rolled back on live accuracy") {
   f.publish(fake_snapshot(1, 0));  // stable: right for label 0
   f.publish(fake_snapshot(2, 1));  // candidate: wrong
   std::map<std::uint64_t, int> by_version;
-  for (int round = 0; round < 200 && f.status()["canary_rolled_back"] == 0; ++round) {
+  for (int round = 0; round < 200 && f.status().canary_rolled_back == 0; ++round) {
     const auto reply = f.predict();
     ++by_version[reply.model_version];
     f.feedback(reply.request_id, 0);
@@ -206,8 +206,8 @@ TEST_CASE("canary: a worse candidate is rolled back on live accuracy") {
   REQUIRE(by_version[2] > 0);
   REQUIRE(by_version[1] > by_version[2]);  // 30 % to the canary, roughly
   auto status = f.status();
-  REQUIRE(status["canary_rolled_back"] == 1);
-  REQUIRE(status["canary_promoted"] == 0);
+  REQUIRE(status.canary_rolled_back == 1);
+  REQUIRE(status.canary_promoted == 0);
   REQUIRE(trace_events("canary_rolled_back") >= 1);
   for (int request = 0; request < 20; ++request) REQUIRE(f.predict().model_version == 1);
 }
@@ -217,19 +217,21 @@ TEST_CASE("canary: a candidate as good as the stable version is promoted; the ne
   f.publish(fake_snapshot(1, 0));
   f.publish(fake_snapshot(2, 0));
   f.publish(fake_snapshot(3, 1));  // published during the evaluation: the next candidate
-  for (int round = 0; round < 400 && f.status()["canary_promoted"] == 0; ++round) {
+  for (int round = 0; round < 400 && f.status().canary_promoted == 0; ++round) {
     const auto reply = f.predict();
     f.feedback(reply.request_id, 0);
   }
   auto status = f.status();
-  REQUIRE(status["canary_promoted"] == 1);
-  REQUIRE(status["lane_main_version"] == 2);
-  REQUIRE(status["lane_canary_version"] == 3);
-  for (int round = 0; round < 400 && f.status()["canary_rolled_back"] == 0; ++round) {
+  REQUIRE(status.canary_promoted == 1);
+  REQUIRE(status.lane("main") != nullptr);
+  REQUIRE(status.lane("main")->version == 2);
+  REQUIRE(status.lane("canary") != nullptr);
+  REQUIRE(status.lane("canary")->version == 3);
+  for (int round = 0; round < 400 && f.status().canary_rolled_back == 0; ++round) {
     const auto reply = f.predict();
     f.feedback(reply.request_id, 0);
   }
-  REQUIRE(f.status()["canary_rolled_back"] == 1);
+  REQUIRE(f.status().canary_rolled_back == 1);
   REQUIRE(f.predict().model_version == 2);
 }
 
@@ -243,10 +245,12 @@ TEST_CASE("shadow: the candidate sees every request, its answers are compared an
     REQUIRE(f.feedback(reply.request_id, 1));
   }
   auto status = f.status();
-  REQUIRE(status["shadow_answers"] == 30);
-  REQUIRE(status["shadow_disagree"] == 30);
-  REQUIRE(status["lane_main_accuracy"] == 0.0);
-  REQUIRE(status["lane_shadow_accuracy"] == 1.0);
+  REQUIRE(status.shadow_answers == 30);
+  REQUIRE(status.shadow_disagree == 30);
+  REQUIRE(status.lane("main") != nullptr);
+  REQUIRE(status.lane("main")->accuracy == 0.0);
+  REQUIRE(status.lane("shadow") != nullptr);
+  REQUIRE(status.lane("shadow")->accuracy == 1.0);
 }
 
 TEST_CASE("bandit: Exp3 learns from delayed feedback to favour the better version") {
@@ -262,8 +266,10 @@ TEST_CASE("bandit: Exp3 learns from delayed feedback to favour the better versio
     }
   }
   auto status = f.status();
-  REQUIRE(status["bandit_p_v2"] > 0.85);
-  REQUIRE(status["bandit_p_v1"] >= 0.05 / 2 - 1e-9);  // γ/K: exploration never stops
+  REQUIRE(status.lane("v2") != nullptr);
+  REQUIRE(status.lane("v2")->bandit_probability > 0.85);
+  REQUIRE(status.lane("v1") != nullptr);
+  REQUIRE(status.lane("v1")->bandit_probability >= 0.05 / 2 - 1e-9);  // γ/K: exploration never stops
   REQUIRE_FALSE(f.feedback(999'999, 0));  // unknown ids are reported, not guessed
 }
 
@@ -304,8 +310,8 @@ TEST_CASE("a lane that dies holding requests: each gets one error, the lane rest
   REQUIRE(rml_code(f.errors[doomed]) == errc::not_ready);
   REQUIRE(f.replies.count(doomed) == 0);
   auto status = f.status();
-  REQUIRE(status["lane_restarts"] == 1);
-  REQUIRE(status["in_flight"] == 0);
+  REQUIRE(status.lane_restarts == 1);
+  REQUIRE(status.in_flight == 0);
   REQUIRE(f.predict().model_version == 1);
   REQUIRE(trace_events("lane_restarted") >= 1);
 }
@@ -357,5 +363,5 @@ TEST_CASE("a burst of requests costs actor messages per batch, not per request")
   }
   CAPTURE(messages);
   REQUIRE(messages <= 3 + 4 * requests / 8);
-  REQUIRE(f.status()["in_flight"] == 0);
+  REQUIRE(f.status().in_flight == 0);
 }
