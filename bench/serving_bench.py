@@ -198,7 +198,7 @@ def main():
                                              "objective_us": args.objective_us, **(found or {})}))
                 finally:
                     server.stop()
-            if "http" in args.transports.split(","):
+            if "http" in args.transports.split(",") and not args.no_ray:
                 # rml over HTTP at the relaxed objective too, for the ratio to Ray Serve there.
                 server = rml_server(model, [])
                 try:

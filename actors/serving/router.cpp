@@ -87,6 +87,7 @@ status validate(const router_options& options) {
   }
   if (options.feedback_window == 0) return error(errc::invalid_argument, "serving: feedback_window must be ≥ 1, got 0");
   if (options.canary.feedback_min == 0) return error(errc::invalid_argument, "serving: canary feedback_min must be ≥ 1, got 0");
+  if (options.lane_restart_window.count() <= 0) return error(errc::invalid_argument, "serving: lane_restart_window must be positive");
   return {};
 }
 
@@ -178,6 +179,7 @@ struct router_state {
   std::uint64_t uses = 0;
   std::uint64_t lanes_opened = 0, next_ticket = 0;
   std::unordered_map<std::uint64_t, outstanding_request> outstanding;
+  std::deque<std::int64_t> lane_restart_times_us;
   /// What the current message produced, sent when it is handled (flush): requests for each
   /// lane (by lane id) and answers for each burst sender — one message each, however many
   /// requests they carry.
@@ -729,6 +731,27 @@ void on_lane_down(router_pointer self, const caf::down_msg& down) {
       state.lanes.erase(role);
       finish_drain_if_done(self);
       flush(self);
+      return;
+    }
+    const std::int64_t now = messaging::clock_us(self);
+    const std::int64_t window_us = std::chrono::duration_cast<std::chrono::microseconds>(state.options.lane_restart_window).count();
+    state.lane_restart_times_us.push_back(now);
+    while (!state.lane_restart_times_us.empty() && state.lane_restart_times_us.front() < now - window_us) state.lane_restart_times_us.pop_front();
+    if (state.lane_restart_times_us.size() > state.options.lane_restarts_max) {
+      trace(self, "restart_intensity_exceeded", std::to_string(state.lane_restart_times_us.size()) + " lane restarts in the window");
+      for (auto& [ticket, held] : state.outstanding) {
+        if (!held.shadow) refuse(state, held.target, held.request_id, errc::not_ready, "serving lanes crash too often");
+      }
+      state.outstanding.clear();
+      for (auto& [version, waiting] : state.loading) {
+        for (auto& entry : waiting) refuse(state, entry.target, entry.request.request_id, errc::not_ready, "serving lanes crash too often");
+      }
+      state.loading.clear();
+      state.in_flight = 0;
+      flush(self);
+      self->quit(messaging::make_error(errc::restart_intensity_exceeded, "serving " + state.options.model + ": lanes crash too often (" +
+                                                                           std::to_string(state.lane_restart_times_us.size()) + " restarts in " +
+                                                                           std::to_string(state.options.lane_restart_window.count()) + " ms)"));
       return;
     }
     auto snapshot = lane.snapshot;

@@ -26,7 +26,8 @@
 //
 // Exactly one answer per request: a lane whose replicas crash is retried by the lane itself
 // (actors/serving/batcher); a lane that gives up answers its requests with errors and is
-// restarted with its version. Drain (`drain_atom`): admission stops (requests get
+// restarted with its version — within `lane_restarts_max` per `lane_restart_window`, beyond
+// which the router exits for its own supervisor. Drain (`drain_atom`): admission stops (requests get
 // `not_ready`), readiness turns false, the requests already admitted finish; the reply says
 // how many were still unanswered when the drain's time ran out (0 when all finished).
 
@@ -91,6 +92,10 @@ struct router_options {
   /// Lanes for versions requested by number, beyond the policy's, at most (least recently
   /// used out).
   std::size_t pinned_lanes_max = 4;
+  /// Lanes restarted after a crash per window at most; beyond, the router answers what it
+  /// holds with errors and exits (restart_intensity_exceeded) for its own supervisor.
+  std::uint32_t lane_restarts_max = 10;
+  std::chrono::milliseconds lane_restart_window{10'000};
   /// Where versions not in a lane are loaded from (registered name).
   caf::atom_value registry = messaging::names::registry;
 };

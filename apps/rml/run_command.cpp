@@ -59,6 +59,7 @@ struct run_options {
   std::string model_name;  // empty: the --model name, or "model" for a spec
   std::string policy = "latest";
   std::uint32_t replicas = 1, replicas_max = 0;  // 0: = replicas
+  int replica_threads = 1;
   std::uint32_t serve_batch_max = 64;
   std::int64_t queue_delay_us = 0;
   bool adaptive_batching = false;
@@ -222,6 +223,7 @@ int run(const run_options& options) {
   pipeline.serving.lane.pool.replicas_min = options.replicas;
   pipeline.serving.lane.pool.replicas_max = options.replicas_max > 0 ? options.replicas_max : options.replicas;
   pipeline.serving.lane.cache_entries_max = options.cache_entries;
+  pipeline.serving.lane.replica.compute_threads = options.replica_threads;
   if (!options.trace_file.empty()) {
     std::string failure;
     if (!messaging::trace_log::global().open_sink(options.trace_file, failure)) return fail(failure, 1);
@@ -455,6 +457,10 @@ void register_run_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   command->add_option("--replicas-max", options->replicas_max, "Autoscaling's maximum replicas (default: --replicas, no scaling)")
       ->check(CLI::Range(0, 256));
+  command->add_option("--replica-threads", options->replica_threads,
+                      "Compute threads of each serving replica (oneDNN's; a batch is split across them)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   command->add_option("--serve-batch-max", options->serve_batch_max, "Rows in one serving batch at most")
       ->check(CLI::Range(1, 65536))
       ->capture_default_str();

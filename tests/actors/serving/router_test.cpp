@@ -365,3 +365,28 @@ TEST_CASE("a burst of requests costs actor messages per batch, not per request")
   REQUIRE(messages <= 3 + 4 * requests / 8);
   REQUIRE(f.status().in_flight == 0);
 }
+
+TEST_CASE("lanes that keep crashing exhaust the router's restart intensity; every request still gets one answer") {
+  router_fixture f("latest");
+  f.publish(fake_snapshot(1, 0));
+  caf::error exit_reason;
+  auto router = f.router;
+  f.hold(f.system->spawn([router, &exit_reason](caf::event_based_actor* self) -> caf::behavior {
+    self->monitor(router);
+    self->set_down_handler([&exit_reason](caf::down_msg& down) { exit_reason = down.reason; });
+    return {[](int) {}};
+  }));
+  f.scheduler->run();
+  std::vector<std::uint64_t> doomed;
+  // The default intensity is 10 restarts in 10 s: the eleventh crash ends the router.
+  for (int crash = 0; crash < 11; ++crash) {
+    doomed.push_back(f.send(0, 99.0f));
+    f.settle();
+  }
+  for (auto id : doomed) {
+    CAPTURE(id);
+    REQUIRE(f.errors.count(id) + f.replies.count(id) == 1);
+  }
+  REQUIRE(rml_code(exit_reason) == errc::restart_intensity_exceeded);
+  REQUIRE(trace_events("restart_intensity_exceeded") == 1);
+}
