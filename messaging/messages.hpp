@@ -7,6 +7,8 @@
 // Tensor payloads serialise as one contiguous block of bytes: CAF 0.17 writes a
 // std::vector<float> element by element, measured 4× slower than the same data as bytes.
 
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 #include <caf/deserializer.hpp>
 #include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
@@ -469,6 +471,21 @@ struct child_restarted {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, child_restarted& x) {
   return f(caf::meta::type_name("child_restarted"), x.supervisor, x.child, x.reason, x.restart_count);
+}
+
+/// A dynamic supervisor replaced a child that exited: work routed to `previous` now goes to
+/// `current` (supervision/dynamic_supervisor.hpp).
+struct child_replaced {
+  std::string supervisor;
+  caf::actor_addr previous;
+  caf::actor current;
+  std::uint32_t restart_count = 0;
+  friend bool operator==(const child_replaced&, const child_replaced&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, child_replaced& x) {
+  return f(caf::meta::type_name("child_replaced"), x.supervisor, x.previous, x.current, x.restart_count);
 }
 
 /// The true label of an earlier prediction, sent when it becomes known (seconds or hours

@@ -8,6 +8,7 @@
 
 #include "messaging/errors.hpp"
 #include "messaging/messages.hpp"
+#include "supervision/dynamic_supervisor.hpp"
 #include "supervision/supervisor.hpp"
 
 using namespace rml;
@@ -296,4 +297,119 @@ TEST_CASE("invalid supervisor specs are refused with the field named") {
   REQUIRE(validate(spec).error().message() == "supervisor 'pipeline': child 2 ('b') has no start function");
   spec.children = {child(&log, "a")};
   REQUIRE(validate(spec).ok());
+}
+
+namespace {
+/// A dynamic supervisor of `worker`s, with its reports and its own exit collected.
+struct dynamic_fixture : test::actor_fixture {
+  journal log;
+  std::vector<messaging::child_replaced> replaced;
+  caf::actor supervisor;
+
+  explicit dynamic_fixture(dynamic_supervisor_spec spec) {
+    journal* log_pointer = &log;
+    auto* replaced_pointer = &replaced;
+    spec.start = [log_pointer](caf::actor_system& system) {
+      auto instance = system.spawn(worker, log_pointer, std::string("worker"), false);
+      log_pointer->instances["worker"].push_back(instance);
+      return instance;
+    };
+    spec.report_to = hold(system->spawn([log_pointer, replaced_pointer](caf::event_based_actor*) -> caf::behavior {
+      return {[log_pointer](messaging::child_restarted& report) { log_pointer->reports.push_back(report); },
+              [replaced_pointer](messaging::child_replaced& report) { replaced_pointer->push_back(report); }};
+    }));
+    REQUIRE(validate(spec).ok());
+    supervisor = hold(spawn_dynamic_supervisor(*system, std::move(spec)));
+    hold(system->spawn([log_pointer, target = supervisor](caf::event_based_actor* self) -> caf::behavior {
+      self->monitor(target);
+      self->set_down_handler([log_pointer](caf::down_msg& down) { log_pointer->supervisor_exit = down.reason; });
+      return {[](int) {}};
+    }));
+    scheduler->run();
+  }
+  ~dynamic_fixture() {
+    for (auto& actor : keep_alive) caf::anon_send_exit(actor, caf::exit_reason::kill);
+    scheduler->run();
+    for (auto& instance : log.instances["worker"]) caf::anon_send_exit(instance, caf::exit_reason::kill);
+    scheduler->run();
+  }
+  caf::actor start_child() { return *ask<caf::actor>(supervisor, start_child_atom::value).first; }
+  std::vector<caf::actor> children() { return *ask<std::vector<caf::actor>>(supervisor, which_children_atom::value).first; }
+};
+
+dynamic_supervisor_spec pool_spec() {
+  dynamic_supervisor_spec spec;
+  spec.name = "pool";
+  spec.intensity = 3;
+  spec.period = 1000ms;
+  spec.shutdown_timeout = 100ms;
+  spec.start = [](caf::actor_system&) { return caf::actor{}; };  // replaced by the fixture
+  return spec;
+}
+}  // namespace
+
+TEST_CASE("a dynamic supervisor starts children on request and replaces the ones that crash, telling who routes to them") {
+  dynamic_fixture f(pool_spec());
+  auto first = f.start_child();
+  auto second = f.start_child();
+  REQUIRE(f.children().size() == 2);
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  f.scheduler->run();
+  REQUIRE(f.log.instances["worker"].size() == 3);
+  REQUIRE(f.replaced.size() == 1);
+  REQUIRE(f.replaced[0].previous == first.address());
+  REQUIRE(f.replaced[0].current == f.log.instances["worker"].back());
+  REQUIRE(f.replaced[0].restart_count == 1);
+  REQUIRE(f.log.reports.size() == 1);
+  REQUIRE(f.children().size() == 2);
+  // A child stopped on request is not restarted.
+  REQUIRE(*f.ask<bool>(f.supervisor, terminate_child_atom::value, second).first);
+  f.scheduler->run();
+  REQUIRE(f.children().size() == 1);
+  REQUIRE(f.log.instances["worker"].size() == 3);
+  REQUIRE_FALSE(*f.ask<bool>(f.supervisor, terminate_child_atom::value, second).first);
+}
+
+TEST_CASE("a dynamic supervisor whose children crash too often stops them all and exits with intensity exceeded") {
+  dynamic_fixture f(pool_spec());
+  for (int index = 0; index < 3; ++index) f.start_child();
+  for (int crash = 0; crash < 4; ++crash) {
+    auto children = f.children();
+    REQUIRE(children.size() == 3);
+    caf::anon_send_exit(children.front(), caf::exit_reason::kill);
+    f.scheduler->run();
+  }
+  REQUIRE(f.log.supervisor_exit.has_value());
+  REQUIRE(messaging::rml_code(*f.log.supervisor_exit) == errc::restart_intensity_exceeded);
+  // Every instance it started has exited with it: no child outlives its supervisor.
+  REQUIRE(f.log.exits.size() == f.log.instances["worker"].size());
+}
+
+TEST_CASE("a dynamic supervisor backs off restarts and bounds its children") {
+  auto spec = pool_spec();
+  spec.intensity = 10;
+  spec.backoff_initial = 20ms;
+  spec.backoff_max = 40ms;
+  spec.children_max = 2;
+  dynamic_fixture f(spec);
+  auto first = f.start_child();
+  f.start_child();
+  auto third = f.ask<caf::actor>(f.supervisor, start_child_atom::value);
+  REQUIRE(messaging::rml_code(*third.second) == errc::overloaded);
+  caf::anon_send_exit(first, caf::exit_reason::kill);
+  f.scheduler->run();
+  REQUIRE(f.log.instances["worker"].size() == 2);  // not at once: backoff
+  f.scheduler->advance_time(caf::timespan(20ms));
+  f.scheduler->run();
+  REQUIRE(f.log.instances["worker"].size() == 3);
+  REQUIRE(f.replaced.size() == 1);
+}
+
+TEST_CASE("dynamic supervisor specs are checked with messages naming the field") {
+  auto spec = pool_spec();
+  spec.start = nullptr;
+  REQUIRE(validate(spec).error().message() == "supervisor 'pool': no start function");
+  spec = pool_spec();
+  spec.children_max = 0;
+  REQUIRE(validate(spec).error().message() == "supervisor 'pool': children_max must be in [1, 1024], got 0");
 }
