@@ -13,6 +13,7 @@
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
 #include "messaging/trace.hpp"
+#include "supervision/dynamic_supervisor.hpp"
 
 namespace rml::actors {
 namespace {
@@ -81,11 +82,15 @@ struct batcher_state {
   bool watchdog_armed = false;
   std::vector<replica_slot> slots;
   std::uint64_t replicas_started = 0;
-  std::shared_ptr<std::vector<caf::actor>> owned = std::make_shared<std::vector<caf::actor>>();
+  /// The replicas' supervisor (supervision/dynamic_supervisor.hpp): it starts, restarts
+  /// (within the pool's intensity) and stops them; the lane routes batches and requeues the
+  /// batches of a replica that went down.
+  caf::actor pool;
+  /// Replicas asked of the pool and not yet started.
+  std::uint32_t starting = 0;
   std::optional<messaging::model_snapshot> snapshot;
   std::unique_ptr<prediction_cache> cache;
   std::uint64_t cache_hits = 0, cache_misses = 0;
-  std::deque<std::int64_t> restart_times_us;
   // Autoscaling: what the current window saw, and the looks in a row with each signal.
   double window_queue_wait_us = 0;
   std::uint64_t window_dispatched = 0;
@@ -191,19 +196,36 @@ std::size_t replicas_computing(const batcher_state& state) {
   return computing;
 }
 
-void add_replica(batcher_pointer self) {
+/// A replica the pool started (or restarted) takes batches from now on.
+void add_slot(batcher_pointer self, serving_actor replica) {
   auto& state = self->state;
   replica_slot slot;
   slot.id = ++state.replicas_started;
-  slot.replica = state.options.spawn_replica(self->system());
+  slot.replica = std::move(replica);
   self->monitor(slot.replica);
-  state.owned->push_back(caf::actor_cast<caf::actor>(slot.replica));
   if (state.snapshot) self->send(slot.replica, *state.snapshot);
   slot.compute_latency = &messaging::metrics::registry::global().get_histogram(
       "rml_compute_latency_seconds", "Time a replica took to answer a batch",
       {{"model", state.options.model}, {"lane", state.options.lane}, {"replica", std::to_string(slot.id % 64)}});
   state.slots.push_back(std::move(slot));
   state.metrics.replicas->set(double(state.slots.size()));
+}
+
+/// Asks the pool for one more replica; it takes work once started.
+void add_replica(batcher_pointer self) {
+  ++self->state.starting;
+  self->request(self->state.pool, caf::infinite, supervision::start_child_atom::value)
+      .then(
+          [self](caf::actor& replica) {
+            --self->state.starting;
+            add_slot(self, caf::actor_cast<serving_actor>(replica));
+            consider(self);
+            flush(self);
+          },
+          [self](caf::error& failure) {
+            --self->state.starting;
+            trace(self, "replica_not_started", messaging::describe(failure));
+          });
 }
 
 /// Requests of a batch whose replica is gone go back to the queue (deadlines kept) or, after
@@ -294,9 +316,7 @@ void retire_if_done(batcher_pointer self, std::uint64_t slot_id) {
   auto* slot = slot_by_id(state, slot_id);
   if (!slot || !slot->retiring || !slot->in_flight.empty()) return;
   self->demonitor(caf::actor_cast<caf::actor>(slot->replica));
-  self->send_exit(slot->replica, caf::exit_reason::user_shutdown);
-  auto& owned = *state.owned;
-  owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(slot->replica)), owned.end());
+  caf::anon_send(state.pool, supervision::terminate_child_atom::value, caf::actor_cast<caf::actor>(slot->replica));
   state.slots.erase(std::remove_if(state.slots.begin(), state.slots.end(), [slot_id](const replica_slot& s) { return s.id == slot_id; }),
                     state.slots.end());
   state.metrics.replicas->set(double(state.slots.size()));
@@ -463,50 +483,51 @@ void look_for_hung_replicas(batcher_pointer self) {
   }
 }
 
-/// A replica exited: if it crashed, its batches go back to the queue and a new one starts.
-void on_replica_down(batcher_pointer self, const caf::down_msg& down) {
+/// A replica went down: the batches it held go back to the queue (the pool starts its
+/// replacement, announced by a child_replaced). The pool itself going down means its
+/// replicas crashed beyond the restart intensity: the lane answers everything and exits.
+void on_down(batcher_pointer self, const caf::down_msg& down) {
   auto& state = self->state;
+  if (down.source == state.pool.address()) {
+    trace(self, "restart_intensity_exceeded", "replicas crash too often: " + caf::to_string(down.reason));
+    const auto failure = messaging::make_error(errc::not_ready, "lane " + state.options.lane + ": serving replicas crash too often");
+    while (!state.queue.empty()) {
+      auto waiting = std::move(state.queue.extract(state.queue.begin()).value());
+      fail(state, waiting, failure);
+    }
+    for (auto& slot : state.slots) {
+      for (auto& [batch_id, requests] : slot.in_flight) {
+        for (auto& waiting : *requests) fail(state, waiting, failure);
+      }
+      slot.in_flight.clear();
+    }
+    flush(self);
+    self->quit(messaging::make_error(errc::restart_intensity_exceeded, "lane " + state.options.lane + ": replicas crash too often"));
+    return;
+  }
   auto found = std::find_if(state.slots.begin(), state.slots.end(),
                             [&](const replica_slot& slot) { return slot.replica.address() == down.source; });
   if (found == state.slots.end()) return;
   const std::uint64_t lost_id = found->id;
   auto in_flight = std::move(found->in_flight);
-  auto& owned = *state.owned;
-  owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(found->replica)), owned.end());
-  const bool retiring = found->retiring;
   state.slots.erase(found);
+  state.metrics.replicas->set(double(state.slots.size()));
   const auto failure = messaging::make_error(errc::not_ready, "serving replica " + std::to_string(lost_id) + " of lane " +
                                                                   state.options.lane + " crashed: " + caf::to_string(down.reason));
   for (auto& [batch_id, requests] : in_flight) requeue(self, *requests, failure);
-  if (!retiring) {
-    const std::int64_t now = messaging::clock_us(self);
-    const std::int64_t window_us = std::chrono::duration_cast<std::chrono::microseconds>(state.options.pool.restart_window).count();
-    state.restart_times_us.push_back(now);
-    while (!state.restart_times_us.empty() && state.restart_times_us.front() < now - window_us) state.restart_times_us.pop_front();
-    if (state.restart_times_us.size() > state.options.pool.restarts_max) {
-      trace(self, "restart_intensity_exceeded", std::to_string(state.restart_times_us.size()) + " replica restarts in the window");
-      while (!state.queue.empty()) {
-        auto waiting = std::move(state.queue.extract(state.queue.begin()).value());
-        fail(state, waiting, failure);
-      }
-      for (auto& slot : state.slots) {
-        for (auto& [batch_id, requests] : slot.in_flight) {
-          for (auto& waiting : *requests) fail(state, waiting, failure);
-        }
-        slot.in_flight.clear();
-      }
-      flush(self);
-      self->quit(messaging::make_error(errc::restart_intensity_exceeded, "lane " + state.options.lane + ": replicas crash too often"));
-      return;
-    }
-    add_replica(self);
-    ++state.counts.replica_restarts;
-    state.metrics.restarts->add();
-    trace(self, "replica_restarted", "replica=" + std::to_string(lost_id) + " reason=" + caf::to_string(down.reason));
-    messaging::report_metrics(self->system(), "serving/" + state.options.lane, now, {{"replica_restarts", double(state.counts.replica_restarts)}});
-  } else {
-    state.metrics.replicas->set(double(state.slots.size()));
-  }
+  consider(self);
+  flush(self);
+}
+
+/// The pool restarted a replica that went down.
+void on_replaced(batcher_pointer self, const messaging::child_replaced& replaced) {
+  auto& state = self->state;
+  add_slot(self, caf::actor_cast<serving_actor>(replaced.current));
+  ++state.counts.replica_restarts;
+  state.metrics.restarts->add();
+  trace(self, "replica_restarted", "replica=" + std::to_string(state.replicas_started) + " restarts=" + std::to_string(replaced.restart_count));
+  messaging::report_metrics(self->system(), "serving/" + state.options.lane, messaging::clock_us(self),
+                            {{"replica_restarts", double(state.counts.replica_restarts)}});
   consider(self);
   flush(self);
 }
@@ -527,7 +548,7 @@ void look_at_load(batcher_pointer self) {
                        mean_wait_us > double(state.options.settings.queue_delay_max_us + state.options.settings.latency_objective_us / 2);
   state.backlog_looks = backlog ? state.backlog_looks + 1 : 0;
   state.idle_looks = (!backlog && some_idle) ? state.idle_looks + 1 : 0;
-  if (state.backlog_looks >= pool.scale_up_after && active < pool.replicas_max) {
+  if (state.backlog_looks >= pool.scale_up_after && active + state.starting < pool.replicas_max) {
     add_replica(self);
     ++state.counts.scaled_up;
     state.metrics.scaled_up->add();
@@ -622,12 +643,18 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
   state.metrics = register_metrics(options);
   state.cache = std::make_unique<prediction_cache>(options.cache_entries_max);
   apply_settings(state, options.settings);
+  supervision::dynamic_supervisor_spec pool;
+  pool.name = "replicas/" + options.model + "/" + options.lane;
+  pool.start = [spawn = options.spawn_replica](caf::actor_system& system) { return caf::actor_cast<caf::actor>(spawn(system)); };
+  pool.intensity = int(options.pool.restarts_max);
+  pool.period = options.pool.restart_window;
+  pool.report_to = caf::actor_cast<caf::actor>(self);
+  state.pool = supervision::spawn_dynamic_supervisor(self->system(), std::move(pool));
+  self->monitor(state.pool);
   // The replicas live and die with their lane.
-  self->attach_functor([owned = state.owned](const caf::error&) {
-    for (auto& replica : *owned) caf::anon_send_exit(replica, caf::exit_reason::user_shutdown);
-  });
+  self->attach_functor([pool = state.pool](const caf::error&) { caf::anon_send_exit(pool, caf::exit_reason::user_shutdown); });
   for (std::uint32_t index = 0; index < std::max(1u, options.pool.replicas_min); ++index) add_replica(self);
-  self->set_down_handler([self](caf::down_msg& down) { on_replica_down(self, down); });
+  self->set_down_handler([self](caf::down_msg& down) { on_down(self, down); });
   if (options.pool.replicas_max > options.pool.replicas_min) {
     caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), options.pool.scale_interval, scale_atom::value);
   }
@@ -639,6 +666,11 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
       caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), state.options.pool.scale_interval, scale_atom::value);
       return caf::message{};
     }
+    if (view.content().match_elements<messaging::child_replaced>()) {
+      on_replaced(self, view.content().get_as<messaging::child_replaced>(0));
+      return caf::message{};
+    }
+    if (view.content().match_elements<messaging::child_restarted>()) return caf::message{};  // on_replaced traces it
     if (view.content().match_elements<watchdog_atom>()) {
       look_for_hung_replicas(self);
       consider(self);

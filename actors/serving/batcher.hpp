@@ -10,9 +10,11 @@
 // Clipper paper) grows the batch size while batches finish within the latency objective and
 // halves it when one does not. Settings change at run time.
 //
-// The pool: batches go to the replica with the fewest batches outstanding. The lane
-// supervises its replicas: one that crashes is restarted (within a restart intensity, beyond
-// which the lane gives up and exits for its own supervisor to decide), and the requests of
+// The pool: batches go to the replica with the fewest batches outstanding. The replicas are
+// the children of a dynamic supervisor (supervision/dynamic_supervisor.hpp) that the lane
+// owns: one that crashes is restarted by it (within the pool's restart intensity, beyond
+// which the supervisor and then the lane exit, for the lane's own supervisor to decide) and
+// announced to the lane (child_replaced); the lane monitors each replica, and the requests of
 // the batches it held go back into the queue — they keep their deadlines and are served by
 // another replica, so each still gets exactly one answer. Autoscaling looks at the load
 // every `scale_interval`: a backlog for `scale_up_after` looks in a row adds a replica, an

@@ -69,6 +69,7 @@ struct batcher_fixture : test::actor_fixture {
     options.features = features;
     options.spawn_replica = [this](caf::actor_system& sys) { return sys.spawn(fake_replica, &seen); };
     batcher = hold(actors::spawn_batcher(*system, options));
+    scheduler->run();  // the pool starts the replicas
   }
   ~batcher_fixture() {
     for (auto& actor : keep_alive) caf::anon_send_exit(actor, caf::exit_reason::kill);
@@ -290,6 +291,7 @@ struct pool_fixture : test::actor_fixture {
     options.lane = std::move(lane);
     options.spawn_replica = [this](caf::actor_system& sys) { return sys.spawn(pool_replica, &log); };
     batcher = hold(actors::spawn_batcher(*system, options));
+    scheduler->run();  // the pool starts the replicas
   }
 
   void send(predict_request request) {
