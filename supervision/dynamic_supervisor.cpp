@@ -1,4 +1,5 @@
 #include "supervision/dynamic_supervisor.hpp"
+#include "supervision/restart_window.hpp"
 
 #include <caf/all.hpp>
 
@@ -19,7 +20,7 @@ struct dynamic_child {
   /// Asked to stop (terminate_child or shutdown): its exit is expected, not restarted.
   bool stopping = false;
   std::uint32_t restarts = 0;
-  std::deque<caf::actor_clock::time_point> recent_restarts;
+  restart_window recent_restarts;
 };
 
 struct dynamic_state {
@@ -29,7 +30,7 @@ struct dynamic_state {
   /// Restarts waiting for their backoff, by ticket: what the replaced instance was.
   std::map<std::uint64_t, std::pair<caf::actor_addr, dynamic_child>> waiting;
   std::uint64_t next_ticket = 0;
-  std::deque<caf::actor_clock::time_point> restart_times;
+  restart_window restart_times;
   bool shutting_down = false;
   caf::error shutdown_reason;
   std::shared_ptr<std::vector<caf::actor>> running = std::make_shared<std::vector<caf::actor>>();
@@ -72,18 +73,8 @@ void begin_shutdown(dynamic_actor* self, caf::error reason) {
 bool intensity_exceeded_now(dynamic_actor* self, dynamic_child& child) {
   auto& state = self->state;
   const auto now = self->clock().now();
-  const auto window_start = now - state.spec.period;
-  state.restart_times.push_back(now);
-  while (!state.restart_times.empty() && state.restart_times.front() < window_start) state.restart_times.pop_front();
-  child.recent_restarts.push_back(now);
-  while (!child.recent_restarts.empty() && child.recent_restarts.front() < window_start) child.recent_restarts.pop_front();
-  return int(state.restart_times.size()) > state.spec.intensity;
-}
-
-std::chrono::milliseconds backoff(const dynamic_supervisor_spec& spec, const dynamic_child& child) {
-  if (spec.backoff_initial.count() == 0 || child.recent_restarts.empty()) return std::chrono::milliseconds(0);
-  const std::size_t doublings = std::min<std::size_t>(child.recent_restarts.size() - 1, 20);
-  return std::min(spec.backoff_initial * (std::int64_t(1) << doublings), spec.backoff_max);
+  child.recent_restarts.record(now, state.spec.period);
+  return int(state.restart_times.record(now, state.spec.period)) > state.spec.intensity;
 }
 
 void restart(dynamic_actor* self, const caf::actor_addr& previous, dynamic_child child, const std::string& reason) {
@@ -122,7 +113,7 @@ void on_down(dynamic_actor* self, caf::down_msg& down) {
   if (!again) return;
   if (intensity_exceeded_now(self, child)) return begin_shutdown(self, intensity_exceeded(state.spec.name));
   const std::string reason = down.reason ? caf::to_string(down.reason) : "normal";
-  const auto delay = backoff(state.spec, child);
+  const auto delay = child.recent_restarts.backoff(state.spec.backoff_initial, state.spec.backoff_max);
   if (delay.count() == 0) return restart(self, down.source, std::move(child), reason);
   const std::uint64_t ticket = ++state.next_ticket;
   state.waiting.emplace(ticket, std::make_pair(down.source, std::move(child)));

@@ -1,4 +1,5 @@
 #include "supervision/supervisor.hpp"
+#include "supervision/restart_window.hpp"
 
 #include <caf/all.hpp>
 
@@ -23,13 +24,13 @@ struct child_state {
   bool removed = false;
   std::uint64_t generation = 0;
   std::uint32_t restarts = 0;
-  std::deque<clock_type::time_point> recent_restarts;
+  restart_window recent_restarts;
 };
 
 struct supervisor_state {
   supervisor_spec spec;
   std::vector<child_state> children;
-  std::deque<clock_type::time_point> restart_times;
+  restart_window restart_times;
   /// Children waiting for their group's members to stop before they restart together.
   std::vector<std::size_t> pending_group;
   std::size_t pending_trigger = 0;
@@ -136,12 +137,8 @@ class supervisor_logic {
   /// Records a restart and says whether it is one too many for the intensity window.
   bool intensity_exceeded_now(child_state& child) {
     const auto now = self_->clock().now();
-    const auto window_start = now - state_.spec.period;
-    state_.restart_times.push_back(now);
-    while (!state_.restart_times.empty() && state_.restart_times.front() < window_start) state_.restart_times.pop_front();
-    child.recent_restarts.push_back(now);
-    while (!child.recent_restarts.empty() && child.recent_restarts.front() < window_start) child.recent_restarts.pop_front();
-    return int(state_.restart_times.size()) > state_.spec.intensity;
+    child.recent_restarts.record(now, state_.spec.period);
+    return int(state_.restart_times.record(now, state_.spec.period)) > state_.spec.intensity;
   }
 
   void request_stop(std::size_t index) {
@@ -177,10 +174,7 @@ class supervisor_logic {
   }
 
   std::chrono::milliseconds backoff(const child_state& child) const {
-    if (state_.spec.backoff_initial.count() == 0 || child.recent_restarts.empty()) return std::chrono::milliseconds(0);
-    const std::size_t doublings = std::min<std::size_t>(child.recent_restarts.size() - 1, 20);
-    const auto delay = state_.spec.backoff_initial * (std::int64_t(1) << doublings);
-    return std::min(delay, state_.spec.backoff_max);
+    return child.recent_restarts.backoff(state_.spec.backoff_initial, state_.spec.backoff_max);
   }
 
   void start_pending(std::uint64_t epoch) {

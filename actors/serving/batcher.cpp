@@ -10,6 +10,7 @@
 
 #include "messaging/reporting.hpp"
 #include "actors/serving/prediction_cache.hpp"
+#include "messaging/answer_outbox.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
 #include "messaging/trace.hpp"
@@ -96,7 +97,7 @@ struct batcher_state {
   std::uint64_t window_dispatched = 0;
   std::uint32_t backlog_looks = 0, idle_looks = 0;
   /// Answers for burst senders, sent as one message each when the current message is handled.
-  std::vector<std::pair<caf::strong_actor_ptr, messaging::predict_answers>> outbox;
+  messaging::answer_outbox outbox;
   /// Counts since the lane started (the other fields are filled in when asked).
   messaging::lane_status counts;
   messaging::latency_histogram batch_latency;
@@ -161,24 +162,13 @@ void answer(batcher_state& state, waiting_request& waiting, messaging::predict_r
     else waiting.promise.deliver(std::move(failure));
     return;
   }
-  auto found = std::find_if(state.outbox.begin(), state.outbox.end(), [&](const auto& entry) { return entry.first == waiting.reply_to; });
-  if (found == state.outbox.end()) found = state.outbox.insert(state.outbox.end(), {waiting.reply_to, {}});
-  messaging::ticketed_answer ready;
-  ready.ticket = waiting.ticket;
-  ready.request_id = waiting.request.request_id;
-  if (reply) ready.reply = std::move(*reply);
-  else ready.failure = std::move(failure);
-  found->second.answers.push_back(std::move(ready));
+  state.outbox.add(waiting.reply_to, waiting.ticket, waiting.request.request_id, reply, std::move(failure));
 }
 
 void fail(batcher_state& state, waiting_request& waiting, caf::error failure) { answer(state, waiting, nullptr, std::move(failure)); }
 
 /// Sends the answers the handled message produced: one message per burst sender.
-void flush(batcher_pointer self) {
-  // Askers may be dynamically typed (an endpoint's bridge, a test), which a typed send refuses.
-  for (auto& [asker, answers] : self->state.outbox) caf::unsafe_send_as(self, asker, std::move(answers));
-  self->state.outbox.clear();
-}
+void flush(batcher_pointer self) { self->state.outbox.flush(self); }
 
 /// The replica that takes the next batch: fewest outstanding, not retiring, below the bound.
 replica_slot* free_slot(batcher_state& state) {

@@ -8,9 +8,11 @@
 
 #include "messaging/reporting.hpp"
 #include "compute/random.hpp"
+#include "messaging/answer_outbox.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
 #include "messaging/trace.hpp"
+#include "supervision/restart_window.hpp"
 
 namespace rml::actors {
 
@@ -179,12 +181,12 @@ struct router_state {
   std::uint64_t uses = 0;
   std::uint64_t lanes_opened = 0, next_ticket = 0;
   std::unordered_map<std::uint64_t, outstanding_request> outstanding;
-  std::deque<std::int64_t> lane_restart_times_us;
+  supervision::restart_window lane_restarts;
   /// What the current message produced, sent when it is handled (flush): requests for each
   /// lane (by lane id) and answers for each burst sender — one message each, however many
   /// requests they carry.
   std::map<std::uint64_t, std::pair<batcher_actor, messaging::predict_burst>> to_lanes;
-  std::vector<std::pair<caf::strong_actor_ptr, messaging::predict_answers>> to_askers;
+  messaging::answer_outbox to_askers;
   /// Counts since the router started (the other fields are filled in when asked).
   messaging::serving_status counts;
   router_metrics metrics{};
@@ -407,14 +409,7 @@ void deliver(router_state& state, answer_target& target, std::uint64_t request_i
     else target.promise->deliver(std::move(failure));
     return;
   }
-  auto found = std::find_if(state.to_askers.begin(), state.to_askers.end(), [&](const auto& entry) { return entry.first == target.reply_to; });
-  if (found == state.to_askers.end()) found = state.to_askers.insert(state.to_askers.end(), {target.reply_to, {}});
-  messaging::ticketed_answer answer;
-  answer.ticket = target.ticket;
-  answer.request_id = request_id;
-  if (reply) answer.reply = std::move(*reply);
-  else answer.failure = std::move(failure);
-  found->second.answers.push_back(std::move(answer));
+  state.to_askers.add(target.reply_to, target.ticket, request_id, reply, std::move(failure));
 }
 
 void refuse(router_state& state, answer_target& target, std::uint64_t request_id, errc code, std::string message) {
@@ -427,9 +422,7 @@ void flush(router_pointer self) {
   auto& state = self->state;
   for (auto& [lane_id, entry] : state.to_lanes) self->send(entry.first, std::move(entry.second));
   state.to_lanes.clear();
-  // Askers may be dynamically typed (an endpoint's bridge, a test), which a typed send refuses.
-  for (auto& [asker, answers] : state.to_askers) caf::unsafe_send_as(self, asker, std::move(answers));
-  state.to_askers.clear();
+  state.to_askers.flush(self);
 }
 
 /// Queues a request for a lane (sent at the flush) and holds it until the lane answers.
@@ -733,12 +726,9 @@ void on_lane_down(router_pointer self, const caf::down_msg& down) {
       flush(self);
       return;
     }
-    const std::int64_t now = messaging::clock_us(self);
-    const std::int64_t window_us = std::chrono::duration_cast<std::chrono::microseconds>(state.options.lane_restart_window).count();
-    state.lane_restart_times_us.push_back(now);
-    while (!state.lane_restart_times_us.empty() && state.lane_restart_times_us.front() < now - window_us) state.lane_restart_times_us.pop_front();
-    if (state.lane_restart_times_us.size() > state.options.lane_restarts_max) {
-      trace(self, "restart_intensity_exceeded", std::to_string(state.lane_restart_times_us.size()) + " lane restarts in the window");
+    const std::size_t recent = state.lane_restarts.record(self->clock().now(), state.options.lane_restart_window);
+    if (recent > state.options.lane_restarts_max) {
+      trace(self, "restart_intensity_exceeded", std::to_string(recent) + " lane restarts in the window");
       for (auto& [ticket, held] : state.outstanding) {
         if (!held.shadow) refuse(state, held.target, held.request_id, errc::not_ready, "serving lanes crash too often");
       }
@@ -750,7 +740,7 @@ void on_lane_down(router_pointer self, const caf::down_msg& down) {
       state.in_flight = 0;
       flush(self);
       self->quit(messaging::make_error(errc::restart_intensity_exceeded, "serving " + state.options.model + ": lanes crash too often (" +
-                                                                           std::to_string(state.lane_restart_times_us.size()) + " restarts in " +
+                                                                           std::to_string(recent) + " restarts in " +
                                                                            std::to_string(state.options.lane_restart_window.count()) + " ms)"));
       return;
     }
