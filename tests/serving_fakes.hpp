@@ -6,22 +6,20 @@
 
 #include <caf/event_based_actor.hpp>
 
+#include "messaging/answer_outbox.hpp"
 #include "messaging/messages.hpp"
 
 namespace rml::test {
 
 inline auto answer_bursts_one_by_one(caf::event_based_actor* self) {
   return [self](messaging::predict_burst& burst) {
-    auto asker = caf::actor_cast<caf::actor>(self->current_sender());
+    auto asker = self->current_sender();
     for (auto& item : burst.requests) {
       const std::uint64_t ticket = item.ticket, id = item.request.request_id;
       auto send_back = [self, asker, ticket, id](messaging::predict_reply* reply, caf::error failure) {
-        messaging::ticketed_answer answer;
-        answer.ticket = ticket;
-        answer.request_id = id;
-        if (reply) answer.reply = std::move(*reply);
-        else answer.failure = std::move(failure);
-        self->send(asker, messaging::predict_answers{{std::move(answer)}});
+        messaging::answer_outbox answer;
+        answer.add(asker, ticket, id, reply, std::move(failure));
+        answer.flush(self);
       };
       self->request(caf::actor_cast<caf::actor>(self), caf::infinite, std::move(item.request))
           .then([send_back](messaging::predict_reply& reply) { send_back(&reply, {}); },
