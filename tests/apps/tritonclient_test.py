@@ -37,8 +37,10 @@ def infer(array, datatype, binary, model_version=""):
     return client.infer(model, [tensor], model_version=model_version, outputs=outputs, request_id="77")
 
 
+# rml keeps training while it serves: the comparisons below pin the version they compare, so
+# that a version published between two requests cannot make them differ.
 for binary in (False, True):
-    result = infer(images.astype(np.float32), "FP32", binary)
+    result = infer(images.astype(np.float32), "FP32", binary, model_version=version)
     probabilities = result.as_numpy("probabilities")
     classes = result.as_numpy("classes")
     assert probabilities.shape == (3, 10), probabilities.shape
@@ -47,7 +49,7 @@ for binary in (False, True):
     assert classes.shape == (3, 1) and classes.dtype == np.int64
     assert (classes[:, 0] == probabilities.argmax(axis=1)).all()
     # INT64 pixels give the same answer as the same values in FP32.
-    integers = infer(images.astype(np.int64), "INT64", binary)
+    integers = infer(images.astype(np.int64), "INT64", binary, model_version=version)
     assert np.allclose(integers.as_numpy("probabilities"), probabilities, atol=1e-6)
     response = result.get_response()
     assert response["model_name"] == model and response["id"] == "77", response
