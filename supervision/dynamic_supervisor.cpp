@@ -17,6 +17,8 @@ using kill_late_atom = caf::atom_constant<caf::atom("killlate")>;
 
 struct dynamic_child {
   caf::actor handle;
+  /// What it was started with, for its restarts.
+  caf::message args;
   /// Asked to stop (terminate_child or shutdown): its exit is expected, not restarted.
   bool stopping = false;
   std::uint32_t restarts = 0;
@@ -39,8 +41,8 @@ struct dynamic_state {
 
 using dynamic_actor = caf::stateful_actor<dynamic_state>;
 
-caf::actor start_instance(dynamic_actor* self) {
-  auto child = self->state.spec.start(self->system());
+caf::actor start_instance(dynamic_actor* self, const caf::message& args) {
+  auto child = self->state.spec.start(self->system(), args);
   if (!child) return child;
   self->monitor(child);
   self->state.running->push_back(child);
@@ -80,7 +82,7 @@ bool intensity_exceeded_now(dynamic_actor* self, dynamic_child& child) {
 void restart(dynamic_actor* self, const caf::actor_addr& previous, dynamic_child child, const std::string& reason) {
   auto& state = self->state;
   if (state.shutting_down) return;
-  child.handle = start_instance(self);
+  child.handle = start_instance(self, child.args);
   if (!child.handle) {
     begin_shutdown(self, messaging::make_error(errc::invalid_argument, "supervisor '" + state.spec.name + "': a child failed to restart"));
     return;
@@ -120,6 +122,22 @@ void on_down(dynamic_actor* self, caf::down_msg& down) {
   self->delayed_send(self, delay, restart_later_atom::value, ticket, reason);
 }
 
+caf::result<caf::actor> start_child(dynamic_actor* self, caf::message args) {
+  auto& state = self->state;
+  const std::string which = "supervisor '" + state.spec.name + "': ";
+  if (state.shutting_down) return messaging::make_error(errc::not_ready, which + "stopping, starts no child");
+  if (state.children.size() + state.waiting.size() >= state.spec.children_max) {
+    return messaging::make_error(errc::overloaded, which + "at most " + std::to_string(state.spec.children_max) + " children");
+  }
+  auto child = start_instance(self, args);
+  if (!child) return messaging::make_error(errc::invalid_argument, which + "the start function returned no actor");
+  dynamic_child started;
+  started.handle = child;
+  started.args = std::move(args);
+  state.children.emplace(child.address(), std::move(started));
+  return child;
+}
+
 caf::behavior dynamic_supervisor(dynamic_actor* self, dynamic_supervisor_spec spec) {
   self->state.spec = std::move(spec);
   self->set_down_handler([self](caf::down_msg& down) { on_down(self, down); });
@@ -129,18 +147,8 @@ caf::behavior dynamic_supervisor(dynamic_actor* self, dynamic_supervisor_spec sp
     for (const caf::actor& child : *running) caf::anon_send_exit(child, reason ? caf::exit_reason::kill : caf::exit_reason::user_shutdown);
   });
   return {
-      [self](start_child_atom) -> caf::result<caf::actor> {
-        auto& state = self->state;
-        const std::string which = "supervisor '" + state.spec.name + "': ";
-        if (state.shutting_down) return messaging::make_error(errc::not_ready, which + "stopping, starts no child");
-        if (state.children.size() + state.waiting.size() >= state.spec.children_max) {
-          return messaging::make_error(errc::overloaded, which + "at most " + std::to_string(state.spec.children_max) + " children");
-        }
-        auto child = start_instance(self);
-        if (!child) return messaging::make_error(errc::invalid_argument, which + "the start function returned no actor");
-        state.children.emplace(child.address(), dynamic_child{child});
-        return child;
-      },
+      [self](start_child_atom) { return start_child(self, caf::message{}); },
+      [self](start_child_atom, caf::message& args) { return start_child(self, std::move(args)); },
       [self](terminate_child_atom, caf::actor& child) {
         auto found = self->state.children.find(child.address());
         if (found == self->state.children.end()) return false;

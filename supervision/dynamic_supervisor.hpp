@@ -9,7 +9,9 @@
 // to `report_to`, besides the messaging::child_restarted report every supervisor sends.
 //
 // Messages: `start_child_atom` starts a child and answers its handle (an error at
-// `children_max` or when the start function fails); `terminate_child_atom, actor` stops that
+// `children_max` or when the start function fails); `start_child_atom, caf::message args`
+// does the same with arguments the start function receives for this child, at its first
+// start and every restart (OTP's extra arguments: lanes of one router differ by role); `terminate_child_atom, actor` stops that
 // child (within the shutdown timeout, then killed) without restarting it and answers whether
 // it was a child; `which_children_atom` answers the running children. An exit message stops
 // the children and then the supervisor. Time is the actor clock's (contract 5).
@@ -17,6 +19,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
+#include <caf/message.hpp>
 
 #include <chrono>
 #include <functional>
@@ -33,8 +36,9 @@ using terminate_child_atom = caf::atom_constant<caf::atom("stopchild")>;
 struct dynamic_supervisor_spec {
   /// Names the supervisor in reports and errors.
   std::string name = "pool";
-  /// Spawns one child; called for every start_child and every restart.
-  std::function<caf::actor(caf::actor_system&)> start;
+  /// Spawns one child from the arguments it was started with (empty without); called for
+  /// every start_child and every restart.
+  std::function<caf::actor(caf::actor_system&, const caf::message& args)> start;
   restart_type restart = restart_type::permanent;
   /// At most `intensity` restarts within `period`; one more stops everything.
   int intensity = 10;

@@ -635,7 +635,7 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
   apply_settings(state, options.settings);
   supervision::dynamic_supervisor_spec pool;
   pool.name = "replicas/" + options.model + "/" + options.lane;
-  pool.start = [spawn = options.spawn_replica](caf::actor_system& system) { return caf::actor_cast<caf::actor>(spawn(system)); };
+  pool.start = [spawn = options.spawn_replica](caf::actor_system& system, const caf::message&) { return caf::actor_cast<caf::actor>(spawn(system)); };
   pool.intensity = int(options.pool.restarts_max);
   pool.period = options.pool.restart_window;
   pool.report_to = caf::actor_cast<caf::actor>(self);

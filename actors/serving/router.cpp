@@ -12,7 +12,7 @@
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
 #include "messaging/trace.hpp"
-#include "supervision/restart_window.hpp"
+#include "supervision/dynamic_supervisor.hpp"
 
 namespace rml::actors {
 
@@ -99,7 +99,9 @@ using drain_timeout_atom = caf::atom_constant<caf::atom("draintime")>;
 struct lane_state {
   std::uint64_t id = 0;  // unique; the role can move (a closing lane is renamed)
   std::string role;
+  /// Empty until the lanes' supervisor has started it: requests for it wait in `pending`.
   batcher_actor actor;
+  messaging::predict_burst pending;
   std::optional<messaging::model_snapshot> snapshot;
   /// Requests sent to the lane and not yet answered (in `router_state::outstanding`): if
   /// the lane dies holding them, the router answers them (CAF does not).
@@ -174,14 +176,15 @@ struct router_state {
   std::deque<std::uint64_t> memory_order;
   std::map<std::uint64_t, double> bandit_weights;  // by version
   std::unique_ptr<random_source> random;
-  std::shared_ptr<std::vector<caf::actor>> owned = std::make_shared<std::vector<caf::actor>>();
+  /// Starts, restarts and stops the lanes (supervision/dynamic_supervisor.hpp); the router
+  /// only routes to them.
+  caf::actor lanes_supervisor;
   bool draining = false;
   std::uint64_t in_flight = 0;
   std::optional<caf::typed_response_promise<std::uint64_t>> drain_promise;
   std::uint64_t uses = 0;
   std::uint64_t lanes_opened = 0, next_ticket = 0;
   std::unordered_map<std::uint64_t, outstanding_request> outstanding;
-  supervision::restart_window lane_restarts;
   /// What the current message produced, sent when it is handled (flush): requests for each
   /// lane (by lane id) and answers for each burst sender — one message each, however many
   /// requests they carry.
@@ -211,6 +214,43 @@ messaging::metrics::counter& answered_counter(router_state& state, const std::st
 
 std::string outcome_of(const caf::error& failure) { return to_string(messaging::client_code(failure)); }
 
+void refuse(router_state& state, struct answer_target& target, std::uint64_t request_id, errc code, std::string message);
+void close_lane(router_pointer self, const std::string& role);
+void finish_drain_if_done(router_pointer self);
+void flush(router_pointer self);
+
+lane_state* lane_by_id(router_state& state, std::uint64_t id) {
+  for (auto& [role, lane] : state.lanes) {
+    if (lane.id == id) return &lane;
+  }
+  return nullptr;
+}
+
+/// Everything a lane needs once its actor runs: its version, the current batching settings
+/// (it may have been started with older ones) and the requests that waited for it.
+void hand_over_to_started(router_pointer self, lane_state& lane) {
+  if (lane.snapshot) self->send(lane.actor, *lane.snapshot);
+  self->send(lane.actor, self->state.options.lane.settings);
+  if (!lane.pending.requests.empty()) self->send(lane.actor, std::exchange(lane.pending, {}));
+}
+
+void refuse_lane_requests(router_pointer self, lane_state& lane, const std::string& why) {
+  auto& state = self->state;
+  for (auto entry = state.outstanding.begin(); entry != state.outstanding.end();) {
+    if (entry->second.lane_id != lane.id) {
+      ++entry;
+      continue;
+    }
+    if (!entry->second.shadow) {
+      --state.in_flight;
+      refuse(state, entry->second.target, entry->second.request_id, errc::not_ready, "serving lane " + lane.role + why);
+    }
+    entry = state.outstanding.erase(entry);
+  }
+  lane.held = 0;
+  lane.pending = {};
+}
+
 lane_state& open_lane(router_pointer self, const std::string& role) {
   auto& state = self->state;
   auto found = state.lanes.find(role);
@@ -221,15 +261,34 @@ lane_state& open_lane(router_pointer self, const std::string& role) {
     state.lanes.erase(found);
     state.lanes.emplace(role + "#closing" + std::to_string(++state.uses), std::move(retired));
   }
-  auto options = state.options.lane;
-  options.model = state.options.model;
-  options.lane = role;
   lane_state lane;
   lane.id = ++state.lanes_opened;
   lane.role = role;
-  lane.actor = spawn_batcher(self->system(), options);
-  self->monitor(lane.actor);
-  state.owned->push_back(caf::actor_cast<caf::actor>(lane.actor));
+  const std::uint64_t id = lane.id;
+  self->request(state.lanes_supervisor, caf::infinite, supervision::start_child_atom::value, caf::make_message(role))
+      .then(
+          [self, id](caf::actor& started) {
+            auto* lane = lane_by_id(self->state, id);
+            if (!lane) {  // closed before it started
+              caf::anon_send(self->state.lanes_supervisor, supervision::terminate_child_atom::value, started);
+              return;
+            }
+            lane->actor = caf::actor_cast<batcher_actor>(started);
+            hand_over_to_started(self, *lane);
+            if (lane->closing && lane->held == 0) close_lane(self, lane->role);
+            finish_drain_if_done(self);
+            flush(self);
+          },
+          [self, id](caf::error& failure) {
+            auto* lane = lane_by_id(self->state, id);
+            if (!lane) return;
+            trace(self, "lane_not_started", "lane=" + lane->role + " " + messaging::describe(failure));
+            refuse_lane_requests(self, *lane, " could not start: " + messaging::describe(failure));
+            lane->version_gauge->set(0);
+            self->state.lanes.erase(lane->role);
+            finish_drain_if_done(self);
+            flush(self);
+          });
   auto& registry = messaging::metrics::registry::global();
   const messaging::metrics::label_set labels{{"model", state.options.model}, {"lane", role}};
   lane.version_gauge = &registry.get_gauge("rml_model_version", "Model version a serving lane answers with", labels);
@@ -240,7 +299,7 @@ lane_state& open_lane(router_pointer self, const std::string& role) {
 void load_lane(router_pointer self, lane_state& lane, const messaging::model_snapshot& snapshot) {
   lane.snapshot = snapshot;
   lane.version_gauge->set(double(snapshot.version));
-  self->send(lane.actor, snapshot);
+  if (lane.actor) self->send(lane.actor, snapshot);
   trace(self, "lane_loaded", "lane=" + lane.role + " version=" + std::to_string(snapshot.version));
 }
 
@@ -258,10 +317,8 @@ void close_lane(router_pointer self, const std::string& role) {
     lane.closing = true;
     return;
   }
-  self->demonitor(caf::actor_cast<caf::actor>(lane.actor));
-  self->send_exit(lane.actor, caf::exit_reason::user_shutdown);
-  auto& owned = *state.owned;
-  owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(lane.actor)), owned.end());
+  // Not yet started: the start's answer finds no lane and stops what started.
+  if (lane.actor) caf::anon_send(state.lanes_supervisor, supervision::terminate_child_atom::value, caf::actor_cast<caf::actor>(lane.actor));
   lane.version_gauge->set(0);
   state.lanes.erase(found);
 }
@@ -420,7 +477,14 @@ void refuse(router_state& state, answer_target& target, std::uint64_t request_id
 /// Sends what the message handled produced: one burst per lane, one answer burst per asker.
 void flush(router_pointer self) {
   auto& state = self->state;
-  for (auto& [lane_id, entry] : state.to_lanes) self->send(entry.first, std::move(entry.second));
+  for (auto& [lane_id, entry] : state.to_lanes) {
+    if (entry.first) {
+      self->send(entry.first, std::move(entry.second));
+    } else if (auto* lane = lane_by_id(state, lane_id)) {  // still starting
+      auto& waiting = lane->pending.requests;
+      waiting.insert(waiting.end(), std::make_move_iterator(entry.second.requests.begin()), std::make_move_iterator(entry.second.requests.end()));
+    }
+  }
   state.to_lanes.clear();
   state.to_askers.flush(self);
 }
@@ -700,62 +764,51 @@ bool on_feedback(router_pointer self, const messaging::prediction_feedback& feed
   return true;
 }
 
-void on_lane_down(router_pointer self, const caf::down_msg& down) {
+/// The lanes' supervisor restarted a lane that went down: the requests the lane held (and
+/// any sent to it since it died, which CAF dropped) get an error, one answer each; the new
+/// instance gets the lane's version and the requests from now on.
+void on_lane_replaced(router_pointer self, const messaging::child_replaced& replaced) {
   auto& state = self->state;
-  for (auto& [role, lane] : state.lanes) {
-    if (lane.actor.address() != down.source) continue;
-    auto& owned = *state.owned;
-    owned.erase(std::remove(owned.begin(), owned.end(), caf::actor_cast<caf::actor>(lane.actor)), owned.end());
-    // Its requests get an error (one answer each); a lane that was not closing restarts
-    // with what it served.
-    const std::string why = lane.closing ? " stopped before answering" : " crashed before answering";
-    for (auto entry = state.outstanding.begin(); entry != state.outstanding.end();) {
-      if (entry->second.lane_id != lane.id) {
-        ++entry;
-        continue;
-      }
-      if (!entry->second.shadow) {
-        --state.in_flight;
-        refuse(state, entry->second.target, entry->second.request_id, errc::not_ready, "serving lane " + role + why);
-      }
-      entry = state.outstanding.erase(entry);
-    }
-    if (lane.closing) {
-      state.lanes.erase(role);
-      finish_drain_if_done(self);
-      flush(self);
-      return;
-    }
-    const std::size_t recent = state.lane_restarts.record(self->clock().now(), state.options.lane_restart_window);
-    if (recent > state.options.lane_restarts_max) {
-      trace(self, "restart_intensity_exceeded", std::to_string(recent) + " lane restarts in the window");
-      for (auto& [ticket, held] : state.outstanding) {
-        if (!held.shadow) refuse(state, held.target, held.request_id, errc::not_ready, "serving lanes crash too often");
-      }
-      state.outstanding.clear();
-      for (auto& [version, waiting] : state.loading) {
-        for (auto& entry : waiting) refuse(state, entry.target, entry.request.request_id, errc::not_ready, "serving lanes crash too often");
-      }
-      state.loading.clear();
-      state.in_flight = 0;
-      flush(self);
-      self->quit(messaging::make_error(errc::restart_intensity_exceeded, "serving " + state.options.model + ": lanes crash too often (" +
-                                                                           std::to_string(recent) + " restarts in " +
-                                                                           std::to_string(state.options.lane_restart_window.count()) + " ms)"));
-      return;
-    }
-    auto snapshot = lane.snapshot;
-    const std::string restarted = role;
-    state.lanes.erase(role);
-    auto& replacement = open_lane(self, restarted);
-    if (snapshot) load_lane(self, replacement, *snapshot);
-    finish_drain_if_done(self);
-    ++state.counts.lane_restarts;
-    state.metrics.lane_restarts->add();
-    trace(self, "lane_restarted", "lane=" + restarted + " reason=" + caf::to_string(down.reason));
-    flush(self);
+  lane_state* lane = nullptr;
+  for (auto& [role, candidate] : state.lanes) {
+    if (candidate.actor && candidate.actor.address() == replaced.previous) lane = &candidate;
+  }
+  if (!lane) {  // stopped by the router meanwhile
+    caf::anon_send(state.lanes_supervisor, supervision::terminate_child_atom::value, replaced.current);
     return;
   }
+  refuse_lane_requests(self, *lane, lane->closing ? " stopped before answering" : " crashed before answering");
+  lane->actor = caf::actor_cast<batcher_actor>(replaced.current);
+  ++state.counts.lane_restarts;
+  state.metrics.lane_restarts->add();
+  trace(self, "lane_restarted", "lane=" + lane->role + " restarts=" + std::to_string(replaced.restart_count));
+  if (lane->closing) {
+    close_lane(self, lane->role);
+  } else {
+    hand_over_to_started(self, *lane);
+  }
+  finish_drain_if_done(self);
+  flush(self);
+}
+
+/// The lanes' supervisor exited: lanes crashed beyond its intensity (or it was killed).
+/// Everything held gets an error and the router exits for its own supervisor.
+void on_lanes_supervisor_down(router_pointer self, const caf::down_msg& down) {
+  auto& state = self->state;
+  trace(self, "restart_intensity_exceeded", "lanes crash too often: " + caf::to_string(down.reason));
+  for (auto& [ticket, held] : state.outstanding) {
+    if (!held.shadow) refuse(state, held.target, held.request_id, errc::not_ready, "serving lanes crash too often");
+  }
+  state.outstanding.clear();
+  for (auto& [version, waiting] : state.loading) {
+    for (auto& entry : waiting) refuse(state, entry.target, entry.request.request_id, errc::not_ready, "serving lanes crash too often");
+  }
+  state.loading.clear();
+  state.in_flight = 0;
+  flush(self);
+  self->quit(messaging::make_error(errc::restart_intensity_exceeded,
+                                   "serving " + state.options.model + ": lanes crash too often (more than " + std::to_string(state.options.lane_restarts_max) +
+                                       " restarts in " + std::to_string(state.options.lane_restart_window.count()) + " ms)"));
 }
 
 messaging::serving_info info_of(router_state& state) {
@@ -798,11 +851,30 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
                                                  {{"model", options.model}, {"result", "disagree"}});
   state.metrics.lane_restarts = &registry.get_counter("rml_lane_restarts_total", "Serving lanes restarted after a crash", model);
   state.metrics.draining->set(0);
-  self->attach_functor([owned = state.owned](const caf::error&) {
-    for (auto& lane : *owned) caf::anon_send_exit(lane, caf::exit_reason::user_shutdown);
+  supervision::dynamic_supervisor_spec lanes;
+  lanes.name = "lanes/" + options.model;
+  lanes.start = [lane = options.lane, model = options.model](caf::actor_system& system, const caf::message& args) {
+    auto options = lane;
+    options.model = model;
+    options.lane = args.get_as<std::string>(0);
+    return caf::actor_cast<caf::actor>(spawn_batcher(system, options));
+  };
+  lanes.intensity = int(options.lane_restarts_max);
+  lanes.period = options.lane_restart_window;
+  lanes.report_to = caf::actor_cast<caf::actor>(self);
+  state.lanes_supervisor = supervision::spawn_dynamic_supervisor(self->system(), std::move(lanes));
+  self->monitor(state.lanes_supervisor);
+  // The lanes live and die with their router.
+  self->attach_functor([lanes = state.lanes_supervisor](const caf::error&) { caf::anon_send_exit(lanes, caf::exit_reason::user_shutdown); });
+  self->set_down_handler([self](caf::down_msg& down) {
+    if (down.source == self->state.lanes_supervisor.address()) on_lanes_supervisor_down(self, down);
   });
-  self->set_down_handler([self](caf::down_msg& down) { on_lane_down(self, down); });
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
+    if (view.content().match_elements<messaging::child_replaced>()) {
+      on_lane_replaced(self, view.content().get_as<messaging::child_replaced>(0));
+      return caf::message{};
+    }
+    if (view.content().match_elements<messaging::child_restarted>()) return caf::message{};  // on_lane_replaced traces it
     if (!view.content().match_elements<drain_timeout_atom>()) return caf::sec::unexpected_message;
     auto& state = self->state;
     if (state.drain_promise) {
@@ -852,7 +924,9 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
       },
       [self](messaging::batching_settings& settings) {
         self->state.options.lane.settings = settings;
-        for (auto& [role, lane] : self->state.lanes) self->send(lane.actor, settings);
+        for (auto& [role, lane] : self->state.lanes) {
+          if (lane.actor) self->send(lane.actor, settings);
+        }
       },
       [self](messaging::prediction_feedback& feedback) { return on_feedback(self, feedback); },
       [self](messaging::policy_atom, std::string& spec) -> caf::result<std::string> {

@@ -25,9 +25,12 @@
 // the predictions that may get feedback.
 //
 // Exactly one answer per request: a lane whose replicas crash is retried by the lane itself
-// (actors/serving/batcher); a lane that gives up answers its requests with errors and is
-// restarted with its version — within `lane_restarts_max` per `lane_restart_window`, beyond
-// which the router exits for its own supervisor. Drain (`drain_atom`): admission stops (requests get
+// (actors/serving/batcher); a lane that gives up is restarted by the router's lanes
+// supervisor (a supervision::dynamic_supervisor whose children are the lanes, started with
+// their role), whose child_replaced tells the router to answer what the dead lane held with
+// errors and to load its version into the new one — within `lane_restarts_max` per
+// `lane_restart_window`, beyond which that supervisor stops and the router answers
+// everything it holds and exits for its own supervisor. Drain (`drain_atom`): admission stops (requests get
 // `not_ready`), readiness turns false, the requests already admitted finish; the reply says
 // how many were still unanswered when the drain's time ran out (0 when all finished).
 

@@ -23,6 +23,7 @@ struct journal {
   std::vector<std::string> exits;                            // child ids, in exit order
   std::vector<messaging::child_restarted> reports;
   std::optional<caf::error> supervisor_exit;
+  std::vector<std::string> started_as;  // dynamic children: the name each instance got
 };
 
 /// Asks a worker to end itself with the given exit reason (an exit message cannot end an
@@ -309,9 +310,11 @@ struct dynamic_fixture : test::actor_fixture {
   explicit dynamic_fixture(dynamic_supervisor_spec spec) {
     journal* log_pointer = &log;
     auto* replaced_pointer = &replaced;
-    spec.start = [log_pointer](caf::actor_system& system) {
-      auto instance = system.spawn(worker, log_pointer, std::string("worker"), false);
+    spec.start = [log_pointer](caf::actor_system& system, const caf::message& args) {
+      const std::string name = args.match_elements<std::string>() ? args.get_as<std::string>(0) : "worker";
+      auto instance = system.spawn(worker, log_pointer, name, false);
       log_pointer->instances["worker"].push_back(instance);
+      log_pointer->started_as.push_back(name);
       return instance;
     };
     spec.report_to = hold(system->spawn([log_pointer, replaced_pointer](caf::event_based_actor*) -> caf::behavior {
@@ -343,7 +346,7 @@ dynamic_supervisor_spec pool_spec() {
   spec.intensity = 3;
   spec.period = 1000ms;
   spec.shutdown_timeout = 100ms;
-  spec.start = [](caf::actor_system&) { return caf::actor{}; };  // replaced by the fixture
+  spec.start = [](caf::actor_system&, const caf::message&) { return caf::actor{}; };  // replaced by the fixture
   return spec;
 }
 }  // namespace
@@ -368,6 +371,20 @@ TEST_CASE("a dynamic supervisor starts children on request and replaces the ones
   REQUIRE(f.children().size() == 1);
   REQUIRE(f.log.instances["worker"].size() == 3);
   REQUIRE_FALSE(*f.ask<bool>(f.supervisor, terminate_child_atom::value, second).first);
+}
+
+TEST_CASE("a dynamic supervisor restarts a child with the arguments it was started with") {
+  dynamic_fixture f(pool_spec());
+  auto plain = f.start_child();
+  auto named = *f.ask<caf::actor>(f.supervisor, start_child_atom::value, caf::make_message(std::string("main"))).first;
+  caf::anon_send_exit(named, caf::exit_reason::kill);
+  f.scheduler->run();
+  REQUIRE(f.log.started_as == std::vector<std::string>{"worker", "main", "main"});
+  REQUIRE(f.replaced.size() == 1);
+  REQUIRE(f.replaced[0].previous == named.address());
+  caf::anon_send_exit(plain, caf::exit_reason::kill);
+  f.scheduler->run();
+  REQUIRE(f.log.started_as.back() == "worker");
 }
 
 TEST_CASE("a dynamic supervisor whose children crash too often stops them all and exits with intensity exceeded") {

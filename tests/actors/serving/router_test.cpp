@@ -316,6 +316,19 @@ TEST_CASE("a lane that dies holding requests: each gets one error, the lane rest
   REQUIRE(trace_events("lane_restarted") >= 1);
 }
 
+TEST_CASE("requests that arrive while the lanes' supervisor starts a lane wait for it and are answered") {
+  router_fixture f("latest");
+  // Nothing has run yet: the router's start_child for its main lane is unanswered.
+  caf::anon_send(f.router, fake_snapshot(4, 2));
+  const auto first = f.send();
+  const auto second = f.send();
+  f.settle();
+  REQUIRE(f.errors.empty());
+  REQUIRE(f.replies.at(first).model_version == 4);
+  REQUIRE(f.replies.at(second).top_classes == std::vector<std::int32_t>{2});
+  REQUIRE(f.status().lane_restarts == 0);
+}
+
 TEST_CASE("version policy specs are parsed, and bad ones refused by name") {
   REQUIRE(actors::to_string(*actors::parse_version_policy("canary:5")) == "canary:5");
   REQUIRE(actors::parse_version_policy("bandit:3,4,9")->arms == std::vector<std::uint64_t>{3, 4, 9});
