@@ -143,7 +143,7 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
 
   implementation(caf::actor_system& actor_system, const http_endpoint_options& settings, net::io_context& context)
       : system(actor_system), options(settings), io(context) {
-    auto& registry = metrics::registry::global();
+    auto& registry = *options.telemetry.metrics;
     infer_latency = &registry.get_histogram("rml_http_infer_latency_seconds", "Time from an infer request's arrival to its response being sent",
                                             {{"model", options.model}});
     connections_refused = &registry.get_counter("rml_http_connections_refused_total", "Connections answered 503 beyond the connection bound", {});
@@ -158,7 +158,7 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
       std::lock_guard<std::mutex> lock(counters_mutex);
       auto& slot = by_status[unsigned(status)];
       if (!slot) {
-        slot = &metrics::registry::global().get_counter("rml_http_requests_total", "HTTP requests answered, by status code",
+        slot = &options.telemetry.metrics->get_counter("rml_http_requests_total", "HTTP requests answered, by status code",
                                                         {{"code", std::to_string(unsigned(status))}});
       }
       counter = slot;
@@ -268,10 +268,10 @@ class session : public responder, public std::enable_shared_from_this<session<St
     const std::uint64_t version = routed->version;
     switch (route_) {
       case route_kind::metrics:
-        return send(http::status::ok, metrics::registry::global().render(), "text/plain; version=0.0.4; charset=utf-8");
+        return send(http::status::ok, server_->options.telemetry.metrics->render(), "text/plain; version=0.0.4; charset=utf-8");
       case route_kind::trace: {
         std::string lines;
-        for (const auto& event : trace_log::global().recent(trace_log::ring_events_max)) lines += to_json_line(event) + "\n";
+        for (const auto& event : server_->options.telemetry.trace->recent(trace_log::ring_events_max)) lines += to_json_line(event) + "\n";
         return send(http::status::ok, std::move(lines), "application/x-ndjson");
       }
       case route_kind::server_metadata:

@@ -46,6 +46,7 @@
 
 #include "compute/status.hpp"
 #include "messaging/atoms.hpp"
+#include "messaging/telemetry.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -84,6 +85,8 @@ struct http_endpoint_options {
   std::chrono::milliseconds request_timeout{10'000};
   /// How long a client may take to read an answer; beyond it the connection is closed.
   std::chrono::milliseconds write_timeout{30'000};
+  /// Where its counters go, and what /metrics and /trace serve (messaging/telemetry.hpp).
+  messaging::telemetry telemetry;
 };
 
 class http_endpoint {

@@ -42,11 +42,6 @@ const std::vector<double>& batch_rows_bounds() {
   return bounds;
 }
 
-registry& registry::global() {
-  static registry instance;
-  return instance;
-}
-
 registry::family& registry::family_of(const std::string& name, const std::string& help, kind type) {
   auto [found, added] = families_.try_emplace(name, family{type, help, {}, {}, {}});
   RML_ASSERT(found->second.type == type);

@@ -1,5 +1,5 @@
 #pragma once
-// Process-wide metrics in Prometheus' data model: counters, gauges and histograms, each a
+// Metrics in Prometheus' data model (one registry per node: messaging/telemetry.hpp): counters, gauges and histograms, each a
 // family of series told apart by labels, rendered in the Prometheus text format (0.0.4) by
 // the HTTP endpoint's /metrics. Actors look their series up once and then update them with
 // atomics from any thread: the hot path takes no lock.
@@ -67,9 +67,6 @@ const std::vector<double>& batch_rows_bounds();
 
 class registry {
  public:
-  /// The registry the process renders on /metrics (like Prometheus clients' default one).
-  static registry& global();
-
   /// Finds or creates the series; the reference stays valid for the registry's lifetime.
   /// A name already registered with another kind is a bug (asserted).
   counter& get_counter(const std::string& name, const std::string& help, const label_set& labels = {});

@@ -2,11 +2,6 @@
 
 namespace rml::messaging {
 
-trace_log& trace_log::global() {
-  static trace_log instance;
-  return instance;
-}
-
 namespace {
 std::string json_string(const std::string& text) {
   std::string quoted = "\"";

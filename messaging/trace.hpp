@@ -23,9 +23,6 @@ struct trace_event {
 
 class trace_log {
  public:
-  /// The process's trace.
-  static trace_log& global();
-
   void record(trace_event event);
   /// The newest `count` events, oldest first.
   std::vector<trace_event> recent(std::size_t count) const;

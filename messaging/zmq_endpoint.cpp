@@ -117,7 +117,7 @@ struct zmq_endpoint::implementation : predict_listener {
   } exported;
 
   implementation(caf::actor_system& actor_system, const zmq_endpoint_options& settings) : system(actor_system), options(settings) {
-    auto& registry = metrics::registry::global();
+    auto& registry = *options.telemetry.metrics;
     const metrics::label_set socket{{"socket", options.role == endpoint_role::predict ? "predict" : "ingest"}};
     auto refused = [&](const char* reason) {
       auto labels = socket;

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "compute/status.hpp"
+#include "messaging/telemetry.hpp"
 #include "messaging/wire.hpp"
 
 namespace rml::messaging {
@@ -51,6 +52,8 @@ struct zmq_endpoint_options {
   /// How long the target may take when the client gave no timeout.
   std::chrono::milliseconds default_timeout{30'000};
   wire::frame_limits limits;
+  /// Where its counters go (messaging/telemetry.hpp).
+  messaging::telemetry telemetry;
 };
 
 /// Counters of an endpoint, readable from any thread.

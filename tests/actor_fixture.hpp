@@ -14,6 +14,7 @@
 #include "compute/model_file.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/messages.hpp"
+#include "messaging/telemetry.hpp"
 
 namespace rml::test {
 
@@ -23,6 +24,8 @@ struct actor_fixture {
   caf::scheduler::test_coordinator* scheduler = nullptr;
   /// CAF destroys actors nobody references: the test holds the ones it spawns.
   std::vector<caf::actor> keep_alive;
+  /// The test node's metrics and trace, handed to the components under test.
+  messaging::telemetry telemetry;
 
   actor_fixture() {
     config.set("scheduler.policy", caf::atom("testing"));
@@ -34,6 +37,15 @@ struct actor_fixture {
   ~actor_fixture() {
     for (auto& actor : keep_alive) caf::anon_send_exit(actor, caf::exit_reason::kill);
     scheduler->run();
+  }
+
+  /// Trace events of `component` of `kind` recorded so far.
+  std::size_t traced(const std::string& component, const std::string& kind) const {
+    std::size_t count = 0;
+    for (const auto& event : telemetry.trace->recent(messaging::trace_log::ring_events_max)) {
+      count += event.component == component && event.kind == kind;
+    }
+    return count;
   }
 
   template <class Handle>

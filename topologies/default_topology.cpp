@@ -75,7 +75,7 @@ status validate(const pipeline_options& options) {
   return {};
 }
 
-result<running_pipeline> start_pipeline(caf::actor_system& system, const pipeline_options& options) {
+result<running_pipeline> start_pipeline(caf::actor_system& system, pipeline_options options) {
   if (auto valid = validate(options); !valid) return valid.error();
   namespace fs = std::filesystem;
   std::error_code created;
@@ -92,10 +92,13 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, const pipelin
   spec.intensity = options.restart_intensity;
   spec.period = options.restart_period;
   // Restart reports go to the monitor (and to whoever else asked for them).
-  spec.report_to = system.spawn([extra = options.restart_reports](caf::event_based_actor* self) -> caf::behavior {
-    return {[self, extra](messaging::child_restarted& report) {
-      messaging::metrics::registry::global()
-          .get_counter("rml_restarts_total", "Components restarted by their supervisor", {{"supervisor", report.supervisor}, {"child", report.child}})
+  // Every component reports to the node's telemetry.
+  options.trainer.telemetry = options.telemetry;
+  options.serving.telemetry = options.telemetry;
+  spec.report_to = system.spawn([extra = options.restart_reports, metrics = options.telemetry.metrics](caf::event_based_actor* self) -> caf::behavior {
+    return {[self, extra, metrics](messaging::child_restarted& report) {
+      metrics
+          ->get_counter("rml_restarts_total", "Components restarted by their supervisor", {{"supervisor", report.supervisor}, {"child", report.child}})
           .add();
       if (auto monitor = self->system().registry().get<caf::actor>(messaging::names::monitor)) self->send(monitor, report);
       if (extra) self->send(extra, report);
@@ -104,6 +107,7 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, const pipelin
   actors::registry_options registry_options;
   registry_options.directory = (fs::path(options.data_dir) / "registry").string();
   registry_options.accuracy_drop_max = options.registry_accuracy_drop_max;
+  registry_options.telemetry = options.telemetry;
   spec.children = {
       named_child(messaging::names::monitor, [options](caf::actor_system& sys) {
         return actors::spawn_monitor(sys, options.monitor);

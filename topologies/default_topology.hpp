@@ -24,6 +24,7 @@
 #include "actors/registry/registry.hpp"
 #include "actors/serving/router.hpp"
 #include "actors/training/trainer.hpp"
+#include "messaging/telemetry.hpp"
 
 namespace rml::topologies {
 
@@ -46,6 +47,8 @@ struct pipeline_options {
   std::chrono::milliseconds restart_period{10'000};
   /// Receives a messaging::child_restarted per restart, besides the monitor, when set.
   caf::actor restart_reports;
+  /// The node's metrics and trace, handed to every component (messaging/telemetry.hpp).
+  messaging::telemetry telemetry;
 };
 
 /// Checks every component's options; the error names the component and field.
@@ -58,6 +61,6 @@ struct running_pipeline {
 
 /// Opens the durable state and starts the supervised components. The error names what
 /// could not be opened.
-result<running_pipeline> start_pipeline(caf::actor_system& system, const pipeline_options& options);
+result<running_pipeline> start_pipeline(caf::actor_system& system, pipeline_options options);
 
 }  // namespace rml::topologies

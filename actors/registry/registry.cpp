@@ -208,11 +208,11 @@ registry_actor::behavior_type registry(registry_pointer self, registry_options o
         return version;
       },
       [self](messaging::model_refused& refused) {
-        messaging::metrics::registry::global()
-            .get_counter("rml_models_refused_total", "Published model versions a component could not load", {{"component", refused.component}})
+        self->state.options.telemetry.metrics
+            ->get_counter("rml_models_refused_total", "Published model versions a component could not load", {{"component", refused.component}})
             .add();
         const std::string detail = "version=" + std::to_string(refused.version) + " by=" + refused.component + " reason=" + refused.reason;
-        messaging::trace_log::global().record({messaging::clock_us(self), "registry", "model_refused", detail});
+        self->state.options.telemetry.trace->record({messaging::clock_us(self), "registry", "model_refused", detail});
         // The operator's console: a version that serving cannot load is never silent.
         std::fprintf(stderr, "rml: %s could not load model version %llu: %s\n", refused.component.c_str(),
                      (unsigned long long)refused.version, refused.reason.c_str());

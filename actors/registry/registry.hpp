@@ -20,6 +20,7 @@
 
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
+#include "messaging/telemetry.hpp"
 
 namespace rml::actors {
 
@@ -41,6 +42,8 @@ struct registry_options {
   /// A snapshot whose rolling accuracy is more than this below the current version's is
   /// refused (0: no relative gate).
   double accuracy_drop_max = 0.1;
+  /// Where its metrics and trace events go (messaging/telemetry.hpp).
+  messaging::telemetry telemetry;
 };
 
 /// Spawns a registry; it reloads the versions already in its directory.

@@ -109,11 +109,11 @@ struct batcher_state {
 using batcher_pointer = batcher_actor::stateful_pointer<batcher_state>;
 
 void trace(batcher_pointer self, const char* kind, std::string detail) {
-  messaging::trace_log::global().record({messaging::clock_us(self), self->state.trace_name, kind, std::move(detail)});
+  self->state.options.telemetry.trace->record({messaging::clock_us(self), self->state.trace_name, kind, std::move(detail)});
 }
 
 lane_metrics register_metrics(const batcher_options& options) {
-  auto& registry = messaging::metrics::registry::global();
+  auto& registry = *options.telemetry.metrics;
   const messaging::metrics::label_set lane{{"model", options.model}, {"lane", options.lane}};
   auto with = [&](std::string name, std::string value) {
     auto labels = lane;
@@ -194,7 +194,7 @@ void add_slot(batcher_pointer self, serving_actor replica) {
   slot.replica = std::move(replica);
   self->monitor(slot.replica);
   if (state.snapshot) self->send(slot.replica, *state.snapshot);
-  slot.compute_latency = &messaging::metrics::registry::global().get_histogram(
+  slot.compute_latency = &state.options.telemetry.metrics->get_histogram(
       "rml_compute_latency_seconds", "Time a replica took to answer a batch",
       {{"model", state.options.model}, {"lane", state.options.lane}, {"replica", std::to_string(slot.id % 64)}});
   state.slots.push_back(std::move(slot));
@@ -625,6 +625,7 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
   auto& state = self->state;
   options.replica.model = options.model;
   options.replica.lane = options.lane;
+  options.replica.telemetry = options.telemetry;
   if (!options.spawn_replica) {
     options.spawn_replica = [replica = options.replica](caf::actor_system& system) { return spawn_serving_replica(system, replica); };
   }

@@ -34,6 +34,7 @@
 #include "compute/status.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
+#include "messaging/telemetry.hpp"
 
 namespace rml::actors {
 
@@ -83,6 +84,9 @@ struct batcher_options {
   serving_options replica;
   /// Spawns one replica (tests hand in fakes); empty: spawn_serving_replica(replica).
   std::function<serving_actor(caf::actor_system&)> spawn_replica;
+  /// Where its metrics and trace events go (messaging/telemetry.hpp); the router hands in its
+  /// own, and the lane hands it to its replicas.
+  messaging::telemetry telemetry;
 };
 
 /// Checks the settings; the error names the field.

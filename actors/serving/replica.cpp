@@ -165,7 +165,7 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
         if (!loaded) {
           // Keep serving the version it has: a broken snapshot must not take serving down.
           const std::string component = "serving/" + self->state.options.model + "/" + self->state.options.lane;
-          messaging::trace_log::global().record({messaging::clock_us(self), component, "model_refused", loaded.error().message()});
+          self->state.options.telemetry.trace->record({messaging::clock_us(self), component, "model_refused", loaded.error().message()});
           if (auto registry = self->system().registry().get<caf::actor>(messaging::names::registry)) {
             caf::anon_send(registry, messaging::model_refused{snapshot.version, component, loaded.error().message()});
           }

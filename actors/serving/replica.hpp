@@ -15,6 +15,7 @@
 
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
+#include "messaging/telemetry.hpp"
 
 namespace rml::actors {
 
@@ -35,6 +36,8 @@ struct serving_options {
   /// Labels of its Prometheus series (the lane that spawns it sets them).
   std::string model = "model";
   std::string lane = "main";
+  /// Where its trace events go (messaging/telemetry.hpp); its lane hands in its own.
+  messaging::telemetry telemetry;
 };
 
 serving_actor spawn_serving_replica(caf::actor_system& system, const serving_options& options);

@@ -200,13 +200,13 @@ struct router_state {
 using router_pointer = router_actor::stateful_pointer<router_state>;
 
 void trace(router_pointer self, const char* kind, std::string detail) {
-  messaging::trace_log::global().record({messaging::clock_us(self), "router/" + self->state.options.model, kind, std::move(detail)});
+  self->state.options.telemetry.trace->record({messaging::clock_us(self), "router/" + self->state.options.model, kind, std::move(detail)});
 }
 
 messaging::metrics::counter& answered_counter(router_state& state, const std::string& outcome) {
   auto& counter = state.errors_by_kind[outcome];
   if (!counter) {
-    counter = &messaging::metrics::registry::global().get_counter(
+    counter = &state.options.telemetry.metrics->get_counter(
         "rml_requests_total", "Predict requests answered by serving, by outcome", {{"model", state.options.model}, {"outcome", outcome}});
   }
   return *counter;
@@ -289,7 +289,7 @@ lane_state& open_lane(router_pointer self, const std::string& role) {
             finish_drain_if_done(self);
             flush(self);
           });
-  auto& registry = messaging::metrics::registry::global();
+  auto& registry = *state.options.telemetry.metrics;
   const messaging::metrics::label_set labels{{"model", state.options.model}, {"lane", role}};
   lane.version_gauge = &registry.get_gauge("rml_model_version", "Model version a serving lane answers with", labels);
   lane.accuracy_gauge = &registry.get_gauge("rml_live_accuracy", "Accuracy of a lane's answers on labelled feedback", labels);
@@ -838,7 +838,9 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
   auto& state = self->state;
   state.options = options;
   state.random = std::make_unique<random_source>(options.seed);
-  auto& registry = messaging::metrics::registry::global();
+  options.lane.telemetry = options.telemetry;
+  state.options.lane.telemetry = options.telemetry;
+  auto& registry = *options.telemetry.metrics;
   const messaging::metrics::label_set model{{"model", options.model}};
   state.metrics.latency = &registry.get_histogram("rml_request_latency_seconds", "Time from admission by serving to its answer", model);
   state.metrics.answered = &answered_counter(state, "ok");

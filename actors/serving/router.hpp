@@ -40,6 +40,7 @@
 #include "compute/status.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
+#include "messaging/telemetry.hpp"
 
 namespace rml::actors {
 
@@ -101,6 +102,8 @@ struct router_options {
   std::chrono::milliseconds lane_restart_window{10'000};
   /// Where versions not in a lane are loaded from (registered name).
   caf::atom_value registry = messaging::names::registry;
+  /// Where its metrics and trace events go (messaging/telemetry.hpp); its lanes get the same.
+  messaging::telemetry telemetry;
 };
 
 /// Checks the options; the error names the field.

@@ -62,7 +62,7 @@ std::vector<char> encode(messaging::trainer_checkpoint& checkpoint) {
 }
 
 void trace(trainer_pointer self, const char* kind, std::string detail) {
-  messaging::trace_log::global().record({messaging::clock_us(self), "trainer/" + self->state.options.name, kind, std::move(detail)});
+  self->state.options.telemetry.trace->record({messaging::clock_us(self), "trainer/" + self->state.options.name, kind, std::move(detail)});
 }
 
 /// Copies the weights and optimizer state into the last good state (reusing its buffers).
@@ -312,7 +312,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, std::shared_ptr<super
     if (auto restored = restore_checkpoint(state, *saved); !restored) self->quit(messaging::to_caf_error(restored.error()));
   }
   keep_good_state(state);
-  auto& metrics = messaging::metrics::registry::global();
+  auto& metrics = *options.telemetry.metrics;
   const messaging::metrics::label_set trainer_label{{"trainer", options.name}};
   state.exported = {
       &metrics.get_counter("rml_trainer_steps_skipped_total", "Training steps skipped: loss or gradients not finite", trainer_label),

@@ -24,6 +24,7 @@
 #include "compute/nn/optimizer.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
+#include "messaging/telemetry.hpp"
 #include "messaging/training_input.hpp"
 #include "supervision/checkpoint_store.hpp"
 
@@ -55,6 +56,8 @@ struct trainer_options {
   /// Steps between two checks that the weights are finite (each finite one is kept as the
   /// last good state; each publish and checkpoint checks too).
   std::uint64_t weight_check_steps = 10;
+  /// Where its metrics and trace events go (messaging/telemetry.hpp).
+  messaging::telemetry telemetry;
 };
 
 /// Checks the options; the error names the field.

@@ -226,7 +226,7 @@ int run(const run_options& options) {
   pipeline.serving.lane.replica.compute_threads = options.replica_threads;
   if (!options.trace_file.empty()) {
     std::string failure;
-    if (!messaging::trace_log::global().open_sink(options.trace_file, failure)) return fail(failure, 1);
+    if (!pipeline.telemetry.trace->open_sink(options.trace_file, failure)) return fail(failure, 1);
   }
   if (options.replicas_max > 0 && options.replicas_max < options.replicas) {
     return fail("--replicas-max (" + std::to_string(options.replicas_max) + ") is below --replicas (" + std::to_string(options.replicas) + ")", 2);
@@ -242,6 +242,7 @@ int run(const run_options& options) {
   // The sockets: predictions while training, and events from external producers.
   messaging::zmq_endpoint_options predict_socket;
   predict_socket.role = messaging::endpoint_role::predict;
+  predict_socket.telemetry = pipeline.telemetry;
   predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
   predict_socket.target = messaging::names::serving;
   predict_socket.features = std::uint32_t(width);
@@ -251,6 +252,7 @@ int run(const run_options& options) {
   if (!predict_endpoint) return fail(predict_endpoint.error().message(), 1);
   messaging::zmq_endpoint_options ingest_socket;
   ingest_socket.role = messaging::endpoint_role::ingest;
+  ingest_socket.telemetry = pipeline.telemetry;
   ingest_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.ingest_port);
   ingest_socket.target = messaging::names::ingest;
   ingest_socket.features = std::uint32_t(width);
@@ -258,6 +260,7 @@ int run(const run_options& options) {
   if (!ingest_endpoint) return fail(ingest_endpoint.error().message(), 1);
   messaging::http_endpoint_options http_options;
   http_options.host = options.bind_host;
+  http_options.telemetry = pipeline.telemetry;
   http_options.port = options.http_port;
   http_options.model = model_name;
   http_options.features = std::uint32_t(width);
@@ -306,7 +309,7 @@ int run(const run_options& options) {
     self->monitor(started->supervisor);
     self->send_exit(started->supervisor, caf::exit_reason::user_shutdown);
     self->receive([](caf::down_msg&) {}, caf::after(10s) >> [] { std::fprintf(stderr, "rml run: shutdown timed out\n"); });
-    messaging::trace_log::global().close_sink();
+    pipeline.telemetry.trace->close_sink();
     return code;
   };
 

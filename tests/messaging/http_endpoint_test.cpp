@@ -305,8 +305,11 @@ TEST_CASE("a kept-alive connection answers pipelined requests in order") {
   }
 }
 
-TEST_CASE("feedback reaches serving; /metrics renders Prometheus text") {
-  http_fixture f;
+TEST_CASE("feedback reaches serving; /metrics and /trace render the node's telemetry handed in") {
+  telemetry node;
+  node.metrics->get_counter("rml_node_total", "A series of this node's registry").add(5);
+  node.trace->record({1, "node/test", "marked", "only in this node's trace"});
+  http_fixture f([&node](http_endpoint_options& options) { options.telemetry = node; });
   auto matched = json_of(f.control("/v2/models/mlp/feedback", "{\"id\":\"42\",\"label\":3}").body());
   REQUIRE(matched["matched"].GetBool());
   auto unmatched = json_of(f.control("/v2/models/mlp/feedback", "{\"id\":\"43\",\"label\":3}").body());
@@ -317,6 +320,12 @@ TEST_CASE("feedback reaches serving; /metrics renders Prometheus text") {
   REQUIRE(std::string(metrics[http::field::content_type]) == "text/plain; version=0.0.4; charset=utf-8");
   REQUIRE(metrics.body().find("# TYPE rml_http_requests_total counter\n") != std::string::npos);
   REQUIRE(metrics.body().find("rml_http_requests_total{code=\"200\"}") != std::string::npos);
+  REQUIRE(metrics.body().find("rml_node_total 5\n") != std::string::npos);
+  REQUIRE(node.metrics->render().find("rml_http_requests_total{code=\"200\"}") != std::string::npos);
+  auto trace = f.call(http::verb::get, "/trace");
+  REQUIRE(trace.body().find("\"kind\":\"marked\"") != std::string::npos);
+  // Another node in the same process sees none of it.
+  REQUIRE(telemetry{}.metrics->render().find("rml_node_total") == std::string::npos);
 }
 
 TEST_CASE("the version policy and batching change at run time over HTTP") {

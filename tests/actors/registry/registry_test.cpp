@@ -32,7 +32,11 @@ struct registry_fixture : test::actor_fixture {
   ~registry_fixture() { std::filesystem::remove_all(directory); }
 
   actors::registry_actor start(double gate = 0) {
-    auto registry = hold(actors::spawn_registry(*system, {directory.string(), gate, 64}));
+    actors::registry_options options;
+    options.directory = directory.string();
+    options.min_rolling_accuracy = gate;
+    options.telemetry = telemetry;
+    auto registry = hold(actors::spawn_registry(*system, options));
     caf::anon_send(registry, subscribe_atom::value, subscriber);
     scheduler->run();
     return registry;
@@ -124,15 +128,11 @@ TEST_CASE("the gate refuses non-finite weights or metrics and a drop in accuracy
 TEST_CASE("a version a component cannot load is counted and traced by the registry") {
   registry_fixture f;
   auto registry = f.start();
-  auto& refusals = metrics::registry::global().get_counter("rml_models_refused_total", "Published model versions a component could not load",
+  auto& refusals = f.telemetry.metrics->get_counter("rml_models_refused_total", "Published model versions a component could not load",
                                                            {{"component", "serving/test/main"}});
-  const double before = refusals.value();
   caf::anon_send(registry, model_refused{7, "serving/test/main", "model version 7: weight 1 of linear is not finite"});
   f.scheduler->run();
-  REQUIRE(refusals.value() == before + 1);
-  bool traced = false;
-  for (const auto& event : trace_log::global().recent(trace_log::ring_events_max)) {
-    traced = traced || (event.component == "registry" && event.kind == "model_refused" && event.detail.find("version=7") != std::string::npos);
-  }
-  REQUIRE(traced);
+  REQUIRE(refusals.value() == 1);
+  REQUIRE(f.traced("registry", "model_refused") == 1);
+  REQUIRE(f.telemetry.trace->recent(1).front().detail.find("version=7") != std::string::npos);
 }

@@ -68,6 +68,7 @@ struct batcher_fixture : test::actor_fixture {
     options.settings = settings;
     options.features = features;
     options.spawn_replica = [this](caf::actor_system& sys) { return sys.spawn(fake_replica, &seen); };
+    options.telemetry = telemetry;
     batcher = hold(actors::spawn_batcher(*system, options));
     scheduler->run();  // the pool starts the replicas
   }
@@ -290,6 +291,7 @@ struct pool_fixture : test::actor_fixture {
     options.pool = pool;
     options.lane = std::move(lane);
     options.spawn_replica = [this](caf::actor_system& sys) { return sys.spawn(pool_replica, &log); };
+    options.telemetry = telemetry;
     batcher = hold(actors::spawn_batcher(*system, options));
     scheduler->run();  // the pool starts the replicas
   }
@@ -321,13 +323,6 @@ struct pool_fixture : test::actor_fixture {
   }
 };
 
-std::size_t trace_events(const std::string& component, const std::string& kind) {
-  std::size_t count = 0;
-  for (const auto& event : trace_log::global().recent(trace_log::ring_events_max)) {
-    count += event.component == component && event.kind == kind;
-  }
-  return count;
-}
 }  // namespace
 
 TEST_CASE("batches go to the replica with the fewest outstanding") {
@@ -374,7 +369,7 @@ TEST_CASE("a replica that crashes mid-batch is restarted and each of its request
   REQUIRE(status.retried >= 1);
   REQUIRE(status.replicas == 2);
   REQUIRE(f.log.spawned == 3);
-  REQUIRE(trace_events("batcher/model/crash", "replica_restarted") >= 1);
+  REQUIRE(f.traced("batcher/model/crash", "replica_restarted") >= 1);
 }
 
 TEST_CASE("a replica that hangs past the deadline: its requests get the deadline error once, it is replaced") {
@@ -392,7 +387,7 @@ TEST_CASE("a replica that hangs past the deadline: its requests get the deadline
   REQUIRE(f.answers[1] == 1);
   REQUIRE(rml_code(f.errors[1]) == errc::deadline_exceeded);
   REQUIRE(f.log.spawned == 2);
-  REQUIRE(trace_events("batcher/model/hang", "replica_hung") == 1);
+  REQUIRE(f.traced("batcher/model/hang", "replica_hung") == 1);
   f.send(request_of(2, 0.2f));
   f.run_for(caf::timespan(std::chrono::milliseconds(10)), caf::timespan(std::chrono::milliseconds(1)));
   REQUIRE(f.replies.count(2) == 1);
@@ -415,7 +410,7 @@ TEST_CASE("replicas that keep crashing exhaust the restart intensity; every requ
   for (const auto& [id, count] : f.answers) REQUIRE(count == 1);
   REQUIRE(f.errors.size() == 5);
   REQUIRE(f.log.spawned == 1 + 3);
-  REQUIRE(trace_events("batcher/model/intensity", "restart_intensity_exceeded") == 1);
+  REQUIRE(f.traced("batcher/model/intensity", "restart_intensity_exceeded") == 1);
 }
 
 TEST_CASE("autoscaling adds replicas under a sustained backlog and removes idle ones, without oscillating") {
@@ -452,8 +447,8 @@ TEST_CASE("autoscaling adds replicas under a sustained backlog and removes idle 
   REQUIRE(idle.replicas == 1);
   REQUIRE(idle.scaled_down == 2);
   REQUIRE(idle.scaled_up == 2);
-  REQUIRE(trace_events("batcher/model/autoscale", "scaled_up") == 2);
-  REQUIRE(trace_events("batcher/model/autoscale", "scaled_down") == 2);
+  REQUIRE(f.traced("batcher/model/autoscale", "scaled_up") == 2);
+  REQUIRE(f.traced("batcher/model/autoscale", "scaled_down") == 2);
 }
 
 TEST_CASE("pool settings are checked with messages naming the field") {

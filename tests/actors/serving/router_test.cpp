@@ -97,6 +97,7 @@ struct router_fixture : test::actor_fixture {
     options.lane.spawn_replica = [service_time](caf::actor_system& sys) { return sys.spawn(version_replica, service_time); };
     options.canary.feedback_min = feedback_min;
     options.canary.latency_slack_us = 1'000'000;  // virtual time: latency never decides here
+    options.telemetry = telemetry;
     REQUIRE(actors::validate(options));
     router = hold(actors::spawn_router(*system, options));
   }
@@ -143,11 +144,7 @@ struct router_fixture : test::actor_fixture {
   serving_info info() { return *ask<serving_info>(router, info_atom::value).first; }
 };
 
-std::size_t trace_events(const std::string& kind) {
-  std::size_t count = 0;
-  for (const auto& event : trace_log::global().recent(trace_log::ring_events_max)) count += event.component == "router/fake" && event.kind == kind;
-  return count;
-}
+
 }  // namespace
 
 TEST_CASE("latest: every request goes to the newest published version") {
@@ -208,7 +205,7 @@ TEST_CASE("canary: a worse candidate is rolled back on live accuracy") {
   auto status = f.status();
   REQUIRE(status.canary_rolled_back == 1);
   REQUIRE(status.canary_promoted == 0);
-  REQUIRE(trace_events("canary_rolled_back") >= 1);
+  REQUIRE(f.traced("router/fake", "canary_rolled_back") >= 1);
   for (int request = 0; request < 20; ++request) REQUIRE(f.predict().model_version == 1);
 }
 
@@ -313,7 +310,11 @@ TEST_CASE("a lane that dies holding requests: each gets one error, the lane rest
   REQUIRE(status.lane_restarts == 1);
   REQUIRE(status.in_flight == 0);
   REQUIRE(f.predict().model_version == 1);
-  REQUIRE(trace_events("lane_restarted") >= 1);
+  REQUIRE(f.traced("router/fake", "lane_restarted") == 1);
+  // The router hands its telemetry to its lanes: their series are in the test node's registry.
+  const auto rendered = f.telemetry.metrics->render();
+  REQUIRE(rendered.find("rml_lane_restarts_total{model=\"fake\"} 1") != std::string::npos);
+  REQUIRE(rendered.find("rml_batch_rows_count{model=\"fake\",lane=\"main\"}") != std::string::npos);
 }
 
 TEST_CASE("requests that arrive while the lanes' supervisor starts a lane wait for it and are answered") {
@@ -401,5 +402,5 @@ TEST_CASE("lanes that keep crashing exhaust the router's restart intensity; ever
     REQUIRE(f.errors.count(id) + f.replies.count(id) == 1);
   }
   REQUIRE(rml_code(exit_reason) == errc::restart_intensity_exceeded);
-  REQUIRE(trace_events("restart_intensity_exceeded") == 1);
+  REQUIRE(f.traced("router/fake", "restart_intensity_exceeded") == 1);
 }
