@@ -4,7 +4,11 @@
 // a fixed 200 response shaped like rml's binary answer for one Fashion-MNIST row (a JSON header
 // naming two outputs, then 10 probabilities and 1 class as raw bytes), with no serving behind
 // it. `rml loadgen --address http://127.0.0.1:PORT --binary` measures it like rml.
-// Usage: rml_http_ceiling [--port 19801] — prints "listening on PORT", runs until killed.
+// With `--burst` it reads the way rml's endpoint does since it parses pipelined bursts: every
+// complete request a read brought is parsed at once, and their answers go out in one
+// gathered write — the ceiling for rml's endpoint is the faster of the two.
+// Usage: rml_http_ceiling [--port 19801] [--burst] — prints "listening on PORT", runs until
+// killed.
 #include <CLI/CLI.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -14,6 +18,9 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <sstream>
+#include <vector>
 #include <string>
 
 namespace beast = boost::beast;
@@ -31,6 +38,45 @@ std::string fixed_body(std::size_t& header_bytes) {
   body.append(44, '\x01');
   return body;
 }
+
+/// Reads whatever arrived, answers every complete request in it with one write.
+class burst_connection : public std::enable_shared_from_this<burst_connection> {
+ public:
+  burst_connection(tcp::socket socket, std::shared_ptr<const std::string> answer) : stream_(std::move(socket)), answer_(std::move(answer)) {}
+  void read() {
+    stream_.async_read_some(buffer_.prepare(64 * 1024), [self = shared_from_this()](beast::error_code failure, std::size_t bytes) {
+      if (failure) return;
+      self->buffer_.commit(bytes);
+      std::size_t answers = 0;
+      while (self->buffer_.size() > 0) {
+        if (!self->parser_) {
+          self->parser_.emplace();
+          self->parser_->eager(true);
+        }
+        beast::error_code parsed;
+        self->buffer_.consume(self->parser_->put(self->buffer_.data(), parsed));
+        if (parsed == http::error::need_more) break;
+        if (parsed) return;
+        if (self->parser_->is_done()) {
+          self->parser_.reset();
+          ++answers;
+        }
+      }
+      if (answers == 0) return self->read();
+      self->out_.assign(answers, net::buffer(*self->answer_));
+      net::async_write(self->stream_, self->out_, [self](beast::error_code failure, std::size_t) {
+        if (!failure) self->read();
+      });
+    });
+  }
+
+ private:
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::vector<net::const_buffer> out_;
+  std::shared_ptr<const std::string> answer_;
+};
 
 class connection : public std::enable_shared_from_this<connection> {
  public:
@@ -53,10 +99,12 @@ class connection : public std::enable_shared_from_this<connection> {
   std::shared_ptr<const http::response<http::string_body>> answer_;
 };
 
-void accept(tcp::acceptor& acceptor, const std::shared_ptr<const http::response<http::string_body>>& answer) {
-  acceptor.async_accept([&acceptor, answer](beast::error_code failure, tcp::socket socket) {
-    if (!failure) std::make_shared<connection>(std::move(socket), answer)->read();
-    accept(acceptor, answer);
+void accept(tcp::acceptor& acceptor, const std::shared_ptr<const http::response<http::string_body>>& answer,
+            const std::shared_ptr<const std::string>& answer_bytes) {
+  acceptor.async_accept([&acceptor, answer, answer_bytes](beast::error_code failure, tcp::socket socket) {
+    if (!failure && answer_bytes) std::make_shared<burst_connection>(std::move(socket), answer_bytes)->read();
+    else if (!failure) std::make_shared<connection>(std::move(socket), answer)->read();
+    accept(acceptor, answer, answer_bytes);
   });
 }
 }  // namespace
@@ -64,7 +112,9 @@ void accept(tcp::acceptor& acceptor, const std::shared_ptr<const http::response<
 int main(int argc, char** argv) {
   CLI::App app{"minimal HTTP server: the ceiling of rml's HTTP serving"};
   unsigned short port = 19801;
+  bool burst = false;
   app.add_option("--port", port);
+  app.add_flag("--burst", burst, "parse every request a read brought and answer them in one write");
   CLI11_PARSE(app, argc, argv);
   std::size_t header_bytes = 0;
   auto answer = std::make_shared<http::response<http::string_body>>(http::status::ok, 11);
@@ -77,7 +127,13 @@ int main(int argc, char** argv) {
   tcp::acceptor acceptor(io, {net::ip::make_address("127.0.0.1"), port});
   net::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&io](beast::error_code, int) { io.stop(); });
-  accept(acceptor, answer);
+  std::shared_ptr<const std::string> answer_bytes;
+  if (burst) {
+    std::ostringstream serialized;
+    serialized << *answer;
+    answer_bytes = std::make_shared<const std::string>(serialized.str());
+  }
+  accept(acceptor, answer, answer_bytes);
   std::printf("listening on %u\n", unsigned(acceptor.local_endpoint().port()));
   std::fflush(stdout);
   io.run();

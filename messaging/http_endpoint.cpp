@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
+#include <deque>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -67,8 +68,9 @@ bool content_type_is(beast::string_view value, beast::string_view type) {
 class responder {
  public:
   virtual ~responder() = default;
-  virtual void infer_answered(const v2::infer_call& call, const predict_reply& reply) = 0;
-  virtual void infer_failed(const caf::error& failure) = 0;
+  /// `exchange` names the request on its connection.
+  virtual void infer_answered(std::uint64_t exchange, const v2::infer_call& call, const predict_reply& reply) = 0;
+  virtual void infer_failed(std::uint64_t exchange, const caf::error& failure) = 0;
 };
 
 template <class Stream>
@@ -105,6 +107,7 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
   std::uint64_t next_ticket = 0;
   struct pending_infer {
     std::shared_ptr<responder> asked;
+    std::uint64_t exchange = 0;
     std::shared_ptr<v2::infer_call> call;
     std::shared_ptr<net::steady_timer> deadline;
   };
@@ -186,112 +189,171 @@ class session : public responder, public std::enable_shared_from_this<session<St
     if constexpr (secure) {
       lowest().expires_after(server_->options.request_timeout);
       stream_.async_handshake(net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code failure) {
-        if (!failure) self->read();  // a failed handshake has no HTTP to answer
+        if (!failure) self->pump();  // a failed handshake has no HTTP to answer
       });
     } else {
-      read();
+      pump();
     }
   }
 
-  void infer_answered(const v2::infer_call& call, const predict_reply& reply) override {
+  void infer_answered(std::uint64_t exchange, const v2::infer_call& call, const predict_reply& reply) override {
     auto [body, json_bytes] = v2::infer_response(call, reply, server_->options.model);
-    send(http::status::ok, std::move(body), json_bytes ? "application/octet-stream" : "application/json", json_bytes);
+    send(exchange, http::status::ok, std::move(body), json_bytes ? "application/octet-stream" : "application/json", json_bytes);
   }
 
-  void infer_failed(const caf::error& failure) override {
+  void infer_failed(std::uint64_t exchange, const caf::error& failure) override {
     const auto code = failure == caf::sec::request_timeout ? errc::deadline_exceeded : client_code(failure);
-    send_error(status_of(code), describe(failure));
+    send_error(exchange, status_of(code), describe(failure));
   }
 
  private:
+  /// A request read and its answer, kept in arrival order: HTTP/1.1 answers a connection's
+  /// requests in the order they came, whatever order serving answers them in. An interim
+  /// `100 Continue` owed before a request's body is one too.
+  struct exchange {
+    std::uint64_t id = 0;
+    route_kind route = route_kind::live;
+    std::chrono::steady_clock::time_point started;
+    unsigned version = 11;
+    bool keep_alive = true;
+    bool interim = false;
+    std::shared_ptr<response> out;  // set once answered
+  };
+  /// Requests read and not yet answered on one connection, at most; beyond, the rest of a
+  /// pipelined burst waits in the buffer until answers are written.
+  static constexpr std::size_t exchanges_max = 64;
+  /// Answers written with one gathered write, at most.
+  static constexpr std::size_t answers_per_write_max = 64;
+  static constexpr std::size_t read_bytes = 64 * 1024;
+
   beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
 
-  void read() {
-    parser_.emplace();
-    parser_->body_limit(server_->options.body_bytes_max);
-    lowest().expires_after(server_->options.request_timeout);
-    // The head first: a client that asks `Expect: 100-continue` (curl, for bodies over 1 KB)
-    // waits for the interim answer before it sends the body.
-    http::async_read_header(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code failure, std::size_t) {
-      if (failure || self->parser_->is_done()) return self->on_read(failure);
-      if (beast::iequals(self->parser_->get()[http::field::expect], "100-continue")) {
-        auto interim = std::make_shared<http::response<http::empty_body>>(http::status::continue_, self->parser_->get().version());
-        return http::async_write(self->stream_, *interim, [self, interim](beast::error_code failure, std::size_t) {
-          if (failure) return self->on_read(failure);
-          self->read_body();
-        });
+  exchange* find(std::uint64_t id) {
+    for (auto& each : exchanges_) {
+      if (each.id == id) return &each;
+    }
+    return nullptr;
+  }
+
+  exchange& open_exchange() {
+    server_->busy++;  // an answer is owed
+    exchanges_.push_back({});
+    exchanges_.back().id = ++exchanges_opened_;
+    exchanges_.back().started = std::chrono::steady_clock::now();
+    return exchanges_.back();
+  }
+
+  /// Handles every complete request the buffer holds — a pipelining client's burst is parsed
+  /// in one go, so its infer requests reach serving as one burst — and reads more while a
+  /// request is incomplete or when nothing is owed (a kept-alive connection waiting for its
+  /// next request). Parsed here with Beast's parser directly, not http::async_read, which
+  /// takes one request per read operation.
+  void pump() {
+    while (!read_closed_ && exchanges_.size() < exchanges_max && buffer_.size() > 0) {
+      if (!parser_) {
+        parser_.emplace();
+        parser_->body_limit(server_->options.body_bytes_max);
+        parser_->eager(true);
       }
-      self->read_body();
+      beast::error_code failure;
+      buffer_.consume(parser_->put(buffer_.data(), failure));
+      if (failure == http::error::need_more) break;
+      if (failure) {
+        refuse_malformed(failure);
+        break;
+      }
+      if (parser_->is_done()) take_request();
+    }
+    if (read_closed_ || dead_) return;
+    const bool mid_request = parser_ && parser_->got_some();
+    if (mid_request && parser_->is_header_done() && !continued_ && beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+      // The client (curl, for bodies over 1 KB) waits for this before it sends the body.
+      continued_ = true;
+      auto& interim = open_exchange();
+      server_->busy--;  // not an answer
+      interim.interim = true;
+      interim.out = std::make_shared<response>(http::status::continue_, parser_->get().version());
+      write_ready();
+    }
+    if (reading_ || exchanges_.size() >= exchanges_max || (!mid_request && !exchanges_.empty())) return;
+    if (server_->stopping && !mid_request) return close();  // idle while stopping
+    reading_ = true;
+    lowest().expires_after(server_->options.request_timeout);
+    stream_.async_read_some(buffer_.prepare(read_bytes), [self = this->shared_from_this()](beast::error_code failure, std::size_t bytes) {
+      self->reading_ = false;
+      self->buffer_.commit(bytes);
+      if (!failure) return self->pump();
+      // The client went away, stalled beyond the request timeout or broke the connection:
+      // nothing more is read; answers owed are written while the connection lasts.
+      self->read_closed_ = true;
+      if (self->exchanges_.empty()) self->close();
     });
   }
 
-  void read_body() {
-    http::async_read(stream_, buffer_, *parser_, [self = this->shared_from_this()](beast::error_code failure, std::size_t) { self->on_read(failure); });
+  void take_request() {
+    request_ = parser_->release();
+    parser_.reset();
+    continued_ = false;
+    auto& taken = open_exchange();
+    taken.keep_alive = request_.keep_alive();
+    taken.version = request_.version();
+    if (!taken.keep_alive) read_closed_ = true;  // nothing after `Connection: close` is read
+    current_ = taken.id;
+    handle();
   }
 
-  void on_read(beast::error_code failure) {
-    const bool counted_read = std::exchange(counted_read_, false);
-    const bool benign = failure == http::error::end_of_stream || failure == beast::error::timeout || failure == net::error::operation_aborted ||
-                        failure == net::error::connection_reset || failure == net::error::eof || failure == net::ssl::error::stream_truncated;
-    if (!benign) server_->busy++;  // a response is owed
-    if (counted_read) server_->busy--;
-    if (benign) return close();
-    lowest().expires_never();  // serving may take the request's whole timeout; writes set their own
+  void refuse_malformed(beast::error_code failure) {
+    read_closed_ = true;
+    parser_.reset();
+    auto& refused = open_exchange();
+    refused.keep_alive = false;
     if (failure == http::error::body_limit) {
-      keep_alive_ = false;
-      return send_error(http::status::payload_too_large,
-                        "request body exceeds the limit of " + std::to_string(server_->options.body_bytes_max) + " bytes", 11);
+      return send_error(refused.id, http::status::payload_too_large,
+                        "request body exceeds the limit of " + std::to_string(server_->options.body_bytes_max) + " bytes");
     }
-    if (failure) {
-      keep_alive_ = false;
-      return send_error(http::status::bad_request, "malformed HTTP request: " + failure.message(), 11);
-    }
-    request_ = parser_->release();
-    keep_alive_ = request_.keep_alive();
-    version_ = request_.version();
-    started_ = std::chrono::steady_clock::now();
-    handle();
+    send_error(refused.id, http::status::bad_request, "malformed HTTP request: " + failure.message());
   }
 
   void handle() {
     const std::string_view target(request_.target().data(), request_.target().size());
     auto routed = v2::route_of(target, server_->options.model);
-    if (!routed) return send_error(status_of(routed.error().code()), routed.error().message());
+    if (!routed) return send_error(current_, status_of(routed.error().code()), routed.error().message());
     route_ = routed->kind;
+    find(current_)->route = route_;
     const auto allowed = v2::takes_post(route_) ? http::verb::post : http::verb::get;
     if (request_.method() != allowed) {
-      return send_error(http::status::method_not_allowed,
+      return send_error(current_, http::status::method_not_allowed,
                         std::string(request_.method_string()) + " " + std::string(target) + ": use " + std::string(http::to_string(allowed)),
-                        0, {http::field::allow, std::string(http::to_string(allowed))});
+                        {http::field::allow, std::string(http::to_string(allowed))});
     }
     if (!admitted()) return;
     const std::uint64_t version = routed->version;
     switch (route_) {
       case route_kind::metrics:
-        return send(http::status::ok, server_->options.telemetry.metrics->render(), "text/plain; version=0.0.4; charset=utf-8");
+        return send(current_, http::status::ok, server_->options.telemetry.metrics->render(), "text/plain; version=0.0.4; charset=utf-8");
       case route_kind::trace: {
         std::string lines;
         for (const auto& event : server_->options.telemetry.trace->recent(trace_log::ring_events_max)) lines += to_json_line(event) + "\n";
-        return send(http::status::ok, std::move(lines), "application/x-ndjson");
+        return send(current_, http::status::ok, std::move(lines), "application/x-ndjson");
       }
       case route_kind::server_metadata:
-        return send(http::status::ok, v2::server_metadata_json(), "application/json");
+        return send(current_, http::status::ok, v2::server_metadata_json(), "application/json");
       case route_kind::live:
-        return send(http::status::ok, "{\"live\":true}", "application/json");
+        return send(current_, http::status::ok, "{\"live\":true}", "application/json");
       case route_kind::ready:
-        return with_info([self = this->shared_from_this()](const serving_info& info) {
-          self->send(info.ready ? http::status::ok : http::status::service_unavailable,
+        return with_info([self = this->shared_from_this(), id = current_](const serving_info& info) {
+          self->send(id, info.ready ? http::status::ok : http::status::service_unavailable,
                      std::string("{\"ready\":") + (info.ready ? "true" : "false") + "}", "application/json");
         });
       case route_kind::model_metadata:
-        return with_info([self = this->shared_from_this(), version](const serving_info& info) {
-          if (version != 0 && !loaded(info, version)) return self->send_error(http::status::not_found, not_loaded(info, version));
-          self->send(http::status::ok, v2::metadata_json(info), "application/json");
+        return with_info([self = this->shared_from_this(), id = current_, version](const serving_info& info) {
+          if (version != 0 && !loaded(info, version)) return self->send_error(id, http::status::not_found, not_loaded(info, version));
+          self->send(id, http::status::ok, v2::metadata_json(info), "application/json");
         });
       case route_kind::model_ready:
-        return with_info([self = this->shared_from_this(), version](const serving_info& info) {
+        return with_info([self = this->shared_from_this(), id = current_, version](const serving_info& info) {
           const bool ready = info.ready && (version == 0 || loaded(info, version));
-          self->send(ready ? http::status::ok : http::status::service_unavailable,
+          self->send(id, ready ? http::status::ok : http::status::service_unavailable,
                      std::string("{\"name\":\"") + self->server_->options.model + "\",\"ready\":" + (ready ? "true" : "false") + "}",
                      "application/json");
         });
@@ -322,21 +384,21 @@ class session : public responder, public std::enable_shared_from_this<session<St
     const auto content_type = request_[http::field::content_type];
     if (v2::is_control(route_)) {
       if (options.control_key.empty()) {
-        send_error(http::status::forbidden, "control endpoints are off: this server was started without a control key");
+        send_error(current_, http::status::forbidden, "control endpoints are off: this server was started without a control key");
         return false;
       }
       if (!bearer_is(options.control_key)) {
-        send_error(http::status::unauthorized, "this control endpoint needs the control key: Authorization: Bearer <key>", 0,
+        send_error(current_, http::status::unauthorized, "this control endpoint needs the control key: Authorization: Bearer <key>",
                    {http::field::www_authenticate, "Bearer realm=\"rml-control\""});
         return false;
       }
       if (!content_type_is(content_type, "application/json")) {
-        send_error(http::status::unsupported_media_type, "Content-Type must be application/json, got '" + std::string(content_type) + "'");
+        send_error(current_, http::status::unsupported_media_type, "Content-Type must be application/json, got '" + std::string(content_type) + "'");
         return false;
       }
     } else if (route_ == route_kind::infer) {
       if (!options.infer_token.empty() && !bearer_is(options.infer_token)) {
-        send_error(http::status::unauthorized, "inference needs the token: Authorization: Bearer <token>", 0,
+        send_error(current_, http::status::unauthorized, "inference needs the token: Authorization: Bearer <token>",
                    {http::field::www_authenticate, "Bearer realm=\"rml-infer\""});
         return false;
       }
@@ -359,11 +421,12 @@ class session : public responder, public std::enable_shared_from_this<session<St
   template <class Then>
   void with_info(Then then) {
     auto serving = target();
-    if (!serving) return send_error(http::status::service_unavailable, "serving is not running");
+    if (!serving) return send_error(current_, http::status::service_unavailable, "serving is not running");
     auto self = this->shared_from_this();
+    const std::uint64_t id = current_;
     ask_from_outside<serving_info>(
         server_->system, serving, std::chrono::seconds(5), info_atom::value, [then](serving_info& info) mutable { then(info); },
-        [self](caf::error& failure) { self->send_error(http::status::service_unavailable, "serving did not answer: " + describe(failure)); });
+        [self, id](caf::error& failure) { self->send_error(id, http::status::service_unavailable, "serving did not answer: " + describe(failure)); });
   }
 
   void infer(std::uint64_t version) {
@@ -371,12 +434,12 @@ class session : public responder, public std::enable_shared_from_this<session<St
     const std::string header_text = header == request_.end() ? std::string() : std::string(header->value());
     const v2::input_limits limits{server_->options.features, 65'536, server_->options.feature_magnitude_max};
     auto parsed = v2::parse_infer(request_.body(), header == request_.end() ? nullptr : &header_text, limits);
-    if (!parsed) return send_error(status_of(parsed.error().code()), "model '" + server_->options.model + "': " + parsed.error().message());
+    if (!parsed) return send_error(current_, status_of(parsed.error().code()), "model '" + server_->options.model + "': " + parsed.error().message());
     auto serving = target();
-    if (!serving) return send_error(http::status::service_unavailable, "serving is not running");
+    if (!serving) return send_error(current_, http::status::service_unavailable, "serving is not running");
     if (server_->in_flight.fetch_add(1) >= server_->options.in_flight_max) {
       server_->in_flight--;
-      return send_error(http::status::service_unavailable,
+      return send_error(current_, http::status::service_unavailable,
                         "overloaded: more than " + std::to_string(server_->options.in_flight_max) + " requests in flight");
     }
     auto call = std::make_shared<v2::infer_call>(std::move(parsed.value()));
@@ -393,14 +456,14 @@ class session : public responder, public std::enable_shared_from_this<session<St
     {
       std::lock_guard<std::mutex> lock(server_->pending_mutex);
       ticket = ++server_->next_ticket;
-      server_->pending.emplace(ticket, http_endpoint::implementation::pending_infer{this->shared_from_this(), call, deadline});
+      server_->pending.emplace(ticket, http_endpoint::implementation::pending_infer{this->shared_from_this(), current_, call, deadline});
     }
     const std::uint64_t request_id = call->request.request_id;
     deadline->async_wait([server = server_, ticket, request_id](beast::error_code failure) {
       if (failure) return;  // cancelled: answered in time
       auto entry = server->take(ticket);
       if (!entry.asked) return;
-      entry.asked->infer_failed(make_error(errc::deadline_exceeded, "request " + std::to_string(request_id) + ": no answer by its deadline"));
+      entry.asked->infer_failed(entry.exchange, make_error(errc::deadline_exceeded, "request " + std::to_string(request_id) + ": no answer by its deadline"));
       server->in_flight--;
     });
     server_->send_to_serving(ticket, std::move(call->request));
@@ -408,35 +471,37 @@ class session : public responder, public std::enable_shared_from_this<session<St
 
   void feedback() {
     auto parsed = v2::parse_feedback(request_.body());
-    if (!parsed) return send_error(status_of(parsed.error().code()), parsed.error().message());
+    if (!parsed) return send_error(current_, status_of(parsed.error().code()), parsed.error().message());
     auto serving = target();
-    if (!serving) return send_error(http::status::service_unavailable, "serving is not running");
+    if (!serving) return send_error(current_, http::status::service_unavailable, "serving is not running");
     auto self = this->shared_from_this();
+    const std::uint64_t id = current_;
     ask_from_outside<bool>(
         server_->system, serving, std::chrono::seconds(5), *parsed,
-        [self](bool matched) { self->send(http::status::ok, std::string("{\"matched\":") + (matched ? "true" : "false") + "}", "application/json"); },
-        [self](caf::error& failure) { self->send_error(http::status::service_unavailable, describe(failure)); });
+        [self, id](bool matched) { self->send(id, http::status::ok, std::string("{\"matched\":") + (matched ? "true" : "false") + "}", "application/json"); },
+        [self, id](caf::error& failure) { self->send_error(id, http::status::service_unavailable, describe(failure)); });
   }
 
   void set_policy() {
     auto parsed = v2::parse_policy(request_.body());
-    if (!parsed) return send_error(http::status::bad_request, parsed.error().message());
+    if (!parsed) return send_error(current_, http::status::bad_request, parsed.error().message());
     auto serving = target();
-    if (!serving) return send_error(http::status::service_unavailable, "serving is not running");
+    if (!serving) return send_error(current_, http::status::service_unavailable, "serving is not running");
     auto self = this->shared_from_this();
+    const std::uint64_t id = current_;
     ask_from_outside<std::string>(
         server_->system, serving, std::chrono::seconds(5), caf::make_message(policy_atom::value, std::move(*parsed)),
-        [self](std::string& policy) { self->send(http::status::ok, json::object_with("policy", policy), "application/json"); },
-        [self](caf::error& failure) { self->send_error(status_of(client_code(failure)), describe(failure)); });
+        [self, id](std::string& policy) { self->send(id, http::status::ok, json::object_with("policy", policy), "application/json"); },
+        [self, id](caf::error& failure) { self->send_error(id, status_of(client_code(failure)), describe(failure)); });
   }
 
   void set_batching() {
     auto change = v2::parse_batching(request_.body());
-    if (!change) return send_error(status_of(change.error().code()), change.error().message());
-    with_info([self = this->shared_from_this(), change = *change](const serving_info& info) {
+    if (!change) return send_error(current_, status_of(change.error().code()), change.error().message());
+    with_info([self = this->shared_from_this(), id = current_, change = *change](const serving_info& info) {
       const batching_settings settings = change.applied_to(info.batching);
       if (auto serving = self->target()) caf::anon_send(serving, settings);
-      self->send(http::status::ok, v2::batching_json(settings), "application/json");
+      self->send(id, http::status::ok, v2::batching_json(settings), "application/json");
     });
   }
 
@@ -445,49 +510,107 @@ class session : public responder, public std::enable_shared_from_this<session<St
     std::string value;
   };
 
-  void send_error(http::status status, const std::string& message, unsigned version = 0, header_line extra = {}) {
-    if (version) version_ = version;
-    send(status, v2::error_json(message), "application/json", 0, std::move(extra));
+  void send_error(std::uint64_t exchange, http::status status, const std::string& message, header_line extra = {}) {
+    send(exchange, status, v2::error_json(message), "application/json", 0, std::move(extra));
   }
 
-  /// Any thread: the response is written on the connection's own executor.
-  void send(http::status status, std::string body, const char* content_type, std::size_t json_header_bytes = 0, header_line extra = {}) {
-    auto out = std::make_shared<response>(status, version_);
-    out->set(http::field::server, server_name);
-    out->set(http::field::content_type, content_type);
-    if (json_header_bytes) out->set("Inference-Header-Content-Length", std::to_string(json_header_bytes));
-    if (extra.name != http::field::unknown) out->set(extra.name, extra.value);
-    out->keep_alive(keep_alive_);
-    out->body() = std::move(body);
-    out->prepare_payload();
-    net::post(stream_.get_executor(), [self = this->shared_from_this(), out, status] {
+  /// Any thread: the answer is made and written on the connection's own executor, after the
+  /// answers to the requests before it.
+  void send(std::uint64_t exchange, http::status status, std::string body, const char* content_type, std::size_t json_header_bytes = 0,
+            header_line extra = {}) {
+    net::post(stream_.get_executor(), [self = this->shared_from_this(), exchange, status, body = std::move(body), content_type, json_header_bytes,
+                                       extra = std::move(extra)]() mutable {
+      auto* answered = self->find(exchange);
+      if (!answered || answered->out) return;  // the connection is gone, or answered already
+      auto out = std::make_shared<response>(status, answered->version);
+      out->set(http::field::server, server_name);
+      out->set(http::field::content_type, content_type);
+      if (json_header_bytes) out->set("Inference-Header-Content-Length", std::to_string(json_header_bytes));
+      if (extra.name != http::field::unknown) out->set(extra.name, extra.value);
+      out->keep_alive(answered->keep_alive);
+      out->body() = std::move(body);
+      out->prepare_payload();
+      answered->out = std::move(out);
       auto& server = *self->server_;
       server.count(status);
-      if (self->route_ == route_kind::infer) {
-        server.infer_latency->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - self->started_).count());
+      if (answered->route == route_kind::infer) {
+        server.infer_latency->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - answered->started).count());
       }
-      self->response_ = out;
-      self->lowest().expires_after(server.options.write_timeout);
-      http::async_write(self->stream_, *out, [self](beast::error_code failure, std::size_t) { self->on_written(failure); });
+      self->write_ready();
     });
+  }
+
+  /// The status line and fields of an answer as they go on the wire. Written here because
+  /// Beast's serializer writes one message per operation, and answers are gathered.
+  static std::string head_of(const response& out) {
+    std::string head = out.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    head += std::to_string(out.result_int());
+    head += ' ';
+    const auto reason = out.reason();
+    head.append(reason.data(), reason.size());
+    head += "\r\n";
+    for (const auto& field : out) {
+      const auto name = field.name_string();
+      const auto value = field.value();
+      head.append(name.data(), name.size());
+      head += ": ";
+      head.append(value.data(), value.size());
+      head += "\r\n";
+    }
+    head += "\r\n";
+    return head;
+  }
+
+  /// Writes the answers ready at the front of the line, together in one write.
+  void write_ready() {
+    if (writing_ > 0 || dead_) return;
+    heads_.clear();
+    for (const auto& each : exchanges_) {
+      if (!each.out || heads_.size() == answers_per_write_max) break;
+      heads_.push_back(head_of(*each.out));
+    }
+    if (heads_.empty()) return;
+    gathered_.clear();
+    for (std::size_t index = 0; index < heads_.size(); ++index) {
+      gathered_.push_back(net::buffer(heads_[index]));
+      const auto& body = exchanges_[index].out->body();
+      if (!body.empty()) gathered_.push_back(net::buffer(body));
+    }
+    writing_ = heads_.size();
+    lowest().expires_after(server_->options.write_timeout);
+    net::async_write(stream_, gathered_, [self = this->shared_from_this()](beast::error_code failure, std::size_t) { self->on_written(failure); });
   }
 
   void on_written(beast::error_code failure) {
     auto& server = *server_;
-    // While stopping, requests the client already sent (pipelined, now in the buffer) are
-    // still read and answered; an idle connection closes.
-    const bool more = !failure && keep_alive_ && (!server.stopping || buffer_.size() > 0);
-    if (more && server.stopping) {
-      server.busy++;
-      counted_read_ = true;
+    std::size_t answered = 0;
+    bool closing = false;
+    for (std::size_t count = std::exchange(writing_, 0); count > 0; --count) {
+      if (!exchanges_.front().interim) {
+        ++answered;
+        closing = closing || !exchanges_.front().keep_alive;
+      }
+      exchanges_.pop_front();
     }
-    route_ = route_kind::live;
-    if (more) read();
-    else close();
-    server.busy--;  // last: stop() may end the loop once nothing is owed
+    if (failure || closing) {
+      // Nothing more can be written: answers still owed are abandoned.
+      dead_ = read_closed_ = true;
+      for (const auto& each : exchanges_) answered += each.interim ? 0 : 1;
+      exchanges_.clear();
+      close();
+    } else {
+      write_ready();
+      // While stopping, requests the client already sent (pipelined, in the buffer) are
+      // still read and answered; an idle connection closes.
+      if (exchanges_.empty() && read_closed_) close();
+      else pump();
+    }
+    server.busy -= answered;  // last: stop() may end the loop once nothing is owed
   }
 
   void close() {
+    if (closed_) return;
+    closed_ = true;
     if constexpr (secure) {
       lowest().expires_after(std::chrono::seconds(2));
       stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
@@ -503,13 +626,24 @@ class session : public responder, public std::enable_shared_from_this<session<St
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  /// The request being handled (handle() and what it calls run while it is current).
   http::request<http::string_body> request_;
-  std::shared_ptr<response> response_;
-  bool keep_alive_ = true;
-  bool counted_read_ = false;
+  std::uint64_t current_ = 0;
   route_kind route_ = route_kind::live;
-  unsigned version_ = 11;
-  std::chrono::steady_clock::time_point started_;
+  std::deque<exchange> exchanges_;
+  std::uint64_t exchanges_opened_ = 0;
+  /// Answers in the write under way; their heads and the buffers gathered for it.
+  std::size_t writing_ = 0;
+  std::vector<std::string> heads_;
+  std::vector<net::const_buffer> gathered_;
+  bool reading_ = false;
+  /// No more requests are read (the client closed, sent `Connection: close` or garbage).
+  bool read_closed_ = false;
+  /// Nothing more is written.
+  bool dead_ = false;
+  bool closed_ = false;
+  /// A `100 Continue` was owed and queued for the request being read.
+  bool continued_ = false;
   std::shared_ptr<http_endpoint::implementation> server_;
 };
 
@@ -522,8 +656,8 @@ void http_endpoint::implementation::answered(std::vector<ticketed_answer>& answe
     auto entry = take(answer.ticket);
     if (!entry.asked) continue;  // the deadline timer answered (and counted) it
     net::post(entry.deadline->get_executor(), [deadline = entry.deadline] { deadline->cancel(); });
-    if (answer.ok()) entry.asked->infer_answered(*entry.call, answer.reply);
-    else entry.asked->infer_failed(answer.failure);
+    if (answer.ok()) entry.asked->infer_answered(entry.exchange, *entry.call, answer.reply);
+    else entry.asked->infer_failed(entry.exchange, answer.failure);
     in_flight--;  // last: stop() may tear down once nothing is in flight
   }
 }

@@ -21,8 +21,10 @@
 // missing or wrong key or token, 403 control endpoints off (no control key), 404 unknown
 // model, version or path, 405 wrong method, 413 body over the limit, 415 a control POST that
 // is not JSON, 500 a model that answered NaN, 503 overloaded, not ready or too many
-// connections, 504 deadline passed. Connections are kept alive; requests on a connection are
-// answered in order, one at a time, so pipelining clients get their answers in order.
+// connections, 504 deadline passed. Connections are kept alive. A pipelining client's
+// requests are read as a burst (every complete request the read brought, up to 64 owed per
+// connection) and go to serving together; their answers are written in request order, those
+// ready together in one write.
 // Requests go to the serving actor registered under `target` (the router), looked up per
 // request so a restarted one is found.
 //

@@ -13,6 +13,7 @@
 #include <caf/all.hpp>
 #include <rapidjson/document.h>
 
+#include <atomic>
 #include <cstring>
 #include <cstdlib>
 #include <filesystem>
@@ -40,11 +41,14 @@ constexpr std::uint32_t features = 4;
 /// as bad input and 14 as overloaded; knows feedback for request 42 only.
 /// The batching settings the fake serving was last sent.
 batching_settings last_batching;
+/// Predict requests the fake serving has received.
+std::atomic<int> predicts_received{0};
 
 caf::behavior fake_serving(caf::event_based_actor* self) {
   auto slow = std::make_shared<std::deque<std::pair<caf::typed_response_promise<predict_reply>, predict_reply>>>();
   return {
       [self, slow](predict_request& request) -> caf::result<predict_reply> {
+        predicts_received++;
         if (request.request_id == 15) return self->make_response_promise<predict_reply>();  // hangs: never answers
         if (request.request_id == 16) {  // answers after 300 ms
           auto promise = self->make_response_promise<predict_reply>();
@@ -445,6 +449,40 @@ TEST_CASE("non-finite or out-of-bound features are refused naming the row and fe
   body.append(reinterpret_cast<const char*>(values), sizeof(values));
   auto nan = f.call(http::verb::post, "/v2/models/mlp/infer", body, std::to_string(header.size()));
   REQUIRE(std::string(json_of(nan.body())["error"].GetString()) == "model 'mlp': inputs[0]: row 0 feature 1 is NaN");
+}
+
+TEST_CASE("pipelined requests are read as one burst and reach serving together; answers keep their order") {
+  http_fixture f;
+  auto socket = f.connect();
+  std::string pipelined;
+  for (int id : {16, 101, 102, 103, 104}) {  // 16: serving takes 300 ms
+    const std::string body = infer_body(std::to_string(id), "FP32", "[4]", "[1,0,0,0]");
+    pipelined += "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                 std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+  pipelined += "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  const int before = predicts_received.load();
+  net::write(socket, net::buffer(pipelined));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  // One at a time, serving would have seen only request 16 by now.
+  REQUIRE(predicts_received.load() - before == 5);
+  beast::flat_buffer buffer;
+  std::vector<std::string> answered;
+  for (int index = 0; index < 5; ++index) {
+    http::response<http::string_body> response;
+    http::read(socket, buffer, response);
+    REQUIRE(response.result() == http::status::ok);
+    answered.push_back(json_of(response.body())["id"].GetString());
+  }
+  REQUIRE(answered == std::vector<std::string>{"16", "101", "102", "103", "104"});
+  http::response<http::string_body> live;
+  http::read(socket, buffer, live);
+  REQUIRE(live.body() == "{\"live\":true}");
+  // The connection stays open for more.
+  auto again = f.request_of(http::verb::get, "/v2/health/live", "", {});
+  http::write(socket, again);
+  http::read(socket, buffer, live);
+  REQUIRE(live.result() == http::status::ok);
 }
 
 TEST_CASE("on stop, requests already pipelined on a connection are answered before it closes") {
