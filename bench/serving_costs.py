@@ -8,11 +8,19 @@ load generator saw.
 
 Rate 0 measures the idle process: its costs are per second, not per request.
 
+    python3 bench/serving_costs.py --allocations [--rates 1000,20000] ...
+
+counts heap allocations per request instead: jemalloc (rml's allocator) prints its statistics
+when rml exits (MALLOC_CONF=stats_print:true); each measurement is one rml process that is
+warmed up and then loaded at the rate, against one warmed up and then left idle as long, and
+the difference in allocation requests is divided by the requests answered.
+
 Prints one JSON line per measurement, then a table of medians. The load generator runs on the
 same 2 cores; its own switches are not counted."""
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -57,6 +65,36 @@ def measure(pid, address, model, rate, duration):
             "cpu_us_per_request": (after_cpu - before_cpu) * 1e6 / answered}
 
 
+def allocation_requests(output_path):
+    """jemalloc's count of allocation requests (all arenas, small and large) at exit."""
+    text = open(output_path, errors="replace").read()
+    found = re.search(r"^total:\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+\s+(\d+)", text, re.MULTILINE)
+    if not found:
+        raise RuntimeError(f"no jemalloc statistics in {output_path}: is rml linked with jemalloc?")
+    return int(found.group(1))
+
+
+def allocations_per_request(model, address, rate, duration):
+    counts, answered = [], 0
+    for loaded in (False, True):
+        os.environ["MALLOC_CONF"] = "stats_print:true"
+        try:
+            server = rml_server(model, [])
+        finally:
+            del os.environ["MALLOC_CONF"]
+        try:
+            loadgen(address, model, 2000, 2, True)  # warm-up: connections, caches, arenas
+            if loaded:
+                answered = loadgen(address, model, rate, duration, True)["answered"]
+            else:
+                time.sleep(duration)
+        finally:
+            server.stop()
+        counts.append(allocation_requests(server.output.name))
+    return {"rate": rate, "answered": answered, "allocations_idle": counts[0], "allocations_loaded": counts[1],
+            "allocations_per_request": (counts[1] - counts[0]) / max(answered, 1)}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="mlp")
@@ -65,9 +103,26 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--transports", default="zmq,http")
     parser.add_argument("--label", default="", help="names this build in the output (before, after)")
+    parser.add_argument("--allocations", action="store_true", help="count heap allocations per request (see above)")
     args = parser.parse_args()
     addresses = {"zmq": "tcp://127.0.0.1:19556", "http": "http://127.0.0.1:19800"}
     records = []
+    if args.allocations:
+        for transport in args.transports.split(","):
+            for rate in [int(r) for r in args.rates.split(",") if int(r) > 0]:
+                for repeat in range(args.repeats):
+                    record = {"label": args.label, "transport": transport, "model": args.model, "repeat": repeat,
+                              **allocations_per_request(args.model, addresses[transport], rate, args.duration)}
+                    log(f"{transport} {rate}/s: {record['allocations_per_request']:.1f} allocations per request")
+                    print(json.dumps(record), flush=True)
+                    records.append(record)
+        print(f"\n| {args.label} {args.model} | rate | allocations per request (median of {args.repeats}) |")
+        print("|---|---|---|")
+        for transport in args.transports.split(","):
+            for rate in [int(r) for r in args.rates.split(",") if int(r) > 0]:
+                rows = [r["allocations_per_request"] for r in records if r["transport"] == transport and r["rate"] == rate]
+                print(f"| {transport} | {rate} | {statistics.median(rows):.1f} |")
+        return
     server = rml_server(args.model, [])
     try:
         for transport in args.transports.split(","):

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "compute/status.hpp"
 
@@ -20,7 +21,7 @@ inline constexpr float feature_magnitude_max_default = 1e6f;
 /// within ±magnitude_max. The error (invalid_argument) starts with `what`, then names the
 /// row (as `row_name`) and the feature: "predict request 7: row 2 feature 13 is NaN"; with
 /// `row_name` null (a single row) only the feature: "batch 5: event 17: feature 3 is NaN".
-status check_features(std::span<const float> values, std::uint32_t width, float magnitude_max, const std::string& what,
+status check_features(std::span<const float> values, std::uint32_t width, float magnitude_max, std::string_view what,
                       const char* row_name = "row");
 
 }  // namespace rml::messaging

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 // GCC 12 reports impossible out-of-bounds writes for memcpy into a grown vector when it
@@ -160,13 +161,14 @@ result<predict_frame> decode_predict_request(std::span<const std::byte> frame, c
       !in.get(decoded.timeout_ms) || !in.get(request.model_version)) {
     return in.short_frame("the fixed fields");
   }
-  const std::string which = "predict request " + std::to_string(request.request_id);
+  // Made only for an error: a string per request would cost an allocation on every one.
+  const auto which = [&] { return "predict request " + std::to_string(request.request_id); };
   if (request.rows < 1 || request.rows > limits.rows_max) {
-    return error(errc::invalid_argument, which + ": rows must be in [1, " + std::to_string(limits.rows_max) + "], got " +
+    return error(errc::invalid_argument, which() + ": rows must be in [1, " + std::to_string(limits.rows_max) + "], got " +
                                              std::to_string(request.rows));
   }
   if (decoded.features < 1 || decoded.features > limits.features_max) {
-    return error(errc::invalid_argument, which + ": features must be in [1, " + std::to_string(limits.features_max) + "], got " +
+    return error(errc::invalid_argument, which() + ": features must be in [1, " + std::to_string(limits.features_max) + "], got " +
                                              std::to_string(decoded.features));
   }
   const std::size_t count = std::size_t(request.rows) * decoded.features;
@@ -177,9 +179,9 @@ result<predict_frame> decode_predict_request(std::span<const std::byte> frame, c
                      std::to_string(request.rows) + " rows × " + std::to_string(decoded.features) + " floats)");
   }
   in.get_array(request.features.values, count);
-  if (auto checked = check_features(request.features.values, decoded.features, limits.feature_magnitude_max,
-                                    "predict request " + std::to_string(request.request_id));
-      !checked) {
+  char what[48];
+  std::snprintf(what, sizeof(what), "predict request %llu", (unsigned long long)request.request_id);
+  if (auto checked = check_features(request.features.values, decoded.features, limits.feature_magnitude_max, what); !checked) {
     return checked.error();
   }
   return decoded;

@@ -26,10 +26,8 @@ struct route {
   std::vector<std::string> envelope;
 };
 
-std::vector<std::byte> as_bytes(const zmq::message_t& message) {
-  const auto* data = static_cast<const std::byte*>(message.data());
-  return {data, data + message.size()};
-}
+/// The message's bytes where ZeroMQ holds them: decoded from there, never copied first.
+std::span<const std::byte> bytes_of(const zmq::message_t& message) { return {static_cast<const std::byte*>(message.data()), message.size()}; }
 
 /// The largest frame the socket reads: twice the limit, and at least 1 MiB above it.
 std::size_t hard_cap_bytes(std::size_t frame_bytes_max) { return std::max(2 * frame_bytes_max, frame_bytes_max + (1u << 20)); }
@@ -278,7 +276,10 @@ struct zmq_endpoint::implementation : predict_listener {
     if (burst.requests.empty()) return;
     caf::anon_send(bridge, std::move(burst));
     burst = {};
+    burst.requests.reserve(burst_reserved);
   }
+  /// What a new burst has room for before it grows: most bursts are smaller.
+  static constexpr std::size_t burst_reserved = 32;
 
   void forward_feedback(route to, prediction_feedback feedback) {
     auto target = system.registry().get<caf::actor>(options.target);
@@ -308,7 +309,7 @@ struct zmq_endpoint::implementation : predict_listener {
     in_flight--;
   }
 
-  void on_request(route to, const std::vector<std::byte>& frame) {
+  void on_request(route to, std::span<const std::byte> frame) {
     counters.frames++;
     auto refuse = [&](const rml::error& failure) {
       counters.malformed++;
@@ -397,9 +398,12 @@ struct zmq_endpoint::implementation : predict_listener {
     flush_blocked();
   }
 
+  /// The frames of the message being received (kept: no allocation per message).
+  std::vector<zmq::message_t> parts;
+
   void receive_all() {
     while (true) {
-      std::vector<zmq::message_t> parts;
+      parts.clear();
       zmq::message_t part;
       if (!router.recv(part, zmq::recv_flags::dontwait)) return send_burst();
       parts.push_back(std::move(part));
@@ -410,12 +414,13 @@ struct zmq_endpoint::implementation : predict_listener {
       }
       if (parts.size() < 2) continue;  // a ROUTER always prefixes the identity
       route to;
+      to.envelope.reserve(parts.size() - 1);
       for (std::size_t index = 0; index + 1 < parts.size(); ++index) to.envelope.push_back(parts[index].to_string());
       if (parts.back().size() > options.limits.frame_bytes_max) {
         counters.frames++;
         counters.malformed++;
         exported.malformed->add();
-        const auto bytes = as_bytes(parts.back());
+        const auto bytes = bytes_of(parts.back());
         const std::uint64_t id = wire::peek_request_id(bytes);
         deliver(to, wire::encode_error(errc::invalid_argument, id, "request " + std::to_string(id) + ": frame of " +
                                                                        std::to_string(bytes.size()) + " bytes exceeds the limit of " +
@@ -423,7 +428,7 @@ struct zmq_endpoint::implementation : predict_listener {
                 false);
         continue;
       }
-      on_request(std::move(to), as_bytes(parts.back()));
+      on_request(std::move(to), bytes_of(parts.back()));
     }
   }
 };

@@ -319,6 +319,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
   RML_ASSERT(slot != nullptr);
   const std::int64_t now = messaging::clock_us(self);
   batch_requests batch;
+  batch.reserve(std::min<std::size_t>(state.queue.size(), state.batch_rows));
   std::uint32_t rows = 0;
   while (!state.queue.empty()) {
     auto first = state.queue.begin();
@@ -342,6 +343,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
   messaging::predict_request merged;
   merged.request_id = ++state.sequence;
   merged.rows = rows;
+  merged.features.values.reserve(std::size_t(rows) * state.options.features);
   for (const auto& waiting : batch) {
     merged.top_k = std::max(merged.top_k, waiting.request.top_k);
     merged.features.values.insert(merged.features.values.end(), waiting.request.features.values.begin(),
@@ -568,16 +570,18 @@ void look_at_load(batcher_pointer self) {
 
 /// Queues a request (answered through `target`'s promise or burst sender), or answers it at
 /// once: refused (bad shape, deadline passed, queue full) or from the cache. The features
-/// were checked finite where they were decoded (feature_check); the replica asserts it.
+/// were checked finite where they were decoded (feature_check); the replica checks again,
+/// once per batch, against senders inside the process that skip decoding.
 void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_request target) {
   auto& state = self->state;
   auto refuse = [&](caf::error failure) {
     target.request.request_id = request.request_id;
     fail(state, target, std::move(failure));
   };
-  const std::string which = "request " + std::to_string(request.request_id);
+  // Made only for a refusal: a string per request would cost an allocation on every one.
+  const auto which = [&] { return "request " + std::to_string(request.request_id); };
   if (request.rows == 0 || request.features.values.size() != std::size_t(request.rows) * state.options.features) {
-    return refuse(messaging::make_error(errc::shape_mismatch, which + ": " + std::to_string(request.features.values.size()) +
+    return refuse(messaging::make_error(errc::shape_mismatch, which() + ": " + std::to_string(request.features.values.size()) +
                                                                   " values for " + std::to_string(request.rows) + " rows of " +
                                                                   std::to_string(state.options.features) + " features"));
   }
@@ -585,12 +589,12 @@ void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_
   if (request.deadline_us > 0 && request.deadline_us < now) {
     ++state.counts.deadline_exceeded;
     state.metrics.refused_deadline->add();
-    return refuse(messaging::make_error(errc::deadline_exceeded, which + ": deadline passed before it was queued"));
+    return refuse(messaging::make_error(errc::deadline_exceeded, which() + ": deadline passed before it was queued"));
   }
   if (state.queue.size() >= state.options.settings.queue_requests_max) {
     ++state.counts.overloaded;
     state.metrics.refused_overloaded->add();
-    return refuse(messaging::make_error(errc::overloaded, which + ": " + std::to_string(state.queue.size()) + " requests queued (the bound)"));
+    return refuse(messaging::make_error(errc::overloaded, which() + ": " + std::to_string(state.queue.size()) + " requests queued (the bound)"));
   }
   request.top_k = std::max(request.top_k, 1u);
   std::uint64_t features_hash = 0;
