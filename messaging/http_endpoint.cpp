@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include <deque>
+#include <map>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -105,13 +106,65 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
   /// Infer requests at serving, by ticket: who asked and what.
   std::mutex pending_mutex;
   std::uint64_t next_ticket = 0;
+  using deadline_map = std::multimap<std::chrono::steady_clock::time_point, std::uint64_t>;
   struct pending_infer {
     std::shared_ptr<responder> asked;
     std::uint64_t exchange = 0;
     std::shared_ptr<v2::infer_call> call;
-    std::shared_ptr<net::steady_timer> deadline;
+    std::uint64_t request_id = 0;
+    deadline_map::iterator deadline;
   };
   std::unordered_map<std::uint64_t, pending_infer> pending;
+  /// When each pending request gets 504 if serving has not answered (its deadline plus a
+  /// grace), and one timer for the earliest — not a timer per request. Under pending_mutex.
+  deadline_map deadlines;
+  net::steady_timer deadline_timer{io};
+  std::optional<std::chrono::steady_clock::time_point> deadline_timer_at;
+  static constexpr std::chrono::milliseconds deadline_grace{50};
+
+  /// Holds a request for serving's answer until its deadline; returns its ticket.
+  std::uint64_t hold(std::shared_ptr<responder> asked, std::uint64_t exchange, std::shared_ptr<v2::infer_call> call,
+                     std::chrono::microseconds timeout) {
+    std::lock_guard<std::mutex> lock(pending_mutex);
+    const std::uint64_t ticket = ++next_ticket;
+    auto deadline = deadlines.emplace(std::chrono::steady_clock::now() + timeout + deadline_grace, ticket);
+    const std::uint64_t request_id = call->request.request_id;
+    pending.emplace(ticket, pending_infer{std::move(asked), exchange, std::move(call), request_id, deadline});
+    if (!deadline_timer_at || deadline->first < *deadline_timer_at) arm_deadline_timer(deadline->first);
+    return ticket;
+  }
+
+  /// With pending_mutex held (Asio timers are not thread-safe; every use is under it).
+  void arm_deadline_timer(std::chrono::steady_clock::time_point at) {
+    deadline_timer_at = at;
+    deadline_timer.expires_at(at);  // cancels the wait before
+    deadline_timer.async_wait([self = shared_from_this()](beast::error_code failure) {
+      if (!failure) self->expire_overdue();
+    });
+  }
+
+  /// Answers 504 to requests past their deadline and grace; the timer waits for the next.
+  void expire_overdue() {
+    std::vector<pending_infer> overdue;
+    {
+      std::lock_guard<std::mutex> lock(pending_mutex);
+      deadline_timer_at.reset();
+      const auto now = std::chrono::steady_clock::now();
+      while (!deadlines.empty() && deadlines.begin()->first <= now) {
+        auto found = pending.find(deadlines.begin()->second);
+        deadlines.erase(deadlines.begin());
+        if (found == pending.end()) continue;
+        overdue.push_back(std::move(found->second));
+        pending.erase(found);
+      }
+      if (!deadlines.empty()) arm_deadline_timer(deadlines.begin()->first);
+    }
+    for (auto& entry : overdue) {
+      entry.asked->infer_failed(entry.exchange,
+                                make_error(errc::deadline_exceeded, "request " + std::to_string(entry.request_id) + ": no answer by its deadline"));
+      in_flight--;
+    }
+  }
 
   void answered(std::vector<ticketed_answer>& answers) override;
   /// Infer requests read and not yet sent to serving: the requests parsed in one turn of the
@@ -140,6 +193,7 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
     auto found = pending.find(ticket);
     if (found == pending.end()) return {};
     auto taken = std::move(found->second);
+    deadlines.erase(taken.deadline);  // the timer, armed for it, finds nothing and waits for the next
     pending.erase(found);
     return taken;
   }
@@ -449,23 +503,9 @@ class session : public responder, public std::enable_shared_from_this<session<St
                                               : std::chrono::duration_cast<std::chrono::microseconds>(server_->options.default_timeout);
     call->request.deadline_us =
         std::chrono::duration_cast<std::chrono::microseconds>(server_->system.clock().now().time_since_epoch() + timeout).count();
-    // Serving answers by the deadline; should it hang, the timer answers 504 a grace period
-    // later (and serving's late answer is dropped).
-    auto deadline = std::make_shared<net::steady_timer>(stream_.get_executor(), timeout + std::chrono::milliseconds(50));
-    std::uint64_t ticket;
-    {
-      std::lock_guard<std::mutex> lock(server_->pending_mutex);
-      ticket = ++server_->next_ticket;
-      server_->pending.emplace(ticket, http_endpoint::implementation::pending_infer{this->shared_from_this(), current_, call, deadline});
-    }
-    const std::uint64_t request_id = call->request.request_id;
-    deadline->async_wait([server = server_, ticket, request_id](beast::error_code failure) {
-      if (failure) return;  // cancelled: answered in time
-      auto entry = server->take(ticket);
-      if (!entry.asked) return;
-      entry.asked->infer_failed(entry.exchange, make_error(errc::deadline_exceeded, "request " + std::to_string(request_id) + ": no answer by its deadline"));
-      server->in_flight--;
-    });
+    // Serving answers by the deadline; should it hang, the endpoint answers 504 a grace
+    // period later (and serving's late answer is dropped).
+    const std::uint64_t ticket = server_->hold(this->shared_from_this(), current_, call, timeout);
     server_->send_to_serving(ticket, std::move(call->request));
   }
 
@@ -654,8 +694,7 @@ using tls_session = session<beast::ssl_stream<beast::tcp_stream>>;
 void http_endpoint::implementation::answered(std::vector<ticketed_answer>& answers) {
   for (auto& answer : answers) {
     auto entry = take(answer.ticket);
-    if (!entry.asked) continue;  // the deadline timer answered (and counted) it
-    net::post(entry.deadline->get_executor(), [deadline = entry.deadline] { deadline->cancel(); });
+    if (!entry.asked) continue;  // its deadline passed: answered (and counted) already
     if (answer.ok()) entry.asked->infer_answered(entry.exchange, *entry.call, answer.reply);
     else entry.asked->infer_failed(entry.exchange, answer.failure);
     in_flight--;  // last: stop() may tear down once nothing is in flight
@@ -759,6 +798,7 @@ void http_endpoint::stop(std::chrono::milliseconds grace) {
   // Requests serving never answered (the grace ran out) release their connections.
   std::lock_guard<std::mutex> lock(self_->pending_mutex);
   self_->pending.clear();
+  self_->deadlines.clear();
 }
 
 http_endpoint::~http_endpoint() {

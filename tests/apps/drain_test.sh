@@ -9,9 +9,6 @@
 set -eu
 rml=$1
 work=$2
-predict_port=22556
-ingest_port=22555
-http_port=22800
 extra_args="--serve"
 . "$(dirname "$0")/start_serving_rml.sh"
 metric() { /usr/bin/python3 "$(dirname "$0")/metric.py" "127.0.0.1:$http_port" "$@"; }

@@ -6,9 +6,6 @@
 set -eu
 rml=$1
 work=$2
-predict_port=28556
-ingest_port=28555
-http_port=28800
 extra_args="--serve --publish-steps 20"
 . "$(dirname "$0")/start_serving_rml.sh"
 wait_for_output "serving model" 300

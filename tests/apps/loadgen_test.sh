@@ -5,9 +5,6 @@
 set -eu
 rml=$1
 work=$2
-predict_port=27556
-http_port=27800
-ingest_port=27555
 . "$(dirname "$0")/start_serving_rml.sh"
 "$rml" loadgen --address "tcp://127.0.0.1:$predict_port" --rate 500 --duration 1 > "$work/loadgen.out"
 cat "$work/loadgen.out"

@@ -5,12 +5,9 @@
 set -eu
 rml=$1
 work=$2
-predict_port=23556
-ingest_port=23555
-http_port=23800
-prometheus_port=23090
 extra_args="--serve"
 . "$(dirname "$0")/start_serving_rml.sh"
+prometheus_port=$(free_ports 1)
 cat > "$work/prometheus.yml" <<CONFIG
 global:
   scrape_interval: 1s

@@ -4,9 +4,6 @@
 set -eu
 rml=$1
 work=$2
-predict_port=25556
-http_port=25800
-ingest_port=25555
 . "$(dirname "$0")/start_serving_rml.sh"
 /usr/bin/python3 "$(dirname "$0")/../../docs/predict_client.py" --address "tcp://127.0.0.1:$predict_port" --count 5 > "$work/client.out" 2>&1
 cat "$work/client.out"

@@ -2,10 +2,24 @@
 # waits until its prediction socket answers with a model (up to 120 s: a loaded CI machine
 # can take that long to train the first version). Fails, with the end of rml's output, if rml
 # exits first or never answers.
-# Needs: rml, work, predict_port, ingest_port, http_port; extra_args (optional) go to rml run.
-# Sets: run (the process id). Defines stop_process PID (SIGTERM if still running, then reap;
-# returns its exit status).
+# Needs: rml, work; extra_args (optional) go to rml run.
+# Sets: predict_port, ingest_port, http_port (free ports the kernel chose, so tests run beside
+# each other and beside anything else on the machine), run (the process id). Defines
+# free_ports N (N ports free now, on one line), stop_process PID (SIGTERM if still running,
+# then reap; returns its exit status).
 rm -rf "$work" && mkdir -p "$work"
+# Held together while chosen, so they differ.
+free_ports() {
+  /usr/bin/python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))' "$1"
+}
+ports=$(free_ports 3)
+predict_port=${ports%% *}
+http_port=${ports##* }
+ingest_port=${ports#* }
+ingest_port=${ingest_port%% *}
 "$rml" run --data-dir "$work/state" --rate 15000 --predict-port "$predict_port" --ingest-port "$ingest_port" --http-port "$http_port" ${extra_args:-} > "$work/run.out" 2>&1 &
 run=$!
 # Whatever the test started in the background does not outlive it (a failing test must not

@@ -22,9 +22,6 @@ if ! "$venv/bin/python" -c "import tritonclient.http, numpy" 2>/dev/null; then
     exit 1
   fi
 fi
-predict_port=24556
-ingest_port=24555
-http_port=24800
 extra_args="--serve"
 . "$(dirname "$0")/start_serving_rml.sh"
 status=0

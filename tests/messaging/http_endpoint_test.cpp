@@ -364,6 +364,21 @@ TEST_CASE("a request serving never answers gets 504 at its deadline") {
   REQUIRE(std::chrono::steady_clock::now() - sent < std::chrono::seconds(1));
 }
 
+TEST_CASE("deadlines are kept per request: a short one behind a long one still gets its 504 in time") {
+  http_fixture f;
+  // A hanging request with a 5 s timeout is pending when one with 100 ms comes.
+  auto patient = f.connect();
+  http::write(patient, f.request_of(http::verb::post, "/v2/models/mlp/infer",
+                                    infer_body("15", "FP32", "[4]", "[1,2,3,4]", ",\"parameters\":{\"timeout\":5000000}"), {}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto sent = std::chrono::steady_clock::now();
+  auto hasty = f.call(http::verb::post, "/v2/models/mlp/infer", infer_body("15", "FP32", "[4]", "[1,2,3,4]", ",\"parameters\":{\"timeout\":100000}"));
+  REQUIRE(hasty.result() == http::status::gateway_timeout);
+  REQUIRE(std::chrono::steady_clock::now() - sent < std::chrono::seconds(1));
+  // The endpoint keeps answering meanwhile.
+  REQUIRE(f.call(http::verb::get, "/v2/health/live").result() == http::status::ok);
+}
+
 // Hostile and careless input (issue 9): none of it stops the endpoint, and every answer is
 // valid JSON naming what was wrong.
 
