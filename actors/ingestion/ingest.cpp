@@ -113,16 +113,17 @@ std::optional<std::string> check_event_batch(const messaging::event_batch& batch
            std::to_string(options.batch_events_max);
   }
   for (const messaging::event& fact : batch.events) {
-    const std::string which = where + ": event " + std::to_string(fact.id);
+    // Made only for an error: a string per event would cost an allocation on every one.
+    const auto which = [&] { return where + ": event " + std::to_string(fact.id); };
     const auto& values = fact.features.values;
     if (values.size() != options.feature_count) {
-      return which + ": " + std::to_string(values.size()) + " features, expected " + std::to_string(options.feature_count);
+      return which() + ": " + std::to_string(values.size()) + " features, expected " + std::to_string(options.feature_count);
     }
-    if (auto checked = messaging::check_features(values, options.feature_count, options.feature_magnitude_max, which, nullptr); !checked) {
-      return checked.error().message();
+    if (auto checked = messaging::check_features(values, options.feature_count, options.feature_magnitude_max, "", nullptr); !checked) {
+      return which() + checked.error().message();
     }
     if (fact.label != messaging::no_label && (fact.label < 0 || fact.label >= options.classes)) {
-      return which + ": label " + std::to_string(fact.label) + " outside [0, " + std::to_string(options.classes) + ")";
+      return which() + ": label " + std::to_string(fact.label) + " outside [0, " + std::to_string(options.classes) + ")";
     }
   }
   return std::nullopt;
