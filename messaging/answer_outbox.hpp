@@ -4,8 +4,10 @@
 
 #include <caf/actor_cast.hpp>
 #include <caf/send.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -13,8 +15,27 @@
 
 namespace rml::messaging {
 
+/// Who hears a request's answer: the actor that asked for it alone (a promise), or the
+/// sender of a burst (by its ticket, in one predict_answers with the others ready then).
+struct answer_target {
+  std::optional<caf::typed_response_promise<predict_reply>> promise;
+  caf::strong_actor_ptr reply_to;
+  std::uint64_t ticket = 0;
+};
+
 class answer_outbox {
  public:
+  /// Answers `target` with `reply`, or with `failure` when `reply` is null: at once to a
+  /// promise, or into the burst of answers for its asker.
+  void answer(answer_target& target, std::uint64_t request_id, predict_reply* reply, caf::error failure) {
+    if (target.promise) {
+      if (reply) target.promise->deliver(std::move(*reply));
+      else target.promise->deliver(std::move(failure));
+      return;
+    }
+    add(target.reply_to, target.ticket, request_id, reply, std::move(failure));
+  }
+
   /// Answers `ticket` of `asker` with `reply`, or with `failure` when `reply` is null.
   void add(const caf::strong_actor_ptr& asker, std::uint64_t ticket, std::uint64_t request_id, predict_reply* reply, caf::error failure) {
     auto found = std::find_if(entries_.begin(), entries_.end(), [&](const auto& entry) { return entry.first == asker; });

@@ -32,11 +32,8 @@ struct waiting_request {
   std::uint32_t retries;
   std::uint64_t features_hash;  // the cache key's
   messaging::predict_request request;
-  /// Who hears the answer: the promise of a request asked alone, or (when `reply_to` is set)
-  /// the sender of a burst, by `ticket`, among the answers of the same batch.
-  caf::typed_response_promise<messaging::predict_reply> promise;
-  caf::strong_actor_ptr reply_to;
-  std::uint64_t ticket = 0;
+  /// Who hears the answer (among the answers of the same batch, for a burst's sender).
+  messaging::answer_target target;
   bool operator<(const waiting_request& other) const {
     return deadline_us != other.deadline_us ? deadline_us < other.deadline_us : sequence < other.sequence;
   }
@@ -157,12 +154,7 @@ void consider(batcher_pointer self);
 
 /// Answers a request with `reply`, or with `failure` when `reply` is null.
 void answer(batcher_state& state, waiting_request& waiting, messaging::predict_reply* reply, caf::error failure) {
-  if (!waiting.reply_to) {
-    if (reply) waiting.promise.deliver(std::move(*reply));
-    else waiting.promise.deliver(std::move(failure));
-    return;
-  }
-  state.outbox.add(waiting.reply_to, waiting.ticket, waiting.request.request_id, reply, std::move(failure));
+  state.outbox.answer(waiting.target, waiting.request.request_id, reply, std::move(failure));
 }
 
 void fail(batcher_state& state, waiting_request& waiting, caf::error failure) { answer(state, waiting, nullptr, std::move(failure)); }
@@ -568,15 +560,15 @@ void look_at_load(batcher_pointer self) {
   state.window_dispatched = 0;
 }
 
-/// Queues a request (answered through `target`'s promise or burst sender), or answers it at
+/// Queues a request (answered through `waiting.target`), or answers it at
 /// once: refused (bad shape, deadline passed, queue full) or from the cache. The features
 /// were checked finite where they were decoded (feature_check); the replica checks again,
 /// once per batch, against senders inside the process that skip decoding.
-void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_request target) {
+void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_request waiting) {
   auto& state = self->state;
   auto refuse = [&](caf::error failure) {
-    target.request.request_id = request.request_id;
-    fail(state, target, std::move(failure));
+    waiting.request.request_id = request.request_id;
+    fail(state, waiting, std::move(failure));
   };
   // Made only for a refusal: a string per request would cost an allocation on every one.
   const auto which = [&] { return "request " + std::to_string(request.request_id); };
@@ -608,21 +600,21 @@ void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_
         const std::uint32_t classes = request.rows ? std::uint32_t(cached->probabilities.size() / request.rows) : 0;
         messaging::predict_reply reply{request.request_id, state.snapshot->version, request.rows, classes, {cached->probabilities},
                                        cached->top_classes};
-        target.request.request_id = request.request_id;
-        return answer(state, target, &reply, {});
+        waiting.request.request_id = request.request_id;
+        return answer(state, waiting, &reply, {});
       }
     }
     ++state.cache_misses;
     state.metrics.cache_misses->add();
   }
   state.queued_rows += request.rows;
-  target.deadline_us = request.deadline_us > 0 ? request.deadline_us : INT64_MAX;
-  target.sequence = ++state.sequence;
-  target.queued_us = now;
-  target.retries = 0;
-  target.features_hash = features_hash;
-  target.request = std::move(request);
-  state.queue.insert(std::move(target));
+  waiting.deadline_us = request.deadline_us > 0 ? request.deadline_us : INT64_MAX;
+  waiting.sequence = ++state.sequence;
+  waiting.queued_us = now;
+  waiting.retries = 0;
+  waiting.features_hash = features_hash;
+  waiting.request = std::move(request);
+  state.queue.insert(std::move(waiting));
 }
 
 batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options options) {
@@ -685,9 +677,9 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
   return {
       [self](messaging::predict_request& request) {
         auto promise = self->make_response_promise<messaging::predict_reply>();
-        waiting_request target{};
-        target.promise = promise;
-        enqueue(self, request, std::move(target));
+        waiting_request waiting{};
+        waiting.target.promise = promise;
+        enqueue(self, request, std::move(waiting));
         self->state.metrics.queue_depth->set(double(self->state.queue.size()));
         consider(self);
         flush(self);
@@ -696,10 +688,10 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
       [self](messaging::predict_burst& burst) {
         const auto asker = self->current_sender();
         for (auto& item : burst.requests) {
-          waiting_request target{};
-          target.reply_to = asker;
-          target.ticket = item.ticket;
-          enqueue(self, item.request, std::move(target));
+          waiting_request waiting{};
+          waiting.target.reply_to = asker;
+          waiting.target.ticket = item.ticket;
+          enqueue(self, item.request, std::move(waiting));
         }
         self->state.metrics.queue_depth->set(double(self->state.queue.size()));
         consider(self);

@@ -131,13 +131,7 @@ struct remembered_prediction {
   double probability = 1.0;  // the bandit's probability of choosing this arm
 };
 
-/// Who hears a request's answer: the actor that asked for it alone (a promise), or the
-/// sender of a burst (by its ticket, in a `predict_answers` with the others ready then).
-struct answer_target {
-  std::optional<caf::typed_response_promise<messaging::predict_reply>> promise;
-  caf::strong_actor_ptr reply_to;
-  std::uint64_t ticket = 0;
-};
+using messaging::answer_target;
 
 struct waiting_for_version {
   messaging::predict_request request;
@@ -214,7 +208,7 @@ messaging::metrics::counter& answered_counter(router_state& state, const std::st
 
 std::string outcome_of(const caf::error& failure) { return to_string(messaging::client_code(failure)); }
 
-void refuse(router_state& state, struct answer_target& target, std::uint64_t request_id, errc code, std::string message);
+void refuse(router_state& state, answer_target& target, std::uint64_t request_id, errc code, std::string message);
 void close_lane(router_pointer self, const std::string& role);
 void finish_drain_if_done(router_pointer self);
 void flush(router_pointer self);
@@ -459,19 +453,9 @@ void compare_shadow(router_state& state, remembered_prediction& prediction) {
   (agree ? state.metrics.agree : state.metrics.disagree)->add();
 }
 
-/// Answers a request: at once to a promise, or into the burst of answers for its asker.
-void deliver(router_state& state, answer_target& target, std::uint64_t request_id, messaging::predict_reply* reply, caf::error failure) {
-  if (target.promise) {
-    if (reply) target.promise->deliver(std::move(*reply));
-    else target.promise->deliver(std::move(failure));
-    return;
-  }
-  state.to_askers.add(target.reply_to, target.ticket, request_id, reply, std::move(failure));
-}
-
 void refuse(router_state& state, answer_target& target, std::uint64_t request_id, errc code, std::string message) {
   answered_counter(state, to_string(code)).add();
-  deliver(state, target, request_id, nullptr, messaging::make_error(code, std::move(message)));
+  state.to_askers.answer(target, request_id, nullptr, messaging::make_error(code, std::move(message)));
 }
 
 /// Sends what the message handled produced: one burst per lane, one answer burst per asker.
@@ -562,7 +546,7 @@ void on_lane_answers(router_pointer self, messaging::predict_answers& ready) {
     --state.in_flight;
     if (!answer.ok()) {
       answered_counter(state, outcome_of(answer.failure)).add();
-      deliver(state, request.target, request.request_id, nullptr, std::move(answer.failure));
+      state.to_askers.answer(request.target, request.request_id, nullptr, std::move(answer.failure));
       continue;
     }
     if (lane && lane->id == request.lane_id) lane->latency.record(latency);
@@ -573,7 +557,7 @@ void on_lane_answers(router_pointer self, messaging::predict_answers& ready) {
       remembered->second.version = answer.reply.model_version;
       compare_shadow(state, remembered->second);
     }
-    deliver(state, request.target, request.request_id, &answer.reply, {});
+    state.to_askers.answer(request.target, request.request_id, &answer.reply, {});
   }
   if (lane && lane->closing && lane->held == 0) close_lane(self, role);
   finish_drain_if_done(self);
@@ -597,8 +581,9 @@ std::vector<std::pair<std::string, double>> bandit_probabilities(router_state& s
 /// Decides which lane answers a request (the version policy), and sends it there.
 void route(router_pointer self, messaging::predict_request& request, answer_target target) {
   auto& state = self->state;
-  const std::string which = "request " + std::to_string(request.request_id);
-  if (state.draining) return refuse(state, target, request.request_id, errc::not_ready, which + ": serving is draining and admits no requests");
+  // Made only for a refusal: a string per request would cost an allocation on every one.
+  const auto which = [&] { return "request " + std::to_string(request.request_id); };
+  if (state.draining) return refuse(state, target, request.request_id, errc::not_ready, which() + ": serving is draining and admits no requests");
   if (request.model_version != 0) {
     for (auto& [role, lane] : state.lanes) {
       if (!lane.closing && lane.version() == request.model_version) {
@@ -661,7 +646,7 @@ void route(router_pointer self, messaging::predict_request& request, answer_targ
       break;
     case version_policy::kind::bandit: {
       auto arms = bandit_probabilities(state);
-      if (arms.empty()) return refuse(state, target, request.request_id, errc::not_ready, which + ": no bandit arm is loaded yet");
+      if (arms.empty()) return refuse(state, target, request.request_id, errc::not_ready, which() + ": no bandit arm is loaded yet");
       double draw = state.random->uniform01();
       role = arms.back().first;
       probability = arms.back().second;
@@ -836,10 +821,9 @@ messaging::serving_info info_of(router_state& state) {
 
 router_actor::behavior_type router(router_pointer self, router_options options) {
   auto& state = self->state;
+  options.lane.telemetry = options.telemetry;  // the lanes report where the router does
   state.options = options;
   state.random = std::make_unique<random_source>(options.seed);
-  options.lane.telemetry = options.telemetry;
-  state.options.lane.telemetry = options.telemetry;
   auto& registry = *options.telemetry.metrics;
   const messaging::metrics::label_set model{{"model", options.model}};
   state.metrics.latency = &registry.get_histogram("rml_request_latency_seconds", "Time from admission by serving to its answer", model);
@@ -856,6 +840,7 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
   supervision::dynamic_supervisor_spec lanes;
   lanes.name = "lanes/" + options.model;
   lanes.start = [lane = options.lane, model = options.model](caf::actor_system& system, const caf::message& args) {
+    RML_ASSERT(args.match_elements<std::string>(), "a lane is started with its role");
     auto options = lane;
     options.model = model;
     options.lane = args.get_as<std::string>(0);

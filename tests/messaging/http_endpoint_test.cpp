@@ -478,8 +478,11 @@ TEST_CASE("pipelined requests are read as one burst and reach serving together; 
   pipelined += "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
   const int before = predicts_received.load();
   net::write(socket, net::buffer(pipelined));
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  // One at a time, serving would have seen only request 16 by now.
+  // Read one at a time, the second request would reach serving only after 16's answer, 300 ms on.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+  while (predicts_received.load() - before < 5 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   REQUIRE(predicts_received.load() - before == 5);
   beast::flat_buffer buffer;
   std::vector<std::string> answered;
