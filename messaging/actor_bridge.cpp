@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <unordered_map>
 
 #include "messaging/errors.hpp"
@@ -11,9 +12,11 @@
 namespace rml::messaging {
 namespace {
 struct bridge_state {
-  /// Requests sent and not yet answered: ticket → (request id, the actor asked).
+  /// Requests sent and not yet answered: ticket → (request id, the actor holding it: serving
+  /// until it says which lane it passed the request on to).
   std::unordered_map<std::uint64_t, std::pair<std::uint64_t, caf::actor_addr>> pending;
-  caf::actor_addr monitored;
+  /// The holders watched (serving, its lanes): few.
+  std::vector<caf::actor_addr> monitored;
   static inline const char* name = "rml.predict_bridge";
 };
 
@@ -40,14 +43,21 @@ caf::actor spawn_predict_bridge(caf::actor_system& system, predict_listener* lis
         }
         failed.push_back(failure_of(entry->first, entry->second.first,
                                     make_error(errc::not_ready, "request " + std::to_string(entry->second.first) +
-                                                                    ": serving stopped before answering")));
+                                                                    ": the serving actor holding it stopped before answering")));
         entry = pending.erase(entry);
       }
       if (!failed.empty()) listener->answered(failed);
-      if (self->state.monitored == down.source) self->state.monitored = nullptr;
+      auto& monitored = self->state.monitored;
+      monitored.erase(std::remove(monitored.begin(), monitored.end(), down.source), monitored.end());
     });
+    auto watch = [self](const caf::actor& holder) {
+      auto& monitored = self->state.monitored;
+      if (std::find(monitored.begin(), monitored.end(), holder.address()) != monitored.end()) return;
+      self->monitor(holder);  // one already down is reported at once
+      monitored.push_back(holder.address());
+    };
     return {
-        [self, listener, target](predict_burst& burst) {
+        [self, listener, target, watch](predict_burst& burst) {
           auto serving = self->system().registry().get<caf::actor>(target);
           if (!serving) {
             std::vector<ticketed_answer> failed;
@@ -56,12 +66,21 @@ caf::actor spawn_predict_bridge(caf::actor_system& system, predict_listener* lis
             }
             return listener->answered(failed);
           }
-          if (self->state.monitored != serving.address()) {
-            self->monitor(serving);
-            self->state.monitored = serving.address();
-          }
+          watch(serving);
           for (auto& item : burst.requests) self->state.pending.emplace(item.ticket, std::make_pair(item.request.request_id, serving.address()));
           self->send(serving, std::move(burst));
+        },
+        [self, watch](burst_routed& routed) {
+          // Answers may have come first: only requests still pending move to their holder.
+          const auto holder = routed.holder.address();
+          bool any = false;
+          for (auto ticket : routed.tickets) {
+            auto found = self->state.pending.find(ticket);
+            if (found == self->state.pending.end()) continue;
+            found->second.second = holder;
+            any = true;
+          }
+          if (any) watch(routed.holder);
         },
         [self, listener](predict_answers& ready) {
           auto& answers = ready.answers;

@@ -212,7 +212,8 @@ typename Inspector::result_type inspect(Inspector& f, ticketed_request& x) {
 
 /// Requests that arrived together (one receive burst of an endpoint), sent as one message:
 /// serving's cost per request is then a small constant instead of an actor message each
-/// way. Every request is answered exactly once, in a `predict_answers` to the sender.
+/// way. Every request is answered exactly once, in a `predict_answers` to the sender — by
+/// the lane that computed it, straight (the router passes a burst on as its sender's).
 struct predict_burst {
   std::vector<ticketed_request> requests;
   friend bool operator==(const predict_burst&, const predict_burst&) = default;
@@ -247,6 +248,53 @@ struct predict_answers {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, predict_answers& x) {
   return f(caf::meta::type_name("predict_answers"), x.answers);
+}
+
+/// The router passed requests of a burst on to the actor that now holds them (a lane): the
+/// burst's sender, which owns the requests' ledger, watches that actor instead of the router,
+/// so that each still gets exactly one answer, an error at once, should it die holding them.
+struct burst_routed {
+  caf::actor holder;
+  std::vector<std::uint64_t> tickets;
+  friend bool operator==(const burst_routed&, const burst_routed&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, burst_routed& x) {
+  return f(caf::meta::type_name("burst_routed"), x.holder, x.tickets);
+}
+
+/// How one request ended at a lane. The answer itself went to whoever asked; this is what
+/// the version policy needs of it (live accuracy from feedback, latency, shadow agreement).
+struct prediction_outcome {
+  std::uint64_t request_id = 0;
+  /// The version that answered; 0 for an error.
+  std::uint64_t model_version = 0;
+  /// The top class of the first row; -1 for an error.
+  std::int32_t top_class = -1;
+  /// The error's rml::errc (compute/status.hpp) as a number; 0 when answered.
+  std::uint8_t error_code = 0;
+  /// From the lane's admission to the answer.
+  std::int64_t latency_us = 0;
+  bool ok() const { return error_code == 0; }
+  friend bool operator==(const prediction_outcome&, const prediction_outcome&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, prediction_outcome& x) {
+  return f(caf::meta::type_name("prediction_outcome"), x.request_id, x.model_version, x.top_class, x.error_code, x.latency_us);
+}
+
+/// A lane tells its router how the requests it answered while handling one message ended:
+/// one message per handled message, however many requests it answered.
+struct lane_outcomes {
+  std::vector<prediction_outcome> outcomes;
+  friend bool operator==(const lane_outcomes&, const lane_outcomes&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lane_outcomes& x) {
+  return f(caf::meta::type_name("lane_outcomes"), x.outcomes);
 }
 
 /// Measurements a component reports: counters, gauges and latency quantiles by name.
@@ -439,6 +487,9 @@ struct serving_status {
   std::uint64_t shadow_disagree = 0;
   std::uint64_t feedback = 0;
   std::uint64_t feedback_unmatched = 0;
+  /// Requests lanes held when they went down without answering them (killed: an exit no
+  /// actor can intercept); their askers failed them when they saw the lane go (burst_routed).
+  std::uint64_t requests_at_lost_lanes = 0;
   /// The lanes serving now (closing ones left out), by role.
   std::vector<lane_evaluation> lane_evaluations;
   const lane_evaluation* lane(const std::string& role) const {
@@ -454,7 +505,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, serving_status& x) {
   return f(caf::meta::type_name("serving_status"), x.in_flight, x.draining, x.lanes, x.lane_restarts, x.canary_promoted,
            x.canary_rolled_back, x.shadow_answers, x.shadow_errors, x.shadow_agree, x.shadow_disagree, x.feedback,
-           x.feedback_unmatched, x.lane_evaluations);
+           x.feedback_unmatched, x.requests_at_lost_lanes, x.lane_evaluations);
 }
 
 /// A supervisor restarted one of its children (the structured restart report, STYLE.md).

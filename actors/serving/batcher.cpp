@@ -95,6 +95,9 @@ struct batcher_state {
   std::uint32_t backlog_looks = 0, idle_looks = 0;
   /// Answers for burst senders, sent as one message each when the current message is handled.
   messaging::answer_outbox outbox;
+  /// How the requests answered meanwhile ended, for `report_to`, sent with the answers (each
+  /// entry's latency_us holds its admission time until then: one clock read per flush).
+  messaging::lane_outcomes outcomes;
   /// Counts since the lane started (the other fields are filled in when asked).
   messaging::lane_status counts;
   messaging::latency_histogram batch_latency;
@@ -152,15 +155,58 @@ void apply_settings(batcher_state& state, const messaging::batching_settings& se
 void dispatch(batcher_pointer self, batch_close_reason reason);
 void consider(batcher_pointer self);
 
-/// Answers a request with `reply`, or with `failure` when `reply` is null.
+/// Answers a request with `reply`, or with `failure` when `reply` is null, and notes how it
+/// ended for the router.
 void answer(batcher_state& state, waiting_request& waiting, messaging::predict_reply* reply, caf::error failure) {
+  if (state.options.report_to) {
+    messaging::prediction_outcome outcome;
+    outcome.request_id = waiting.request.request_id;
+    if (reply) {
+      outcome.model_version = reply->model_version;
+      if (!reply->top_classes.empty()) outcome.top_class = reply->top_classes.front();
+    } else {
+      outcome.error_code = std::uint8_t(messaging::client_code(failure));
+    }
+    outcome.latency_us = waiting.queued_us;
+    state.outcomes.outcomes.push_back(outcome);
+  }
+  if (!waiting.target.promise && !waiting.target.reply_to) return;  // a shadow mirror: nobody asked
   state.outbox.answer(waiting.target, waiting.request.request_id, reply, std::move(failure));
 }
 
 void fail(batcher_state& state, waiting_request& waiting, caf::error failure) { answer(state, waiting, nullptr, std::move(failure)); }
 
-/// Sends the answers the handled message produced: one message per burst sender.
-void flush(batcher_pointer self) { self->state.outbox.flush(self); }
+/// Sends what the handled message produced: one message of answers per burst sender, and
+/// the outcomes to the router.
+void flush(batcher_pointer self) {
+  auto& state = self->state;
+  state.outbox.flush(self);
+  if (state.outcomes.outcomes.empty()) return;
+  const std::int64_t now = messaging::clock_us(self);
+  for (auto& outcome : state.outcomes.outcomes) outcome.latency_us = now - outcome.latency_us;
+  // The router identifies the lane by the sender: sent as the lane.
+  if (auto router = caf::actor_cast<caf::actor>(state.options.report_to)) caf::unsafe_send_as(self, router, std::move(state.outcomes));
+  state.outcomes.outcomes.clear();
+}
+
+/// Answers everything the lane holds, queued or at a replica, with `not_ready` (why names
+/// the lane's end), before the lane exits.
+void answer_everything_held(batcher_pointer self, const std::string& why) {
+  auto& state = self->state;
+  const auto failure = messaging::make_error(errc::not_ready, "lane " + state.options.lane + " " + why);
+  while (!state.queue.empty()) {
+    auto waiting = std::move(state.queue.extract(state.queue.begin()).value());
+    fail(state, waiting, failure);
+  }
+  state.queued_rows = 0;
+  for (auto& slot : state.slots) {
+    for (auto& [batch_id, requests] : slot.in_flight) {
+      for (auto& waiting : *requests) fail(state, waiting, failure);
+    }
+    slot.in_flight.clear();
+  }
+  flush(self);
+}
 
 /// The replica that takes the next batch: fewest outstanding, not retiring, below the bound.
 replica_slot* free_slot(batcher_state& state) {
@@ -474,18 +520,7 @@ void on_down(batcher_pointer self, const caf::down_msg& down) {
   auto& state = self->state;
   if (down.source == state.pool.address()) {
     trace(self, "restart_intensity_exceeded", "replicas crash too often: " + caf::to_string(down.reason));
-    const auto failure = messaging::make_error(errc::not_ready, "lane " + state.options.lane + ": serving replicas crash too often");
-    while (!state.queue.empty()) {
-      auto waiting = std::move(state.queue.extract(state.queue.begin()).value());
-      fail(state, waiting, failure);
-    }
-    for (auto& slot : state.slots) {
-      for (auto& [batch_id, requests] : slot.in_flight) {
-        for (auto& waiting : *requests) fail(state, waiting, failure);
-      }
-      slot.in_flight.clear();
-    }
-    flush(self);
+    answer_everything_held(self, ": serving replicas crash too often");
     self->quit(messaging::make_error(errc::restart_intensity_exceeded, "lane " + state.options.lane + ": replicas crash too often"));
     return;
   }
@@ -572,12 +607,13 @@ void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_
   };
   // Made only for a refusal: a string per request would cost an allocation on every one.
   const auto which = [&] { return "request " + std::to_string(request.request_id); };
+  const std::int64_t now = messaging::clock_us(self);
+  waiting.queued_us = now;  // admitted now, also when refused (its outcome's latency)
   if (request.rows == 0 || request.features.values.size() != std::size_t(request.rows) * state.options.features) {
     return refuse(messaging::make_error(errc::shape_mismatch, which() + ": " + std::to_string(request.features.values.size()) +
                                                                   " values for " + std::to_string(request.rows) + " rows of " +
                                                                   std::to_string(state.options.features) + " features"));
   }
-  const std::int64_t now = messaging::clock_us(self);
   if (request.deadline_us > 0 && request.deadline_us < now) {
     ++state.counts.deadline_exceeded;
     state.metrics.refused_deadline->add();
@@ -610,7 +646,6 @@ void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_
   state.queued_rows += request.rows;
   waiting.deadline_us = request.deadline_us > 0 ? request.deadline_us : INT64_MAX;
   waiting.sequence = ++state.sequence;
-  waiting.queued_us = now;
   waiting.retries = 0;
   waiting.features_hash = features_hash;
   waiting.request = std::move(request);
@@ -642,6 +677,25 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
   self->attach_functor([pool = state.pool](const caf::error&) { caf::anon_send_exit(pool, caf::exit_reason::user_shutdown); });
   for (std::uint32_t index = 0; index < std::max(1u, options.pool.replicas_min); ++index) add_replica(self);
   self->set_down_handler([self](caf::down_msg& down) { on_down(self, down); });
+  // Whatever ends the lane where it can still act answers what it holds first.
+  self->set_exit_handler([self](caf::exit_msg& exit) {
+    if (!exit.reason) return;  // a linked actor's normal exit, as CAF's default handler
+    trace(self, "lane_stopped", caf::to_string(exit.reason));
+    answer_everything_held(self, "stopped before answering: " + messaging::describe(exit.reason));
+    self->quit(exit.reason);
+  });
+  self->set_exception_handler([self](std::exception_ptr& failure) -> caf::error {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& thrown) {
+      what = thrown.what();
+    } catch (...) {
+    }
+    trace(self, "lane_crashed", what);
+    answer_everything_held(self, "crashed before answering: " + what);
+    return caf::exit_reason::unhandled_exception;
+  });
   if (options.pool.replicas_max > options.pool.replicas_min) {
     caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), options.pool.scale_interval, scale_atom::value);
   }

@@ -25,6 +25,14 @@
 // A bounded prediction cache (prediction_cache.hpp) answers a request whose features the lane
 // already answered with the version it now serves, at once and without queueing; answers of
 // an older version are never reused.
+//
+// Answers go straight to whoever asked: a burst's sender (an endpoint's ledger, passed on
+// by the router as the burst's sender) or a request's promise; a burst without a sender (the
+// router's shadow mirror) is computed and answered to nobody. How each request ended goes to
+// `report_to` (the router) in one messaging::lane_outcomes per message handled. A lane that
+// is told to exit (a linked actor died, its supervisor stops it) or whose handler throws
+// answers everything it holds with `not_ready` first; only a kill, which no actor sees, leaves
+// its requests to their endpoints' deadlines.
 
 #include <caf/typed_actor.hpp>
 
@@ -87,6 +95,8 @@ struct batcher_options {
   /// Where its metrics and trace events go (messaging/telemetry.hpp); the router hands in its
   /// own, and the lane hands it to its replicas.
   messaging::telemetry telemetry;
+  /// Who hears how each request ended (messaging::lane_outcomes): the router; none when null.
+  caf::actor_addr report_to;
 };
 
 /// Checks the settings; the error names the field.

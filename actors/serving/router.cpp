@@ -96,16 +96,27 @@ status validate(const router_options& options) {
 namespace {
 using drain_timeout_atom = caf::atom_constant<caf::atom("draintime")>;
 
+/// Requests for one lane from one asker (a burst's sender; the router itself for requests
+/// asked with a promise; null for shadow mirrors), passed on as one burst with the asker as
+/// its sender, so that the lane answers the asker straight.
+struct lane_delivery {
+  std::uint64_t lane_id = 0;
+  caf::strong_actor_ptr asker;
+  messaging::predict_burst burst;
+};
+
 struct lane_state {
   std::uint64_t id = 0;  // unique; the role can move (a closing lane is renamed)
   std::string role;
   /// Empty until the lanes' supervisor has started it: requests for it wait in `pending`.
   batcher_actor actor;
-  messaging::predict_burst pending;
+  std::vector<lane_delivery> pending;
   std::optional<messaging::model_snapshot> snapshot;
-  /// Requests sent to the lane and not yet answered (in `router_state::outstanding`): if
-  /// the lane dies holding them, the router answers them (CAF does not).
+  /// Requests handed to the lane whose outcomes have not come back: a lane closes when none
+  /// are left; a lane killed holding some leaves them to their endpoints' deadlines.
   std::uint64_t held = 0;
+  /// The shadow lane: its requests are mirrors, answered to nobody and not in flight.
+  bool mirror = false;
   bool closing = false;  // exits when its last request is answered
   std::uint64_t last_used = 0;
   // Live evaluation since the last reset.
@@ -138,14 +149,13 @@ struct waiting_for_version {
   answer_target target;
 };
 
-/// A request at a lane, by the router's ticket.
-struct outstanding_request {
-  answer_target target;
+/// A request asked of the router with a promise (from inside the process), at a lane: the
+/// lane answers the router, which keeps the promise. Bursts from endpoints are answered by
+/// the lanes straight and never held here.
+struct promised_request {
+  caf::typed_response_promise<messaging::predict_reply> promise;
   std::uint64_t request_id = 0;
   std::uint64_t lane_id = 0;
-  std::int64_t started_us = 0;
-  /// A mirror to the shadow lane: its answer is compared, never returned.
-  bool shadow = false;
 };
 
 struct router_metrics {
@@ -178,11 +188,12 @@ struct router_state {
   std::optional<caf::typed_response_promise<std::uint64_t>> drain_promise;
   std::uint64_t uses = 0;
   std::uint64_t lanes_opened = 0, next_ticket = 0;
-  std::unordered_map<std::uint64_t, outstanding_request> outstanding;
+  /// Requests asked with a promise, by the router's ticket, until their lane answers.
+  std::unordered_map<std::uint64_t, promised_request> promised;
   /// What the current message produced, sent when it is handled (flush): requests for each
-  /// lane (by lane id) and answers for each burst sender — one message each, however many
-  /// requests they carry.
-  std::map<std::uint64_t, std::pair<batcher_actor, messaging::predict_burst>> to_lanes;
+  /// lane and asker, and the router's own refusals for each burst sender — one message
+  /// each, however many requests they carry.
+  std::vector<lane_delivery> to_lanes;
   messaging::answer_outbox to_askers;
   /// Counts since the router started (the other fields are filled in when asked).
   messaging::serving_status counts;
@@ -206,8 +217,6 @@ messaging::metrics::counter& answered_counter(router_state& state, const std::st
   return *counter;
 }
 
-std::string outcome_of(const caf::error& failure) { return to_string(messaging::client_code(failure)); }
-
 void refuse(router_state& state, answer_target& target, std::uint64_t request_id, errc code, std::string message);
 void close_lane(router_pointer self, const std::string& role);
 void finish_drain_if_done(router_pointer self);
@@ -220,29 +229,69 @@ lane_state* lane_by_id(router_state& state, std::uint64_t id) {
   return nullptr;
 }
 
+/// Sends `delivery` to `lane` as its asker's: the lane answers the asker, not the router.
+/// An asker other than the router learns which lane holds its requests (burst_routed), so
+/// that it fails them itself should that lane die holding them.
+void pass_on(router_pointer self, const batcher_actor& lane, lane_delivery& delivery) {
+  if (delivery.asker && delivery.asker.get() != self->ctrl()) {
+    messaging::burst_routed routed;
+    routed.holder = caf::actor_cast<caf::actor>(lane);
+    routed.tickets.reserve(delivery.burst.requests.size());
+    for (const auto& item : delivery.burst.requests) routed.tickets.push_back(item.ticket);
+    caf::unsafe_send_as(self, delivery.asker, std::move(routed));
+  }
+  caf::actor_cast<caf::abstract_actor*>(lane)->eq_impl(caf::make_message_id(), std::move(delivery.asker), self->context(),
+                                                       std::move(delivery.burst));
+}
+
 /// Everything a lane needs once its actor runs: its version, the current batching settings
 /// (it may have been started with older ones) and the requests that waited for it.
 void hand_over_to_started(router_pointer self, lane_state& lane) {
   if (lane.snapshot) self->send(lane.actor, *lane.snapshot);
   self->send(lane.actor, self->state.options.lane.settings);
-  if (!lane.pending.requests.empty()) self->send(lane.actor, std::exchange(lane.pending, {}));
+  for (auto& delivery : lane.pending) pass_on(self, lane.actor, delivery);
+  lane.pending.clear();
 }
 
+/// Answers the requests of a delivery no lane will take with `not_ready` (those asked with a
+/// promise are answered with the promises, by the caller); returns how many it answered.
+std::uint64_t refuse_delivery(router_pointer self, lane_delivery& delivery, const std::string& why) {
+  if (!delivery.asker || delivery.asker.get() == self->ctrl()) return 0;  // mirrors; promises
+  auto& state = self->state;
+  for (auto& item : delivery.burst.requests) {
+    answered_counter(state, to_string(errc::not_ready)).add();
+    state.to_askers.add(delivery.asker, item.ticket, item.request.request_id, nullptr, messaging::make_error(errc::not_ready, why));
+  }
+  return delivery.burst.requests.size();
+}
+
+/// The lane is gone (not started, or crashed and replaced): the requests that waited for it
+/// and those asked of the router with a promise get an error here; what else it still held
+/// (a kill answers nothing) its askers fail, as they watch the lane (burst_routed).
 void refuse_lane_requests(router_pointer self, lane_state& lane, const std::string& why) {
   auto& state = self->state;
-  for (auto entry = state.outstanding.begin(); entry != state.outstanding.end();) {
+  std::uint64_t refused = 0;
+  for (auto& delivery : lane.pending) refused += refuse_delivery(self, delivery, "serving lane " + lane.role + why);
+  lane.pending.clear();
+  for (auto entry = state.promised.begin(); entry != state.promised.end();) {
     if (entry->second.lane_id != lane.id) {
       ++entry;
       continue;
     }
-    if (!entry->second.shadow) {
-      --state.in_flight;
-      refuse(state, entry->second.target, entry->second.request_id, errc::not_ready, "serving lane " + lane.role + why);
+    ++refused;
+    answered_counter(state, to_string(errc::not_ready)).add();
+    entry->second.promise.deliver(messaging::make_error(errc::not_ready, "serving lane " + lane.role + why));
+    entry = state.promised.erase(entry);
+  }
+  if (!lane.mirror) {
+    const std::uint64_t left = lane.held > refused ? lane.held - refused : 0;
+    state.in_flight -= std::min(state.in_flight, lane.held);
+    if (left > 0) {
+      state.counts.requests_at_lost_lanes += left;
+      trace(self, "requests_at_lost_lane", "lane=" + lane.role + " requests=" + std::to_string(left));
     }
-    entry = state.outstanding.erase(entry);
   }
   lane.held = 0;
-  lane.pending = {};
 }
 
 lane_state& open_lane(router_pointer self, const std::string& role) {
@@ -258,6 +307,7 @@ lane_state& open_lane(router_pointer self, const std::string& role) {
   lane_state lane;
   lane.id = ++state.lanes_opened;
   lane.role = role;
+  lane.mirror = role == "shadow";
   const std::uint64_t id = lane.id;
   self->request(state.lanes_supervisor, caf::infinite, supervision::start_child_atom::value, caf::make_message(role))
       .then(
@@ -436,13 +486,18 @@ void finish_drain_if_done(router_pointer self) {
   }
 }
 
-void remember(router_state& state, std::uint64_t request_id, remembered_prediction prediction) {
-  auto [where, added] = state.memory.insert_or_assign(request_id, std::move(prediction));
-  if (added) state.memory_order.push_back(request_id);
-  while (state.memory.size() > state.options.feedback_window && !state.memory_order.empty()) {
+/// What is remembered of a prediction for its feedback, made when first needed; the oldest
+/// beyond the feedback window are forgotten. The order is bounded, not the memory: entries
+/// that feedback already took stay in the order until they reach its front.
+remembered_prediction& remember(router_state& state, std::uint64_t request_id) {
+  auto [where, added] = state.memory.try_emplace(request_id);
+  if (!added) return where->second;
+  state.memory_order.push_back(request_id);
+  while (state.memory_order.size() > state.options.feedback_window && state.memory_order.front() != request_id) {
     state.memory.erase(state.memory_order.front());
     state.memory_order.pop_front();
   }
+  return where->second;
 }
 
 void compare_shadow(router_state& state, remembered_prediction& prediction) {
@@ -458,27 +513,42 @@ void refuse(router_state& state, answer_target& target, std::uint64_t request_id
   state.to_askers.answer(target, request_id, nullptr, messaging::make_error(code, std::move(message)));
 }
 
-/// Sends what the message handled produced: one burst per lane, one answer burst per asker.
+/// Sends what the message handled produced: one burst per lane and asker, one burst of
+/// refusals per asker.
 void flush(router_pointer self) {
   auto& state = self->state;
-  for (auto& [lane_id, entry] : state.to_lanes) {
-    if (entry.first) {
-      self->send(entry.first, std::move(entry.second));
-    } else if (auto* lane = lane_by_id(state, lane_id)) {  // still starting
-      auto& waiting = lane->pending.requests;
-      waiting.insert(waiting.end(), std::make_move_iterator(entry.second.requests.begin()), std::make_move_iterator(entry.second.requests.end()));
+  for (auto& delivery : state.to_lanes) {
+    auto* lane = lane_by_id(state, delivery.lane_id);
+    if (lane && lane->actor) {
+      pass_on(self, lane->actor, delivery);
+    } else if (lane) {  // still starting
+      lane->pending.push_back(std::move(delivery));
+    } else {
+      // Not reached today (a lane holding requests is not erased), and kept that way by this:
+      // requests no lane takes are answered, never dropped.
+      const auto refused = refuse_delivery(self, delivery, "serving lane gone before the request reached it");
+      state.in_flight -= std::min(state.in_flight, refused);
     }
   }
   state.to_lanes.clear();
   state.to_askers.flush(self);
 }
 
-/// Queues a request for a lane (sent at the flush) and holds it until the lane answers.
-void hand_to_lane(router_state& state, lane_state& lane, std::uint64_t ticket, messaging::predict_request request) {
-  auto& burst = state.to_lanes[lane.id];
-  if (!burst.first) burst.first = lane.actor;
-  burst.second.requests.push_back({ticket, std::move(request)});
+/// The burst for `lane` from `asker` that the current message fills.
+messaging::predict_burst& delivery_for(router_state& state, lane_state& lane, const caf::strong_actor_ptr& asker) {
+  for (auto& delivery : state.to_lanes) {
+    if (delivery.lane_id == lane.id && delivery.asker == asker) return delivery.burst;
+  }
+  state.to_lanes.push_back({lane.id, asker, {}});
+  return state.to_lanes.back().burst;
+}
+
+/// Queues a request for a lane (sent at the flush); its lane answers `asker` by `ticket`.
+void hand_to_lane(router_state& state, lane_state& lane, const caf::strong_actor_ptr& asker, std::uint64_t ticket,
+                  messaging::predict_request request) {
+  delivery_for(state, lane, asker).requests.push_back({ticket, std::move(request)});
   ++lane.held;
+  if (!lane.mirror) ++state.in_flight;
 }
 
 /// Sends a request to a lane; its answer (or error) goes to `target`.
@@ -489,27 +559,43 @@ void forward(router_pointer self, const std::string& role, messaging::predict_re
     refuse(state, target, request.request_id, errc::not_ready, "request " + std::to_string(request.request_id) + ": lane " + role + " is gone");
     return;
   }
-  const std::uint64_t ticket = ++state.next_ticket;
-  const std::uint64_t id = request.request_id;
-  state.outstanding.emplace(ticket, outstanding_request{std::move(target), id, lane->id, messaging::clock_us(self), false});
-  ++state.in_flight;
   lane->last_used = ++state.uses;
-  remember(state, id, {role, lane->version(), -1, -1, false, probability});
-  hand_to_lane(state, *lane, ticket, std::move(request));
+  if (state.policy.type == version_policy::kind::bandit) {
+    // Exp3 weighs the reward by the probability the arm was chosen with.
+    auto& remembered = remember(state, request.request_id);
+    remembered.probability = probability;
+  }
+  if (target.promise) {
+    const std::uint64_t ticket = ++state.next_ticket;
+    state.promised.emplace(ticket, promised_request{std::move(*target.promise), request.request_id, lane->id});
+    hand_to_lane(state, *lane, caf::actor_cast<caf::strong_actor_ptr>(self), ticket, std::move(request));
+    return;
+  }
+  hand_to_lane(state, *lane, target.reply_to, target.ticket, std::move(request));
 }
 
 void mirror_to_shadow(router_pointer self, const messaging::predict_request& request) {
   auto& state = self->state;
   auto* shadow = find_lane(state, "shadow");
   if (!shadow || !shadow->snapshot) return;
-  const std::uint64_t ticket = ++state.next_ticket;
-  state.outstanding.emplace(ticket, outstanding_request{{}, request.request_id, shadow->id, messaging::clock_us(self), true});
-  hand_to_lane(state, *shadow, ticket, request);
+  hand_to_lane(state, *shadow, nullptr, 0, request);
 }
 
-/// A lane's answers: each settles its request (one answer: a request its lane's crash
-/// already answered is not there any more).
-void on_lane_answers(router_pointer self, messaging::predict_answers& ready) {
+/// Answers from a lane to requests asked of the router with a promise.
+void on_promised_answers(router_pointer self, messaging::predict_answers& ready) {
+  auto& state = self->state;
+  for (auto& answer : ready.answers) {
+    auto found = state.promised.find(answer.ticket);
+    if (found == state.promised.end()) continue;  // refused already: its lane was replaced
+    if (answer.ok()) found->second.promise.deliver(std::move(answer.reply));
+    else found->second.promise.deliver(std::move(answer.failure));
+    state.promised.erase(found);
+  }
+}
+
+/// How a lane's requests ended (their answers went to their askers): the policy's
+/// bookkeeping — in-flight counts, latency, live accuracy's memory, shadow agreement.
+void on_lane_outcomes(router_pointer self, messaging::lane_outcomes& reported) {
   auto& state = self->state;
   const auto sender = self->current_sender();
   lane_state* lane = nullptr;
@@ -521,45 +607,41 @@ void on_lane_answers(router_pointer self, messaging::predict_answers& ready) {
       break;
     }
   }
-  const std::int64_t now = messaging::clock_us(self);
-  for (auto& answer : ready.answers) {
-    auto found = state.outstanding.find(answer.ticket);
-    if (found == state.outstanding.end()) continue;
-    auto request = std::move(found->second);
-    state.outstanding.erase(found);
-    if (lane && lane->id == request.lane_id) --lane->held;
-    const double latency = double(now - request.started_us);
-    if (request.shadow) {
-      if (!answer.ok()) {
+  if (!lane) return;  // a lane the router no longer routes to: it counted nothing in flight
+  for (const auto& outcome : reported.outcomes) {
+    if (lane->held > 0) --lane->held;
+    const double latency = double(outcome.latency_us);
+    if (lane->mirror) {
+      if (!outcome.ok()) {
         ++state.counts.shadow_errors;
         continue;
       }
       ++state.counts.shadow_answers;
-      if (auto* shadow = find_lane(state, "shadow")) shadow->latency.record(latency);
-      auto remembered = state.memory.find(request.request_id);
-      if (remembered != state.memory.end() && !answer.reply.top_classes.empty()) {
-        remembered->second.shadow_predicted = answer.reply.top_classes.front();
-        compare_shadow(state, remembered->second);
+      lane->latency.record(latency);
+      if (outcome.top_class >= 0) {
+        auto& remembered = remember(state, outcome.request_id);
+        remembered.shadow_predicted = outcome.top_class;
+        compare_shadow(state, remembered);
       }
       continue;
     }
-    --state.in_flight;
-    if (!answer.ok()) {
-      answered_counter(state, outcome_of(answer.failure)).add();
-      state.to_askers.answer(request.target, request.request_id, nullptr, std::move(answer.failure));
+    if (state.in_flight > 0) --state.in_flight;
+    if (!outcome.ok()) {
+      answered_counter(state, to_string(errc(outcome.error_code))).add();
       continue;
     }
-    if (lane && lane->id == request.lane_id) lane->latency.record(latency);
+    lane->latency.record(latency);
     state.metrics.latency->observe(latency * 1e-6);
     state.metrics.answered->add();
-    if (auto remembered = state.memory.find(request.request_id); remembered != state.memory.end() && !answer.reply.top_classes.empty()) {
-      remembered->second.predicted = answer.reply.top_classes.front();
-      remembered->second.version = answer.reply.model_version;
-      compare_shadow(state, remembered->second);
+    if (outcome.top_class >= 0) {
+      auto& remembered = remember(state, outcome.request_id);
+      remembered.role = role;
+      remembered.version = outcome.model_version;
+      remembered.predicted = outcome.top_class;
+      compare_shadow(state, remembered);
     }
-    state.to_askers.answer(request.target, request.request_id, &answer.reply, {});
   }
-  if (lane && lane->closing && lane->held == 0) close_lane(self, role);
+  if (lane->closing && lane->held == 0) close_lane(self, role);
   finish_drain_if_done(self);
 }
 
@@ -586,7 +668,8 @@ void route(router_pointer self, messaging::predict_request& request, answer_targ
   if (state.draining) return refuse(state, target, request.request_id, errc::not_ready, which() + ": serving is draining and admits no requests");
   if (request.model_version != 0) {
     for (auto& [role, lane] : state.lanes) {
-      if (!lane.closing && lane.version() == request.model_version) {
+      // Not the shadow lane: what it answers goes to nobody.
+      if (!lane.closing && !lane.mirror && lane.version() == request.model_version) {
         return forward(self, role, std::move(request), std::move(target), 1.0);
       }
     }
@@ -664,6 +747,31 @@ void route(router_pointer self, messaging::predict_request& request, answer_targ
       break;
   }
   forward(self, role, std::move(request), std::move(target), probability);
+}
+
+/// Under latest and pinned every request of a burst that names no version goes to the main
+/// lane: the burst is passed on whole, decided once. Returns false when a request needs its
+/// own decision (another policy, a version asked by number, draining, no main lane yet).
+bool route_whole_burst(router_pointer self, messaging::predict_burst& burst, const caf::strong_actor_ptr& asker) {
+  auto& state = self->state;
+  if (state.draining || !asker) return false;
+  if (state.policy.type != version_policy::kind::latest && state.policy.type != version_policy::kind::pinned) return false;
+  auto* main = find_lane(state, "main");
+  if (!main) return false;
+  for (const auto& item : burst.requests) {
+    if (item.request.model_version != 0) return false;
+  }
+  main->last_used = ++state.uses;
+  main->held += burst.requests.size();
+  state.in_flight += burst.requests.size();
+  auto& delivery = delivery_for(state, *main, asker);
+  if (delivery.requests.empty()) {
+    delivery = std::move(burst);
+  } else {
+    delivery.requests.insert(delivery.requests.end(), std::make_move_iterator(burst.requests.begin()),
+                             std::make_move_iterator(burst.requests.end()));
+  }
+  return true;
 }
 
 /// The canary decision, once both versions have enough labelled answers.
@@ -749,9 +857,11 @@ bool on_feedback(router_pointer self, const messaging::prediction_feedback& feed
   return true;
 }
 
-/// The lanes' supervisor restarted a lane that went down: the requests the lane held (and
-/// any sent to it since it died, which CAF dropped) get an error, one answer each; the new
-/// instance gets the lane's version and the requests from now on.
+/// The lanes' supervisor restarted a lane that went down. A lane answers what it holds when
+/// it exits (batcher.hpp); what a killed one held, and anything sent to it after it died
+/// (which CAF drops), its askers fail as they watch it (burst_routed), and requests asked of
+/// the router with a promise get the error here: one answer each. The new instance gets the
+/// lane's version and the requests from now on.
 void on_lane_replaced(router_pointer self, const messaging::child_replaced& replaced) {
   auto& state = self->state;
   lane_state* lane = nullptr;
@@ -781,10 +891,9 @@ void on_lane_replaced(router_pointer self, const messaging::child_replaced& repl
 void on_lanes_supervisor_down(router_pointer self, const caf::down_msg& down) {
   auto& state = self->state;
   trace(self, "restart_intensity_exceeded", "lanes crash too often: " + caf::to_string(down.reason));
-  for (auto& [ticket, held] : state.outstanding) {
-    if (!held.shadow) refuse(state, held.target, held.request_id, errc::not_ready, "serving lanes crash too often");
-  }
-  state.outstanding.clear();
+  for (auto& [ticket, held] : state.promised) held.promise.deliver(messaging::make_error(errc::not_ready, "serving lanes crash too often"));
+  state.promised.clear();
+  for (auto& [role, lane] : state.lanes) refuse_lane_requests(self, lane, " stopped: lanes crash too often");
   for (auto& [version, waiting] : state.loading) {
     for (auto& entry : waiting) refuse(state, entry.target, entry.request.request_id, errc::not_ready, "serving lanes crash too often");
   }
@@ -839,10 +948,11 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
   state.metrics.draining->set(0);
   supervision::dynamic_supervisor_spec lanes;
   lanes.name = "lanes/" + options.model;
-  lanes.start = [lane = options.lane, model = options.model](caf::actor_system& system, const caf::message& args) {
+  lanes.start = [lane = options.lane, model = options.model, router = self->address()](caf::actor_system& system, const caf::message& args) {
     RML_ASSERT(args.match_elements<std::string>(), "a lane is started with its role");
     auto options = lane;
     options.model = model;
+    options.report_to = router;
     options.lane = args.get_as<std::string>(0);
     return caf::actor_cast<caf::actor>(spawn_batcher(system, options));
   };
@@ -883,11 +993,14 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
       },
       [self](messaging::predict_burst& burst) {
         const auto asker = self->current_sender();
-        for (auto& item : burst.requests) route(self, item.request, answer_target{std::nullopt, asker, item.ticket});
+        if (!route_whole_burst(self, burst, asker)) {
+          for (auto& item : burst.requests) route(self, item.request, answer_target{std::nullopt, asker, item.ticket});
+        }
         flush(self);
       },
-      [self](messaging::predict_answers& answers) {
-        on_lane_answers(self, answers);
+      [self](messaging::predict_answers& answers) { on_promised_answers(self, answers); },
+      [self](messaging::lane_outcomes& outcomes) {
+        on_lane_outcomes(self, outcomes);
         flush(self);
       },
       [self](messaging::model_snapshot& snapshot) {

@@ -24,13 +24,22 @@
 // the last `feedback_window` predictions to match them. Request ids must be unique among
 // the predictions that may get feedback.
 //
-// Exactly one answer per request: a lane whose replicas crash is retried by the lane itself
-// (actors/serving/batcher); a lane that gives up is restarted by the router's lanes
-// supervisor (a supervision::dynamic_supervisor whose children are the lanes, started with
-// their role), whose child_replaced tells the router to answer what the dead lane held with
-// errors and to load its version into the new one — within `lane_restarts_max` per
-// `lane_restart_window`, beyond which that supervisor stops and the router answers
-// everything it holds and exits for its own supervisor. Drain (`drain_atom`): admission stops (requests get
+// The router holds no request: it passes a burst (messaging::predict_burst) on to the lane it
+// chose, as the burst's sender's — once per burst under latest and pinned, request by
+// request under the other policies — and tells the sender which lane holds its requests
+// (burst_routed). The lane answers the sender straight and reports to the router how each
+// request ended (lane_outcomes): the policy's bookkeeping (in-flight counts, latency, live
+// accuracy, shadow agreement) comes from those. Only a request asked with a promise (from
+// inside the process) is answered through the router.
+//
+// Exactly one answer per request: a lane whose replicas crash retries on another replica
+// (actors/serving/batcher); a lane that is stopped or throws answers what it holds first; a
+// lane killed holding requests leaves them to their senders, which watch it and fail them
+// (messaging/actor_bridge). Lanes are restarted by the router's lanes supervisor (a
+// supervision::dynamic_supervisor whose children are the lanes, started with their role),
+// whose child_replaced tells the router to load the lane's version into the new one —
+// within `lane_restarts_max` per `lane_restart_window`, beyond which that supervisor stops
+// and the router answers everything it holds and exits for its own supervisor. Drain (`drain_atom`): admission stops (requests get
 // `not_ready`), readiness turns false, the requests already admitted finish; the reply says
 // how many were still unanswered when the drain's time ran out (0 when all finished).
 
@@ -48,6 +57,7 @@ using router_actor = caf::typed_actor<
     caf::replies_to<messaging::predict_request>::with<messaging::predict_reply>,
     caf::reacts_to<messaging::predict_burst>,
     caf::reacts_to<messaging::predict_answers>,
+    caf::reacts_to<messaging::lane_outcomes>,
     caf::reacts_to<messaging::model_snapshot>,
     caf::replies_to<messaging::status_atom>::with<messaging::serving_status>,
     caf::reacts_to<messaging::batching_settings>,

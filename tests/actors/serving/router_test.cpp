@@ -3,6 +3,7 @@
 // number, canary promotion and rollback on live accuracy, shadow comparison, the Exp3
 // bandit learning from delayed feedback), graceful drain, and policy spec errors.
 #include "actors/serving/router.hpp"
+#include "messaging/actor_bridge.hpp"
 #include "messaging/trace.hpp"
 #include "tests/actor_fixture.hpp"
 
@@ -55,6 +56,11 @@ actors::serving_actor::behavior_type version_replica(actors::serving_actor::stat
         if (request.features.values[0] == 99.0f) {
           // Takes its lane down with it, holding the batch (a crash no lane can retry).
           caf::anon_send_exit(caf::actor_cast<caf::actor>(self->current_sender()), caf::exit_reason::kill);
+          return self->make_response_promise<predict_reply>();
+        }
+        if (request.features.values[0] == 98.0f) {
+          // Tells its lane to exit (as a linked actor's death would), holding the batch.
+          caf::anon_send_exit(caf::actor_cast<caf::actor>(self->current_sender()), caf::exit_reason::unhandled_exception);
           return self->make_response_promise<predict_reply>();
         }
         if (service_time == caf::timespan{0}) return answer_of(*self->state.snapshot, request);
@@ -317,6 +323,82 @@ TEST_CASE("a lane that dies holding requests: each gets one error, the lane rest
   REQUIRE(rendered.find("rml_batch_rows_count{model=\"fake\",lane=\"main\"}") != std::string::npos);
 }
 
+/// Collects what a predict bridge hands its endpoint.
+struct collecting_listener : predict_listener {
+  std::map<std::uint64_t, int> answers;  // by ticket: how many
+  std::map<std::uint64_t, caf::error> failures;
+  void answered(std::vector<ticketed_answer>& ready) override {
+    for (auto& answer : ready) {
+      ++answers[answer.ticket];
+      if (!answer.ok()) failures[answer.ticket] = answer.failure;
+    }
+  }
+};
+
+/// A burst of `count` requests whose first feature is `first_feature`, tickets from `first`.
+predict_burst burst_of(std::uint64_t first, std::uint64_t count, float first_feature) {
+  predict_burst burst;
+  for (std::uint64_t ticket = first; ticket < first + count; ++ticket) {
+    predict_request request;
+    request.request_id = 500 + ticket;
+    request.rows = 1;
+    request.features.values = {first_feature, 0.5f};
+    burst.requests.push_back({ticket, request});
+  }
+  return burst;
+}
+
+TEST_CASE("a lane killed holding a burst: the endpoint's ledger sees it go and fails each request once") {
+  router_fixture f("latest");
+  f.publish(fake_snapshot(1, 0));
+  const auto name = caf::atom("rtserving");
+  f.system->registry().put(name, f.router);
+  collecting_listener listener;
+  auto bridge = f.hold(spawn_predict_bridge(*f.system, &listener, name));
+  caf::anon_send(bridge, burst_of(1, 8, 99.0f));  // the lane is killed: it answers nothing
+  f.settle();
+  REQUIRE(listener.answers.size() == 8);
+  for (const auto& [ticket, count] : listener.answers) {
+    CAPTURE(ticket);
+    REQUIRE(count == 1);
+    REQUIRE(rml_code(listener.failures.at(ticket)) == errc::not_ready);
+  }
+  auto status = f.status();
+  REQUIRE(status.lane_restarts == 1);
+  REQUIRE(status.in_flight == 0);
+  REQUIRE(status.requests_at_lost_lanes == 8);
+  // The restarted lane serves the next burst, through the same bridge.
+  caf::anon_send(bridge, burst_of(9, 4, 0.5f));
+  f.settle();
+  REQUIRE(listener.answers.size() == 12);
+  for (std::uint64_t ticket = 9; ticket <= 12; ++ticket) REQUIRE(listener.failures.count(ticket) == 0);
+  f.system->registry().erase(name);
+}
+
+TEST_CASE("a lane told to exit answers what it holds itself before it goes") {
+  router_fixture f("latest");
+  f.publish(fake_snapshot(1, 0));
+  const auto name = caf::atom("rtserving");
+  f.system->registry().put(name, f.router);
+  collecting_listener listener;
+  auto bridge = f.hold(spawn_predict_bridge(*f.system, &listener, name));
+  caf::anon_send(bridge, burst_of(1, 3, 98.0f));
+  f.settle();
+  REQUIRE(listener.answers.size() == 3);
+  for (const auto& [ticket, count] : listener.answers) {
+    CAPTURE(ticket);
+    REQUIRE(count == 1);
+    // The lane's own words, not the bridge's: it answered before it exited.
+    REQUIRE(describe(listener.failures.at(ticket)).find("lane main stopped before answering") != std::string::npos);
+  }
+  auto status = f.status();
+  REQUIRE(status.lane_restarts == 1);
+  REQUIRE(status.in_flight == 0);
+  REQUIRE(status.requests_at_lost_lanes == 0);
+  REQUIRE(f.traced("batcher/fake/main", "lane_stopped") == 1);
+  f.system->registry().erase(name);
+}
+
 TEST_CASE("requests that arrive while the lanes' supervisor starts a lane wait for it and are answered") {
   router_fixture f("latest");
   // Nothing has run yet: the router's start_child for its main lane is unanswered.
@@ -341,9 +423,10 @@ TEST_CASE("version policy specs are parsed, and bad ones refused by name") {
 }
 
 TEST_CASE("a burst of requests costs actor messages per batch, not per request") {
-  // One message into serving and one to the lane per burst; per batch of 8, one to the
-  // replica, its answer, the lane's answers to the router and the router's to the asker.
-  // Sent one by one, the same requests cost four messages each (and a batch's two).
+  // Per burst: one message into serving, one to the lane and one telling the asker which lane
+  // holds its requests; per batch of 8: one to the replica, its answer, the lane's answers
+  // straight to the asker and its outcomes to the router. Sent one by one, the same requests
+  // cost four messages each (and a batch's two).
   router_fixture f("latest");
   f.publish(fake_snapshot(1, 0));
   constexpr std::uint64_t requests = 64;
@@ -357,16 +440,17 @@ TEST_CASE("a burst of requests costs actor messages per batch, not per request")
   }
   std::map<std::uint64_t, int> answers;
   std::map<std::uint64_t, std::uint64_t> request_ids;
+  std::vector<std::uint64_t> routed;
   auto router = f.router;
-  f.hold(f.system->spawn([&answers, &request_ids, burst, router](caf::event_based_actor* self) -> caf::behavior {
+  f.hold(f.system->spawn([&answers, &request_ids, &routed, burst, router](caf::event_based_actor* self) -> caf::behavior {
     self->send(router, burst);
     return {[&answers, &request_ids](predict_answers& ready) {
-      for (auto& answer : ready.answers) {
-        REQUIRE(answer.ok());
-        ++answers[answer.ticket];
-        request_ids[answer.ticket] = answer.reply.request_id;
-      }
-    }};
+              for (auto& answer : ready.answers) {
+                ++answers[answer.ticket];
+                request_ids[answer.ticket] = answer.ok() ? answer.reply.request_id : 0;
+              }
+            },
+            [&routed](burst_routed& where) { routed.insert(routed.end(), where.tickets.begin(), where.tickets.end()); }};
   }));
   const std::size_t messages = f.scheduler->run();
   REQUIRE(answers.size() == requests);
@@ -375,8 +459,9 @@ TEST_CASE("a burst of requests costs actor messages per batch, not per request")
     REQUIRE(count == 1);
     REQUIRE(request_ids[ticket] == 1000 + ticket);
   }
+  REQUIRE(routed.size() == requests);  // decided once: all of them to the main lane
   CAPTURE(messages);
-  REQUIRE(messages <= 3 + 4 * requests / 8);
+  REQUIRE(messages <= 4 + 4 * requests / 8);
   REQUIRE(f.status().in_flight == 0);
 }
 
