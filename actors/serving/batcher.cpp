@@ -381,7 +381,8 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
   messaging::predict_request merged;
   merged.request_id = ++state.sequence;
   merged.rows = rows;
-  merged.features.values.reserve(std::size_t(rows) * state.options.features);
+  // Room for the replica's padding rows too: it pads in place (padded_rows).
+  merged.features.values.reserve(std::size_t(padded_rows(rows)) * state.options.features);
   for (const auto& waiting : batch) {
     merged.top_k = std::max(merged.top_k, waiting.request.top_k);
     merged.features.values.insert(merged.features.values.end(), waiting.request.features.values.begin(),

@@ -23,13 +23,6 @@ struct loaded_model {
   std::optional<data::feature_pipeline> pipeline;
 };
 
-/// Batches are padded with zero rows to the next power of two. The backend builds (and
-/// caches) its primitives per shape, and dynamic batching forms every batch size from 1 to the
-/// maximum: unpadded, each new size stalls its batch while a primitive is built (milliseconds
-/// for a convolution), which is what p99 sees. Padded, a replica meets a handful of shapes,
-/// all built before it serves (warm_up); the cost is at most 2× the rows of compute on the
-/// batch, ~1.3× on average, and none for batches of one.
-std::int64_t padded_rows(std::int64_t rows) { return std::int64_t(std::bit_ceil(std::uint64_t(rows))); }
 
 /// Requests between two metrics samples.
 constexpr std::uint64_t serving_metrics_every_requests = 200;
@@ -38,7 +31,6 @@ struct serving_state {
   serving_options options;
   std::unique_ptr<backend> compute;
   std::unique_ptr<loaded_model> current;
-  std::vector<float> padding;  // a padded batch's features
   bool warmed_up = false;
   std::uint64_t requests = 0, rows = 0, errors = 0, swaps = 0;
   messaging::latency_histogram latency;
@@ -94,16 +86,12 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   }
   const std::uint32_t classes = std::uint32_t(model.output_shape()[0]);
   const std::uint32_t top_k = std::min({std::max(request.top_k, 1u), classes, state.options.top_k_max});
-  // Padded to a power of two: see padded_rows.
+  // Padded to a power of two (padded_rows) in place: a lane reserves the room when it merges
+  // a batch, so the zero rows cost no copy of the features.
   const std::int64_t rows = std::int64_t(request.rows);
   const std::int64_t padded = padded_rows(rows);
-  float* input = request.features.values.data();
-  if (padded != rows) {
-    state.padding.assign(std::size_t(padded * width), 0.0f);
-    std::copy(request.features.values.begin(), request.features.values.end(), state.padding.begin());
-    input = state.padding.data();
-  }
-  tensor features = tensor::borrow(input, {padded, width});
+  request.features.values.resize(std::size_t(padded * width), 0.0f);
+  tensor features = tensor::borrow(request.features.values.data(), {padded, width});
   if (state.current->pipeline) state.current->pipeline->apply(features);
   tape recorder(*state.compute, tape::mode::inference);
   var logits = model.forward(recorder, recorder.input(features));

@@ -11,6 +11,7 @@
 
 #include <caf/typed_actor.hpp>
 
+#include <bit>
 #include <map>
 
 #include "messaging/atoms.hpp"
@@ -39,6 +40,14 @@ struct serving_options {
   /// Where its trace events go (messaging/telemetry.hpp); its lane hands in its own.
   messaging::telemetry telemetry;
 };
+
+/// Batches are padded with zero rows to the next power of two. The backend builds (and
+/// caches) its primitives per shape, and dynamic batching forms every batch size from 1 to the
+/// maximum: unpadded, each new size stalls its batch while a primitive is built (milliseconds
+/// for a convolution), which is what p99 sees. Padded, a replica meets a handful of shapes,
+/// all built before it serves (warm_up); the cost is at most 2× the rows of compute on the
+/// batch, ~1.3× on average, and none for batches of one.
+inline std::int64_t padded_rows(std::int64_t rows) { return std::int64_t(std::bit_ceil(std::uint64_t(rows))); }
 
 serving_actor spawn_serving_replica(caf::actor_system& system, const serving_options& options);
 
