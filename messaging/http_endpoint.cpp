@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "messaging/actor_bridge.hpp"
+#include "messaging/request_ledger.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/json.hpp"
 #include "messaging/messages.hpp"
@@ -74,11 +75,18 @@ class responder {
   virtual void infer_failed(std::uint64_t exchange, const caf::error& failure) = 0;
 };
 
+/// Where an infer answer goes: the connection, the exchange on it, and the call it answers.
+struct infer_route {
+  std::shared_ptr<responder> asked;
+  std::uint64_t exchange = 0;
+  std::shared_ptr<v2::infer_call> call;
+};
+
 template <class Stream>
 class session;
 }  // namespace
 
-struct http_endpoint::implementation : std::enable_shared_from_this<implementation>, predict_listener {
+struct http_endpoint::implementation : std::enable_shared_from_this<implementation>, ledger_listener<infer_route> {
   caf::actor_system& system;
   http_endpoint_options options;
   /// Owned by the http_endpoint, not here: its pending handlers hold this object, and only
@@ -102,100 +110,34 @@ struct http_endpoint::implementation : std::enable_shared_from_this<implementati
   std::string connection_refusal;
   std::mutex counters_mutex;
   std::map<unsigned, metrics::counter*> by_status;
-  caf::actor bridge;
-  /// Infer requests at serving, by ticket: who asked and what.
-  std::mutex pending_mutex;
-  std::uint64_t next_ticket = 0;
-  using deadline_map = std::multimap<std::chrono::steady_clock::time_point, std::uint64_t>;
-  struct pending_infer {
-    std::shared_ptr<responder> asked;
-    std::uint64_t exchange = 0;
-    std::shared_ptr<v2::infer_call> call;
-    std::uint64_t request_id = 0;
-    deadline_map::iterator deadline;
-  };
-  std::unordered_map<std::uint64_t, pending_infer> pending;
-  /// When each pending request gets 504 if serving has not answered (its deadline plus a
-  /// grace), and one timer for the earliest — not a timer per request. Under pending_mutex.
-  deadline_map deadlines;
-  net::steady_timer deadline_timer{io};
-  std::optional<std::chrono::steady_clock::time_point> deadline_timer_at;
-  static constexpr std::chrono::milliseconds deadline_grace{50};
+  /// The infer requests' ledger (messaging/request_ledger.hpp): it holds them at serving,
+  /// keeps their deadlines (a 504 a grace after one passes, should serving hang) and hands
+  /// their answers back here with their routes.
+  caf::actor ledger;
 
-  /// Holds a request for serving's answer until its deadline; returns its ticket.
-  std::uint64_t hold(std::shared_ptr<responder> asked, std::uint64_t exchange, std::shared_ptr<v2::infer_call> call,
-                     std::chrono::microseconds timeout) {
-    std::lock_guard<std::mutex> lock(pending_mutex);
-    const std::uint64_t ticket = ++next_ticket;
-    auto deadline = deadlines.emplace(std::chrono::steady_clock::now() + timeout + deadline_grace, ticket);
-    const std::uint64_t request_id = call->request.request_id;
-    pending.emplace(ticket, pending_infer{std::move(asked), exchange, std::move(call), request_id, deadline});
-    if (!deadline_timer_at || deadline->first < *deadline_timer_at) arm_deadline_timer(deadline->first);
-    return ticket;
-  }
-
-  /// With pending_mutex held (Asio timers are not thread-safe; every use is under it).
-  void arm_deadline_timer(std::chrono::steady_clock::time_point at) {
-    deadline_timer_at = at;
-    deadline_timer.expires_at(at);  // cancels the wait before
-    deadline_timer.async_wait([self = shared_from_this()](beast::error_code failure) {
-      if (!failure) self->expire_overdue();
-    });
-  }
-
-  /// Answers 504 to requests past their deadline and grace; the timer waits for the next.
-  void expire_overdue() {
-    std::vector<pending_infer> overdue;
-    {
-      std::lock_guard<std::mutex> lock(pending_mutex);
-      deadline_timer_at.reset();
-      const auto now = std::chrono::steady_clock::now();
-      while (!deadlines.empty() && deadlines.begin()->first <= now) {
-        auto found = pending.find(deadlines.begin()->second);
-        deadlines.erase(deadlines.begin());
-        if (found == pending.end()) continue;
-        overdue.push_back(std::move(found->second));
-        pending.erase(found);
-      }
-      if (!deadlines.empty()) arm_deadline_timer(deadlines.begin()->first);
-    }
-    for (auto& entry : overdue) {
-      entry.asked->infer_failed(entry.exchange,
-                                make_error(errc::deadline_exceeded, "request " + std::to_string(entry.request_id) + ": no answer by its deadline"));
-      in_flight--;
-    }
-  }
-
-  void answered(std::vector<ticketed_answer>& answers) override;
-  /// Infer requests read and not yet sent to serving: the requests parsed in one turn of the
-  /// event loop go as one burst (the first schedules the send behind the handlers queued).
+  void answered(std::vector<routed_answer<infer_route>>& answers) override;
+  /// Infer requests read and not yet handed to the ledger: the requests parsed in one turn
+  /// of the event loop go as one burst (the first schedules the send behind the handlers
+  /// queued).
   std::mutex burst_mutex;
-  predict_burst burst;
-  void send_to_serving(std::uint64_t ticket, predict_request request) {
+  ledger_intake<infer_route> burst;
+  void send_to_serving(infer_route route, predict_request request) {
     bool first = false;
     {
       std::lock_guard<std::mutex> lock(burst_mutex);
       first = burst.requests.empty();
-      burst.requests.push_back({ticket, std::move(request)});
+      burst.requests.push_back(std::move(request));
+      burst.routes.push_back(std::move(route));
     }
     if (!first) return;
     net::post(io, [self = shared_from_this()] {
-      predict_burst ready;
+      ledger_intake<infer_route> ready;
       {
         std::lock_guard<std::mutex> lock(self->burst_mutex);
-        ready.requests.swap(self->burst.requests);
+        std::swap(ready, self->burst);
       }
-      caf::anon_send(self->bridge, std::move(ready));
+      caf::anon_send(self->ledger, std::move(ready));
     });
-  }
-  pending_infer take(std::uint64_t ticket) {
-    std::lock_guard<std::mutex> lock(pending_mutex);
-    auto found = pending.find(ticket);
-    if (found == pending.end()) return {};
-    auto taken = std::move(found->second);
-    deadlines.erase(taken.deadline);  // the timer, armed for it, finds nothing and waits for the next
-    pending.erase(found);
-    return taken;
   }
 
   implementation(caf::actor_system& actor_system, const http_endpoint_options& settings, net::io_context& context)
@@ -503,10 +445,10 @@ class session : public responder, public std::enable_shared_from_this<session<St
                                               : std::chrono::duration_cast<std::chrono::microseconds>(server_->options.default_timeout);
     call->request.deadline_us =
         std::chrono::duration_cast<std::chrono::microseconds>(server_->system.clock().now().time_since_epoch() + timeout).count();
-    // Serving answers by the deadline; should it hang, the endpoint answers 504 a grace
-    // period later (and serving's late answer is dropped).
-    const std::uint64_t ticket = server_->hold(this->shared_from_this(), current_, call, timeout);
-    server_->send_to_serving(ticket, std::move(call->request));
+    // Serving answers by the deadline; should it hang, the ledger answers 504 a grace period
+    // later (and serving's late answer is dropped).
+    auto request = std::move(call->request);
+    server_->send_to_serving({this->shared_from_this(), current_, std::move(call)}, std::move(request));
   }
 
   void feedback() {
@@ -691,12 +633,11 @@ using plain_session = session<beast::tcp_stream>;
 using tls_session = session<beast::ssl_stream<beast::tcp_stream>>;
 }  // namespace
 
-void http_endpoint::implementation::answered(std::vector<ticketed_answer>& answers) {
-  for (auto& answer : answers) {
-    auto entry = take(answer.ticket);
-    if (!entry.asked) continue;  // its deadline passed: answered (and counted) already
-    if (answer.ok()) entry.asked->infer_answered(entry.exchange, *entry.call, answer.reply);
-    else entry.asked->infer_failed(entry.exchange, answer.failure);
+void http_endpoint::implementation::answered(std::vector<routed_answer<infer_route>>& answers) {
+  for (auto& [route, answer] : answers) {
+    if (answer.ok()) route.asked->infer_answered(route.exchange, *route.call, answer.reply);
+    else route.asked->infer_failed(route.exchange, answer.failure);
+    route = {};  // the connection's reference goes before stop() may see nothing in flight
     in_flight--;  // last: stop() may tear down once nothing is in flight
   }
 }
@@ -765,7 +706,9 @@ result<std::unique_ptr<http_endpoint>> http_endpoint::start(caf::actor_system& s
   if (!failure) self->acceptor.listen(net::socket_base::max_listen_connections, failure);
   if (failure) return error(errc::io_error, "HTTP " + where + ": cannot listen: " + failure.message());
   self->bound_port = self->acceptor.local_endpoint().port();
-  self->bridge = spawn_predict_bridge(system, self.get(), options.target);
+  ledger_options ledger;
+  ledger.target = options.target;
+  self->ledger = spawn_request_ledger<infer_route>(system, self.get(), ledger);
   self->accept();
   for (int index = 0; index < std::max(1, options.threads); ++index) self->threads.emplace_back([raw = self.get()] { raw->io.run(); });
   return std::unique_ptr<http_endpoint>(new http_endpoint(std::move(self), std::move(io)));
@@ -790,15 +733,13 @@ void http_endpoint::stop(std::chrono::milliseconds grace) {
   self_->io.stop();
   for (auto& thread : self_->threads) thread.join();
   self_->threads.clear();
-  // The bridge calls back into this endpoint: it must be gone before the endpoint is.
+  // The ledger calls back into this endpoint: it must be gone before the endpoint is. Its
+  // state goes with it, and the connections of requests serving never answered (the grace
+  // ran out) with that.
   caf::scoped_actor waiter{self_->system};
-  waiter->monitor(self_->bridge);
-  caf::anon_send_exit(self_->bridge, caf::exit_reason::user_shutdown);
+  waiter->monitor(self_->ledger);
+  caf::anon_send_exit(self_->ledger, caf::exit_reason::user_shutdown);
   waiter->receive([](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
-  // Requests serving never answered (the grace ran out) release their connections.
-  std::lock_guard<std::mutex> lock(self_->pending_mutex);
-  self_->pending.clear();
-  self_->deadlines.clear();
 }
 
 http_endpoint::~http_endpoint() {

@@ -25,8 +25,10 @@
 // requests are read as a burst (every complete request the read brought, up to 64 owed per
 // connection) and go to serving together; their answers are written in request order, those
 // ready together in one write.
-// Requests go to the serving actor registered under `target` (the router), looked up per
-// request so a restarted one is found.
+// Infer requests go to the serving actor registered under `target` (the router), looked up
+// per burst so a restarted one is found, through the endpoint's request ledger
+// (messaging/request_ledger.hpp): it holds each until answered, fails those whose holder
+// dies, and answers 504 a grace period past a deadline should serving hang.
 //
 // Access (as Triton's --http-restricted-api): the control routes need
 // `Authorization: Bearer <control_key>` and `Content-Type: application/json` (so no web page

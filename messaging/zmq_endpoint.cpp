@@ -6,7 +6,6 @@
 #include <zmq.hpp>
 
 #include <deque>
-#include <map>
 #include <unordered_map>
 #include <mutex>
 #include <thread>
@@ -16,6 +15,7 @@
 #include "messaging/atoms.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
+#include "messaging/request_ledger.hpp"
 #include "messaging/type_ids.hpp"
 
 namespace rml::messaging {
@@ -38,7 +38,7 @@ std::vector<std::byte> error_frame_of(const caf::error& failure, std::uint64_t i
 }
 }  // namespace
 
-struct zmq_endpoint::implementation : predict_listener {
+struct zmq_endpoint::implementation : ledger_listener<route> {
   caf::actor_system& system;
   zmq_endpoint_options options;
   zmq::context_t context{1};
@@ -49,28 +49,16 @@ struct zmq_endpoint::implementation : predict_listener {
   int wakeup = -1;  // eventfd: replies queued, or stop
   std::atomic<bool> stopping{false};
   std::mutex replies_mutex;
-  /// Answers for the socket thread: the route of an ingest reply, or the ticket of a predict
-  /// request (whose route only the socket thread keeps, in `waiting`).
+  /// Answers for the socket thread to send, each ending a request it admitted.
   struct outgoing {
     route to;
-    std::uint64_t ticket = 0;
     std::vector<std::byte> frame;
   };
   std::deque<outgoing> replies;
   std::thread thread;
-  caf::actor bridge;
-  std::uint64_t next_ticket = 0;
-  /// Predict requests at serving, by ticket (socket thread only), and their deadlines: one
-  /// still unanswered a grace period past its deadline gets the deadline error from here, so
-  /// a client always hears back in time even if serving hangs (its late answer is dropped).
-  struct waiting_request {
-    route to;
-    std::uint64_t request_id = 0;
-    std::multimap<std::int64_t, std::uint64_t>::iterator deadline;
-  };
-  std::unordered_map<std::uint64_t, waiting_request> waiting;
-  std::multimap<std::int64_t, std::uint64_t> deadlines;  // deadline (µs, actor clock) → ticket
-  static constexpr std::int64_t deadline_grace_us = 50'000;
+  /// The predict requests' ledger (messaging/request_ledger.hpp): it holds them at serving,
+  /// keeps their deadlines and hands their answers back here with their routes.
+  caf::actor ledger;
   /// Per client (its routing id; socket thread only): requests admitted whose answers are
   /// not yet handed to ZeroMQ, and answers ZeroMQ could not take yet because the client's
   /// pipe was full (in order; `admitted` says whether the answer ends an admitted request).
@@ -88,26 +76,6 @@ struct zmq_endpoint::implementation : predict_listener {
   /// Answers queued for one client, refusals included, before further refusals to it are
   /// dropped: 16 times its in-flight bound (about 2 MB of error frames at the default).
   std::size_t refusals_queued_max() const { return 16 * options.client_in_flight_max; }
-
-  std::int64_t now_us() const {
-    return std::chrono::duration_cast<std::chrono::microseconds>(system.clock().now().time_since_epoch()).count();
-  }
-
-  /// Answers requests past their deadline and grace; returns how long until the next one.
-  std::chrono::milliseconds expire_overdue() {
-    const std::int64_t now = now_us();
-    while (!deadlines.empty() && deadlines.begin()->first + deadline_grace_us <= now) {
-      auto found = waiting.find(deadlines.begin()->second);
-      deadlines.erase(deadlines.begin());
-      if (found == waiting.end()) continue;
-      deliver(found->second.to, wire::encode_error(errc::deadline_exceeded, found->second.request_id, "request " +
-                                                       std::to_string(found->second.request_id) + ": no answer by its deadline"),
-              true);
-      waiting.erase(found);
-    }
-    if (deadlines.empty()) return std::chrono::milliseconds(-1);
-    return std::chrono::milliseconds((deadlines.begin()->first + deadline_grace_us - now) / 1000 + 1);
-  }
 
   /// The same counts for Prometheus, labelled by socket (predict or ingest).
   struct exported_counters {
@@ -142,16 +110,17 @@ struct zmq_endpoint::implementation : predict_listener {
     [[maybe_unused]] auto written = ::write(wakeup, &one, sizeof(one));
   }
 
-  void answered(std::vector<ticketed_answer>& answers) override {
+  /// The ledger's answers (on its actor thread): encoded here, sent by the socket thread.
+  void answered(std::vector<routed_answer<route>>& answers) override {
     std::vector<outgoing> ready;
     ready.reserve(answers.size());
     std::size_t failures = 0;
-    for (auto& answer : answers) {
+    for (auto& [to, answer] : answers) {
       if (answer.ok()) {
-        ready.push_back({{}, answer.ticket, wire::encode_predict_reply(answer.reply)});
+        ready.push_back({std::move(to), wire::encode_predict_reply(answer.reply)});
       } else {
         ++failures;
-        ready.push_back({{}, answer.ticket, error_frame_of(answer.failure, answer.request_id)});
+        ready.push_back({std::move(to), error_frame_of(answer.failure, answer.request_id)});
       }
     }
     counters.answered += answers.size() - failures;
@@ -171,17 +140,7 @@ struct zmq_endpoint::implementation : predict_listener {
       std::lock_guard<std::mutex> lock(replies_mutex);
       ready.swap(replies);
     }
-    for (auto& reply : ready) {
-      if (reply.ticket == 0) {
-        deliver(reply.to, std::move(reply.frame), true);
-        continue;
-      }
-      auto found = waiting.find(reply.ticket);
-      if (found == waiting.end()) continue;  // answered late: the deadline error went out
-      deliver(found->second.to, std::move(reply.frame), true);
-      deadlines.erase(found->second.deadline);
-      waiting.erase(found);
-    }
+    for (auto& reply : ready) deliver(reply.to, std::move(reply.frame), true);
   }
 
   enum class send_outcome { sent, blocked, gone };
@@ -257,26 +216,25 @@ struct zmq_endpoint::implementation : predict_listener {
     }
   }
 
-  /// Requests of the current receive burst, sent to serving as one message.
-  predict_burst burst;
+  /// Requests of the current receive burst, handed to the ledger as one message.
+  ledger_intake<route> burst;
   static constexpr std::size_t burst_requests_max = 512;
 
   void forward_predict(route to, wire::predict_frame decoded) {
     const auto timeout = decoded.timeout_ms > 0 ? std::chrono::milliseconds(decoded.timeout_ms) : options.default_timeout;
     decoded.request.deadline_us =
         std::chrono::duration_cast<std::chrono::microseconds>(system.clock().now().time_since_epoch() + timeout).count();
-    const std::uint64_t ticket = ++next_ticket;
-    auto deadline = deadlines.emplace(decoded.request.deadline_us, ticket);
-    waiting.emplace(ticket, waiting_request{std::move(to), decoded.request.request_id, deadline});
-    burst.requests.push_back({ticket, std::move(decoded.request)});
+    burst.requests.push_back(std::move(decoded.request));
+    burst.routes.push_back(std::move(to));
     if (burst.requests.size() >= burst_requests_max) send_burst();
   }
 
   void send_burst() {
     if (burst.requests.empty()) return;
-    caf::anon_send(bridge, std::move(burst));
+    caf::anon_send(ledger, std::move(burst));
     burst = {};
     burst.requests.reserve(burst_reserved);
+    burst.routes.reserve(burst_reserved);
   }
   /// What a new burst has room for before it grows: most bursts are smaller.
   static constexpr std::size_t burst_reserved = 32;
@@ -305,7 +263,7 @@ struct zmq_endpoint::implementation : predict_listener {
 
   void finish(route to, std::vector<std::byte> frame, bool answered) {
     (answered ? counters.answered : counters.failed)++;
-    post({std::move(to), 0, std::move(frame)});
+    post({std::move(to), std::move(frame)});
     in_flight--;
   }
 
@@ -376,10 +334,9 @@ struct zmq_endpoint::implementation : predict_listener {
   void run() {
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wakeup, ZMQ_POLLIN, 0}};
     while (!stopping.load()) {
-      auto timeout = expire_overdue();
       // ROUTER has no per-client writability to wait for: while a client's pipe is full,
-      // look again every millisecond.
-      if (clients_blocked > 0 && (timeout.count() < 0 || timeout.count() > 1)) timeout = std::chrono::milliseconds(1);
+      // look again every millisecond; else sleep until a frame or an answer arrives.
+      const auto timeout = std::chrono::milliseconds(clients_blocked > 0 ? 1 : -1);
       try {
         zmq::poll(items, 2, timeout);
       } catch (const zmq::error_t&) {
@@ -450,7 +407,9 @@ result<std::unique_ptr<zmq_endpoint>> zmq_endpoint::start(caf::actor_system& sys
   self->wakeup = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (self->wakeup < 0) return error(errc::io_error, "eventfd: cannot create");
   if (options.role == endpoint_role::predict) {
-    self->bridge = spawn_predict_bridge(system, self.get(), options.target);
+    ledger_options ledger;
+    ledger.target = options.target;
+    self->ledger = spawn_request_ledger<route>(system, self.get(), ledger);
   }
   self->thread = std::thread([raw = self.get()] { raw->run(); });
   return std::unique_ptr<zmq_endpoint>(new zmq_endpoint(std::move(self)));
@@ -469,11 +428,11 @@ zmq_endpoint::~zmq_endpoint() {
   if (self_->thread.joinable()) self_->thread.join();
   // Actors still answering requests would post into a destroyed endpoint: wait for them.
   while (self_->in_flight.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  if (self_->bridge) {
-    // The bridge calls back into this endpoint: it must be gone before the endpoint is.
+  if (self_->ledger) {
+    // The ledger calls back into this endpoint: it must be gone before the endpoint is.
     caf::scoped_actor waiter{self_->system};
-    waiter->monitor(self_->bridge);
-    caf::anon_send_exit(self_->bridge, caf::exit_reason::user_shutdown);
+    waiter->monitor(self_->ledger);
+    caf::anon_send_exit(self_->ledger, caf::exit_reason::user_shutdown);
     waiter->receive([](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
   }
   self_->router.set(zmq::sockopt::linger, 1000);

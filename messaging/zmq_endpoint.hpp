@@ -3,7 +3,12 @@
 // wire.hpp), refuses malformed ones at once with an error frame, and hands the rest to the
 // actor registered under a name (serving or ingest) through a bounded number of requests in
 // flight; answers and errors come back as frames to the client that asked. Many clients,
-// pipelined requests: replies carry the request or batch id.
+// pipelined requests: replies carry the request or batch id. Predict requests are held by
+// the endpoint's request ledger (messaging/request_ledger.hpp), an actor: it takes each
+// receive burst from the socket thread, keeps every request until it is answered (its
+// holder watched, its deadline kept with one timer) and hands the answers back with their
+// clients' routes; the socket thread keeps only what sending needs (per-client bounds and
+// queues).
 //
 // The socket thread blocks in zmq::poll on the socket and an eventfd the reply path signals:
 // no busy polling. Requests beyond the in-flight bound, or beyond one client's own bound, get

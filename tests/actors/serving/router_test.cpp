@@ -3,7 +3,7 @@
 // number, canary promotion and rollback on live accuracy, shadow comparison, the Exp3
 // bandit learning from delayed feedback), graceful drain, and policy spec errors.
 #include "actors/serving/router.hpp"
-#include "messaging/actor_bridge.hpp"
+#include "messaging/request_ledger.hpp"
 #include "messaging/trace.hpp"
 #include "tests/actor_fixture.hpp"
 
@@ -323,39 +323,47 @@ TEST_CASE("a lane that dies holding requests: each gets one error, the lane rest
   REQUIRE(rendered.find("rml_batch_rows_count{model=\"fake\",lane=\"main\"}") != std::string::npos);
 }
 
-/// Collects what a predict bridge hands its endpoint.
-struct collecting_listener : predict_listener {
-  std::map<std::uint64_t, int> answers;  // by ticket: how many
+/// Collects what an endpoint's request ledger hands its endpoint; the route is a number.
+struct collecting_listener : ledger_listener<std::uint64_t> {
+  std::map<std::uint64_t, int> answers;  // by route: how many
   std::map<std::uint64_t, caf::error> failures;
-  void answered(std::vector<ticketed_answer>& ready) override {
-    for (auto& answer : ready) {
-      ++answers[answer.ticket];
-      if (!answer.ok()) failures[answer.ticket] = answer.failure;
+  void answered(std::vector<routed_answer<std::uint64_t>>& ready) override {
+    for (auto& [route, answer] : ready) {
+      ++answers[route];
+      if (!answer.ok()) failures[route] = answer.failure;
     }
   }
 };
 
-/// A burst of `count` requests whose first feature is `first_feature`, tickets from `first`.
-predict_burst burst_of(std::uint64_t first, std::uint64_t count, float first_feature) {
-  predict_burst burst;
-  for (std::uint64_t ticket = first; ticket < first + count; ++ticket) {
+/// A burst of `count` requests whose first feature is `first_feature`, routes from `first`.
+ledger_intake<std::uint64_t> burst_of(std::uint64_t first, std::uint64_t count, float first_feature, std::int64_t deadline_us = 0) {
+  ledger_intake<std::uint64_t> burst;
+  for (std::uint64_t route = first; route < first + count; ++route) {
     predict_request request;
-    request.request_id = 500 + ticket;
+    request.request_id = 500 + route;
     request.rows = 1;
+    request.deadline_us = deadline_us;
     request.features.values = {first_feature, 0.5f};
-    burst.requests.push_back({ticket, request});
+    burst.requests.push_back(request);
+    burst.routes.push_back(route);
   }
   return burst;
+}
+
+/// An endpoint's request ledger in front of the fixture's router (registered for it).
+caf::actor ledger_for(router_fixture& f, collecting_listener& listener) {
+  ledger_options options;
+  options.target = caf::atom("rtserving");
+  f.system->registry().put(options.target, f.router);
+  return f.hold(spawn_request_ledger<std::uint64_t>(*f.system, &listener, options));
 }
 
 TEST_CASE("a lane killed holding a burst: the endpoint's ledger sees it go and fails each request once") {
   router_fixture f("latest");
   f.publish(fake_snapshot(1, 0));
-  const auto name = caf::atom("rtserving");
-  f.system->registry().put(name, f.router);
   collecting_listener listener;
-  auto bridge = f.hold(spawn_predict_bridge(*f.system, &listener, name));
-  caf::anon_send(bridge, burst_of(1, 8, 99.0f));  // the lane is killed: it answers nothing
+  auto ledger = ledger_for(f, listener);
+  caf::anon_send(ledger, burst_of(1, 8, 99.0f));  // the lane is killed: it answers nothing
   f.settle();
   REQUIRE(listener.answers.size() == 8);
   for (const auto& [ticket, count] : listener.answers) {
@@ -367,22 +375,19 @@ TEST_CASE("a lane killed holding a burst: the endpoint's ledger sees it go and f
   REQUIRE(status.lane_restarts == 1);
   REQUIRE(status.in_flight == 0);
   REQUIRE(status.requests_at_lost_lanes == 8);
-  // The restarted lane serves the next burst, through the same bridge.
-  caf::anon_send(bridge, burst_of(9, 4, 0.5f));
+  // The restarted lane serves the next burst, through the same ledger.
+  caf::anon_send(ledger, burst_of(9, 4, 0.5f));
   f.settle();
   REQUIRE(listener.answers.size() == 12);
-  for (std::uint64_t ticket = 9; ticket <= 12; ++ticket) REQUIRE(listener.failures.count(ticket) == 0);
-  f.system->registry().erase(name);
+  for (std::uint64_t route = 9; route <= 12; ++route) REQUIRE(listener.failures.count(route) == 0);
 }
 
 TEST_CASE("a lane told to exit answers what it holds itself before it goes") {
   router_fixture f("latest");
   f.publish(fake_snapshot(1, 0));
-  const auto name = caf::atom("rtserving");
-  f.system->registry().put(name, f.router);
   collecting_listener listener;
-  auto bridge = f.hold(spawn_predict_bridge(*f.system, &listener, name));
-  caf::anon_send(bridge, burst_of(1, 3, 98.0f));
+  auto ledger = ledger_for(f, listener);
+  caf::anon_send(ledger, burst_of(1, 3, 98.0f));
   f.settle();
   REQUIRE(listener.answers.size() == 3);
   for (const auto& [ticket, count] : listener.answers) {
@@ -396,7 +401,36 @@ TEST_CASE("a lane told to exit answers what it holds itself before it goes") {
   REQUIRE(status.in_flight == 0);
   REQUIRE(status.requests_at_lost_lanes == 0);
   REQUIRE(f.traced("batcher/fake/main", "lane_stopped") == 1);
-  f.system->registry().erase(name);
+}
+
+TEST_CASE("the endpoint's ledger answers a request serving holds past its deadline, once, and drops the late answer") {
+  router_fixture f("latest", caf::timespan(400ms));  // the replica takes 400 ms a batch
+  f.publish(fake_snapshot(1, 0));
+  collecting_listener listener;
+  auto ledger = ledger_for(f, listener);
+  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(f.system->clock().now().time_since_epoch()).count();
+  caf::anon_send(ledger, burst_of(1, 2, 0.5f, now + 10'000));  // due in 10 ms
+  caf::anon_send(ledger, burst_of(3, 1, 0.5f, now + 1'000'000));  // due in 1 s: answered in time
+  f.scheduler->run();
+  for (int step = 0; step < 100; ++step) {  // 100 ms: past the first deadline and its 50 ms grace
+    f.scheduler->advance_time(caf::timespan(1ms));
+    f.scheduler->run();
+  }
+  REQUIRE(listener.answers.size() == 2);
+  for (std::uint64_t route = 1; route <= 2; ++route) {
+    REQUIRE(rml_code(listener.failures.at(route)) == errc::deadline_exceeded);
+    REQUIRE(describe(listener.failures.at(route)).find("no answer by its deadline") != std::string::npos);
+  }
+  for (int step = 0; step < 100; ++step) {  // the replica's answers come at 400 ms
+    f.scheduler->advance_time(caf::timespan(10ms));
+    f.scheduler->run();
+  }
+  REQUIRE(listener.answers.size() == 3);
+  for (const auto& [route, count] : listener.answers) {
+    CAPTURE(route);
+    REQUIRE(count == 1);
+  }
+  REQUIRE(listener.failures.count(3) == 0);
 }
 
 TEST_CASE("requests that arrive while the lanes' supervisor starts a lane wait for it and are answered") {

@@ -1,0 +1,239 @@
+#pragma once
+// An endpoint's request ledger: the one actor that holds every predict request an endpoint
+// (ZeroMQ or HTTP) hands to serving, from the moment its socket side reads it until it is
+// answered — exactly once, with serving's answer, an error, or its own deadline error.
+//
+// The socket side (a thread outside the actor system) sends the ledger each receive burst as
+// one `ledger_intake`: the requests, each with its deadline (actor-clock µs) and the route
+// its answer takes back (a client's identity frames, a connection's exchange). The ledger
+// numbers them (tickets), sends serving one predict_burst and keeps, per ticket, the route
+// and which actor holds the request: serving, until serving says which lane it passed the
+// request on to (burst_routed). Answers (predict_answers, from whichever lane) come back to
+// it; it hands them to the endpoint's listener with their routes, one call per burst of
+// answers, on its own actor thread — the listener encodes them and posts them to its socket
+// side. Exactly one answer per request:
+//   - a holder that dies holding requests (a killed lane, a crashed router) — watched by a
+//     monitor — has them failed at once (`not_ready`);
+//   - a request still unanswered `grace` past its deadline gets `deadline_exceeded` from
+//     here, so a client hears back in time even if serving hangs; a late answer is dropped.
+// One timer for the earliest deadline, not one per request: re-armed only when a new
+// request's deadline comes before the one armed.
+//
+// Heavy (caf/all.hpp, a template): included by the endpoints' .cpp files only.
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "messaging/errors.hpp"
+#include "messaging/messages.hpp"
+#include "messaging/type_ids.hpp"
+
+namespace rml::messaging {
+
+/// Requests one receive burst brought, and where each one's answer goes.
+template <class Route>
+struct ledger_intake {
+  std::vector<predict_request> requests;
+  std::vector<Route> routes;
+};
+
+}  // namespace rml::messaging
+
+namespace caf {
+// Local only: the socket side hands the ledger its bursts inside the process.
+template <class Route>
+struct allowed_unsafe_message_type<rml::messaging::ledger_intake<Route>> : std::true_type {};
+}  // namespace caf
+
+namespace rml::messaging {
+
+/// An answer (reply or error) and the route it takes.
+template <class Route>
+struct routed_answer {
+  Route route;
+  ticketed_answer answer;
+};
+
+/// Receives the answers; called on the ledger's actor thread, once per burst of answers
+/// that became ready together, each request exactly once.
+template <class Route>
+class ledger_listener {
+ public:
+  virtual ~ledger_listener() = default;
+  virtual void answered(std::vector<routed_answer<Route>>& answers) = 0;
+};
+
+struct ledger_options {
+  /// Registered name of the actor that answers (serving), looked up per burst, so a
+  /// restarted one is found.
+  caf::atom_value target = caf::atom("serving");
+  /// How long past a request's deadline serving's answer is waited for before the ledger
+  /// answers `deadline_exceeded` itself (serving answers a deadline it sees; this covers a
+  /// serving that hangs).
+  std::chrono::microseconds grace{50'000};
+};
+
+namespace detail {
+using ledger_expire_atom = caf::atom_constant<caf::atom("lgrexpire")>;
+
+template <class Route>
+struct ledger_state {
+  struct entry {
+    Route route;
+    std::uint64_t request_id = 0;
+    caf::actor_addr holder;
+  };
+  std::unordered_map<std::uint64_t, entry> held;
+  /// (expiry µs, ticket) as a min-heap; tickets answered meanwhile are skipped (and popped)
+  /// when they reach the top. A vector: no allocation per request.
+  std::vector<std::pair<std::int64_t, std::uint64_t>> expiries;
+  std::int64_t timer_at = INT64_MAX;
+  std::uint64_t timer_epoch = 0;
+  std::uint64_t next_ticket = 0;
+  /// The holders watched (serving, its lanes): few.
+  std::vector<caf::actor_addr> watched;
+  std::vector<routed_answer<Route>> ready;
+  static inline const char* name = "rml.request_ledger";
+};
+
+inline bool earlier_last(const std::pair<std::int64_t, std::uint64_t>& a, const std::pair<std::int64_t, std::uint64_t>& b) {
+  return a.first > b.first;
+}
+}  // namespace detail
+
+template <class Route>
+caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route>* listener, ledger_options options) {
+  using state_type = detail::ledger_state<Route>;
+  using pointer = caf::stateful_actor<state_type>*;
+  return system.spawn([listener, options](pointer self) -> caf::behavior {
+    auto now_us = [self] {
+      return std::chrono::duration_cast<std::chrono::microseconds>(self->clock().now().time_since_epoch()).count();
+    };
+    auto fail = [self](std::uint64_t ticket, typename state_type::entry& entry, errc code, std::string why) {
+      ticketed_answer answer;
+      answer.ticket = ticket;
+      answer.request_id = entry.request_id;
+      answer.failure = make_error(code, "request " + std::to_string(entry.request_id) + ": " + why);
+      self->state.ready.push_back({std::move(entry.route), std::move(answer)});
+    };
+    auto flush = [self, listener] {
+      if (self->state.ready.empty()) return;
+      listener->answered(self->state.ready);
+      self->state.ready.clear();
+    };
+    auto watch = [self](const caf::actor& holder) {
+      auto& watched = self->state.watched;
+      if (std::find(watched.begin(), watched.end(), holder.address()) != watched.end()) return;
+      self->monitor(holder);  // one already down is reported at once
+      watched.push_back(holder.address());
+    };
+    // Drops answered tickets from the heap's top and arms the timer for the earliest
+    // deadline left, if it comes before the one armed.
+    auto arm = [self, now_us] {
+      auto& state = self->state;
+      auto& heap = state.expiries;
+      while (!heap.empty() && !state.held.count(heap.front().second)) {
+        std::pop_heap(heap.begin(), heap.end(), detail::earlier_last);
+        heap.pop_back();
+      }
+      if (heap.empty() || heap.front().first >= state.timer_at) return;
+      state.timer_at = heap.front().first;
+      const auto wait = std::chrono::microseconds(std::max<std::int64_t>(0, state.timer_at - now_us()));
+      self->delayed_send(self, wait, detail::ledger_expire_atom::value, ++state.timer_epoch);
+    };
+    self->set_down_handler([self, fail, flush, arm](caf::down_msg& down) {
+      auto& held = self->state.held;
+      for (auto entry = held.begin(); entry != held.end();) {
+        if (entry->second.holder != down.source) {
+          ++entry;
+          continue;
+        }
+        fail(entry->first, entry->second, errc::not_ready, "the serving actor holding it stopped before answering");
+        entry = held.erase(entry);
+      }
+      auto& watched = self->state.watched;
+      watched.erase(std::remove(watched.begin(), watched.end(), down.source), watched.end());
+      flush();
+      arm();
+    });
+    return {
+        [self, options, fail, flush, watch, arm](ledger_intake<Route>& intake) {
+          auto& state = self->state;
+          auto serving = self->system().registry().template get<caf::actor>(options.target);
+          predict_burst burst;
+          burst.requests.reserve(intake.requests.size());
+          for (std::size_t index = 0; index < intake.requests.size(); ++index) {
+            auto& request = intake.requests[index];
+            const std::uint64_t ticket = ++state.next_ticket;
+            typename state_type::entry entry{std::move(intake.routes[index]), request.request_id, serving.address()};
+            if (!serving) {
+              fail(ticket, entry, errc::not_ready, "no serving actor running");
+              continue;
+            }
+            if (request.deadline_us > 0) {
+              state.expiries.emplace_back(request.deadline_us + options.grace.count(), ticket);
+              std::push_heap(state.expiries.begin(), state.expiries.end(), detail::earlier_last);
+            }
+            state.held.emplace(ticket, std::move(entry));
+            burst.requests.push_back({ticket, std::move(request)});
+          }
+          if (serving && !burst.requests.empty()) {
+            watch(serving);
+            self->send(serving, std::move(burst));
+            arm();
+          }
+          flush();
+        },
+        [self, watch](burst_routed& routed) {
+          // Answers may have come first: only requests still held move to their holder.
+          const auto holder = routed.holder.address();
+          bool any = false;
+          for (auto ticket : routed.tickets) {
+            auto found = self->state.held.find(ticket);
+            if (found == self->state.held.end()) continue;
+            found->second.holder = holder;
+            any = true;
+          }
+          if (any) watch(routed.holder);
+        },
+        [self, flush, arm](predict_answers& answers) {
+          auto& state = self->state;
+          for (auto& answer : answers.answers) {
+            auto found = state.held.find(answer.ticket);
+            if (found == state.held.end()) continue;  // failed already (deadline, holder down)
+            state.ready.push_back({std::move(found->second.route), std::move(answer)});
+            state.held.erase(found);
+          }
+          flush();
+          arm();
+        },
+        [self, fail, flush, arm, now_us](detail::ledger_expire_atom, std::uint64_t epoch) {
+          auto& state = self->state;
+          if (epoch != state.timer_epoch) return;  // re-armed for an earlier deadline since
+          state.timer_at = INT64_MAX;
+          const std::int64_t now = now_us();
+          auto& heap = state.expiries;
+          while (!heap.empty() && heap.front().first <= now) {
+            const std::uint64_t ticket = heap.front().second;
+            std::pop_heap(heap.begin(), heap.end(), detail::earlier_last);
+            heap.pop_back();
+            auto found = state.held.find(ticket);
+            if (found == state.held.end()) continue;
+            fail(ticket, found->second, errc::deadline_exceeded, "no answer by its deadline");
+            state.held.erase(found);
+          }
+          flush();
+          arm();
+        },
+    };
+  });
+}
+
+}  // namespace rml::messaging
