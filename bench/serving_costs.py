@@ -10,6 +10,9 @@ Rate 0 measures the idle process: its costs are per second, not per request.
 
     python3 bench/serving_costs.py --allocations [--rates 1000,20000] ...
 
+`--rml-args "--policy canary:10"` passes options to `rml run` (what a policy that decides per
+request costs against `latest`, which passes each burst on whole).
+
 counts heap allocations per request instead: jemalloc (rml's allocator) prints its statistics
 when rml exits (MALLOC_CONF=stats_print:true); each measurement is one rml process that is
 warmed up and then loaded at the rate, against one warmed up and then left idle as long, and
@@ -74,12 +77,12 @@ def allocation_requests(output_path):
     return int(found.group(1))
 
 
-def allocations_per_request(model, address, rate, duration):
+def allocations_per_request(model, address, rate, duration, extra):
     counts, answered = [], 0
     for loaded in (False, True):
         os.environ["MALLOC_CONF"] = "stats_print:true"
         try:
-            server = rml_server(model, [])
+            server = rml_server(model, extra)
         finally:
             del os.environ["MALLOC_CONF"]
         try:
@@ -104,7 +107,9 @@ def main():
     parser.add_argument("--transports", default="zmq,http")
     parser.add_argument("--label", default="", help="names this build in the output (before, after)")
     parser.add_argument("--allocations", action="store_true", help="count heap allocations per request (see above)")
+    parser.add_argument("--rml-args", default="", help="options for `rml run`, as one string")
     args = parser.parse_args()
+    extra = args.rml_args.split()
     addresses = {"zmq": "tcp://127.0.0.1:19556", "http": "http://127.0.0.1:19800"}
     records = []
     if args.allocations:
@@ -112,7 +117,7 @@ def main():
             for rate in [int(r) for r in args.rates.split(",") if int(r) > 0]:
                 for repeat in range(args.repeats):
                     record = {"label": args.label, "transport": transport, "model": args.model, "repeat": repeat,
-                              **allocations_per_request(args.model, addresses[transport], rate, args.duration)}
+                              **allocations_per_request(args.model, addresses[transport], rate, args.duration, extra)}
                     log(f"{transport} {rate}/s: {record['allocations_per_request']:.1f} allocations per request")
                     print(json.dumps(record), flush=True)
                     records.append(record)
@@ -123,14 +128,14 @@ def main():
                 rows = [r["allocations_per_request"] for r in records if r["transport"] == transport and r["rate"] == rate]
                 print(f"| {transport} | {rate} | {statistics.median(rows):.1f} |")
         return
-    server = rml_server(args.model, [])
+    server = rml_server(args.model, extra)
     try:
         for transport in args.transports.split(","):
             loadgen(addresses[transport], args.model, 2000, 2, True)  # warm-up
             for rate in [int(r) for r in args.rates.split(",")]:
                 for repeat in range(args.repeats):
                     record = {"label": args.label, "transport": transport, "model": args.model, "repeat": repeat,
-                              **measure(server.process.pid, addresses[transport], args.model, rate, args.duration)}
+                              "rml_args": args.rml_args, **measure(server.process.pid, addresses[transport], args.model, rate, args.duration)}
                     log(f"{transport} {rate}/s: {record['voluntary_per_request']:.2f} wake-ups, "
                         f"{record['cpu_us_per_request']:.1f} µs CPU per request, p50 {record['p50_us']} p99 {record['p99_us']} µs")
                     print(json.dumps(record), flush=True)
