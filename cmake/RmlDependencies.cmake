@@ -73,6 +73,11 @@ set_target_properties(ZeroMQ::zmq PROPERTIES
   IMPORTED_LOCATION "${ZMQ_LIBRARY}"
   INTERFACE_INCLUDE_DIRECTORIES "${ZMQ_INCLUDE_DIR}")
 
+find_package(yaml-cpp 0.7 CONFIG QUIET)
+if(NOT yaml-cpp_FOUND)
+  rml_missing_package("yaml-cpp" libyaml-cpp-dev)
+endif()
+
 find_package(RocksDB CONFIG QUIET)
 if(NOT RocksDB_FOUND)
   rml_missing_package("RocksDB" librocksdb-dev)

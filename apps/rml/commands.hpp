@@ -15,4 +15,7 @@ void register_predict_command(CLI::App& app, int& exit_code);
 /// `rml loadgen`: open-loop Poisson load on the prediction socket.
 void register_loadgen_command(CLI::App& app, int& exit_code);
 
+/// `rml topology check|show`: topology files (topologies/topology_file.hpp).
+void register_topology_command(CLI::App& app, int& exit_code);
+
 }  // namespace rml::app

@@ -1,0 +1,53 @@
+// `rml topology check FILE` and `rml topology show [FILE]`: validate a topology file, print
+// its placement plan (topologies/topology_file.hpp). Without a file, show prints the default
+// topology of `rml run`.
+#include <cstdio>
+
+#include "apps/rml/commands.hpp"
+#include "topologies/topology_file.hpp"
+
+namespace rml::app {
+namespace {
+result<topologies::topology> read(const std::string& path) {
+  if (path.empty()) return topologies::parse_topology(topologies::default_topology_text(), "default.yaml (embedded)");
+  return topologies::load_topology(path);
+}
+}  // namespace
+
+void register_topology_command(CLI::App& app, int& exit_code) {
+  auto* command = app.add_subcommand("topology", "Check a topology file or show its placement plan");
+  command->require_subcommand(1);
+  auto check_path = std::make_shared<std::string>();
+  auto* check = command->add_subcommand("check", "Validate a topology file: exit 0 when valid, else the first error (file:line:column)");
+  check->add_option("file", *check_path, "The topology file (YAML)")->required();
+  check->callback([check_path, &exit_code] {
+    auto declared = read(*check_path);
+    if (!declared) {
+      std::fprintf(stderr, "rml topology: %s\n", declared.error().message().c_str());
+      exit_code = 1;
+      return;
+    }
+    std::printf("%s: topology %s is valid (%zu components, %zu nodes)\n", check_path->c_str(), declared->name.c_str(),
+                declared->components.size(), declared->nodes.size());
+  });
+  auto show_path = std::make_shared<std::string>();
+  auto* show = command->add_subcommand("show", "Print where each component's replicas run (the default topology without a file)");
+  show->add_option("file", *show_path, "The topology file (YAML)");
+  show->callback([show_path, &exit_code] {
+    auto declared = read(*show_path);
+    if (!declared) {
+      std::fprintf(stderr, "rml topology: %s\n", declared.error().message().c_str());
+      exit_code = 1;
+      return;
+    }
+    auto plan = topologies::plan_placement(*declared);
+    if (!plan) {
+      std::fprintf(stderr, "rml topology: %s\n", plan.error().message().c_str());
+      exit_code = 1;
+      return;
+    }
+    std::fputs(topologies::describe(*declared, *plan).c_str(), stdout);
+  });
+}
+
+}  // namespace rml::app
