@@ -1,6 +1,7 @@
 #pragma once
 // The default topology, in one process: what `rml run` runs. Its wiring lives here, in one
-// place, so that the cluster issue's topology files can take it over.
+// place; topologies/default.yaml declares the same pipeline as a topology file, whose
+// options, serving replicas and supervisor intensity `rml run` takes (topology_file.hpp).
 //
 //   source ──► ingest ──► durable log ──► feature ──► trainer ──► registry ──► serving
 //   (serving: the router; per version a lane of batching queue + replica pool)

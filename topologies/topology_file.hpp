@@ -11,8 +11,9 @@
 //   "cluster.yaml:14:11: components[2].kind: unknown kind 'trainr' (allowed: source, ingest,
 //    feature, trainer, registry, serving, monitor)"
 //
-// This is the format and its checks; deploying a topology across nodes (the etcd control
-// plane) builds on it.
+// `rml run --topology FILE` runs a one-process topology (apps/rml/run_command.cpp: options,
+// serving replicas, the supervisor's intensity); deploying a topology across nodes (the etcd
+// control plane) builds on this format.
 
 #include <cstdint>
 #include <map>

@@ -26,6 +26,7 @@
 #include "messaging/zmq_endpoint.hpp"
 #include "compute/nn/sequential.hpp"
 #include "topologies/default_topology.hpp"
+#include "topologies/topology_file.hpp"
 
 namespace rml::app {
 namespace {
@@ -78,7 +79,85 @@ struct run_options {
   float gradient_norm_max = 10.0f;
   double gate_accuracy_drop = 0.1;
   std::uint64_t publish_steps = 200;
+  // The topology (topologies/topology_file.hpp): its name, and its supervisor's intensity.
+  std::string topology_file;  // empty: the embedded default
+  std::string topology_name = "default";
+  std::uint32_t restart_intensity = 10;
+  std::uint32_t restart_period_ms = 10'000;
 };
+
+/// Takes what a topology file says into the options: its components' options (named as
+/// this command's flags) and serving's replicas, unless the command line gives them, and its
+/// supervisor's intensity. `rml run` runs the whole pipeline in one process, so the topology
+/// must have one component of each kind, the pipeline's streams, at most one node and one
+/// one_for_one supervisor; the error says which of these it breaks.
+status apply_topology(CLI::App& command, run_options& options) {
+  const bool embedded = options.topology_file.empty();
+  auto declared = embedded ? topologies::parse_topology(topologies::default_topology_text(), "default.yaml (embedded)")
+                           : topologies::load_topology(options.topology_file);
+  if (!declared) return declared.error();
+  const auto& topology = declared.value();
+  const std::string file = embedded ? "the default topology" : options.topology_file;
+  auto refuse = [&](const std::string& what) { return error(errc::invalid_argument, file + ": " + what); };
+  if (topology.nodes.size() > 1) {
+    return refuse("declares " + std::to_string(topology.nodes.size()) +
+                  " nodes; rml run runs one process (a topology across nodes is deployed by the cluster, not yet there)");
+  }
+  std::map<std::string, const topologies::component_spec*> by_kind;
+  for (const auto& kind : topologies::component_kinds()) {
+    std::vector<const topologies::component_spec*> found;
+    for (const auto& component : topology.components) {
+      if (component.kind == kind) found.push_back(&component);
+    }
+    if (found.size() != 1) {
+      return refuse("rml run runs the whole pipeline, one component of each kind: " + std::to_string(found.size()) + " of kind " + kind);
+    }
+    by_kind[kind] = found.front();
+  }
+  const std::pair<const char*, const char*> wired[] = {
+      {"source", "ingest"}, {"ingest", "feature"}, {"feature", "trainer"}, {"trainer", "registry"}, {"registry", "serving"}};
+  for (const auto& [from, to] : wired) {
+    const auto& source = by_kind[from]->name;
+    const auto& target = by_kind[to]->name;
+    const bool declared_stream = std::any_of(topology.streams.begin(), topology.streams.end(),
+                                             [&](const topologies::stream_spec& stream) { return stream.from == source && stream.to == target; });
+    if (!declared_stream) return refuse("rml run wires " + source + " -> " + target + " (" + from + " to " + to + "); the topology has no such stream");
+  }
+  if (topology.supervisors.size() > 1 || (topology.supervisors.size() == 1 && topology.supervisors.front().strategy != "one_for_one")) {
+    return refuse("rml run supervises the pipeline with one one_for_one supervisor; nested supervisors and other strategies are not run yet");
+  }
+  if (!topology.supervisors.empty()) {
+    options.restart_intensity = topology.supervisors.front().intensity;
+    options.restart_period_ms = topology.supervisors.front().period_ms;
+  }
+  // Options are this command's flags: the same conversion and checks, and the command line
+  // wins. A flag two components both set (seed, bind) must get one value.
+  std::map<std::string, std::pair<std::string, std::string>> set_by;  // flag → (component, value)
+  for (const auto& component : topology.components) {
+    for (const auto& [key, value] : component.options) {
+      const std::string field = to_string(component.at) + ": components." + component.name + ".options." + key;
+      if (auto earlier = set_by.find(key); earlier != set_by.end() && earlier->second.second != value) {
+        return error(errc::invalid_argument, field + ": '" + value + "' contradicts '" + earlier->second.second + "' given by " + earlier->second.first);
+      }
+      set_by[key] = {component.name, value};
+      CLI::Option* flag = command.get_option_no_throw("--" + key);
+      if (!flag) return error(errc::invalid_argument, field + ": rml run has no --" + key);
+      if (flag->count() > 0) continue;
+      try {
+        flag->clear();
+        flag->add_result(value);
+        flag->run_callback();
+      } catch (const CLI::Error& failure) {
+        return error(errc::invalid_argument, field + ": " + failure.what());
+      }
+    }
+  }
+  const auto& serving = *by_kind["serving"];
+  if (command.get_option("--replicas")->count() == 0) options.replicas = serving.replicas_min;
+  if (command.get_option("--replicas-max")->count() == 0) options.replicas_max = serving.replicas_max;
+  options.topology_name = topology.name;
+  return {};
+}
 
 /// Set by SIGTERM / SIGINT: the main loop drains and stops.
 volatile std::sig_atomic_t stop_requested = 0;
@@ -231,11 +310,13 @@ int run(const run_options& options) {
   if (options.replicas_max > 0 && options.replicas_max < options.replicas) {
     return fail("--replicas-max (" + std::to_string(options.replicas_max) + ") is below --replicas (" + std::to_string(options.replicas) + ")", 2);
   }
+  pipeline.restart_intensity = int(options.restart_intensity);
+  pipeline.restart_period = std::chrono::milliseconds(options.restart_period_ms);
   if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
   auto started = topologies::start_pipeline(system, pipeline);
   if (!started) return fail(started.error().message(), 1);
-  std::fprintf(stderr, "rml run: model %s, pipeline %s, seed %llu, %d CAF threads, trainer on %d compute threads, state in %s\n",
-               options.model.c_str(), pipeline.feature.pipeline.c_str(), (unsigned long long)options.seed,
+  std::fprintf(stderr, "rml run: topology %s, model %s, pipeline %s, seed %llu, %d CAF threads, trainer on %d compute threads, state in %s\n",
+               options.topology_name.c_str(), options.model.c_str(), pipeline.feature.pipeline.c_str(), (unsigned long long)options.seed,
                options.scheduler_threads > 0 ? options.scheduler_threads : cores, pipeline.trainer.compute_threads,
                options.data_dir.c_str());
 
@@ -513,7 +594,17 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_flag("--resume", options->resume, "Continue the run whose state is in --data-dir");
   command->add_flag("--fresh", options->fresh, "Clear --data-dir's state and start over");
   command->add_option("--output", options->output, "Save the final model to this file");
-  command->callback([options, &exit_code] { exit_code = run(*options); });
+  command->add_option("--topology", options->topology_file,
+                      "Topology file (YAML, docs/topologies.md) whose options, serving replicas and supervisor this run takes; "
+                      "flags given here win (default: topologies/default.yaml, embedded)");
+  command->callback([options, command, &exit_code] {
+    if (auto applied = apply_topology(*command, *options); !applied) {
+      std::fprintf(stderr, "rml run: %s\n", applied.error().message().c_str());
+      exit_code = 2;
+      return;
+    }
+    exit_code = run(*options);
+  });
 }
 
 }  // namespace rml::app
