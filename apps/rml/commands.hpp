@@ -3,6 +3,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include "compute/status.hpp"
+
+namespace rml::topologies {
+struct topology;
+}
+
 namespace rml::app {
 
 /// `rml run`: the main job. For now it trains a built-in model on Fashion-MNIST in process
@@ -14,6 +20,10 @@ void register_predict_command(CLI::App& app, int& exit_code);
 
 /// `rml loadgen`: open-loop Poisson load on the prediction socket.
 void register_loadgen_command(CLI::App& app, int& exit_code);
+
+/// Checks the values of a topology's component options as `rml run` would take them (they
+/// are its flags); the error names the file, line, component and option.
+status check_topology_options(const topologies::topology& topology);
 
 /// `rml topology check|show`: topology files (topologies/topology_file.hpp).
 void register_topology_command(CLI::App& app, int& exit_code);

@@ -86,6 +86,33 @@ struct run_options {
   std::uint32_t restart_period_ms = 10'000;
 };
 
+/// Sets the flags of `command` (rml run) that the topology's components give options for and
+/// the command line did not: the same conversion and checks as on the command line. A flag
+/// two components both set (seed, bind) must get one value.
+status set_topology_options(CLI::App& command, const topologies::topology& topology) {
+  std::map<std::string, std::pair<std::string, std::string>> set_by;  // flag → (component, value)
+  for (const auto& component : topology.components) {
+    for (const auto& [key, value] : component.options) {
+      const std::string field = to_string(component.at) + ": components." + component.name + ".options." + key;
+      if (auto earlier = set_by.find(key); earlier != set_by.end() && earlier->second.second != value) {
+        return error(errc::invalid_argument, field + ": '" + value + "' contradicts '" + earlier->second.second + "' given by " + earlier->second.first);
+      }
+      set_by[key] = {component.name, value};
+      CLI::Option* flag = command.get_option_no_throw("--" + key);
+      if (!flag) return error(errc::invalid_argument, field + ": rml run has no --" + key);
+      if (flag->count() > 0) continue;
+      try {
+        flag->clear();
+        flag->add_result(value);
+        flag->run_callback();
+      } catch (const CLI::Error& failure) {
+        return error(errc::invalid_argument, field + ": " + failure.what());
+      }
+    }
+  }
+  return {};
+}
+
 /// Takes what a topology file says into the options: its components' options (named as
 /// this command's flags) and serving's replicas, unless the command line gives them, and its
 /// supervisor's intensity. `rml run` runs the whole pipeline in one process, so the topology
@@ -130,28 +157,7 @@ status apply_topology(CLI::App& command, run_options& options) {
     options.restart_intensity = topology.supervisors.front().intensity;
     options.restart_period_ms = topology.supervisors.front().period_ms;
   }
-  // Options are this command's flags: the same conversion and checks, and the command line
-  // wins. A flag two components both set (seed, bind) must get one value.
-  std::map<std::string, std::pair<std::string, std::string>> set_by;  // flag → (component, value)
-  for (const auto& component : topology.components) {
-    for (const auto& [key, value] : component.options) {
-      const std::string field = to_string(component.at) + ": components." + component.name + ".options." + key;
-      if (auto earlier = set_by.find(key); earlier != set_by.end() && earlier->second.second != value) {
-        return error(errc::invalid_argument, field + ": '" + value + "' contradicts '" + earlier->second.second + "' given by " + earlier->second.first);
-      }
-      set_by[key] = {component.name, value};
-      CLI::Option* flag = command.get_option_no_throw("--" + key);
-      if (!flag) return error(errc::invalid_argument, field + ": rml run has no --" + key);
-      if (flag->count() > 0) continue;
-      try {
-        flag->clear();
-        flag->add_result(value);
-        flag->run_callback();
-      } catch (const CLI::Error& failure) {
-        return error(errc::invalid_argument, field + ": " + failure.what());
-      }
-    }
-  }
+  if (auto set = set_topology_options(command, topology); !set) return set;
   const auto& serving = *by_kind["serving"];
   if (command.get_option("--replicas")->count() == 0) options.replicas = serving.replicas_min;
   if (command.get_option("--replicas-max")->count() == 0) options.replicas_max = serving.replicas_max;
@@ -483,6 +489,13 @@ int run(const run_options& options) {
   return shut_down(0);
 }
 }  // namespace
+
+status check_topology_options(const topologies::topology& topology) {
+  CLI::App app;
+  int unused = 0;
+  register_run_command(app, unused);
+  return set_topology_options(*app.get_subcommand("run"), topology);
+}
 
 void register_run_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<run_options>();

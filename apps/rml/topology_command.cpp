@@ -24,11 +24,17 @@ void register_topology_command(CLI::App& app, int& exit_code) {
   auto* command = app.add_subcommand("topology", "Check a topology file or show its placement plan");
   command->require_subcommand(1);
   auto check_path = std::make_shared<std::string>();
-  auto* check = command->add_subcommand("check", "Validate a topology file: exit 0 when valid, else the first error (file:line:column)");
+  auto* check = command->add_subcommand(
+      "check", "Validate a topology file, option values included: exit 0 when valid, else the first error (file:line:column)");
   check->add_option("file", *check_path, "The topology file (YAML)")->required();
   check->callback([check_path, &exit_code] {
     auto declared = read(*check_path, exit_code);
     if (!declared) return;
+    if (auto values = check_topology_options(*declared); !values) {
+      std::fprintf(stderr, "rml topology: %s\n", values.error().message().c_str());
+      exit_code = 1;
+      return;
+    }
     std::printf("%s: topology %s is valid (%zu components, %zu nodes)\n", check_path->c_str(), declared->name.c_str(),
                 declared->components.size(), declared->nodes.size());
   });
