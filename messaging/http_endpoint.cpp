@@ -3,7 +3,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -16,7 +15,6 @@
 #include <map>
 #include <optional>
 #include <thread>
-#include <unordered_map>
 
 #include "messaging/actor_bridge.hpp"
 #include "messaging/request_ledger.hpp"

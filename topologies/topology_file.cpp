@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -130,6 +131,20 @@ class reader {
     return out;
   }
 
+  /// Cores a node offers or a replica takes.
+  result<std::uint32_t> cores(const YAML::Node& node, const std::string& field) const { return count(node, field, 1, 4096); }
+
+  /// Reads `map[key]` with `parse` (a reader method, or a callable taking the reader, the node
+  /// and the field) into `out` when it is there; absent, `out` keeps its default.
+  template <class T, class Parse>
+  status optional(const YAML::Node& map, const char* key, const std::string& field, T& out, Parse parse) const {
+    if (!map[key]) return {};
+    auto value = std::invoke(parse, *this, map[key], field + "." + key);
+    if (!value) return value.error();
+    out = std::move(value.value());
+    return {};
+  }
+
   const std::string& file() const { return file_; }
 
  private:
@@ -149,16 +164,8 @@ status read_nodes(const reader& in, const YAML::Node& list, topology& out) {
     auto name = in.name(item["name"], field + ".name");
     if (!name) return name.error();
     node.name = name.value();
-    if (item["labels"]) {
-      auto labels = in.labels(item["labels"], field + ".labels");
-      if (!labels) return labels.error();
-      node.labels = labels.value();
-    }
-    if (item["cores"]) {
-      auto cores = in.count(item["cores"], field + ".cores", 1, 4096);
-      if (!cores) return cores.error();
-      node.cores = cores.value();
-    }
+    if (auto labels = in.optional(item, "labels", field, node.labels, &reader::labels); !labels) return labels;
+    if (auto cores = in.optional(item, "cores", field, node.cores, &reader::cores); !cores) return cores;
     for (const auto& earlier : out.nodes) {
       if (earlier.name == node.name) {
         return in.fail(item["name"], field + ".name", "node '" + node.name + "' is declared twice (first at " + to_string(earlier.at) + ")");
@@ -172,27 +179,10 @@ status read_nodes(const reader& in, const YAML::Node& list, topology& out) {
 status read_placement(const reader& in, const YAML::Node& map, const std::string& field, placement_spec& out) {
   if (!map.IsMap()) return in.fail(map, field, "expected a map with node, node_selector, anti_affinity, cores");
   if (auto keys = in.only_keys(map, field, {"node", "node_selector", "anti_affinity", "cores"}); !keys) return keys;
-  if (map["node"]) {
-    auto node = in.name(map["node"], field + ".node");
-    if (!node) return node.error();
-    out.node = node.value();
-  }
-  if (map["node_selector"]) {
-    auto selector = in.labels(map["node_selector"], field + ".node_selector");
-    if (!selector) return selector.error();
-    out.node_selector = selector.value();
-  }
-  if (map["anti_affinity"]) {
-    auto anti = in.flag(map["anti_affinity"], field + ".anti_affinity");
-    if (!anti) return anti.error();
-    out.anti_affinity = anti.value();
-  }
-  if (map["cores"]) {
-    auto cores = in.count(map["cores"], field + ".cores", 1, 4096);
-    if (!cores) return cores.error();
-    out.cores = cores.value();
-  }
-  return {};
+  if (auto node = in.optional(map, "node", field, out.node, &reader::name); !node) return node;
+  if (auto selector = in.optional(map, "node_selector", field, out.node_selector, &reader::labels); !selector) return selector;
+  if (auto anti = in.optional(map, "anti_affinity", field, out.anti_affinity, &reader::flag); !anti) return anti;
+  return in.optional(map, "cores", field, out.cores, &reader::cores);
 }
 
 status read_components(const reader& in, const YAML::Node& list, topology& out) {
@@ -337,16 +327,10 @@ status read_supervision(const reader& in, const YAML::Node& list, topology& out)
       }
       supervisor.strategy = strategy.value();
     }
-    if (item["intensity"]) {
-      auto intensity = in.count(item["intensity"], field + ".intensity", 0, 1000);
-      if (!intensity) return intensity.error();
-      supervisor.intensity = intensity.value();
-    }
-    if (item["period_ms"]) {
-      auto period = in.count(item["period_ms"], field + ".period_ms", 1, 3'600'000);
-      if (!period) return period.error();
-      supervisor.period_ms = period.value();
-    }
+    auto intensity_of = [](const reader& in, const YAML::Node& node, const std::string& at) { return in.count(node, at, 0, 1000); };
+    auto period_of = [](const reader& in, const YAML::Node& node, const std::string& at) { return in.count(node, at, 1, 3'600'000); };
+    if (auto intensity = in.optional(item, "intensity", field, supervisor.intensity, intensity_of); !intensity) return intensity;
+    if (auto period = in.optional(item, "period_ms", field, supervisor.period_ms, period_of); !period) return period;
     const auto& children = item["children"];
     if (!children || !children.IsSequence() || children.size() == 0) {
       return in.fail(children ? children : item, field + ".children", "expected a non-empty list of component or supervisor names");

@@ -23,7 +23,6 @@ struct loaded_model {
   std::optional<data::feature_pipeline> pipeline;
 };
 
-
 /// Requests between two metrics samples.
 constexpr std::uint64_t serving_metrics_every_requests = 200;
 

@@ -113,7 +113,7 @@ struct lane_state {
   std::vector<lane_delivery> pending;
   std::optional<messaging::model_snapshot> snapshot;
   /// Requests handed to the lane whose outcomes have not come back: a lane closes when none
-  /// are left; a lane killed holding some leaves them to their endpoints' deadlines.
+  /// are left; what a killed lane held, its askers fail (they watch it: burst_routed).
   std::uint64_t held = 0;
   /// The shadow lane: its requests are mirrors, answered to nobody and not in flight.
   bool mirror = false;
@@ -265,6 +265,23 @@ std::uint64_t refuse_delivery(router_pointer self, lane_delivery& delivery, cons
   return delivery.burst.requests.size();
 }
 
+/// Answers the requests asked of the router with a promise that lane `lane_id` held (all of
+/// them when it is 0) with `not_ready`; returns how many.
+std::uint64_t refuse_promised(router_state& state, std::uint64_t lane_id, const std::string& why) {
+  std::uint64_t refused = 0;
+  for (auto entry = state.promised.begin(); entry != state.promised.end();) {
+    if (lane_id != 0 && entry->second.lane_id != lane_id) {
+      ++entry;
+      continue;
+    }
+    ++refused;
+    answered_counter(state, to_string(errc::not_ready)).add();
+    entry->second.promise.deliver(messaging::make_error(errc::not_ready, why));
+    entry = state.promised.erase(entry);
+  }
+  return refused;
+}
+
 /// The lane is gone (not started, or crashed and replaced): the requests that waited for it
 /// and those asked of the router with a promise get an error here; what else it still held
 /// (a kill answers nothing) its askers fail, as they watch the lane (burst_routed).
@@ -273,16 +290,7 @@ void refuse_lane_requests(router_pointer self, lane_state& lane, const std::stri
   std::uint64_t refused = 0;
   for (auto& delivery : lane.pending) refused += refuse_delivery(self, delivery, "serving lane " + lane.role + why);
   lane.pending.clear();
-  for (auto entry = state.promised.begin(); entry != state.promised.end();) {
-    if (entry->second.lane_id != lane.id) {
-      ++entry;
-      continue;
-    }
-    ++refused;
-    answered_counter(state, to_string(errc::not_ready)).add();
-    entry->second.promise.deliver(messaging::make_error(errc::not_ready, "serving lane " + lane.role + why));
-    entry = state.promised.erase(entry);
-  }
+  refused += refuse_promised(state, lane.id, "serving lane " + lane.role + why);
   if (!lane.mirror) {
     const std::uint64_t left = lane.held > refused ? lane.held - refused : 0;
     state.in_flight -= std::min(state.in_flight, lane.held);
@@ -526,7 +534,8 @@ void flush(router_pointer self) {
     } else {
       // Not reached today (a lane holding requests is not erased), and kept that way by this:
       // requests no lane takes are answered, never dropped.
-      const auto refused = refuse_delivery(self, delivery, "serving lane gone before the request reached it");
+      const std::string why = "serving lane gone before the request reached it";
+      const auto refused = refuse_delivery(self, delivery, why) + refuse_promised(state, delivery.lane_id, why);
       state.in_flight -= std::min(state.in_flight, refused);
     }
   }
@@ -543,12 +552,17 @@ messaging::predict_burst& delivery_for(router_state& state, lane_state& lane, co
   return state.to_lanes.back().burst;
 }
 
+/// Counts `requests` handed to `lane` until their outcomes come back (mirrors are not in flight).
+void count_handed(router_state& state, lane_state& lane, std::uint64_t requests) {
+  lane.held += requests;
+  if (!lane.mirror) state.in_flight += requests;
+}
+
 /// Queues a request for a lane (sent at the flush); its lane answers `asker` by `ticket`.
 void hand_to_lane(router_state& state, lane_state& lane, const caf::strong_actor_ptr& asker, std::uint64_t ticket,
                   messaging::predict_request request) {
   delivery_for(state, lane, asker).requests.push_back({ticket, std::move(request)});
-  ++lane.held;
-  if (!lane.mirror) ++state.in_flight;
+  count_handed(state, lane, 1);
 }
 
 /// Sends a request to a lane; its answer (or error) goes to `target`.
@@ -762,8 +776,7 @@ bool route_whole_burst(router_pointer self, messaging::predict_burst& burst, con
     if (item.request.model_version != 0) return false;
   }
   main->last_used = ++state.uses;
-  main->held += burst.requests.size();
-  state.in_flight += burst.requests.size();
+  count_handed(state, *main, burst.requests.size());
   auto& delivery = delivery_for(state, *main, asker);
   if (delivery.requests.empty()) {
     delivery = std::move(burst);
@@ -891,8 +904,7 @@ void on_lane_replaced(router_pointer self, const messaging::child_replaced& repl
 void on_lanes_supervisor_down(router_pointer self, const caf::down_msg& down) {
   auto& state = self->state;
   trace(self, "restart_intensity_exceeded", "lanes crash too often: " + caf::to_string(down.reason));
-  for (auto& [ticket, held] : state.promised) held.promise.deliver(messaging::make_error(errc::not_ready, "serving lanes crash too often"));
-  state.promised.clear();
+  refuse_promised(state, 0, "serving lanes crash too often");
   for (auto& [role, lane] : state.lanes) refuse_lane_requests(self, lane, " stopped: lanes crash too often");
   for (auto& [version, waiting] : state.loading) {
     for (auto& entry : waiting) refuse(state, entry.target, entry.request.request_id, errc::not_ready, "serving lanes crash too often");
