@@ -35,7 +35,8 @@ var tape::record(node&& entry) {
 var tape::input(const tensor& value) {
   RML_ASSERT(value.defined());
   node entry;
-  entry.value = value;
+  // A host batch given to a device tape is copied over once, here.
+  entry.value = on_device(compute_, value);
   return record(std::move(entry));
 }
 
@@ -63,7 +64,7 @@ var tape::linear(var x, var w, var b) {
   entry.inputs[1] = w.index;
   entry.inputs[2] = b.index;
   RML_ASSERT(input.rank() == 2 && weights.rank() == 2);
-  entry.value = tensor::empty({input.dim(0), weights.dim(0)});
+  entry.value = compute_.allocate({input.dim(0), weights.dim(0)});
   compute_.linear_forward(input, weights, bias, entry.value);
   return record(std::move(entry));
 }
@@ -79,7 +80,7 @@ var tape::conv2d(var x, var w, var b, const conv2d_params& params) {
   entry.inputs[1] = w.index;
   entry.inputs[2] = b.index;
   entry.conv = params;
-  entry.value = tensor::empty(
+  entry.value = compute_.allocate(
       {input.dim(0), weights.dim(0),
        window_output_size(input.dim(2), weights.dim(2), params.stride, params.padding),
        window_output_size(input.dim(3), weights.dim(3), params.stride, params.padding)});
@@ -94,7 +95,7 @@ var tape::max_pool2d(var x, const pool2d_params& params) {
   entry.kind = op::max_pool2d;
   entry.inputs[0] = x.index;
   entry.pool = params;
-  entry.value = tensor::empty({input.dim(0), input.dim(1),
+  entry.value = compute_.allocate({input.dim(0), input.dim(1),
                                window_output_size(input.dim(2), params.kernel, params.stride, 0),
                                window_output_size(input.dim(3), params.kernel, params.stride, 0)});
   const bool for_training = mode_ == mode::training && needs_gradient(x.index);
@@ -108,7 +109,7 @@ var tape::activation(activation_kind kind, var x) {
   entry.kind = op::activation;
   entry.inputs[0] = x.index;
   entry.activation = kind;
-  entry.value = tensor::empty(input.shape());
+  entry.value = compute_.allocate(input.shape());
   compute_.activation_forward(kind, input, entry.value);
   return record(std::move(entry));
 }
@@ -128,7 +129,7 @@ var tape::add(var a, var b) {
   entry.kind = op::add;
   entry.inputs[0] = a.index;
   entry.inputs[1] = b.index;
-  entry.value = tensor::empty(left.shape());
+  entry.value = compute_.allocate(left.shape());
   compute_.add(left, right, entry.value);
   return record(std::move(entry));
 }
@@ -139,9 +140,9 @@ var tape::softmax_cross_entropy(var logits, std::span<const std::int32_t> labels
   entry.kind = op::cross_entropy;
   entry.inputs[0] = logits.index;
   entry.labels.assign(labels.begin(), labels.end());
-  entry.saved = tensor::empty(input.shape());
+  entry.saved = compute_.allocate(input.shape());
   const float loss = compute_.softmax_cross_entropy_forward(input, entry.labels, entry.saved);
-  entry.value = tensor::filled({1}, loss);
+  entry.value = filled({1}, loss);
   return record(std::move(entry));
 }
 
@@ -150,8 +151,8 @@ var tape::mse(var prediction, const tensor& target) {
   node entry;
   entry.kind = op::mse;
   entry.inputs[0] = prediction.index;
-  entry.saved = target;
-  entry.value = tensor::filled({1}, compute_.mse_forward(input, target));
+  entry.saved = on_device(compute_, target);
+  entry.value = filled({1}, compute_.mse_forward(input, entry.saved));
   return record(std::move(entry));
 }
 
@@ -176,12 +177,12 @@ tape::gradient_slot tape::acquire(std::uint32_t target) {
   slot.target = target;
   tensor& gradient = entry.kind == op::parameter ? entry.trainable->gradient : entry.gradient;
   if (entry.gradient_written) {
-    slot.temporary = tensor::empty(entry.value.shape());
+    slot.temporary = compute_.allocate(entry.value.shape());
     slot.destination = &slot.temporary;
     return slot;
   }
   if (!gradient.defined() || !(gradient.shape() == entry.value.shape())) {
-    gradient = tensor::empty(entry.value.shape());
+    gradient = compute_.allocate(entry.value.shape());
   }
   slot.destination = &gradient;
   return slot;
@@ -197,14 +198,28 @@ void tape::commit(gradient_slot& slot) {
   entry.gradient_written = true;
 }
 
+tensor tape::filled(const tensor_shape& shape, float value) {
+  tensor result = compute_.allocate(shape);
+  compute_.fill(result, value);
+  return result;
+}
+
+float tape::seed_of(const node& loss) {
+  // The loss backward() starts from has gradient 1: known here, so a device tape need not
+  // read it back (a wait for the device) on every step.
+  if (&loss == backward_root_) return 1.0f;
+  return read_scalar(compute_, loss.gradient);
+}
+
 void tape::backward(var loss) {
   RML_ASSERT(mode_ == mode::training, "backward() on a tape recorded for inference");
   node& root = at(loss);
   RML_ASSERT(root.value.numel() == 1, "backward() starts from a scalar loss");
   for (node& entry : nodes_) entry.gradient_written = false;
   if (!root.requires_gradient) return;
-  root.gradient = tensor::filled(root.value.shape(), 1.0f);
+  root.gradient = filled(root.value.shape(), 1.0f);
   root.gradient_written = true;
+  backward_root_ = &root;
   for (std::uint32_t index = loss.index + 1; index-- > 0;) {
     node& entry = nodes_[index];
     if (entry.requires_gradient && entry.gradient_written) backward_node(entry);
@@ -213,9 +228,9 @@ void tape::backward(var loss) {
   for (node& entry : nodes_) {
     if (entry.kind == op::parameter && !entry.gradient_written) {
       if (!entry.trainable->gradient.defined()) {
-        entry.trainable->gradient = tensor::empty(entry.value.shape());
+        entry.trainable->gradient = compute_.allocate(entry.value.shape());
       }
-      entry.trainable->gradient.fill(0.0f);
+      compute_.fill(entry.trainable->gradient, 0.0f);
     }
   }
 }
@@ -263,28 +278,28 @@ void tape::backward_node(node& entry) {
     }
     case op::reshape: {
       gradient_slot dx = acquire(entry.inputs[0]);
-      dx.destination->copy_from(dy.reshaped(dx.destination->shape()));
+      compute_.copy(dy.reshaped(dx.destination->shape()), *dx.destination);
       commit(dx);
       return;
     }
     case op::add: {
       for (std::uint32_t input : {entry.inputs[0], entry.inputs[1]}) {
         gradient_slot slot = acquire(input);
-        if (slot.destination != nullptr) slot.destination->copy_from(dy);
+        if (slot.destination != nullptr) compute_.copy(dy, *slot.destination);
         commit(slot);
       }
       return;
     }
     case op::cross_entropy: {
       gradient_slot dx = acquire(entry.inputs[0]);
-      compute_.softmax_cross_entropy_backward(entry.saved, entry.labels, dy.data()[0],
+      compute_.softmax_cross_entropy_backward(entry.saved, entry.labels, seed_of(entry),
                                               *dx.destination);
       commit(dx);
       return;
     }
     case op::mse: {
       gradient_slot dx = acquire(entry.inputs[0]);
-      compute_.mse_backward(nodes_[entry.inputs[0]].value, entry.saved, dy.data()[0],
+      compute_.mse_backward(nodes_[entry.inputs[0]].value, entry.saved, seed_of(entry),
                             *dx.destination);
       commit(dx);
       return;
@@ -292,6 +307,9 @@ void tape::backward_node(node& entry) {
   }
 }
 
-void tape::clear() { nodes_.clear(); }
+void tape::clear() {
+  nodes_.clear();
+  backward_root_ = nullptr;
+}
 
 }  // namespace rml

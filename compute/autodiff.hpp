@@ -47,7 +47,8 @@ class tape {
   backend& compute() { return compute_; }
   mode recording() const { return mode_; }
 
-  /// A value that needs no gradient (a batch of inputs). The tensor is shared, not copied.
+  /// A value that needs no gradient (a batch of inputs). The tensor is shared, not copied,
+  /// when it is on the tape's device already; a host tensor on a device tape is copied.
   var input(const tensor& value);
   /// A parameter: its gradient lands in parameter.gradient after backward().
   var param(parameter& trainable);
@@ -66,7 +67,8 @@ class tape {
   var add(var a, var b);
   /// Scalar: mean cross-entropy of softmax(logits[M,N]) against labels (copied) in [0, N).
   var softmax_cross_entropy(var logits, std::span<const std::int32_t> labels);
-  /// Scalar: mean squared difference against a target of the prediction's shape.
+  /// Scalar: mean squared difference against a target of the prediction's shape (copied to
+  /// the tape's device when it is not there).
   var mse(var prediction, const tensor& target);
 
   const tensor& value(var handle) const;
@@ -115,10 +117,15 @@ class tape {
   gradient_slot acquire(std::uint32_t target);
   void commit(gradient_slot& slot);
   void backward_node(node& entry);
+  /// A tensor on this tape's device with every element `value`.
+  tensor filled(const tensor_shape& shape, float value);
+  /// The gradient flowing into a scalar loss node.
+  float seed_of(const node& loss);
 
   backend& compute_;
   mode mode_;
   std::vector<node> nodes_;
+  const node* backward_root_ = nullptr;
 };
 
 }  // namespace rml

@@ -9,8 +9,12 @@
 // - Backward outputs are overwritten, not accumulated; a null output pointer skips it.
 // - A backend is used from one thread at a time (compute actors own theirs); it caches
 //   primitives by shape, so a steady training loop creates none after its first step.
+// - A device backend queues its work: an op returns before its result exists. Whatever
+//   hands a result to the host (copy() to a host tensor, a returned loss, argmax_rows,
+//   sum_of_squares) waits for the work queued before it, so host code never sees stale data.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,12 +44,41 @@ inline std::int64_t window_output_size(std::int64_t input, std::int64_t kernel, 
   return span < 0 ? 0 : span / stride + 1;
 }
 
+/// Ops recorded once and replayed as a unit (a CUDA graph): the same kernels on the same
+/// memory, so whatever they read is refreshed in place between replays.
+class recorded_work {
+ public:
+  virtual ~recorded_work() = default;
+  virtual void replay() = 0;
+};
+
 class backend {
  public:
   virtual ~backend() = default;
   virtual device_kind device() const = 0;
   /// "cpu (oneDNN 2.6, 2 threads)".
   virtual std::string description() const = 0;
+
+  // Memory. Tensors that ops take live on this backend's device: allocate() makes them
+  // (uninitialised; a device backend takes them from its pool, so a steady loop does not
+  // allocate from the driver), fill() sets every element, copy() moves between any two
+  // tensors of one shape, on this device or the host, either way.
+  virtual tensor allocate(const tensor_shape& shape) = 0;
+  virtual void fill(tensor& destination, float value) = 0;
+  virtual void copy(const tensor& source, tensor& destination) = 0;
+  /// Waits until every op queued so far has finished (nothing to wait for on the CPU).
+  virtual void synchronize() {}
+  /// Host memory that copies to and from this device fastest (page-locked on a GPU, so a
+  /// copy from it is a DMA the host does not wait for); plain host memory on the CPU.
+  virtual tensor allocate_host(const tensor_shape& shape) { return tensor::empty(shape); }
+  /// Records the ops `work` queues, without running them, for replay. nullptr where the
+  /// backend records nothing (the CPU, where a launch costs nothing to save). The ops must
+  /// neither take from nor hand to host memory, and the tensors they touch must outlive the
+  /// recording.
+  virtual std::unique_ptr<recorded_work> record(const std::function<void()>& work) {
+    (void)work;
+    return nullptr;
+  }
 
   // y[M,N] = x[M,K] · w[N,K]ᵀ + b[N]; b may be undefined.
   virtual void linear_forward(const tensor& x, const tensor& w, const tensor& b, tensor& y) = 0;
@@ -92,6 +125,12 @@ class backend {
 
   // out = a + b (same shapes); out may alias a or b.
   virtual void add(const tensor& a, const tensor& b, tensor& out) = 0;
+  // x *= factor, in place.
+  virtual void scale(tensor& x, float factor) = 0;
+  // Σ x², summed in double (gradient clipping's norm).
+  virtual double sum_of_squares(const tensor& x) = 0;
+  // Index of the largest value of each row of scores[M,N], into host memory.
+  virtual void argmax_rows(const tensor& scores, std::span<std::int32_t> classes) = 0;
 
   // Optimizer updates, in place, on parameters and their state.
   // SGD: g' = g + weight_decay·p; v = momentum·v + g'; p -= lr·v (PyTorch's convention).
@@ -102,6 +141,17 @@ class backend {
                            tensor& second_moment, std::int64_t step, float learning_rate,
                            float beta1, float beta2, float epsilon, float weight_decay) = 0;
 };
+
+/// `value` on `compute`'s device: the tensor itself when it is there already, else a copy.
+tensor on_device(backend& compute, const tensor& value);
+/// `value` in host memory: the tensor itself when it is there already, else a copy made
+/// through `compute` (which waits for the ops that produced it).
+tensor on_host(backend& compute, const tensor& value);
+/// Row-wise softmax of logits on `compute`'s device into host memory (on the CPU straight
+/// into it; on a device into a device tensor, then copied over).
+void softmax_to_host(backend& compute, const tensor& logits, tensor& host_probabilities);
+/// The one element of a one-element tensor, read through `compute`.
+float read_scalar(backend& compute, const tensor& value);
 
 /// Options of the CPU backend.
 struct cpu_backend_options {

@@ -85,6 +85,16 @@ tensor tensor::from(std::span<const float> values, const tensor_shape& shape) {
   return result;
 }
 
+tensor tensor::adopt(std::shared_ptr<float> storage, const tensor_shape& shape, device_kind device) {
+  RML_ASSERT(storage != nullptr);
+  tensor result;
+  result.storage_ = std::move(storage);
+  result.data_ = result.storage_.get();
+  result.shape_ = shape;
+  result.device_ = device;
+  return result;
+}
+
 tensor tensor::borrow(float* data, const tensor_shape& shape, device_kind device) {
   RML_ASSERT(data != nullptr);
   tensor result;
@@ -131,6 +141,8 @@ void tensor::fill(float value) {
 
 void tensor::copy_from(const tensor& source) {
   assert_same_shape(shape_, source.shape_, "tensor::copy_from");
+  RML_ASSERT(device_ == device_kind::cpu && source.device_ == device_kind::cpu,
+             "a device tensor is copied through its backend");
   std::memcpy(data_, source.data_, std::size_t(numel()) * sizeof(float));
 }
 

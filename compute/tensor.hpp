@@ -58,6 +58,9 @@ class tensor {
   static tensor filled(const tensor_shape& shape, float value);
   /// Copies `values`; asserts values.size() == shape.numel().
   static tensor from(std::span<const float> values, const tensor_shape& shape);
+  /// Takes shared ownership of storage a backend allocated (device memory from its pool,
+  /// say); the deleter of `storage` returns it.
+  static tensor adopt(std::shared_ptr<float> storage, const tensor_shape& shape, device_kind device);
   /// Views memory owned elsewhere; the caller keeps it alive while the tensor is used.
   static tensor borrow(float* data, const tensor_shape& shape,
                        device_kind device = device_kind::cpu);

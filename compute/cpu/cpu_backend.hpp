@@ -77,6 +77,10 @@ class cpu_backend final : public backend {
   device_kind device() const override { return device_kind::cpu; }
   std::string description() const override;
 
+  tensor allocate(const tensor_shape& shape) override;
+  void fill(tensor& destination, float value) override;
+  void copy(const tensor& source, tensor& destination) override;
+
   void linear_forward(const tensor& x, const tensor& w, const tensor& b, tensor& y) override;
   void linear_backward(const tensor& x, const tensor& w, const tensor& dy, tensor* dx,
                        tensor* dw, tensor* db) override;
@@ -102,6 +106,9 @@ class cpu_backend final : public backend {
   void mse_backward(const tensor& prediction, const tensor& target, float scale,
                     tensor& dprediction) override;
   void add(const tensor& a, const tensor& b, tensor& out) override;
+  void scale(tensor& x, float factor) override;
+  double sum_of_squares(const tensor& x) override;
+  void argmax_rows(const tensor& scores, std::span<std::int32_t> classes) override;
   void sgd_update(tensor& parameter, const tensor& gradient, tensor& velocity,
                   float learning_rate, float momentum, float weight_decay) override;
   void adam_update(tensor& parameter, const tensor& gradient, tensor& first_moment,

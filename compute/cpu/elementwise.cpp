@@ -1,5 +1,8 @@
 // Element-wise arithmetic. Plain loops: the compiler vectorises them, and they cost less
 // than dispatching a oneDNN binary primitive at the sizes the tape adds.
+#include <algorithm>
+#include <cstring>
+
 #include "compute/cpu/cpu_backend.hpp"
 
 namespace rml::cpu {
@@ -11,6 +14,33 @@ void cpu_backend::add(const tensor& a, const tensor& b, tensor& out) {
   const float* right = b.data();
   float* sum = out.data();
   for (std::int64_t index = 0; index < a.numel(); ++index) sum[index] = left[index] + right[index];
+}
+
+tensor cpu_backend::allocate(const tensor_shape& shape) { return tensor::empty(shape); }
+
+void cpu_backend::fill(tensor& destination, float value) { destination.fill(value); }
+
+void cpu_backend::copy(const tensor& source, tensor& destination) {
+  destination.copy_from(source);
+}
+
+void cpu_backend::scale(tensor& x, float factor) {
+  for (float& value : x.values()) value *= factor;
+}
+
+double cpu_backend::sum_of_squares(const tensor& x) {
+  double sum = 0;
+  for (float value : x.values()) sum += double(value) * double(value);
+  return sum;
+}
+
+void cpu_backend::argmax_rows(const tensor& scores, std::span<std::int32_t> classes) {
+  RML_ASSERT(scores.rank() == 2 && std::int64_t(classes.size()) == scores.dim(0));
+  const std::int64_t columns = scores.dim(1);
+  for (std::int64_t row = 0; row < scores.dim(0); ++row) {
+    const float* values = scores.data() + row * columns;
+    classes[std::size_t(row)] = std::int32_t(std::max_element(values, values + columns) - values);
+  }
 }
 
 }  // namespace rml::cpu

@@ -10,6 +10,12 @@ status check(bool valid, const char* field, float value, const char* requirement
                                            ", got " + std::to_string(value));
 }
 
+tensor zeros_on(backend& compute, const tensor_shape& shape) {
+  tensor result = compute.allocate(shape);
+  compute.fill(result, 0.0f);
+  return result;
+}
+
 template <class... Checks>
 status first_failure(Checks... checks) {
   status result;
@@ -37,7 +43,7 @@ status validate(const adam_options& options) {
 sgd::sgd(backend& compute, std::vector<parameter*> parameters, const sgd_options& options)
     : compute_(compute), parameters_(std::move(parameters)), options_(options) {
   RML_ASSERT(validate(options).ok(), "sgd options validated by the caller");
-  for (parameter* trainable : parameters_) velocities_.push_back(tensor::zeros(trainable->value.shape()));
+  for (parameter* trainable : parameters_) velocities_.push_back(zeros_on(compute_, trainable->value.shape()));
 }
 
 void sgd::step() {
@@ -59,8 +65,8 @@ adam::adam(backend& compute, std::vector<parameter*> parameters, const adam_opti
     : compute_(compute), parameters_(std::move(parameters)), options_(options) {
   RML_ASSERT(validate(options).ok(), "adam options validated by the caller");
   for (parameter* trainable : parameters_) {
-    first_moments_.push_back(tensor::zeros(trainable->value.shape()));
-    second_moments_.push_back(tensor::zeros(trainable->value.shape()));
+    first_moments_.push_back(zeros_on(compute_, trainable->value.shape()));
+    second_moments_.push_back(zeros_on(compute_, trainable->value.shape()));
   }
 }
 

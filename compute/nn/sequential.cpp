@@ -109,8 +109,23 @@ std::vector<parameter*> sequential::parameters() {
   return all;
 }
 
+void sequential::place_on(backend& compute) {
+  for (parameter* each : parameters()) {
+    each->value = on_device(compute, each->value);
+    each->gradient = tensor();
+  }
+}
+
+void sequential::place_on_host(backend& compute) {
+  for (parameter* each : parameters()) {
+    each->value = on_host(compute, each->value);
+    each->gradient = tensor();
+  }
+}
+
 std::optional<std::string> sequential::non_finite_weight() {
   for (const parameter* each : parameters()) {
+    RML_ASSERT(each->value.device() == device_kind::cpu, "non_finite_weight reads host weights");
     const auto values = each->value.values();
     for (std::size_t index = 0; index < values.size(); ++index) {
       if (!std::isfinite(values[index])) return "weight " + std::to_string(index) + " of " + each->name;

@@ -40,6 +40,12 @@ class sequential {
 
   std::string spec() const;
   std::vector<parameter*> parameters();
+  /// Moves every parameter to `compute`'s device (a copy; nothing when it is there) and
+  /// forgets the gradients. Weights are drawn, saved and checked on the host; training and
+  /// inference run where the parameters are.
+  void place_on(backend& compute);
+  /// Brings every parameter back to host memory through `compute`, their device's backend.
+  void place_on_host(backend& compute);
   /// The first weight that is NaN or infinite, as "weight I of NAME"; nothing when every
   /// weight is finite (the trainer, the registry's gate and serving all ask this).
   std::optional<std::string> non_finite_weight();

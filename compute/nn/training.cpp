@@ -17,31 +17,25 @@ void gather_rows(const tensor& source, std::span<const std::uint32_t> indices, t
   }
 }
 
-void argmax_rows(const tensor& scores, std::span<std::int32_t> classes) {
-  RML_ASSERT(scores.rank() == 2 && std::int64_t(classes.size()) == scores.dim(0));
-  const std::int64_t columns = scores.dim(1);
-  for (std::int64_t row = 0; row < scores.dim(0); ++row) {
-    const float* values = scores.data() + row * columns;
-    classes[std::size_t(row)] = std::int32_t(std::max_element(values, values + columns) - values);
-  }
-}
-
 classifier_session::classifier_session(sequential& model, optimizer& update, backend& compute)
     : model_(model), update_(update), compute_(compute),
       training_tape_(compute, tape::mode::training),
-      inference_tape_(compute, tape::mode::inference) {
+      inference_(model, compute) {
   RML_ASSERT(model.output_shape().rank() == 1, "a classifier ends in one score per class");
+  for (const parameter* each : model.parameters()) {
+    RML_ASSERT(each->value.device() == compute.device(), "model placed on the session's device");
+  }
 }
 
 float classifier_session::train_step(const tensor& features, std::span<const std::int32_t> labels,
                                       std::span<std::int32_t> predicted) {
   training_tape_.clear();
   var logits = model_.forward(training_tape_, training_tape_.input(features));
-  if (!predicted.empty()) argmax_rows(training_tape_.value(logits), predicted);
+  if (!predicted.empty()) compute_.argmax_rows(training_tape_.value(logits), predicted);
   var loss = training_tape_.softmax_cross_entropy(logits, labels);
   training_tape_.backward(loss);
   update_.step();
-  return training_tape_.value(loss).data()[0];
+  return read_scalar(compute_, training_tape_.value(loss));
 }
 
 step_outcome classifier_session::guarded_step(const tensor& features, std::span<const std::int32_t> labels,
@@ -50,25 +44,19 @@ step_outcome classifier_session::guarded_step(const tensor& features, std::span<
   step_outcome outcome;
   training_tape_.clear();
   var logits = model_.forward(training_tape_, training_tape_.input(features));
-  if (!predicted.empty()) argmax_rows(training_tape_.value(logits), predicted);
+  if (!predicted.empty()) compute_.argmax_rows(training_tape_.value(logits), predicted);
   var loss = training_tape_.softmax_cross_entropy(logits, labels);
-  outcome.loss = training_tape_.value(loss).data()[0];
+  outcome.loss = read_scalar(compute_, training_tape_.value(loss));
   if (!std::isfinite(outcome.loss)) return outcome;
   training_tape_.backward(loss);
   double squares = 0;
   const auto parameters = model_.parameters();
-  for (const parameter* each : parameters) {
-    const float* gradient = each->gradient.data();
-    for (std::int64_t index = 0; index < each->gradient.numel(); ++index) squares += double(gradient[index]) * double(gradient[index]);
-  }
+  for (const parameter* each : parameters) squares += compute_.sum_of_squares(each->gradient);
   outcome.gradient_norm = std::sqrt(squares);
   if (!std::isfinite(outcome.gradient_norm)) return outcome;
   if (gradient_norm_max > 0 && outcome.gradient_norm > gradient_norm_max) {
     const float scale = float(gradient_norm_max / outcome.gradient_norm);
-    for (parameter* each : parameters) {
-      float* gradient = each->gradient.data();
-      for (std::int64_t index = 0; index < each->gradient.numel(); ++index) gradient[index] *= scale;
-    }
+    for (parameter* each : parameters) compute_.scale(each->gradient, scale);
     outcome.clipped = true;
   }
   update_.step();
@@ -77,17 +65,13 @@ step_outcome classifier_session::guarded_step(const tensor& features, std::span<
 }
 
 void classifier_session::predict(const tensor& features, std::span<std::int32_t> classes) {
-  inference_tape_.clear();
-  var logits = model_.forward(inference_tape_, inference_tape_.input(features));
-  argmax_rows(inference_tape_.value(logits), classes);
+  compute_.argmax_rows(inference_.logits(features), classes);
 }
 
 tensor classifier_session::probabilities(const tensor& features) {
-  inference_tape_.clear();
-  var logits = model_.forward(inference_tape_, inference_tape_.input(features));
-  const tensor& scores = inference_tape_.value(logits);
+  const tensor& scores = inference_.logits(features);
   tensor result = tensor::empty(scores.shape());
-  compute_.softmax_forward(scores, result);
+  softmax_to_host(compute_, scores, result);
   return result;
 }
 

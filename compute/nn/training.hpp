@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "compute/data/dataset.hpp"
+#include "compute/nn/inference.hpp"
 #include "compute/nn/optimizer.hpp"
 #include "compute/nn/sequential.hpp"
 
@@ -15,9 +16,6 @@ namespace rml::nn {
 
 /// Copies the rows `indices` of source [N, F] into destination [indices.size(), F].
 void gather_rows(const tensor& source, std::span<const std::uint32_t> indices, tensor& destination);
-
-/// Index of the largest value of each row of scores [M, N].
-void argmax_rows(const tensor& scores, std::span<std::int32_t> classes);
 
 /// What a guarded training step did (classifier_session::guarded_step).
 struct step_outcome {
@@ -32,7 +30,9 @@ struct step_outcome {
 };
 
 /// Trains and queries one classifier. Keeps a tape between steps so that a steady loop
-/// reuses its capacity. Not thread-safe: one caller at a time.
+/// reuses its capacity. Not thread-safe: one caller at a time. On a device backend the
+/// model's parameters must be placed there (sequential::place_on) before the optimizer is
+/// built; features may be given in host memory (each batch is copied over) or on the device.
 class classifier_session {
  public:
   classifier_session(sequential& model, optimizer& update, backend& compute);
@@ -50,7 +50,7 @@ class classifier_session {
                             float gradient_norm_max);
   /// Predicted class of each row, without recording for backward.
   void predict(const tensor& features, std::span<std::int32_t> classes);
-  /// Class probabilities [rows, classes] of each row.
+  /// Class probabilities [rows, classes] of each row, in host memory.
   tensor probabilities(const tensor& features);
 
   sequential& model() { return model_; }
@@ -61,7 +61,7 @@ class classifier_session {
   optimizer& update_;
   backend& compute_;
   tape training_tape_;
-  tape inference_tape_;
+  inference_runner inference_;
 };
 
 struct epoch_summary {

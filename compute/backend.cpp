@@ -1,0 +1,39 @@
+#include "compute/backend.hpp"
+
+namespace rml {
+
+tensor on_device(backend& compute, const tensor& value) {
+  if (value.device() == compute.device()) return value;
+  tensor placed = compute.allocate(value.shape());
+  compute.copy(value, placed);
+  return placed;
+}
+
+tensor on_host(backend& compute, const tensor& value) {
+  if (value.device() == device_kind::cpu) return value;
+  tensor host = tensor::empty(value.shape());
+  compute.copy(value, host);
+  return host;
+}
+
+void softmax_to_host(backend& compute, const tensor& logits, tensor& host_probabilities) {
+  RML_ASSERT(host_probabilities.device() == device_kind::cpu);
+  if (compute.device() == device_kind::cpu) {
+    compute.softmax_forward(logits, host_probabilities);
+    return;
+  }
+  tensor probabilities = compute.allocate(logits.shape());
+  compute.softmax_forward(logits, probabilities);
+  compute.copy(probabilities, host_probabilities);
+}
+
+float read_scalar(backend& compute, const tensor& value) {
+  RML_ASSERT(value.numel() == 1, "read_scalar of a one-element tensor");
+  if (value.device() == device_kind::cpu) return value.data()[0];
+  float result = 0;
+  tensor host = tensor::borrow(&result, {1});
+  compute.copy(value.reshaped({1}), host);
+  return result;
+}
+
+}  // namespace rml
