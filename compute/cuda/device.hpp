@@ -1,6 +1,6 @@
 #pragma once
-// What the CUDA runtime sees. The CUDA backend's kernels arrive in a later issue; this is
-// the part every GPU test and `rml` need first: whether a usable device is present.
+// What the CUDA runtime sees: whether a usable device is present, and which. The backend
+// itself is cuda_backend.hpp.
 // Built only when RML_HAVE_CUDA (cmake/RmlCuda.cmake).
 
 #include <string>
