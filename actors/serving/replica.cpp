@@ -4,11 +4,14 @@
 
 #include <bit>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "messaging/reporting.hpp"
 #include "compute/data/feature_pipeline.hpp"
+#include "compute/device_choice.hpp"
 #include "compute/model_file.hpp"
+#include "compute/nn/inference.hpp"
 #include "compute/nn/sequential.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
@@ -21,6 +24,8 @@ struct loaded_model {
   std::uint64_t version = 0;
   nn::sequential model{tensor_shape{1}};
   std::optional<data::feature_pipeline> pipeline;
+  /// Forward passes of `model` (recorded per batch size on a GPU).
+  std::unique_ptr<nn::inference_runner> forward;
 };
 
 /// Requests between two metrics samples.
@@ -92,8 +97,7 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   request.features.values.resize(std::size_t(padded * width), 0.0f);
   tensor features = tensor::borrow(request.features.values.data(), {padded, width});
   if (state.current->pipeline) state.current->pipeline->apply(features);
-  tape recorder(*state.compute, tape::mode::inference);
-  var logits = model.forward(recorder, recorder.input(features));
+  const tensor& logits = state.current->forward->logits(features);
   messaging::predict_reply reply;
   reply.request_id = request.request_id;
   reply.model_version = state.current->version;
@@ -101,7 +105,7 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   reply.classes = classes;
   reply.probabilities.values.resize(std::size_t(padded) * classes);
   tensor probabilities = tensor::borrow(reply.probabilities.values.data(), {padded, std::int64_t(classes)});
-  state.compute->softmax_forward(recorder.value(logits), probabilities);
+  softmax_to_host(*state.compute, logits, probabilities);
   reply.probabilities.values.resize(std::size_t(rows) * classes);  // the padding rows go
   // Serving never answers NaN or infinity (the encoders assert it): inputs are bounded at
   // decode and weights at the registry's gate, so this is a model gone bad, said as an error.
@@ -124,7 +128,13 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
 
 serving_actor::behavior_type replica(serving_pointer self, serving_options options) {
   self->state.options = options;
-  self->state.compute = make_cpu_backend({options.compute_threads});
+  auto chosen = make_backend({options.device, options.compute_threads});
+  self->state.compute = std::move(chosen.compute);
+  if (!chosen.notice.empty()) {
+    const std::string component = "serving/" + options.model + "/" + options.lane;
+    std::fprintf(stderr, "rml: %s: %s\n", component.c_str(), chosen.notice.c_str());
+    options.telemetry.trace->record({messaging::clock_us(self), component, "compute_fallback", chosen.notice});
+  }
   return {
       [self](messaging::predict_request& request) -> caf::result<messaging::predict_reply> {
         auto& state = self->state;
@@ -159,20 +169,32 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
           return;
         }
         auto& state = self->state;
-        state.current = std::move(loaded.value());
         ++state.swaps;
-        if (!state.warmed_up) {
+        const bool on_device = state.compute->device() != device_kind::cpu;
+        if (on_device && state.current && state.current->model.spec() == loaded.value()->model.spec()) {
+          // The same architecture on a GPU: the new weights go into the tensors the recorded
+          // forward passes read, which then need no recording again.
+          const auto target = state.current->model.parameters(), source = loaded.value()->model.parameters();
+          for (std::size_t index = 0; index < target.size(); ++index) state.compute->copy(source[index]->value, target[index]->value);
+          state.current->version = loaded.value()->version;
+          state.current->pipeline = std::move(loaded.value()->pipeline);
+          return;
+        }
+        loaded.value()->model.place_on(*state.compute);
+        loaded.value()->forward = std::make_unique<nn::inference_runner>(loaded.value()->model, *state.compute);
+        state.current = std::move(loaded.value());
+        if (!state.warmed_up || on_device) {
           // Builds the primitives of every padded batch size before the first request needs
-          // them (later versions of the same architecture reuse them).
+          // them (later versions of the same architecture reuse them); on a GPU it also
+          // records each size's forward pass.
           state.warmed_up = true;
           const std::int64_t width = state.current->model.sample_size();
           const std::int64_t classes = state.current->model.output_shape()[0];
           for (std::int64_t rows = 1; rows <= std::int64_t(state.options.warm_up_rows_max); rows *= 2) {
             std::vector<float> zeros(std::size_t(rows * width), 0.0f), scores(std::size_t(rows * classes));
-            tape recorder(*state.compute, tape::mode::inference);
-            var logits = state.current->model.forward(recorder, recorder.input(tensor::borrow(zeros.data(), {rows, width})));
+            const tensor& logits = state.current->forward->logits(tensor::borrow(zeros.data(), {rows, width}));
             tensor probabilities = tensor::borrow(scores.data(), {rows, classes});
-            state.compute->softmax_forward(recorder.value(logits), probabilities);
+            softmax_to_host(*state.compute, logits, probabilities);
           }
         }
       },

@@ -14,6 +14,7 @@
 #include <bit>
 #include <map>
 
+#include "compute/tensor.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
 #include "messaging/telemetry.hpp"
@@ -28,6 +29,8 @@ using serving_actor = caf::typed_actor<
 struct serving_options {
   /// CPU threads of the replica's compute backend.
   int compute_threads = 1;
+  /// Where it computes: the CPU, or a GPU (without one: the CPU, with a notice).
+  device_kind device = device_kind::cpu;
   /// Upper bound of rows in one request.
   std::uint32_t request_rows_max = 4096;
   /// Upper bound of top_k.

@@ -1,11 +1,14 @@
 #include "actors/training/trainer.hpp"
 
+#include <cstdio>
+
 #include <caf/all.hpp>
 
 #include <cmath>
 #include <deque>
 
 #include "messaging/reporting.hpp"
+#include "compute/device_choice.hpp"
 #include "compute/model_file.hpp"
 #include "compute/nn/training.hpp"
 #include "messaging/errors.hpp"
@@ -65,8 +68,34 @@ void trace(trainer_pointer self, const char* kind, std::string detail) {
   self->state.options.telemetry.trace->record({messaging::clock_us(self), "trainer/" + self->state.options.name, kind, std::move(detail)});
 }
 
+/// Holds the weights and optimizer state in host memory while it lives, for what reads or
+/// writes them there (the finiteness check, the last good state, checkpoints, snapshots),
+/// and puts them back on the trainer's device after. Nothing to do for a CPU trainer, or
+/// inside another one.
+class host_access {
+ public:
+  explicit host_access(trainer_state& state)
+      : state_(state), moved_(state.model->parameters().front()->value.device() != device_kind::cpu) {
+    if (!moved_) return;
+    state.model->place_on_host(*state.compute);
+    for (tensor* held : state.update->state()) *held = on_host(*state.compute, *held);
+  }
+  ~host_access() {
+    if (!moved_) return;
+    state_.model->place_on(*state_.compute);
+    for (tensor* held : state_.update->state()) *held = on_device(*state_.compute, *held);
+  }
+  host_access(const host_access&) = delete;
+  host_access& operator=(const host_access&) = delete;
+
+ private:
+  trainer_state& state_;
+  bool moved_;
+};
+
 /// Copies the weights and optimizer state into the last good state (reusing its buffers).
 void keep_good_state(trainer_state& state) {
+  host_access on_host(state);
   const auto parameters = state.model->parameters();
   state.good_parameters.resize(parameters.size());
   for (std::size_t index = 0; index < parameters.size(); ++index) {
@@ -83,6 +112,7 @@ void keep_good_state(trainer_state& state) {
 /// comes back. Returns whether they were finite.
 bool check_weights(trainer_pointer self) {
   auto& state = self->state;
+  host_access on_host(state);
   const auto bad = state.model->non_finite_weight();
   if (!bad) {
     keep_good_state(state);
@@ -105,6 +135,7 @@ bool check_weights(trainer_pointer self) {
 }
 
 status save_checkpoint(trainer_state& state) {
+  host_access on_host(state);
   messaging::trainer_checkpoint checkpoint;
   const auto file = encode_model(*state.model, {});
   checkpoint.model_file.assign(reinterpret_cast<const char*>(file.data()), reinterpret_cast<const char*>(file.data()) + file.size());
@@ -132,6 +163,7 @@ status restore_checkpoint(trainer_state& state, const std::vector<char>& bytes) 
     return error(errc::corrupted, source + ": holds model '" + bundle->model.spec() + "', this trainer runs '" +
                                       state.model->spec() + "'");
   }
+  host_access on_host(state);
   auto saved_parameters = bundle->model.parameters();
   auto parameters = state.model->parameters();
   for (std::size_t index = 0; index < parameters.size(); ++index) parameters[index]->value.copy_from(saved_parameters[index]->value);
@@ -157,6 +189,7 @@ status restore_checkpoint(trainer_state& state, const std::vector<char>& bytes) 
 }
 
 messaging::model_snapshot make_snapshot(trainer_state& state, std::uint64_t version) {
+  host_access on_host(state);
   messaging::model_snapshot snapshot;
   snapshot.version = version;
   snapshot.parent_version = state.published_version;
@@ -300,11 +333,17 @@ trainer_actor::behavior_type trainer(trainer_pointer self, std::shared_ptr<super
   state.options = options;
   state.store = std::move(store);
   state.registry = std::move(registry);
-  state.compute = make_cpu_backend({options.compute_threads});
+  auto chosen = make_backend({options.device, options.compute_threads});
+  state.compute = std::move(chosen.compute);
+  if (!chosen.notice.empty()) {
+    std::fprintf(stderr, "rml: trainer %s: %s\n", options.name.c_str(), chosen.notice.c_str());
+    trace(self, "compute_fallback", chosen.notice);
+  }
   auto model = build_model(options);
   RML_ASSERT(model.ok(), "trainer options validated before spawning");
   state.model.emplace(std::move(model.value()));
   state.model->initialize(options.seed);
+  state.model->place_on(*state.compute);
   state.update = std::make_unique<nn::sgd>(*state.compute, state.model->parameters(), options.sgd);
   state.session = std::make_unique<nn::classifier_session>(*state.model, *state.update, *state.compute);
   if (auto saved = state.store->load(options.name)) {

@@ -45,6 +45,9 @@ struct trainer_options {
   nn::sgd_options sgd{0.05f, 0.9f, 0.0f};
   /// CPU threads of the trainer's compute backend.
   int compute_threads = 1;
+  /// Where it trains: the CPU, or a GPU (a machine without one trains on the CPU and the
+  /// trainer traces a compute_fallback event and says so on stderr).
+  device_kind device = device_kind::cpu;
   /// Save a checkpoint after at least this many newly trained events (0: never).
   std::uint64_t checkpoint_events = 10000;
   /// Send a snapshot to the registry every this many steps (0: never).

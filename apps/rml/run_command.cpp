@@ -42,6 +42,7 @@ struct run_options {
   float weight_decay = 0.0f;
   std::uint64_t seed = 1;
   int threads = 0;
+  std::string device = "cpu";
   double rate = 0;
   std::string dataset_dir = data::default_fashion_mnist_directory();
   std::string data_dir = "rml-data";
@@ -309,6 +310,9 @@ int run(const run_options& options) {
   pipeline.serving.lane.pool.replicas_max = options.replicas_max > 0 ? options.replicas_max : options.replicas;
   pipeline.serving.lane.cache_entries_max = options.cache_entries;
   pipeline.serving.lane.replica.compute_threads = options.replica_threads;
+  const device_kind device = options.device == "cuda" ? device_kind::cuda : device_kind::cpu;
+  pipeline.trainer.device = device;
+  pipeline.serving.lane.replica.device = device;
   if (!options.trace_file.empty()) {
     std::string failure;
     if (!pipeline.telemetry.trace->open_sink(options.trace_file, failure)) return fail(failure, 1);
@@ -321,9 +325,10 @@ int run(const run_options& options) {
   if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
   auto started = topologies::start_pipeline(system, pipeline);
   if (!started) return fail(started.error().message(), 1);
-  std::fprintf(stderr, "rml run: topology %s, model %s, pipeline %s, seed %llu, %d CAF threads, trainer on %d compute threads, state in %s\n",
+  std::fprintf(stderr, "rml run: topology %s, model %s, pipeline %s, seed %llu, %d CAF threads, trainer on %s, state in %s\n",
                options.topology_name.c_str(), options.model.c_str(), pipeline.feature.pipeline.c_str(), (unsigned long long)options.seed,
-               options.scheduler_threads > 0 ? options.scheduler_threads : cores, pipeline.trainer.compute_threads,
+               options.scheduler_threads > 0 ? options.scheduler_threads : cores,
+               device == device_kind::cuda ? "cuda, serving too (each says so if it finds no GPU)" : (std::to_string(pipeline.trainer.compute_threads) + " compute threads").c_str(),
                options.data_dir.c_str());
 
   // The sockets: predictions while training, and events from external producers.
@@ -525,6 +530,11 @@ void register_run_command(CLI::App& app, int& exit_code) {
   command->add_option("--seed", options->seed, "Seed of weights and stream order")->capture_default_str();
   command->add_option("--threads", options->threads, "Trainer compute threads (0: every core but one)")
       ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  command->add_option("--device", options->device,
+                      "Where the trainer and the serving replicas compute: cpu, or cuda (the GPU; without one, "
+                      "the CPU with a notice)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   command->add_option("--rate", options->rate, "Events per second the source streams (0: as fast as acked)")
       ->check(CLI::Range(0.0, 1e9))
