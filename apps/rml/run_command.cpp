@@ -43,6 +43,7 @@ struct run_options {
   std::uint64_t seed = 1;
   int threads = 0;
   std::string device = "cpu";
+  std::string serving_device;  // empty: as --device
   double rate = 0;
   std::string dataset_dir = data::default_fashion_mnist_directory();
   std::string data_dir = "rml-data";
@@ -311,8 +312,9 @@ int run(const run_options& options) {
   pipeline.serving.lane.cache_entries_max = options.cache_entries;
   pipeline.serving.lane.replica.compute_threads = options.replica_threads;
   const device_kind device = options.device == "cuda" ? device_kind::cuda : device_kind::cpu;
+  const std::string& serving_device = options.serving_device.empty() ? options.device : options.serving_device;
   pipeline.trainer.device = device;
-  pipeline.serving.lane.replica.device = device;
+  pipeline.serving.lane.replica.device = serving_device == "cuda" ? device_kind::cuda : device_kind::cpu;
   if (!options.trace_file.empty()) {
     std::string failure;
     if (!pipeline.telemetry.trace->open_sink(options.trace_file, failure)) return fail(failure, 1);
@@ -325,11 +327,11 @@ int run(const run_options& options) {
   if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
   auto started = topologies::start_pipeline(system, pipeline);
   if (!started) return fail(started.error().message(), 1);
-  std::fprintf(stderr, "rml run: topology %s, model %s, pipeline %s, seed %llu, %d CAF threads, trainer on %s, state in %s\n",
+  std::fprintf(stderr, "rml run: topology %s, model %s, pipeline %s, seed %llu, %d CAF threads, trainer on %s, serving on %s, state in %s\n",
                options.topology_name.c_str(), options.model.c_str(), pipeline.feature.pipeline.c_str(), (unsigned long long)options.seed,
                options.scheduler_threads > 0 ? options.scheduler_threads : cores,
-               device == device_kind::cuda ? "cuda, serving too (each says so if it finds no GPU)" : (std::to_string(pipeline.trainer.compute_threads) + " compute threads").c_str(),
-               options.data_dir.c_str());
+               device == device_kind::cuda ? "cuda" : (std::to_string(pipeline.trainer.compute_threads) + " compute threads").c_str(),
+               serving_device.c_str(), options.data_dir.c_str());
 
   // The sockets: predictions while training, and events from external producers.
   messaging::zmq_endpoint_options predict_socket;
@@ -536,6 +538,9 @@ void register_run_command(CLI::App& app, int& exit_code) {
                       "the CPU with a notice)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
+  command->add_option("--serving-device", options->serving_device,
+                      "Where the serving replicas compute, when not where --device says: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   command->add_option("--rate", options->rate, "Events per second the source streams (0: as fast as acked)")
       ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
