@@ -276,6 +276,7 @@ class cuda_backend final : public backend {
   }
 
   ~cuda_backend() override {
+    enter();
     cudaStreamSynchronize(stream_);
     conv_plans_.clear();
     pool_plans_.clear();
@@ -307,6 +308,7 @@ class cuda_backend final : public backend {
   // --- memory ---
 
   tensor allocate(const tensor_shape& shape) override {
+    enter();
     const std::size_t bytes = std::size_t(shape.numel()) * sizeof(float);
     auto* block = static_cast<float*>(pool_->take(bytes));
     std::shared_ptr<float> storage(block, [pool = pool_, bytes](float* data) { pool->give(data, bytes); });
@@ -314,6 +316,7 @@ class cuda_backend final : public backend {
   }
 
   void fill(tensor& destination, float value) override {
+    enter();
     expect_device(destination, "fill");
     if (value == 0.0f) {
       RML_CUDA_CHECK(cudaMemsetAsync(destination.data(), 0, bytes_of(destination), stream_));
@@ -323,6 +326,7 @@ class cuda_backend final : public backend {
   }
 
   void copy(const tensor& source, tensor& destination) override {
+    enter();
     assert_same_shape(destination.shape(), source.shape(), "cuda copy");
     if (source.data() == destination.data()) return;
     if (source.device() == device_kind::cpu && destination.device() == device_kind::cuda &&
@@ -337,9 +341,11 @@ class cuda_backend final : public backend {
     if (destination.device() == device_kind::cpu) RML_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  void synchronize() override { RML_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void synchronize() override {
+    enter(); RML_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
   tensor allocate_host(const tensor_shape& shape) override {
+    enter();
     void* block = nullptr;
     RML_CUDA_CHECK(cudaMallocHost(&block, std::size_t(shape.numel()) * sizeof(float)));
     std::shared_ptr<float> storage(static_cast<float*>(block), [](float* data) { cudaFreeHost(data); });
@@ -347,6 +353,7 @@ class cuda_backend final : public backend {
   }
 
   std::unique_ptr<recorded_work> record(const std::function<void()>& work) override {
+    enter();
     // Relaxed: the pool may take a fresh block from the driver while the ops are recorded.
     RML_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
     try {
@@ -372,6 +379,7 @@ class cuda_backend final : public backend {
   // product below is the transpose of the one the comment states.
 
   void linear_forward(const tensor& x, const tensor& w, const tensor& b, tensor& y) override {
+    enter();
     const std::int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
     RML_ASSERT(x.rank() == 2 && w.rank() == 2 && w.dim(1) == k);
     assert_same_shape(y.shape(), {m, n}, "linear output");
@@ -389,6 +397,7 @@ class cuda_backend final : public backend {
 
   void linear_backward(const tensor& x, const tensor& w, const tensor& dy, tensor* dx, tensor* dw,
                        tensor* db) override {
+    enter();
     const std::int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
     assert_same_shape(dy.shape(), {m, n}, "linear dy");
     const float one = 1.0f, zero = 0.0f;
@@ -417,6 +426,7 @@ class cuda_backend final : public backend {
 
   void conv2d_forward(const tensor& x, const tensor& w, const tensor& b, const conv2d_params& params,
                       tensor& y) override {
+    enter();
     RML_ASSERT(x.rank() == 4 && w.rank() == 4 && w.dim(1) == x.dim(1));
     convolution_plan& plan = convolution(x, w, params);
     int n, c, h, width;
@@ -438,6 +448,7 @@ class cuda_backend final : public backend {
 
   void conv2d_backward(const tensor& x, const tensor& w, const tensor& dy, const conv2d_params& params,
                        tensor* dx, tensor* dw, tensor* db) override {
+    enter();
     convolution_plan& plan = convolution(x, w, params);
     choose_backward(plan);
     const float one = 1.0f, zero = 0.0f;
@@ -469,6 +480,7 @@ class cuda_backend final : public backend {
 
   void max_pool2d_forward(const tensor& x, const pool2d_params& params, tensor& y,
                           tensor* workspace) override {
+    enter();
     RML_ASSERT(x.rank() == 4);
     pooling_plan& plan = pooling(x, params);
     assert_same_shape(y.shape(),
@@ -485,6 +497,7 @@ class cuda_backend final : public backend {
 
   void max_pool2d_backward(const tensor& x, const tensor& dy, const tensor& workspace,
                            const pool2d_params& params, tensor& dx) override {
+    enter();
     pooling_plan& plan = pooling(x, params);
     assert_same_shape(workspace.shape(), dy.shape(), "max_pool2d workspace (the forward output)");
     assert_same_shape(dx.shape(), x.shape(), "max_pool2d dx");
@@ -497,11 +510,13 @@ class cuda_backend final : public backend {
   // --- element-wise and row-wise ---
 
   void activation_forward(activation_kind kind, const tensor& x, tensor& y) override {
+    enter();
     assert_same_shape(y.shape(), x.shape(), "activation output");
     RML_LAUNCHED(kernels::activation_forward(kernel_activation(kind), x.data(), y.data(), x.numel(), stream_));
   }
 
   void activation_backward(activation_kind kind, const tensor& y, const tensor& dy, tensor& dx) override {
+    enter();
     assert_same_shape(dy.shape(), y.shape(), "activation dy");
     assert_same_shape(dx.shape(), y.shape(), "activation dx");
     RML_LAUNCHED(kernels::activation_backward(kernel_activation(kind), y.data(), dy.data(), dx.data(),
@@ -509,6 +524,7 @@ class cuda_backend final : public backend {
   }
 
   void softmax_forward(const tensor& logits, tensor& probabilities) override {
+    enter();
     RML_ASSERT(logits.rank() == 2);
     assert_same_shape(probabilities.shape(), logits.shape(), "softmax output");
     RML_LAUNCHED(kernels::softmax_rows(logits.data(), probabilities.data(), logits.dim(0), logits.dim(1), stream_));
@@ -516,6 +532,7 @@ class cuda_backend final : public backend {
 
   float softmax_cross_entropy_forward(const tensor& logits, std::span<const std::int32_t> labels,
                                       tensor& probabilities) override {
+    enter();
     RML_ASSERT(logits.rank() == 2);
     assert_same_shape(probabilities.shape(), logits.shape(), "softmax cross-entropy probabilities");
     const std::int64_t rows = logits.dim(0), columns = logits.dim(1);
@@ -529,6 +546,7 @@ class cuda_backend final : public backend {
 
   void softmax_cross_entropy_backward(const tensor& probabilities, std::span<const std::int32_t> labels,
                                       float scale, tensor& dlogits) override {
+    enter();
     RML_ASSERT(probabilities.rank() == 2);
     assert_same_shape(dlogits.shape(), probabilities.shape(), "softmax cross-entropy gradient");
     const std::int64_t rows = probabilities.dim(0);
@@ -540,6 +558,7 @@ class cuda_backend final : public backend {
   }
 
   float mse_forward(const tensor& prediction, const tensor& target) override {
+    enter();
     assert_same_shape(target.shape(), prediction.shape(), "mse target vs prediction");
     const double sum = read_sum([&](double* result) {
       kernels::sum_of_squared_differences(prediction.data(), target.data(), prediction.numel(), result, stream_);
@@ -549,6 +568,7 @@ class cuda_backend final : public backend {
 
   void mse_backward(const tensor& prediction, const tensor& target, float scale,
                     tensor& dprediction) override {
+    enter();
     assert_same_shape(target.shape(), prediction.shape(), "mse target vs prediction");
     assert_same_shape(dprediction.shape(), prediction.shape(), "mse gradient");
     RML_LAUNCHED(kernels::scaled_difference(prediction.data(), target.data(),
@@ -557,20 +577,24 @@ class cuda_backend final : public backend {
   }
 
   void add(const tensor& a, const tensor& b, tensor& out) override {
+    enter();
     assert_same_shape(b.shape(), a.shape(), "add operands");
     assert_same_shape(out.shape(), a.shape(), "add output");
     RML_LAUNCHED(kernels::add(a.data(), b.data(), out.data(), a.numel(), stream_));
   }
 
   void scale(tensor& x, float factor) override {
+    enter();
     RML_LAUNCHED(kernels::scale(x.data(), factor, x.numel(), stream_));
   }
 
   double sum_of_squares(const tensor& x) override {
+    enter();
     return read_sum([&](double* result) { kernels::sum_of_squares(x.data(), x.numel(), result, stream_); });
   }
 
   void argmax_rows(const tensor& scores, std::span<std::int32_t> classes) override {
+    enter();
     RML_ASSERT(scores.rank() == 2 && std::int64_t(classes.size()) == scores.dim(0));
     const std::int64_t rows = scores.dim(0);
     std::int32_t* device_classes = classes_.at_least(*pool_, std::size_t(rows));
@@ -580,6 +604,7 @@ class cuda_backend final : public backend {
 
   void sgd_update(tensor& parameter, const tensor& gradient, tensor& velocity, float learning_rate,
                   float momentum, float weight_decay) override {
+    enter();
     assert_same_shape(gradient.shape(), parameter.shape(), "sgd gradient");
     assert_same_shape(velocity.shape(), parameter.shape(), "sgd velocity");
     RML_LAUNCHED(kernels::sgd_update(parameter.data(), gradient.data(), velocity.data(), parameter.numel(),
@@ -589,6 +614,7 @@ class cuda_backend final : public backend {
   void adam_update(tensor& parameter, const tensor& gradient, tensor& first_moment, tensor& second_moment,
                    std::int64_t step, float learning_rate, float beta1, float beta2, float epsilon,
                    float weight_decay) override {
+    enter();
     assert_same_shape(gradient.shape(), parameter.shape(), "adam gradient");
     assert_same_shape(first_moment.shape(), parameter.shape(), "adam first moment");
     assert_same_shape(second_moment.shape(), parameter.shape(), "adam second moment");
@@ -605,6 +631,15 @@ class cuda_backend final : public backend {
   }
 
  private:
+  /// Makes this backend's GPU the calling thread's current device: an actor may run on any
+  /// of CAF's threads, and CUDA keeps the current device per thread.
+  void enter() const {
+    thread_local int current = -1;
+    if (current == options_.device) return;
+    RML_CUDA_CHECK(cudaSetDevice(options_.device));
+    current = options_.device;
+  }
+
   static constexpr std::size_t host_staging_bytes = 1 << 16;
   static constexpr std::size_t upload_slot_bytes = 1 << 16;
   static constexpr int upload_slots = 8;

@@ -1,6 +1,7 @@
 #include "compute/nn/inference.hpp"
 
 #include <algorithm>
+#include <exception>
 
 namespace rml::nn {
 
@@ -56,7 +57,14 @@ const tensor& inference_runner::logits(const tensor& features) {
   tape& recorder = *entry->recorder;
   const tensor& input = entry->input;
   var logits;
-  entry->work = compute_.record([&] { logits = model_.forward(recorder, recorder.input(input)); });
+  if (!recording_failure_.empty()) return result;
+  try {
+    entry->work = compute_.record([&] { logits = model_.forward(recorder, recorder.input(input)); });
+  } catch (const std::exception& failure) {
+    // A backend that cannot record these ops still runs them: plain passes from now on.
+    recording_failure_ = failure.what();
+    return result;
+  }
   if (!entry->work) return result;
   entry->logits = logits;
   for (const parameter* each : model_.parameters()) entry->weights.push_back(each->value.data());

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "compute/nn/sequential.hpp"
@@ -24,8 +25,10 @@ class inference_runner {
   /// The logits of `features` ([N, features] or [N, sample shape...], in host memory or on
   /// the backend's device), on the backend's device; valid until the next call.
   const tensor& logits(const tensor& features);
-  /// Recordings held (one per batch size met twice; at most recordings_max).
+  /// Recordings held (one per batch size met; at most recordings_max).
   std::size_t recordings() const { return recorded_.size(); }
+  /// Why recording failed, after which every pass runs plainly; empty while it works.
+  const std::string& recording_failure() const { return recording_failure_; }
 
   static constexpr std::size_t recordings_max = 16;
 
@@ -38,6 +41,7 @@ class inference_runner {
   backend& compute_;
   tape plain_;
   std::vector<std::unique_ptr<recording>> recorded_;
+  std::string recording_failure_;
 };
 
 }  // namespace rml::nn

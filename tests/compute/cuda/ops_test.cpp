@@ -413,6 +413,7 @@ TEST_CASE("recorded cuda forward passes give the plain pass's logits and follow 
         RML_REQUIRE_CLOSE(*gpu, runner.logits(features), expected, conv_tolerance, "logits");
       }
     }
+    INFO("recording failure: " << runner.recording_failure());
     REQUIRE(runner.recordings() == 3);
     // Weights changed in place (as training does) are read by the next replay.
     tensor features = random_tensor(generator, {7, 784}, 0, 1);
