@@ -1,6 +1,15 @@
 #include "compute/backend.hpp"
 
+#include <cmath>
+
 namespace rml {
+
+adam_factors fold_adam_corrections(std::int64_t step, float learning_rate, float beta1, float beta2) {
+  RML_ASSERT(step >= 1);
+  const float correction1 = 1.0f - std::pow(beta1, float(step));
+  const float correction2 = 1.0f - std::pow(beta2, float(step));
+  return {learning_rate / correction1, 1.0f / std::sqrt(correction2)};
+}
 
 tensor on_device(backend& compute, const tensor& value) {
   if (value.device() == compute.device()) return value;

@@ -142,6 +142,14 @@ class backend {
                            float beta1, float beta2, float epsilon, float weight_decay) = 0;
 };
 
+/// Adam's bias corrections for step `step` (≥ 1), folded so that every backend rounds the
+/// update alike: p -= step_size · m / (√v · inverse_sqrt_correction2 + ε).
+struct adam_factors {
+  float step_size;
+  float inverse_sqrt_correction2;
+};
+adam_factors fold_adam_corrections(std::int64_t step, float learning_rate, float beta1, float beta2);
+
 /// `value` on `compute`'s device: the tensor itself when it is there already, else a copy.
 tensor on_device(backend& compute, const tensor& value);
 /// `value` in host memory: the tensor itself when it is there already, else a copy made

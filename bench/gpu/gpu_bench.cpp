@@ -37,13 +37,24 @@ tensor random_host(std::mt19937& generator, const tensor_shape& shape, backend* 
   return result;
 }
 
+/// A model of `architecture` on the GPU with its SGD and session (lr 0.05, momentum 0.9).
+struct gpu_model {
+  gpu_model(backend& gpu, const std::string& architecture)
+      : model(nn::make_architecture(architecture).value()) {
+    model.initialize(1);
+    model.place_on(gpu);
+    update = std::make_unique<nn::sgd>(gpu, model.parameters(), nn::sgd_options{0.05f, 0.9f, 0.0f});
+    session = std::make_unique<nn::classifier_session>(model, *update, gpu);
+  }
+  nn::sequential model;
+  std::unique_ptr<nn::sgd> update;
+  std::unique_ptr<nn::classifier_session> session;
+};
+
 void train(backend& gpu, const std::string& architecture, std::int64_t batch, double seconds) {
   std::mt19937 generator(7);
-  auto model = nn::make_architecture(architecture);
-  model->initialize(1);
-  model->place_on(gpu);
-  nn::sgd update(gpu, model->parameters(), {0.05f, 0.9f, 0.0f});
-  nn::classifier_session session(*model, update, gpu);
+  gpu_model trained(gpu, architecture);
+  nn::classifier_session& session = *trained.session;
   constexpr int batches = 16;
   std::vector<tensor> features;
   std::vector<std::vector<std::int32_t>> labels(batches);
@@ -70,11 +81,8 @@ void train(backend& gpu, const std::string& architecture, std::int64_t batch, do
 
 void infer(backend& gpu, const std::string& architecture, double seconds) {
   std::mt19937 generator(9);
-  auto model = nn::make_architecture(architecture);
-  model->initialize(1);
-  model->place_on(gpu);
-  nn::sgd update(gpu, model->parameters(), {0.05f, 0.9f, 0.0f});
-  nn::classifier_session session(*model, update, gpu);
+  gpu_model served(gpu, architecture);
+  nn::classifier_session& session = *served.session;
   {  // batch 1: each prediction from a host array to a host class
     tensor one = random_host(generator, {1, 784}, &gpu);
     std::int32_t predicted = 0;

@@ -83,11 +83,7 @@ void cpu_backend::adam_update(tensor& parameter, const tensor& gradient, tensor&
   assert_same_shape(gradient.shape(), parameter.shape(), "adam gradient");
   assert_same_shape(first_moment.shape(), parameter.shape(), "adam first moment");
   assert_same_shape(second_moment.shape(), parameter.shape(), "adam second moment");
-  RML_ASSERT(step >= 1);
-  const float correction1 = 1.0f - std::pow(beta1, float(step));
-  const float correction2 = 1.0f - std::pow(beta2, float(step));
-  const float step_size = learning_rate / correction1;
-  const float inverse_sqrt_correction2 = 1.0f / std::sqrt(correction2);
+  const auto [step_size, inverse_sqrt_correction2] = fold_adam_corrections(step, learning_rate, beta1, beta2);
   float* p = parameter.data();
   const float* g = gradient.data();
   float* m = first_moment.data();

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <mutex>
@@ -618,12 +617,7 @@ class cuda_backend final : public backend {
     assert_same_shape(gradient.shape(), parameter.shape(), "adam gradient");
     assert_same_shape(first_moment.shape(), parameter.shape(), "adam first moment");
     assert_same_shape(second_moment.shape(), parameter.shape(), "adam second moment");
-    RML_ASSERT(step >= 1);
-    // The same folding of the bias corrections as the CPU backend, so both round alike.
-    const float correction1 = 1.0f - std::pow(beta1, float(step));
-    const float correction2 = 1.0f - std::pow(beta2, float(step));
-    const float step_size = learning_rate / correction1;
-    const float inverse_sqrt_correction2 = 1.0f / std::sqrt(correction2);
+    const auto [step_size, inverse_sqrt_correction2] = fold_adam_corrections(step, learning_rate, beta1, beta2);
     RML_LAUNCHED(kernels::adam_update(parameter.data(), gradient.data(), first_moment.data(),
                                       second_moment.data(), parameter.numel(), step_size,
                                       inverse_sqrt_correction2, beta1, beta2, epsilon, weight_decay,
@@ -758,12 +752,9 @@ class cuda_backend final : public backend {
     RML_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(dnn_, plan->input.handle, plan->filter,
                                                          plan->convolution, plan->output.handle,
                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, results));
-    const auto* best = std::find_if(results, results + returned, [&](const auto& r) {
-      return r.status == CUDNN_STATUS_SUCCESS && accepts(r.mathType);
-    });
-    if (best == results + returned) fail("cudnnFindConvolutionForwardAlgorithm", __FILE__, __LINE__, "no algorithm for this shape");
-    plan->forward_algorithm = best->algo;
-    plan->forward_workspace = best->memory;
+    const auto& best = fastest_accepted(results, returned, "cudnnFindConvolutionForwardAlgorithm");
+    plan->forward_algorithm = best.algo;
+    plan->forward_workspace = best.memory;
     return *conv_plans_.emplace(key, std::move(plan)).first->second;
   }
 
@@ -771,6 +762,17 @@ class cuda_backend final : public backend {
   bool accepts(cudnnMathType_t math) const {
     return options_.allow_tf32 ||
            (math != CUDNN_TENSOR_OP_MATH && math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+  }
+
+  /// The first (cuDNN's Find sorts them fastest first) algorithm that ran and whose math
+  /// is allowed.
+  template <class Performance>
+  const Performance& fastest_accepted(const Performance* results, int returned, const char* search) const {
+    const auto* best = std::find_if(results, results + returned, [&](const Performance& r) {
+      return r.status == CUDNN_STATUS_SUCCESS && accepts(r.mathType);
+    });
+    if (best == results + returned) fail(search, __FILE__, __LINE__, "no algorithm for this shape and math");
+    return *best;
   }
 
   void choose_backward(convolution_plan& plan) {
@@ -781,23 +783,17 @@ class cuda_backend final : public backend {
                                                               plan.convolution, plan.input.handle,
                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
                                                               &returned, data));
-    const auto* best_data = std::find_if(data, data + returned, [&](const auto& r) {
-      return r.status == CUDNN_STATUS_SUCCESS && accepts(r.mathType);
-    });
-    if (best_data == data + returned) fail("cudnnFindConvolutionBackwardDataAlgorithm", __FILE__, __LINE__, "no algorithm for this shape");
-    plan.data_algorithm = best_data->algo;
-    plan.data_workspace = best_data->memory;
+    const auto& best_data = fastest_accepted(data, returned, "cudnnFindConvolutionBackwardDataAlgorithm");
+    plan.data_algorithm = best_data.algo;
+    plan.data_workspace = best_data.memory;
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     RML_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(dnn_, plan.input.handle, plan.output.handle,
                                                                 plan.convolution, plan.filter,
                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
                                                                 &returned, filter));
-    const auto* best_filter = std::find_if(filter, filter + returned, [&](const auto& r) {
-      return r.status == CUDNN_STATUS_SUCCESS && accepts(r.mathType);
-    });
-    if (best_filter == filter + returned) fail("cudnnFindConvolutionBackwardFilterAlgorithm", __FILE__, __LINE__, "no algorithm for this shape");
-    plan.filter_algorithm = best_filter->algo;
-    plan.filter_workspace = best_filter->memory;
+    const auto& best_filter = fastest_accepted(filter, returned, "cudnnFindConvolutionBackwardFilterAlgorithm");
+    plan.filter_algorithm = best_filter.algo;
+    plan.filter_workspace = best_filter.memory;
     plan.backward_chosen = true;
   }
 

@@ -9,18 +9,13 @@
 // the same two runs ended 0.16 points apart (lenet) and identical (mlp): rounding then moves
 // the result by less than the bound, and a real error in an op does not hide inside it.
 #include "compute/nn/training.hpp"
+#include "tests/compute/fashion.hpp"
 #include "tests/compute/cuda/gpu.hpp"
 
 using namespace rml;
 
 namespace {
-const data::dataset& fashion(data::split part) {
-  static auto train = data::load_fashion_mnist(data::default_fashion_mnist_directory(), data::split::train);
-  static auto test = data::load_fashion_mnist(data::default_fashion_mnist_directory(), data::split::test);
-  auto& chosen = part == data::split::train ? train : test;
-  if (!chosen.ok()) FAIL(chosen.error().message());
-  return *chosen;
-}
+using test::fashion;
 
 double one_epoch_accuracy(backend& compute, const char* architecture, std::uint64_t seed) {
   auto model = nn::make_architecture(architecture);

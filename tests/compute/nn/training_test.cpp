@@ -4,17 +4,12 @@
 #include <catch2/catch.hpp>
 
 #include "compute/nn/training.hpp"
+#include "tests/compute/fashion.hpp"
 
 using namespace rml;
 
 namespace {
-const data::dataset& fashion(data::split part) {
-  static auto train = data::load_fashion_mnist(data::default_fashion_mnist_directory(), data::split::train);
-  static auto test = data::load_fashion_mnist(data::default_fashion_mnist_directory(), data::split::test);
-  auto& chosen = part == data::split::train ? train : test;
-  if (!chosen.ok()) FAIL(chosen.error().message());
-  return *chosen;
-}
+using test::fashion;
 
 double one_epoch_accuracy(const char* architecture, std::uint64_t seed) {
   auto compute = make_cpu_backend();
