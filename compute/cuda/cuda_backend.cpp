@@ -399,6 +399,7 @@ class cuda_backend final : public backend {
     enter();
     const std::int64_t m = x.dim(0), k = x.dim(1), n = w.dim(0);
     assert_same_shape(dy.shape(), {m, n}, "linear dy");
+    expect_device(dy, "linear dy");
     const float one = 1.0f, zero = 0.0f;
     if (dx != nullptr) {
       assert_same_shape(dx->shape(), x.shape(), "linear dx");
@@ -450,6 +451,7 @@ class cuda_backend final : public backend {
     enter();
     convolution_plan& plan = convolution(x, w, params);
     choose_backward(plan);
+    expect_device(dy, "conv2d dy");
     const float one = 1.0f, zero = 0.0f;
     if (dx != nullptr) {
       assert_same_shape(dx->shape(), x.shape(), "conv2d dx");
@@ -511,6 +513,8 @@ class cuda_backend final : public backend {
   void activation_forward(activation_kind kind, const tensor& x, tensor& y) override {
     enter();
     assert_same_shape(y.shape(), x.shape(), "activation output");
+    expect_device(x, "activation x");
+    expect_device(y, "activation y");
     RML_LAUNCHED(kernels::activation_forward(kernel_activation(kind), x.data(), y.data(), x.numel(), stream_));
   }
 
@@ -518,6 +522,8 @@ class cuda_backend final : public backend {
     enter();
     assert_same_shape(dy.shape(), y.shape(), "activation dy");
     assert_same_shape(dx.shape(), y.shape(), "activation dx");
+    expect_device(dy, "activation dy");
+    expect_device(dx, "activation dx");
     RML_LAUNCHED(kernels::activation_backward(kernel_activation(kind), y.data(), dy.data(), dx.data(),
                                               y.numel(), stream_));
   }
@@ -526,6 +532,8 @@ class cuda_backend final : public backend {
     enter();
     RML_ASSERT(logits.rank() == 2);
     assert_same_shape(probabilities.shape(), logits.shape(), "softmax output");
+    expect_device(logits, "softmax logits");
+    expect_device(probabilities, "softmax output");
     RML_LAUNCHED(kernels::softmax_rows(logits.data(), probabilities.data(), logits.dim(0), logits.dim(1), stream_));
   }
 
@@ -534,6 +542,8 @@ class cuda_backend final : public backend {
     enter();
     RML_ASSERT(logits.rank() == 2);
     assert_same_shape(probabilities.shape(), logits.shape(), "softmax cross-entropy probabilities");
+    expect_device(logits, "softmax cross-entropy logits");
+    expect_device(probabilities, "softmax cross-entropy probabilities");
     const std::int64_t rows = logits.dim(0), columns = logits.dim(1);
     RML_ASSERT(std::int64_t(labels.size()) == rows, "one label per row");
     const std::int32_t* device_labels = upload_labels(labels);
@@ -548,6 +558,7 @@ class cuda_backend final : public backend {
     enter();
     RML_ASSERT(probabilities.rank() == 2);
     assert_same_shape(dlogits.shape(), probabilities.shape(), "softmax cross-entropy gradient");
+    expect_device(dlogits, "softmax cross-entropy gradient");
     const std::int64_t rows = probabilities.dim(0);
     RML_ASSERT(std::int64_t(labels.size()) == rows, "one label per row");
     const std::int32_t* device_labels = upload_labels(labels);
@@ -559,6 +570,8 @@ class cuda_backend final : public backend {
   float mse_forward(const tensor& prediction, const tensor& target) override {
     enter();
     assert_same_shape(target.shape(), prediction.shape(), "mse target vs prediction");
+    expect_device(prediction, "mse prediction");
+    expect_device(target, "mse target");
     const double sum = read_sum([&](double* result) {
       kernels::sum_of_squared_differences(prediction.data(), target.data(), prediction.numel(), result, stream_);
     });
@@ -569,6 +582,8 @@ class cuda_backend final : public backend {
                     tensor& dprediction) override {
     enter();
     assert_same_shape(target.shape(), prediction.shape(), "mse target vs prediction");
+    expect_device(prediction, "mse prediction");
+    expect_device(target, "mse target");
     assert_same_shape(dprediction.shape(), prediction.shape(), "mse gradient");
     RML_LAUNCHED(kernels::scaled_difference(prediction.data(), target.data(),
                                             2.0f * scale / float(prediction.numel()), dprediction.data(),
@@ -579,22 +594,28 @@ class cuda_backend final : public backend {
     enter();
     assert_same_shape(b.shape(), a.shape(), "add operands");
     assert_same_shape(out.shape(), a.shape(), "add output");
+    expect_device(a, "add a");
+    expect_device(b, "add b");
+    expect_device(out, "add output");
     RML_LAUNCHED(kernels::add(a.data(), b.data(), out.data(), a.numel(), stream_));
   }
 
   void scale(tensor& x, float factor) override {
     enter();
+    expect_device(x, "scale x");
     RML_LAUNCHED(kernels::scale(x.data(), factor, x.numel(), stream_));
   }
 
   double sum_of_squares(const tensor& x) override {
     enter();
+    expect_device(x, "sum_of_squares x");
     return read_sum([&](double* result) { kernels::sum_of_squares(x.data(), x.numel(), result, stream_); });
   }
 
   void argmax_rows(const tensor& scores, std::span<std::int32_t> classes) override {
     enter();
     RML_ASSERT(scores.rank() == 2 && std::int64_t(classes.size()) == scores.dim(0));
+    expect_device(scores, "argmax_rows scores");
     const std::int64_t rows = scores.dim(0);
     std::int32_t* device_classes = classes_.at_least(*pool_, std::size_t(rows));
     RML_LAUNCHED(kernels::argmax_rows(scores.data(), device_classes, rows, scores.dim(1), stream_));
@@ -606,6 +627,9 @@ class cuda_backend final : public backend {
     enter();
     assert_same_shape(gradient.shape(), parameter.shape(), "sgd gradient");
     assert_same_shape(velocity.shape(), parameter.shape(), "sgd velocity");
+    expect_device(parameter, "sgd parameter");
+    expect_device(gradient, "sgd gradient");
+    expect_device(velocity, "sgd velocity");
     RML_LAUNCHED(kernels::sgd_update(parameter.data(), gradient.data(), velocity.data(), parameter.numel(),
                                      learning_rate, momentum, weight_decay, stream_));
   }
@@ -617,6 +641,10 @@ class cuda_backend final : public backend {
     assert_same_shape(gradient.shape(), parameter.shape(), "adam gradient");
     assert_same_shape(first_moment.shape(), parameter.shape(), "adam first moment");
     assert_same_shape(second_moment.shape(), parameter.shape(), "adam second moment");
+    expect_device(parameter, "adam parameter");
+    expect_device(gradient, "adam gradient");
+    expect_device(first_moment, "adam first moment");
+    expect_device(second_moment, "adam second moment");
     const auto [step_size, inverse_sqrt_correction2] = fold_adam_corrections(step, learning_rate, beta1, beta2);
     RML_LAUNCHED(kernels::adam_update(parameter.data(), gradient.data(), first_moment.data(),
                                       second_moment.data(), parameter.numel(), step_size,
