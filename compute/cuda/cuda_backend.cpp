@@ -235,10 +235,13 @@ struct plan_key_hash {
   }
 };
 
-/// A CUDA graph instantiated from a captured stream, replayed on that stream.
+/// A CUDA graph instantiated from a captured stream, replayed on that stream. It holds the
+/// scratch memory its ops were recorded on (convolution workspaces), which the backend
+/// would otherwise regrow and hand to other tensors.
 class cuda_graph final : public recorded_work {
  public:
-  cuda_graph(cudaGraphExec_t graph, cudaStream_t stream) : graph_(graph), stream_(stream) {}
+  cuda_graph(cudaGraphExec_t graph, cudaStream_t stream, std::vector<std::shared_ptr<void>> holdings)
+      : graph_(graph), stream_(stream), holdings_(std::move(holdings)) {}
   ~cuda_graph() override { cudaGraphExecDestroy(graph_); }
   cuda_graph(const cuda_graph&) = delete;
   cuda_graph& operator=(const cuda_graph&) = delete;
@@ -247,6 +250,7 @@ class cuda_graph final : public recorded_work {
  private:
   cudaGraphExec_t graph_;
   cudaStream_t stream_;
+  std::vector<std::shared_ptr<void>> holdings_;
 };
 
 // --- the backend ------------------------------------------------------------------------
@@ -355,9 +359,13 @@ class cuda_backend final : public backend {
     enter();
     // Relaxed: the pool may take a fresh block from the driver while the ops are recorded.
     RML_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
+    std::vector<std::shared_ptr<void>> holdings;
+    capture_holdings_ = &holdings;
     try {
       work();
+      capture_holdings_ = nullptr;
     } catch (...) {
+      capture_holdings_ = nullptr;
       cudaGraph_t abandoned = nullptr;
       cudaStreamEndCapture(stream_, &abandoned);
       if (abandoned != nullptr) cudaGraphDestroy(abandoned);
@@ -370,7 +378,7 @@ class cuda_backend final : public backend {
     const cudaError_t made = cudaGraphInstantiate(&instance, graph, 0);
     cudaGraphDestroy(graph);
     RML_CUDA_CHECK(made);
-    return std::make_unique<cuda_graph>(instance, stream_);
+    return std::make_unique<cuda_graph>(instance, stream_, std::move(holdings));
   }
 
   // --- linear ---
@@ -740,6 +748,12 @@ class cuda_backend final : public backend {
   }
 
   const float* ones_of(std::int64_t count) {
+    if (capture_holdings_ != nullptr) {
+      // A recording keeps its own vector of ones, as it keeps its workspace.
+      auto* ones = static_cast<float*>(held_by_recording(std::size_t(count) * sizeof(float)));
+      RML_LAUNCHED(kernels::fill(ones, 1.0f, count, stream_));
+      return ones;
+    }
     if (std::int64_t(ones_count_) < count) {
       ones_count_ = std::size_t(count);
       float* ones = ones_.at_least(*pool_, ones_count_);
@@ -750,7 +764,16 @@ class cuda_backend final : public backend {
 
   void* workspace_of(std::size_t bytes) {
     if (bytes == 0) return nullptr;
+    // A recording keeps its own workspace: the shared one may be regrown after it.
+    if (capture_holdings_ != nullptr) return held_by_recording(bytes);
     return workspace_.at_least(*pool_, bytes);
+  }
+
+  /// Pool memory that the recording under way owns (and gives back when it goes).
+  void* held_by_recording(std::size_t bytes) {
+    void* block = pool_->take(bytes);
+    capture_holdings_->emplace_back(block, [pool = pool_, bytes](void* held) { pool->give(held, bytes); });
+    return block;
   }
 
   convolution_plan& convolution(const tensor& x, const tensor& w, const conv2d_params& params) {
@@ -851,6 +874,8 @@ class cuda_backend final : public backend {
   std::array<cudaEvent_t, upload_slots> upload_done_{};
   int next_upload_slot_ = 0;
   scratch<std::byte> workspace_blas_;
+  /// While record() runs: where scratch memory the recording must own goes.
+  std::vector<std::shared_ptr<void>>* capture_holdings_ = nullptr;
   void* cublas_workspace_ = nullptr;
   scratch<std::int32_t> labels_;
   std::vector<std::int32_t> uploaded_labels_;
