@@ -168,8 +168,9 @@ class election {
   status resign(const key_value& candidate);
   /// The compare that holds while `candidate` leads: its key exists with its create revision.
   static compare still_leader(const key_value& candidate);
-  /// Calls `changed` with the leader after every change to the candidates (a leader's key
-  /// gone, a first candidate in); the watch it runs on is returned for cancel().
+  /// Calls `changed` with the leader now and after every change of leader (a leader's key
+  /// gone, a first candidate in); the watch it runs on is returned for cancel(), which must
+  /// come before this election object goes.
   result<watch_id> observe(std::function<void(const std::optional<key_value>&)> changed);
 
  private:

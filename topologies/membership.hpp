@@ -59,7 +59,8 @@ class membership {
 
   /// The members now, by name.
   result<std::vector<member>> members();
-  /// Calls `changed` with the members after every join, leave or expiry (and once now).
+  /// Calls `changed` with the members after every join, leave or expiry (and once now); the
+  /// watch returned must be cancelled before this object goes.
   result<watch_id> follow(std::function<void(const std::vector<member>&)> changed);
 
  private:
