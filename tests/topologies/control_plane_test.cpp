@@ -4,6 +4,9 @@
 // from the past, and leader election by lowest create revision with its fence.
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <random>
+
 #include "topologies/memory_control_plane.hpp"
 
 using namespace rml;
@@ -226,4 +229,47 @@ TEST_CASE("the oldest live candidate leads; its fence fails once it is deposed")
   REQUIRE(leaders.back() == "none");
   // A candidate whose lease is gone cannot enter.
   REQUIRE(!controllers.campaign(lease_a, "node-a"));
+}
+
+TEST_CASE("random operations agree with a plain model, now and at every past revision") {
+  fixture f;
+  std::mt19937_64 generator(Catch::rngSeed());
+  // The model: the whole store after each revision.
+  std::map<revision, std::map<std::string, key_value>> snapshots{{1, {}}};
+  std::map<std::string, key_value> model;
+  const std::vector<std::string> keys{"a", "b", "c/1", "c/2", "d"};
+  for (int step = 0; step < 400; ++step) {
+    const std::string& key = keys[generator() % keys.size()];
+    const revision next = f.plane.current_revision() + 1;
+    if (generator() % 3 == 0) {
+      const bool present = model.count(key) > 0;
+      auto done = f.plane.commit({{}, {operation::erase(key_range::single(key))}, {}});
+      REQUIRE(done.ok());
+      REQUIRE(done->results.at(0).deleted == (present ? 1 : 0));
+      if (!present) continue;
+      model.erase(key);
+    } else {
+      const std::string value = std::to_string(generator() % 1000);
+      // Compare-and-set on the version the model holds: must always succeed.
+      const std::int64_t version = model.count(key) ? model[key].version : 0;
+      auto done = f.plane.commit({{compare::on(key, compare::field::version, compare::relation::equal, version)},
+                                  {operation::put(key, value)}, {}});
+      REQUIRE(done->succeeded);
+      key_value& entry = model[key];
+      if (entry.version == 0) entry = {key, value, next, next, 1, 0};
+      else entry = {key, value, entry.create_revision, next, entry.version + 1, 0};
+    }
+    REQUIRE(f.plane.current_revision() == next);
+    snapshots[next] = model;
+  }
+  for (const auto& [at, expected] : snapshots) {
+    auto found = f.plane.range(key_range::prefix(""), at);
+    REQUIRE(found.ok());
+    std::map<std::string, key_value> actual;
+    for (const auto& kv : *found) actual[kv.key] = kv;
+    CAPTURE(at);
+    REQUIRE(actual == expected);
+  }
+  auto prefixed = f.plane.range(key_range::prefix("c/"));
+  REQUIRE(std::int64_t(prefixed->size()) == std::int64_t(model.count("c/1") + model.count("c/2")));
 }
