@@ -24,6 +24,7 @@
 #include "messaging/http_endpoint.hpp"
 #include "messaging/trace.hpp"
 #include "messaging/zmq_endpoint.hpp"
+#include "compute/device_choice.hpp"
 #include "compute/nn/sequential.hpp"
 #include "topologies/default_topology.hpp"
 #include "topologies/topology_file.hpp"
@@ -311,10 +312,11 @@ int run(const run_options& options) {
   pipeline.serving.lane.pool.replicas_max = options.replicas_max > 0 ? options.replicas_max : options.replicas;
   pipeline.serving.lane.cache_entries_max = options.cache_entries;
   pipeline.serving.lane.replica.compute_threads = options.replica_threads;
-  const device_kind device = options.device == "cuda" ? device_kind::cuda : device_kind::cpu;
-  const std::string& serving_device = options.serving_device.empty() ? options.device : options.serving_device;
+  // CLI11 checked both names already (IsMember); parse_device is the one place they map.
+  const device_kind device = *parse_device(options.device);
+  const device_kind serving_device = options.serving_device.empty() ? device : *parse_device(options.serving_device);
   pipeline.trainer.device = device;
-  pipeline.serving.lane.replica.device = serving_device == "cuda" ? device_kind::cuda : device_kind::cpu;
+  pipeline.serving.lane.replica.device = serving_device;
   if (!options.trace_file.empty()) {
     std::string failure;
     if (!pipeline.telemetry.trace->open_sink(options.trace_file, failure)) return fail(failure, 1);
@@ -331,7 +333,7 @@ int run(const run_options& options) {
                options.topology_name.c_str(), options.model.c_str(), pipeline.feature.pipeline.c_str(), (unsigned long long)options.seed,
                options.scheduler_threads > 0 ? options.scheduler_threads : cores,
                device == device_kind::cuda ? "cuda" : (std::to_string(pipeline.trainer.compute_threads) + " compute threads").c_str(),
-               serving_device.c_str(), options.data_dir.c_str());
+               to_string(serving_device), options.data_dir.c_str());
 
   // The sockets: predictions while training, and events from external producers.
   messaging::zmq_endpoint_options predict_socket;

@@ -337,15 +337,20 @@ class cuda_backend final : public backend {
       upload_small(source.data(), destination.data(), bytes_of(source));
       return;
     }
+    if (source.device() == device_kind::cuda && destination.device() == device_kind::cpu) {
+      read_back(source.data(), destination.data(), bytes_of(source));
+      return;
+    }
     // cudaMemcpyDefault: unified addressing tells host from device. A pageable host source
     // is staged by the driver before the call returns, so the caller may reuse it at once.
     RML_CUDA_CHECK(cudaMemcpyAsync(destination.data(), source.data(), bytes_of(source),
                                    cudaMemcpyDefault, stream_));
-    if (destination.device() == device_kind::cpu) RML_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
   void synchronize() override {
-    enter(); RML_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+    enter();
+    RML_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
 
   tensor allocate_host(const tensor_shape& shape) override {
     enter();

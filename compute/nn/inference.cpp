@@ -50,6 +50,7 @@ const tensor& inference_runner::logits(const tensor& features) {
   // builds whatever the backend makes per shape, then the recording for the next time.
   plain_.clear();
   const tensor& result = plain_.value(model_.forward(plain_, plain_.input(features)));
+  if (!recording_failure_.empty()) return result;
   auto entry = std::make_unique<recording>();
   entry->shape = features.shape();
   entry->input = compute_.allocate(features.shape());
@@ -57,7 +58,6 @@ const tensor& inference_runner::logits(const tensor& features) {
   tape& recorder = *entry->recorder;
   const tensor& input = entry->input;
   var logits;
-  if (!recording_failure_.empty()) return result;
   try {
     entry->work = compute_.record([&] { logits = model_.forward(recorder, recorder.input(input)); });
   } catch (const std::exception& failure) {
