@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   rml::messaging::predict_request request;
   request.request_id = 1;
   request.rows = 1;
-  request.features.values.assign(784, 0.5f);
+  request.features.values().assign(784, 0.5f);
   const auto frame = rml::messaging::wire::encode_predict_request(request, 784, 1000);
   rml::bench::raw_push_pull(frames / 10, frame);  // warm-up
   const double seconds = rml::bench::raw_push_pull(frames, frame);

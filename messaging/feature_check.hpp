@@ -23,5 +23,8 @@ inline constexpr float feature_magnitude_max_default = 1e6f;
 /// `row_name` null (a single row) only the feature: "batch 5: event 17: feature 3 is NaN".
 status check_features(std::span<const float> values, std::uint32_t width, float magnitude_max, std::string_view what,
                       const char* row_name = "row");
+/// The same for floats that may lie unaligned in a receive buffer (a feature_block's view).
+status check_features(std::span<const std::byte> floats, std::uint32_t width, float magnitude_max, std::string_view what,
+                      const char* row_name = "row");
 
 }  // namespace rml::messaging

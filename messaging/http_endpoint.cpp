@@ -427,7 +427,9 @@ class session : public responder, public std::enable_shared_from_this<session<St
     const auto header = request_.find("Inference-Header-Content-Length");
     const std::string header_text = header == request_.end() ? std::string() : std::string(header->value());
     const v2::input_limits limits{server_->options.features, 65'536, server_->options.feature_magnitude_max};
-    auto parsed = v2::parse_infer(request_.body(), header == request_.end() ? nullptr : &header_text, limits);
+    // The body outlives this request's parse when its features are a view of it (binary FP32).
+    auto body = std::make_shared<std::string>(std::move(request_.body()));
+    auto parsed = v2::parse_infer(*body, header == request_.end() ? nullptr : &header_text, limits, body);
     if (!parsed) return send_error(current_, status_of(parsed.error().code()), "model '" + server_->options.model + "': " + parsed.error().message());
     auto serving = target();
     if (!serving) return send_error(current_, http::status::service_unavailable, "serving is not running");

@@ -16,7 +16,10 @@
 
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <map>
+#include <memory>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -58,6 +61,82 @@ std::enable_if_t<!std::is_base_of_v<caf::serializer, Inspector> &&
                  typename Inspector::result_type>
 inspect(Inspector& f, float_payload& payload) {
   return f(caf::meta::type_name("float_payload"), payload.values);
+}
+
+/// The features of a predict request: floats the request owns, or a view of the receive
+/// buffer they arrived in (a ZeroMQ frame, an HTTP body), kept alive by shared ownership, so
+/// that the lane's gather into its batch is their only copy. A view may be unaligned (ZeroMQ
+/// receives frames in place into its batch buffer): read it through bytes() or copy_to().
+class feature_block {
+ public:
+  feature_block() = default;
+  explicit feature_block(std::vector<float> values) : owned_(std::move(values)) {}
+  /// A view of `bytes` (whole floats, little-endian), valid while `keeper` lives.
+  static feature_block view_of(std::shared_ptr<const void> keeper, std::span<const std::byte> bytes) {
+    feature_block block;
+    block.keeper_ = std::move(keeper);
+    block.view_ = bytes.first(bytes.size() - bytes.size() % sizeof(float));
+    return block;
+  }
+
+  bool is_view() const { return keeper_ != nullptr; }
+  /// How many floats.
+  std::size_t size() const { return is_view() ? view_.size() / sizeof(float) : owned_.size(); }
+  std::span<const std::byte> bytes() const { return is_view() ? view_ : std::as_bytes(std::span<const float>(owned_)); }
+  float at(std::size_t index) const {
+    float value;
+    std::memcpy(&value, bytes().data() + index * sizeof(float), sizeof(float));
+    return value;
+  }
+  void copy_to(float* destination) const {
+    if (size() > 0) std::memcpy(destination, bytes().data(), size() * sizeof(float));
+  }
+  /// The floats as a vector the caller may change; a view is copied into one first (and
+  /// lets its buffer go).
+  std::vector<float>& values() {
+    if (is_view()) {
+      owned_.resize(size());
+      copy_to(owned_.data());
+      keeper_.reset();
+      view_ = {};
+    }
+    return owned_;
+  }
+
+  friend bool operator==(const feature_block& left, const feature_block& right) {
+    const auto a = left.bytes(), b = right.bytes();
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
+  }
+
+ private:
+  std::vector<float> owned_;
+  std::shared_ptr<const void> keeper_;
+  std::span<const std::byte> view_;
+};
+
+inline caf::error inspect(caf::serializer& sink, feature_block& block) {
+  std::size_t count = block.size();
+  return caf::error::eval(
+      [&] { return sink.begin_sequence(count); },
+      // A serializer only reads what apply_raw is given (CAF 0.17 takes void* for both ways).
+      [&] { return count > 0 ? sink.apply_raw(count * sizeof(float), const_cast<std::byte*>(block.bytes().data())) : caf::error{}; },
+      [&] { return sink.end_sequence(); });
+}
+
+/// What arrives from another node is owned (the sender's buffer stayed there).
+inline caf::error inspect(caf::deserializer& source, feature_block& block) {
+  float_payload payload;
+  auto read = inspect(source, payload);
+  if (!read) block = feature_block(std::move(payload.values));
+  return read;
+}
+
+template <class Inspector>
+std::enable_if_t<!std::is_base_of_v<caf::serializer, Inspector> &&
+                     !std::is_base_of_v<caf::deserializer, Inspector>,
+                 typename Inspector::result_type>
+inspect(Inspector& f, feature_block& block) {
+  return f(caf::meta::type_name("feature_block"), block.values());
 }
 
 /// Label of an event that has none (a prediction-only event).
@@ -171,7 +250,7 @@ struct predict_request {
   std::uint32_t top_k = 1;
   /// 0 asks for the newest published version.
   std::uint64_t model_version = 0;
-  float_payload features;
+  feature_block features;
   friend bool operator==(const predict_request&, const predict_request&) = default;
 };
 

@@ -55,8 +55,8 @@ std::size_t element_bytes(const std::string& datatype) {
   return 0;
 }
 
-void convert_binary(const std::string& datatype, const char* bytes, std::size_t count, std::vector<float>& out) {
-  out.resize(count);
+std::vector<float> convert_binary(const std::string& datatype, const char* bytes, std::size_t count) {
+  std::vector<float> out(count);
   auto each = [&](auto element) {
     using element_type = decltype(element);
     for (std::size_t index = 0; index < count; ++index) {
@@ -69,6 +69,7 @@ void convert_binary(const std::string& datatype, const char* bytes, std::size_t 
   else if (datatype == "INT64") each(std::int64_t{});
   else if (datatype == "INT32") each(std::int32_t{});
   else each(std::uint8_t{});
+  return out;
 }
 
 /// The path split at '/', without the query.
@@ -175,7 +176,8 @@ bool is_control(route_kind kind) {
   return kind == route_kind::feedback || kind == route_kind::policy || kind == route_kind::batching;
 }
 
-result<infer_call> parse_infer(std::string_view body, const std::string* inference_header_length, const input_limits& limits) {
+result<infer_call> parse_infer(std::string_view body, const std::string* inference_header_length, const input_limits& limits,
+                               std::shared_ptr<const void> keeper) {
   std::size_t json_bytes = body.size();
   if (inference_header_length != nullptr) {
     const std::string& text = *inference_header_length;
@@ -228,7 +230,6 @@ result<infer_call> parse_infer(std::string_view body, const std::string* inferen
     return error(errc::invalid_argument, "inputs[0] has " + std::to_string(rows) + " rows, at most " + std::to_string(limits.rows_max));
   }
   const std::size_t elements = std::size_t(rows * width);
-  auto& values = call.request.features.values;
   std::size_t binary_bytes = 0;
   if (auto input_parameters = input.FindMember("parameters"); input_parameters != input.MemberEnd() && input_parameters->value.IsObject()) {
     if (auto size = input_parameters->value.FindMember("binary_data_size"); size != input_parameters->value.MemberEnd()) {
@@ -239,10 +240,15 @@ result<infer_call> parse_infer(std::string_view body, const std::string* inferen
                                                std::to_string(elements) + " " + type + " elements");
       }
       if (binary_bytes > body.size() - json_bytes) return error(errc::truncated, "inputs[0] binary data runs past the end of the body");
-      convert_binary(type, body.data() + json_bytes, elements, values);
+      if (type == "FP32" && keeper != nullptr) {
+        call.request.features = feature_block::view_of(std::move(keeper), std::as_bytes(std::span(body.data() + json_bytes, binary_bytes)));
+      } else {
+        call.request.features = feature_block(convert_binary(type, body.data() + json_bytes, elements));
+      }
     }
   }
   if (binary_bytes == 0) {
+    std::vector<float> values;
     auto data = input.FindMember("data");
     if (data == input.MemberEnd()) return error(errc::invalid_argument, "inputs[0] has neither \"data\" nor binary data");
     values.reserve(elements);
@@ -254,8 +260,11 @@ result<infer_call> parse_infer(std::string_view body, const std::string* inferen
       return error(errc::shape_mismatch, "inputs[0].data has " + std::to_string(values.size()) + " elements, the shape asks for " +
                                              std::to_string(elements));
     }
+    call.request.features = feature_block(std::move(values));
   }
-  if (auto checked = check_features(values, limits.features, limits.feature_magnitude_max, "inputs[0]"); !checked) return checked.error();
+  if (auto checked = check_features(call.request.features.bytes(), limits.features, limits.feature_magnitude_max, "inputs[0]"); !checked) {
+    return checked.error();
+  }
   call.request.rows = std::uint32_t(rows);
   return call;
 }

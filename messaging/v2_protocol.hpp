@@ -6,6 +6,7 @@
 // into the HTTP status.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,7 +66,9 @@ struct infer_call {
 /// Parses an infer body: JSON, or with Triton's binary tensor extension the JSON's length in
 /// `inference_header_length` (the Inference-Header-Content-Length header's text) and the
 /// raw tensor bytes after it. Features are checked (finite, within the bound) here, once.
-result<infer_call> parse_infer(std::string_view body, const std::string* inference_header_length, const input_limits& limits);
+/// With a `keeper` (what owns `body`), binary FP32 features are a view of the body, not a copy.
+result<infer_call> parse_infer(std::string_view body, const std::string* inference_header_length, const input_limits& limits,
+                               std::shared_ptr<const void> keeper = nullptr);
 
 /// The infer answer: the body (JSON, then any binary outputs) and, when binary outputs follow
 /// it, the JSON's length. `reply` holds only finite values (serving guarantees it).

@@ -70,6 +70,12 @@ class frame_reader {
     offset_ += count * sizeof(T);
     return true;
   }
+  /// The next `bytes` bytes, in place; the caller checked that they are there.
+  std::span<const std::byte> take(std::size_t bytes) {
+    const auto taken = frame_.subspan(offset_, bytes);
+    offset_ += bytes;
+    return taken;
+  }
   std::size_t remaining() const { return frame_.size() - offset_; }
   /// A frame of fixed size ends with its last field: bytes after it are refused.
   status trailing() const {
@@ -147,11 +153,12 @@ std::vector<std::byte> encode_predict_request(const predict_request& request, st
   out.put(request.request_id);
   out.put(timeout_ms);
   out.put(request.model_version);
-  out.put_array(std::span<const float>(request.features.values));
+  out.put_array(request.features.bytes());
   return out.take();
 }
 
-result<predict_frame> decode_predict_request(std::span<const std::byte> frame, const frame_limits& limits) {
+result<predict_frame> decode_predict_request(std::span<const std::byte> frame, const frame_limits& limits,
+                                             std::shared_ptr<const void> keeper) {
   frame_reader in(frame, "predict request");
   if (frame.size() > limits.frame_bytes_max) return in.refuse("frame of " + std::to_string(frame.size()) + " bytes exceeds the limit");
   if (auto header = read_header(in, frame_kind::predict_request); !header) return header.error();
@@ -178,11 +185,16 @@ result<predict_frame> decode_predict_request(std::span<const std::byte> frame, c
                      " bytes of features, expected " + std::to_string(count * sizeof(float)) + " (" +
                      std::to_string(request.rows) + " rows × " + std::to_string(decoded.features) + " floats)");
   }
-  in.get_array(request.features.values, count);
+  const auto floats = in.take(count * sizeof(float));
   char what[48];
   std::snprintf(what, sizeof(what), "predict request %llu", (unsigned long long)request.request_id);
-  if (auto checked = check_features(request.features.values, decoded.features, limits.feature_magnitude_max, what); !checked) {
-    return checked.error();
+  if (auto checked = check_features(floats, decoded.features, limits.feature_magnitude_max, what); !checked) return checked.error();
+  if (keeper != nullptr) {
+    request.features = feature_block::view_of(std::move(keeper), floats);
+  } else {
+    std::vector<float> values(count);
+    std::memcpy(values.data(), floats.data(), floats.size());
+    request.features = feature_block(std::move(values));
   }
   return decoded;
 }

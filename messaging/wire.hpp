@@ -6,6 +6,7 @@
 // field and what was wrong, and nothing malformed reaches an actor.
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -44,7 +45,10 @@ struct predict_frame {
   std::uint32_t timeout_ms = 0;
 };
 
-result<predict_frame> decode_predict_request(std::span<const std::byte> frame, const frame_limits& limits);
+/// With a `keeper` (what owns `frame`'s bytes), the request's features are a view of the frame
+/// (feature_block), not a copy.
+result<predict_frame> decode_predict_request(std::span<const std::byte> frame, const frame_limits& limits,
+                                             std::shared_ptr<const void> keeper = nullptr);
 std::vector<std::byte> encode_predict_request(const predict_request& request, std::uint32_t features,
                                               std::uint32_t timeout_ms);
 

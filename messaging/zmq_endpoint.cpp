@@ -267,8 +267,14 @@ struct zmq_endpoint::implementation : ledger_listener<route> {
     in_flight--;
   }
 
-  void on_request(route to, std::span<const std::byte> frame) {
+  void on_request(route to, zmq::message_t& message) {
     counters.frames++;
+    // A predict request's features stay in the frame ZeroMQ received (a view kept alive by
+    // shared ownership of the message): the lane's gather is their one copy. Moved before it
+    // is read, as a small message keeps its bytes inside the message_t itself.
+    std::shared_ptr<zmq::message_t> kept;
+    if (options.role == endpoint_role::predict) kept = std::make_shared<zmq::message_t>(std::move(message));
+    const std::span<const std::byte> frame = bytes_of(kept ? *kept : message);
     auto refuse = [&](const rml::error& failure) {
       counters.malformed++;
       exported.malformed->add();
@@ -282,7 +288,7 @@ struct zmq_endpoint::implementation : ledger_listener<route> {
       return forward_feedback(std::move(to), decoded.value());
     }
     if (options.role == endpoint_role::predict) {
-      auto decoded = wire::decode_predict_request(frame, options.limits);
+      auto decoded = wire::decode_predict_request(frame, options.limits, std::move(kept));
       if (!decoded) return refuse(decoded.error());
       if (decoded->features != options.features) {
         return refuse(rml::error(errc::shape_mismatch, "predict request " + std::to_string(decoded->request.request_id) + ": " +
@@ -385,7 +391,7 @@ struct zmq_endpoint::implementation : ledger_listener<route> {
                 false);
         continue;
       }
-      on_request(std::move(to), bytes_of(parts.back()));
+      on_request(std::move(to), parts.back());
     }
   }
 };

@@ -381,12 +381,16 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
   messaging::predict_request merged;
   merged.request_id = ++state.sequence;
   merged.rows = rows;
-  // Room for the replica's padding rows too: it pads in place (padded_rows).
-  merged.features.values.reserve(std::size_t(padded_rows(rows)) * state.options.features);
+  // The features' one copy: from where they were received (a view of the ZeroMQ frame or the
+  // HTTP body) into the batch. Room for the replica's padding rows too: it pads in place.
+  auto& gathered = merged.features.values();
+  gathered.reserve(std::size_t(padded_rows(rows)) * state.options.features);
+  gathered.resize(std::size_t(rows) * state.options.features);
+  float* into = gathered.data();
   for (const auto& waiting : batch) {
     merged.top_k = std::max(merged.top_k, waiting.request.top_k);
-    merged.features.values.insert(merged.features.values.end(), waiting.request.features.values.begin(),
-                                  waiting.request.features.values.end());
+    waiting.request.features.copy_to(into);
+    into += waiting.request.features.size();
     const double waited_us = double(now - waiting.queued_us);
     state.window_queue_wait_us += waited_us;
     state.metrics.queue_latency->observe(waited_us * 1e-6);
@@ -610,8 +614,8 @@ void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_
   const auto which = [&] { return "request " + std::to_string(request.request_id); };
   const std::int64_t now = messaging::clock_us(self);
   waiting.queued_us = now;  // admitted now, also when refused (its outcome's latency)
-  if (request.rows == 0 || request.features.values.size() != std::size_t(request.rows) * state.options.features) {
-    return refuse(messaging::make_error(errc::shape_mismatch, which() + ": " + std::to_string(request.features.values.size()) +
+  if (request.rows == 0 || request.features.size() != std::size_t(request.rows) * state.options.features) {
+    return refuse(messaging::make_error(errc::shape_mismatch, which() + ": " + std::to_string(request.features.size()) +
                                                                   " values for " + std::to_string(request.rows) + " rows of " +
                                                                   std::to_string(state.options.features) + " features"));
   }
@@ -629,7 +633,7 @@ void enqueue(batcher_pointer self, messaging::predict_request& request, waiting_
   std::uint64_t features_hash = 0;
   if (state.options.cache_entries_max > 0) {
     // The cache key hashes the raw features (xxHash: fast, and already a dependency).
-    features_hash = XXH3_64bits(request.features.values.data(), request.features.values.size() * sizeof(float));
+    features_hash = XXH3_64bits(request.features.bytes().data(), request.features.bytes().size());
     if (state.snapshot) {
       if (const auto* cached = state.cache->find({state.snapshot->version, features_hash, request.rows, request.top_k})) {
         ++state.cache_hits;

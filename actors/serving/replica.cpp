@@ -75,12 +75,13 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
                                                              std::to_string(state.options.request_rows_max) + "], got " +
                                                              std::to_string(request.rows));
   }
-  if (request.features.values.size() != std::size_t(request.rows) * std::size_t(width)) {
-    return messaging::make_error(errc::shape_mismatch, which + ": " + std::to_string(request.features.values.size()) +
+  if (request.features.size() != std::size_t(request.rows) * std::size_t(width)) {
+    return messaging::make_error(errc::shape_mismatch, which + ": " + std::to_string(request.features.size()) +
                                                            " values for " + std::to_string(request.rows) + " rows of " +
                                                            std::to_string(width) + " features");
   }
-  const auto& values = request.features.values;
+  // A lane's batch owns its floats (its gather); an in-process asker's view is copied here.
+  auto& values = request.features.values();
   for (std::size_t index = 0; index < values.size(); ++index) {
     if (!std::isfinite(values[index])) {
       return messaging::make_error(errc::invalid_argument, which + ": row " + std::to_string(index / std::size_t(width)) +
@@ -94,8 +95,8 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   // a batch, so the zero rows cost no copy of the features.
   const std::int64_t rows = std::int64_t(request.rows);
   const std::int64_t padded = padded_rows(rows);
-  request.features.values.resize(std::size_t(padded * width), 0.0f);
-  tensor features = tensor::borrow(request.features.values.data(), {padded, width});
+  values.resize(std::size_t(padded * width), 0.0f);
+  tensor features = tensor::borrow(values.data(), {padded, width});
   if (state.current->pipeline) state.current->pipeline->apply(features);
   const tensor& logits = state.current->forward->logits(features);
   messaging::predict_reply reply;

@@ -120,7 +120,7 @@ load_results zmq_load(const loadgen_options& options, const data::dataset& test)
       request.request_id = ++results.sent;
       request.rows = options.rows;
       const std::int64_t first = std::int64_t((results.sent * options.rows) % std::uint64_t(test.rows() - options.rows));
-      request.features.values.assign(test.features.data() + first * width, test.features.data() + (first + options.rows) * width);
+      request.features.values().assign(test.features.data() + first * width, test.features.data() + (first + options.rows) * width);
       const auto frame = messaging::wire::encode_predict_request(request, std::uint32_t(width), options.timeout_ms);
       socket.send(zmq::buffer(frame.data(), frame.size()), zmq::send_flags::dontwait);
       scheduled[request.request_id] = next_send;  // latency counts from the scheduled time

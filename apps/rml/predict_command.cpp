@@ -43,7 +43,7 @@ int predict(const predict_options& options) {
     request.rows = 1;
     request.top_k = options.top_k;
     const float* pixels = test->features.data() + index * 784;
-    request.features.values.assign(pixels, pixels + 784);
+    request.features.values().assign(pixels, pixels + 784);
     const auto frame = messaging::wire::encode_predict_request(request, 784, options.timeout_ms);
     const auto sent_at = std::chrono::steady_clock::now();
     socket.send(zmq::buffer(frame.data(), frame.size()));

@@ -244,7 +244,7 @@ double evaluate(caf::scoped_actor& self, const actors::router_actor& serving, co
     request.rows = std::uint32_t(rows);
     request.top_k = 1;
     const float* first = test.features.data() + begin * width;
-    request.features.values.assign(first, first + rows * width);
+    request.features.values().assign(first, first + rows * width);
     auto reply = ask<messaging::predict_reply>(self, serving, 30s, request);
     if (!reply) return -1;
     for (std::int64_t row = 0; row < rows; ++row) correct += reply->top_classes[std::size_t(row)] == test.labels[std::size_t(begin + row)];
@@ -453,7 +453,7 @@ int run(const run_options& options) {
   auto serving = names.get<actors::router_actor>(messaging::names::serving);
   messaging::predict_request probe;
   probe.rows = 1;
-  probe.features.values.assign(test->features.data(), test->features.data() + width);
+  probe.features.values().assign(test->features.data(), test->features.data() + width);
   for (int attempt = 0; attempt < 100; ++attempt) {
     auto reply = ask<messaging::predict_reply>(self, serving, 5s, probe);
     if (reply && reply->model_version == *published) break;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <span>
 
 #include "tests/fuzz/require.hpp"
@@ -29,6 +30,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(again.size() == size && std::equal(again.begin(), again.end(), frame.begin()), "a predict request re-encodes to its bytes");
     auto decoded = wire::decode_predict_request(again, limits);
     require(decoded.ok() && decoded->request == request->request, "a re-encoded predict request decodes to the same request");
+    // Decoded as the endpoint does, its features a view of the frame: the same request.
+    auto kept = std::make_shared<std::vector<std::byte>>(frame.begin(), frame.end());
+    auto viewed = wire::decode_predict_request(*kept, limits, kept);
+    require(viewed.ok() && viewed->request.features.is_view() && viewed->request == request->request,
+            "a predict request decoded as a view of its frame equals the copy");
     require(wire::peek_request_id(frame) == request->request.request_id, "peek_request_id reads the decoded id");
   }
   if (auto batch = wire::decode_ingest_request(frame, limits)) {

@@ -43,12 +43,15 @@ constexpr std::uint32_t features = 4;
 batching_settings last_batching;
 /// Predict requests the fake serving has received.
 std::atomic<int> predicts_received{0};
+/// Of those, the ones whose features were a view of the request body (binary FP32).
+std::atomic<int> feature_views_received{0};
 
 caf::behavior fake_serving(caf::event_based_actor* self) {
   auto slow = std::make_shared<std::deque<std::pair<caf::typed_response_promise<predict_reply>, predict_reply>>>();
   return {
       [self, slow](predict_request& request) -> caf::result<predict_reply> {
         predicts_received++;
+        if (request.features.is_view()) feature_views_received++;
         if (request.request_id == 15) return self->make_response_promise<predict_reply>();  // hangs: never answers
         if (request.request_id == 16) {  // answers after 300 ms
           auto promise = self->make_response_promise<predict_reply>();
@@ -61,7 +64,7 @@ caf::behavior fake_serving(caf::event_based_actor* self) {
         if (request.request_id == 14) return make_error(errc::overloaded, "request 14: queue full");
         predict_reply reply{request.request_id, request.model_version ? request.model_version : 4, request.rows, 2, {}, {}};
         for (std::uint32_t row = 0; row < request.rows; ++row) {
-          const float first = request.features.values[row * features];
+          const float first = request.features.at(row * features);
           reply.probabilities.values.push_back(0.1f * first);
           reply.probabilities.values.push_back(1 - 0.1f * first);
           reply.top_classes.push_back(first > 5 ? 0 : 1);
@@ -242,8 +245,12 @@ TEST_CASE("the binary tensor data extension carries inputs and outputs as raw by
   const float values[4] = {6, 0, 0, 0};
   std::string body = header;
   body.append(reinterpret_cast<const char*>(values), sizeof(values));
+  const int views_before = feature_views_received.load();
   auto response = f.call(http::verb::post, "/v2/models/mlp/infer", body, std::to_string(header.size()));
   REQUIRE(response.result() == http::status::ok);
+  // The features reached serving as a view of the body (unaligned here: the JSON is
+  // header.size() bytes), not a copy.
+  REQUIRE(feature_views_received.load() == views_before + 1);
   const std::size_t json_bytes = std::stoul(std::string(response["Inference-Header-Content-Length"]));
   auto json = json_of(response.body().substr(0, json_bytes));
   REQUIRE(json["outputs"][0]["parameters"]["binary_data_size"].GetInt() == 8);

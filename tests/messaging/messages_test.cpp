@@ -5,6 +5,9 @@
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 
+#include <cstring>
+#include <memory>
+
 #include "messaging/errors.hpp"
 #include "messaging/messages.hpp"
 
@@ -36,7 +39,7 @@ TEST_CASE("every message type round-trips through CAF's binary serializer") {
   REQUIRE(round_trip(features) == features);
   model_snapshot snapshot{3, 2, {'R', 'M', 'L', '\0', '\xff'}, "scale(255)", {{0.1f, 0.2f}}, {{"accuracy", 0.83}}, 5000};
   REQUIRE(round_trip(snapshot) == snapshot);
-  predict_request request{77, 123456, 1, 3, 0, {std::vector<float>(784, 0.25f)}};
+  predict_request request{77, 123456, 1, 3, 0, feature_block(std::vector<float>(784, 0.25f))};
   REQUIRE(round_trip(request) == request);
   predict_reply reply{77, 3, 1, 10, {std::vector<float>(10, 0.1f)}, {4, 2, 9}};
   REQUIRE(round_trip(reply) == reply);
@@ -58,10 +61,42 @@ TEST_CASE("a float payload serialises as its bytes plus a length") {
   REQUIRE(round_trip(float_payload{}) == float_payload{});
 }
 
+TEST_CASE("a feature block viewing a receive buffer serialises as the floats it views and arrives owned") {
+  // Floats at an odd offset, as ZeroMQ can leave them in its receive buffer.
+  const std::vector<float> floats{0.5f, -1.25f, 3.0f, 255.0f};
+  auto buffer = std::make_shared<std::vector<std::byte>>(1 + floats.size() * sizeof(float));
+  std::memcpy(buffer->data() + 1, floats.data(), floats.size() * sizeof(float));
+  auto view = feature_block::view_of(buffer, std::span<const std::byte>(*buffer).subspan(1));
+  REQUIRE(view.is_view());
+  REQUIRE(view.size() == floats.size());
+  REQUIRE(view.at(3) == 255.0f);
+  REQUIRE(view == feature_block(floats));
+  std::vector<float> copied(floats.size());
+  view.copy_to(copied.data());
+  REQUIRE(copied == floats);
+
+  predict_request request{5, 0, 1, 1, 0, view};
+  const auto arrived = round_trip(request);
+  REQUIRE(arrived == request);
+  REQUIRE_FALSE(arrived.features.is_view());
+
+  // values() makes a view an owned vector and lets the buffer go.
+  const std::weak_ptr<std::vector<std::byte>> watched = buffer;
+  buffer.reset();
+  REQUIRE_FALSE(watched.expired());  // the views keep it
+  auto changed = request.features;
+  changed.values()[0] = 9.0f;
+  REQUIRE_FALSE(changed.is_view());
+  REQUIRE(request.features.at(0) == 0.5f);
+  request = {};
+  view = {};
+  REQUIRE(watched.expired());
+}
+
 TEST_CASE("a truncated message is refused by the deserializer, not crashed on") {
   std::vector<char> buffer;
   caf::binary_serializer sink{nullptr, buffer};
-  predict_request request{1, 2, 1, 1, 0, {std::vector<float>(100, 1.0f)}};
+  predict_request request{1, 2, 1, 1, 0, feature_block(std::vector<float>(100, 1.0f))};
   REQUIRE_FALSE(sink(request));
   for (std::size_t cut : {std::size_t(0), std::size_t(5), buffer.size() / 2, buffer.size() - 1}) {
     CAPTURE(cut);

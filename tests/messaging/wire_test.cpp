@@ -19,7 +19,7 @@ predict_request sample_request() {
   request.rows = 2;
   request.top_k = 3;
   request.model_version = 5;
-  for (int index = 0; index < 2 * 6; ++index) request.features.values.push_back(float(index) * 0.5f);
+  for (int index = 0; index < 2 * 6; ++index) request.features.values().push_back(float(index) * 0.5f);
   return request;
 }
 
@@ -66,7 +66,7 @@ TEST_CASE("malformed frames are refused naming the field") {
           "predict request 77: 48 bytes of features, expected 40 (2 rows × 5 floats)");
 
   auto nan_request = sample_request();
-  nan_request.features.values[7] = std::nanf("");
+  nan_request.features.values()[7] = std::nanf("");
   REQUIRE(wire::decode_predict_request(wire::encode_predict_request(nan_request, 6, 0), {}).error().message() ==
           "predict request 77: row 1 feature 1 is NaN");
 
@@ -75,7 +75,7 @@ TEST_CASE("malformed frames are refused naming the field") {
   REQUIRE(wire::decode_predict_request(wire::encode_predict_request(sample_request(), 6, 0), tight).error().message() ==
           "predict request 77: rows must be in [1, 1], got 2");
   auto poisonous = sample_request();
-  poisonous.features.values[4] = 3e38f;
+  poisonous.features.values()[4] = 3e38f;
   REQUIRE(wire::decode_predict_request(wire::encode_predict_request(poisonous, 6, 0), {}).error().message() ==
           "predict request 77: row 0 feature 4 is 3e+38, beyond the bound of ±1e+06");
   REQUIRE(wire::decode_ingest_request(wire::encode_predict_request(sample_request(), 6, 0), {}).error().message() ==
@@ -132,8 +132,8 @@ TEST_CASE("random and mutated frames never crash the decoders") {
     (void)wire::decode_error(frame);
     if (predict) {
       ++accepted;
-      for (float value : predict->request.features.values) REQUIRE(std::isfinite(value));
-      REQUIRE(predict->request.features.values.size() == std::size_t(predict->request.rows) * predict->features);
+      for (float value : predict->request.features.values()) REQUIRE(std::isfinite(value));
+      REQUIRE(predict->request.features.values().size() == std::size_t(predict->request.rows) * predict->features);
     }
     if (ingest) {
       ++accepted;

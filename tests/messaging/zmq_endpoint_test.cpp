@@ -95,7 +95,7 @@ predict_request request_with(std::uint64_t id, std::uint32_t rows = 1) {
   predict_request request;
   request.request_id = id;
   request.rows = rows;
-  request.features.values.assign(std::size_t(rows) * 4, 0.25f);
+  request.features.values().assign(std::size_t(rows) * 4, 0.25f);
   return request;
 }
 
@@ -137,6 +137,33 @@ TEST_CASE("pipelined predict requests each get exactly one answer") {
   REQUIRE((*endpoint)->counters().failed == 1);
 }
 
+TEST_CASE("a predict request's features reach serving as a view of the frame ZeroMQ received, not a copy") {
+  system_fixture f;
+  // Answers with the features it was given and, as its one class, whether they were a view.
+  auto serving = f.system->spawn([](caf::event_based_actor* self) -> caf::behavior {
+    return {
+        [](predict_request& request) {
+          std::vector<float> seen(request.features.size());
+          request.features.copy_to(seen.data());
+          return predict_reply{request.request_id, 1, request.rows, 4, float_payload{seen}, {request.features.is_view() ? 1 : 0}};
+        },
+        rml::test::answer_bursts_one_by_one(self),
+    };
+  });
+  f.system->registry().put(caf::atom("serving"), serving);
+  f.targets.push_back(serving);
+  auto endpoint = zmq_endpoint::start(*f.system, predict_options());
+  REQUIRE(endpoint.ok());
+  client c((*endpoint)->address());
+  auto request = request_with(7);
+  request.features.values() = {1.0f, -2.0f, 3.5f, 255.0f};
+  c.send(wire::encode_predict_request(request, 4, 0));
+  auto reply = wire::decode_predict_reply(c.receive());
+  REQUIRE(reply.ok());
+  REQUIRE(reply->probabilities.values == std::vector<float>{1.0f, -2.0f, 3.5f, 255.0f});
+  REQUIRE(reply->top_classes == std::vector<std::int32_t>{1});
+}
+
 TEST_CASE("random and truncated frames get error frames and the endpoint keeps serving") {
   system_fixture f;
   f.serve(0ms);
@@ -172,7 +199,7 @@ TEST_CASE("random and truncated frames get error frames and the endpoint keeps s
   REQUIRE((*endpoint)->counters().malformed == malformed);
   // Wrong feature count: refused by name before reaching serving.
   auto narrow = request_with(8);
-  narrow.features.values.resize(3);
+  narrow.features.values().resize(3);
   c.send(wire::encode_predict_request(narrow, 3, 0));
   auto wrong = wire::decode_error(c.receive());
   REQUIRE(wrong->code == errc::shape_mismatch);
@@ -309,7 +336,7 @@ TEST_CASE("refusals name the request they answer whenever its id was readable") 
   too_many_rows.rows = 5000;
   REQUIRE(refused(wire::encode_predict_request(too_many_rows, 4, 0)).request_id == 21);
   auto narrow = request_with(22);
-  narrow.features.values.resize(3);
+  narrow.features.values().resize(3);
   REQUIRE(refused(wire::encode_predict_request(narrow, 3, 0)).request_id == 22);
   auto longer = wire::encode_predict_request(request_with(23), 4, 0);
   longer.resize(longer.size() + 4);
@@ -317,10 +344,10 @@ TEST_CASE("refusals name the request they answer whenever its id was readable") 
   REQUIRE(length.request_id == 23);
   REQUIRE(length.message == "predict request 23: 20 bytes of features, expected 16 (1 rows × 4 floats)");
   auto nan = request_with(24);
-  nan.features.values[2] = std::nanf("");
+  nan.features.values()[2] = std::nanf("");
   REQUIRE(refused(wire::encode_predict_request(nan, 4, 0)).message == "predict request 24: row 0 feature 2 is NaN");
   auto huge = request_with(25);
-  huge.features.values[1] = -3e38f;
+  huge.features.values()[1] = -3e38f;
   auto poisonous = refused(wire::encode_predict_request(huge, 4, 0));
   REQUIRE(poisonous.request_id == 25);
   REQUIRE(poisonous.message == "predict request 25: row 0 feature 1 is -3e+38, beyond the bound of ±100");

@@ -103,7 +103,7 @@ TEST_CASE("the pipeline trains on every acked event and serving answers with wha
   request.request_id = 1;
   request.rows = 1;
   const auto& test_row = small_stream()->features;
-  request.features.values.assign(test_row.data(), test_row.data() + 784);
+  request.features.values().assign(test_row.data(), test_row.data() + 784);
   auto reply = f.ask<predict_reply>(f.component<actors::serving_actor>(names::serving), request);
   REQUIRE(reply.first.has_value());
   REQUIRE(reply.first->model_version == status.published_version);
@@ -139,7 +139,7 @@ TEST_CASE("a trainer killed mid-stream recovers and no acked event is lost") {
   predict_request request;
   request.request_id = 2;
   request.rows = 1;
-  request.features.values.assign(784, 100.0f);
+  request.features.values().assign(784, 100.0f);
   REQUIRE(f.ask<predict_reply>(f.component<actors::serving_actor>(names::serving), request).first.has_value());
   // Restored from its last checkpoint (every 640 events), not from scratch.
   const auto restored = f.trainer_now();
@@ -172,7 +172,7 @@ TEST_CASE("a crash of any component mid-stream is survived without losing an ack
     predict_request request;
     request.request_id = 3;
     request.rows = 1;
-    request.features.values.assign(784, 50.0f);
+    request.features.values().assign(784, 50.0f);
     auto answer = f.ask<predict_reply>(f.component<actors::serving_actor>(names::serving), request);
     REQUIRE(answer.first.has_value());
   }

@@ -32,7 +32,7 @@ actors::serving_actor::behavior_type fake_replica(actors::serving_actor::pointer
         predict_reply reply{request.request_id, 7, request.rows, 2, {}, {}};
         log->batch_rows.push_back(request.rows);
         for (std::uint32_t row = 0; row < request.rows; ++row) {
-          const float marker = request.features.values[row * features];
+          const float marker = request.features.values()[row * features];
           log->first_features.push_back(marker);
           reply.probabilities.values.push_back(marker);
           reply.probabilities.values.push_back(1 - marker);
@@ -51,8 +51,8 @@ predict_request request_of(std::uint64_t id, float marker, std::uint32_t rows = 
   request.rows = rows;
   request.deadline_us = deadline_us;
   for (std::uint32_t row = 0; row < rows; ++row) {
-    request.features.values.push_back(marker + float(row) * 0.01f);
-    request.features.values.push_back(0);
+    request.features.values().push_back(marker + float(row) * 0.01f);
+    request.features.values().push_back(0);
   }
   return request;
 }
@@ -169,7 +169,7 @@ TEST_CASE("beyond the queue bound requests are refused overloaded, malformed one
   batcher_fixture f(settings);
   for (std::uint64_t id = 1; id <= 5; ++id) f.send(request_of(id, 0.1f));
   auto wrong = request_of(9, 0.1f);
-  wrong.features.values.pop_back();
+  wrong.features.values().pop_back();
   f.send(wrong);
   f.scheduler->run();
   REQUIRE(rml_code(f.errors[4]) == errc::overloaded);
@@ -238,7 +238,7 @@ actors::serving_actor::behavior_type pool_replica(actors::serving_actor::statefu
   auto answer = [](const predict_request& request) {
     predict_reply reply{request.request_id, 7, request.rows, 2, {}, {}};
     for (std::uint32_t row = 0; row < request.rows; ++row) {
-      const float marker = request.features.values[row * features];
+      const float marker = request.features.at(row * features);
       reply.probabilities.values.push_back(marker);
       reply.probabilities.values.push_back(1 - marker);
       reply.top_classes.push_back(0);
@@ -468,8 +468,8 @@ predict_request image_request(std::uint64_t id, std::uint32_t rows) {
   request.request_id = id;
   request.rows = rows;
   request.top_k = 3;
-  request.features.values.resize(std::size_t(rows) * 784);
-  for (std::size_t index = 0; index < request.features.values.size(); ++index) request.features.values[index] = float(index % 255);
+  request.features.values().resize(std::size_t(rows) * 784);
+  for (std::size_t index = 0; index < request.features.values().size(); ++index) request.features.values()[index] = float(index % 255);
   return request;
 }
 }  // namespace

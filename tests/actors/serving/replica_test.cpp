@@ -19,8 +19,8 @@ predict_request make_request(std::uint64_t id, std::uint32_t rows, float value =
   request.request_id = id;
   request.rows = rows;
   request.top_k = top_k;
-  request.features.values.assign(std::size_t(rows) * 784, value);
-  for (std::size_t index = 0; index < request.features.values.size(); ++index) request.features.values[index] = float(index % 255);
+  request.features.values().assign(std::size_t(rows) * 784, value);
+  for (std::size_t index = 0; index < request.features.values().size(); ++index) request.features.values()[index] = float(index % 255);
   return request;
 }
 }  // namespace
@@ -45,7 +45,7 @@ TEST_CASE("a replica answers with the model and pipeline of the snapshot it was 
   auto model = nn::make_architecture("mlp");
   model->initialize(1);
   auto pipeline = data::feature_pipeline::from_spec("scale(0.5)", 784);
-  tensor features = tensor::from(request.features.values, {2, 784});
+  tensor features = tensor::from(request.features.values(), {2, 784});
   pipeline->apply(features);
   auto compute = make_cpu_backend({1});
   tape recorder(*compute, tape::mode::inference);
@@ -83,13 +83,13 @@ TEST_CASE("bad requests and passed deadlines get explicit errors naming what was
   caf::anon_send(replica, test::make_snapshot(1));
 
   auto short_request = make_request(5, 2);
-  short_request.features.values.resize(1000);
+  short_request.features.values().resize(1000);
   auto wrong = f.ask<predict_reply>(replica, short_request);
   REQUIRE(rml_code(*wrong.second) == errc::shape_mismatch);
   REQUIRE(describe(*wrong.second) == "request 5: 1000 values for 2 rows of 784 features");
 
   auto nan_request = make_request(6, 2);
-  nan_request.features.values[784 + 17] = std::nanf("");
+  nan_request.features.values()[784 + 17] = std::nanf("");
   REQUIRE(describe(*f.ask<predict_reply>(replica, nan_request).second) == "request 6: row 1 feature 17 is not finite");
 
   auto empty = make_request(7, 1);

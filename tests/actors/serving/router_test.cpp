@@ -53,12 +53,12 @@ actors::serving_actor::behavior_type version_replica(actors::serving_actor::stat
   return {
       [self, service_time](predict_request& request) -> caf::result<predict_reply> {
         if (!self->state.snapshot) return make_error(errc::not_ready, "no model");
-        if (request.features.values[0] == 99.0f) {
+        if (request.features.values()[0] == 99.0f) {
           // Takes its lane down with it, holding the batch (a crash no lane can retry).
           caf::anon_send_exit(caf::actor_cast<caf::actor>(self->current_sender()), caf::exit_reason::kill);
           return self->make_response_promise<predict_reply>();
         }
-        if (request.features.values[0] == 98.0f) {
+        if (request.features.values()[0] == 98.0f) {
           // Tells its lane to exit (as a linked actor's death would), holding the batch.
           caf::anon_send_exit(caf::actor_cast<caf::actor>(self->current_sender()), caf::exit_reason::unhandled_exception);
           return self->make_response_promise<predict_reply>();
@@ -119,7 +119,7 @@ struct router_fixture : test::actor_fixture {
     request.request_id = ++next_id;
     request.rows = 1;
     request.model_version = version;
-    request.features.values = {first_feature, 0.5f};
+    request.features.values() = {first_feature, 0.5f};
     auto target = router;
     const auto id = request.request_id;
     hold(system->spawn([this, target, request, id](caf::event_based_actor* self) {
@@ -343,7 +343,7 @@ ledger_intake<std::uint64_t> burst_of(std::uint64_t first, std::uint64_t count, 
     request.request_id = 500 + route;
     request.rows = 1;
     request.deadline_us = deadline_us;
-    request.features.values = {first_feature, 0.5f};
+    request.features.values() = {first_feature, 0.5f};
     burst.requests.push_back(request);
     burst.routes.push_back(route);
   }
@@ -469,7 +469,7 @@ TEST_CASE("a burst of requests costs actor messages per batch, not per request")
     predict_request request;
     request.request_id = 1000 + id;
     request.rows = 1;
-    request.features.values = {0.5f, 0.5f};
+    request.features.values() = {0.5f, 0.5f};
     burst.requests.push_back({id, request});
   }
   std::map<std::uint64_t, int> answers;
