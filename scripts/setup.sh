@@ -97,7 +97,8 @@ if [ "$mode" = sanitize ]; then
 
   start_phase "ASan+UBSan: build the unit tests"
   sanitized_build build-asan -DRML_SANITIZE=address,undefined
-  cmake --build "$root/build-asan" --target compute_tests messaging_tests supervision_tests actors_tests topologies_tests topology_file_tests control_plane_tests ||
+  cmake --build "$root/build-asan" --target compute_tests messaging_tests supervision_tests actors_tests topologies_tests topology_file_tests control_plane_tests \
+    etcd_control_plane_tests ||
     fail "the ASan+UBSan build failed (the compiler's error is above)"
   end_phase
   start_phase "ASan+UBSan: unit tests"
@@ -121,10 +122,12 @@ if [ "$mode" = sanitize ]; then
   # from every thread while read.
   start_phase "TSan: build the concurrency tests"
   sanitized_build build-tsan -DRML_SANITIZE=thread
-  cmake --build "$root/build-tsan" --target messaging_tests || fail "the TSan build failed (the compiler's error is above)"
+  cmake --build "$root/build-tsan" --target messaging_tests etcd_control_plane_tests || fail "the TSan build failed (the compiler's error is above)"
   end_phase
   start_phase "TSan: concurrency tests"
   "$root/build-tsan/tests/messaging_tests" "[concurrency]" || fail "a test failed under TSan (the race report is above)"
+  # The etcd client: unary calls from several threads, a thread per watch, cancel from both.
+  "$root/build-tsan/tests/etcd_control_plane_tests" || fail "a test failed under TSan (the race report is above)"
   end_phase
   exit 0
 fi

@@ -82,11 +82,15 @@ compare election::still_leader(const key_value& candidate) {
 
 result<watch_id> election::observe(std::function<void(const std::optional<key_value>&)> changed) {
   auto last = std::make_shared<std::optional<key_value>>();
+  // Watched from the revision before the first read: a change between the two is seen (on a
+  // real etcd other nodes write meanwhile), never missed.
+  auto before = plane_.current_revision();
+  if (!before) return before.error();
   auto now = leader();
   if (!now) return now.error();
   *last = *now;
   changed(*last);
-  return plane_.watch(key_range::prefix(prefix_), 0, [this, last, changed](const watch_response&) {
+  return plane_.watch(key_range::prefix(prefix_), *before + 1, [this, last, changed](const watch_response&) {
     auto current = leader();
     if (!current) return;
     const bool same = current->has_value() == last->has_value() &&

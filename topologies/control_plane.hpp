@@ -139,7 +139,7 @@ class control_plane {
   /// compacted away or is in the future.
   virtual result<std::vector<key_value>> range(const key_range& keys, revision at = 0) = 0;
   /// The current revision.
-  virtual revision current_revision() = 0;
+  virtual result<revision> current_revision() = 0;
 
   /// Delivers every change to `keys` from revision `from` (0: from the next one) to
   /// `deliver`, in revision order, until cancelled.

@@ -135,10 +135,14 @@ result<std::vector<member>> membership::members() {
 }
 
 result<watch_id> membership::follow(std::function<void(const std::vector<member>&)> changed) {
+  // Watched from the revision before the first read: a change between the two is seen
+  // (perhaps twice), never missed.
+  auto before = plane_.current_revision();
+  if (!before) return before.error();
   auto now = members();
   if (!now) return now.error();
   changed(*now);
-  return plane_.watch(key_range::prefix(prefix_), 0, [this, changed](const watch_response&) {
+  return plane_.watch(key_range::prefix(prefix_), *before + 1, [this, changed](const watch_response&) {
     if (auto current = members()) changed(*current);
   });
 }

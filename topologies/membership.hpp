@@ -59,8 +59,9 @@ class membership {
 
   /// The members now, by name.
   result<std::vector<member>> members();
-  /// Calls `changed` with the members after every join, leave or expiry (and once now); the
-  /// watch returned must be cancelled before this object goes.
+  /// Calls `changed` with the members after every join, leave or expiry (and once now; a
+  /// change made while it starts may be told twice); the watch returned must be cancelled
+  /// before this object goes.
   result<watch_id> follow(std::function<void(const std::vector<member>&)> changed);
 
  private:

@@ -234,7 +234,7 @@ result<std::vector<key_value>> memory_control_plane::range(const key_range& keys
   return found;
 }
 
-revision memory_control_plane::current_revision() {
+result<revision> memory_control_plane::current_revision() {
   tick();
   return revision_;
 }

@@ -28,7 +28,7 @@ class memory_control_plane final : public control_plane {
   status revoke(lease_id lease) override;
   result<transaction_result> commit(const transaction& request) override;
   result<std::vector<key_value>> range(const key_range& keys, revision at = 0) override;
-  revision current_revision() override;
+  result<revision> current_revision() override;
   result<watch_id> watch(const key_range& keys, revision from, watch_callback deliver) override;
   void cancel(watch_id watch) override;
 
