@@ -466,6 +466,7 @@ int run(const run_options& options) {
               options.model.c_str(), (unsigned long long)*published, accuracy, (long long)test->rows(),
               (unsigned long long)trained.events_trained, train_seconds, double(trained.events_trained) / train_seconds,
               trained.rolling_accuracy);
+  std::fflush(stdout);  // the result is seen now, also when stdout is a file and rml goes on serving
 
   if (!options.output.empty()) {
     std::ofstream out(options.output, std::ios::binary | std::ios::trunc);

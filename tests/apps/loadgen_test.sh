@@ -5,10 +5,13 @@
 set -eu
 rml=$1
 work=$2
+# --serve: rml keeps serving once its training is done, until this test stops it. Without it
+# a loaded machine could let training end (and rml exit) while the requests are on their way.
+extra_args="--serve"
 . "$(dirname "$0")/start_serving_rml.sh"
 "$rml" loadgen --address "tcp://127.0.0.1:$predict_port" --rate 500 --duration 1 > "$work/loadgen.out"
 cat "$work/loadgen.out"
-wait "$run"
+stop_process "$run" || { echo "FAIL: rml run exited with status $?:"; tail -20 "$work/run.out"; exit 1; }
 sent=$(sed -n 's/^sent \([0-9]*\) requests.*/\1/p' "$work/loadgen.out")
 answered=$(sed -n 's/.*, \([0-9]*\) answered, 0 errors$/\1/p' "$work/loadgen.out")
 test "$sent" -gt 100
