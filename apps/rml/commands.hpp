@@ -28,4 +28,7 @@ status check_topology_options(const topologies::topology& topology);
 /// `rml topology check|show`: topology files (topologies/topology_file.hpp).
 void register_topology_command(CLI::App& app, int& exit_code);
 
+/// `rml node` (join a cluster: membership in etcd, BASP for other nodes) and `rml status`.
+void register_node_command(CLI::App& app, int& exit_code);
+
 }  // namespace rml::app

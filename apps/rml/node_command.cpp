@@ -1,0 +1,228 @@
+// `rml node`: a process that joins a cluster. It opens its actor system to other nodes (CAF's
+// BASP on --listen, heartbeats on) and holds its membership in etcd (topologies/
+// membership.hpp): a lease renewed every third of its TTL and a member key under it with its
+// address, cores, GPUs and labels. A node that cannot renew stops counting itself a member
+// before its lease can have expired, and joins again (a new incarnation) when etcd answers.
+// SIGTERM or SIGINT: it leaves (revokes its lease, so the cluster sees it go at once).
+//
+// `rml status`: the cluster as etcd knows it — its members, their addresses, incarnations
+// and labels.
+//
+// Deploying components onto nodes (`rml deploy`, placement, failover) builds on this and is
+// not here yet.
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "apps/rml/commands.hpp"
+#include "topologies/etcd_control_plane.hpp"
+#include "topologies/membership.hpp"
+
+namespace rml::app {
+namespace {
+
+using namespace std::chrono_literals;
+
+volatile std::sig_atomic_t node_stop_requested = 0;
+extern "C" void on_node_stop_signal(int) { node_stop_requested = 1; }
+
+struct node_options {
+  std::string name;
+  std::string listen = "127.0.0.1:0";
+  std::string etcd = "http://127.0.0.1:2379";
+  std::string cluster = "rml";
+  std::vector<std::string> labels;
+  std::uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
+  std::uint32_t gpus = 0;
+  double lease_seconds = 3;
+};
+
+struct status_options {
+  std::string etcd = "http://127.0.0.1:2379";
+  std::string cluster = "rml";
+};
+
+std::chrono::milliseconds since_start() {
+  static const auto start = std::chrono::steady_clock::now();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
+result<std::unique_ptr<control::etcd_control_plane>> connect_etcd(const std::string& urls, std::chrono::milliseconds timeout = 2s) {
+  auto endpoints = control::parse_etcd_endpoints(urls);
+  if (!endpoints) return error(errc::invalid_argument, "--etcd: " + endpoints.error().message());
+  control::etcd_options options;
+  options.endpoints = endpoints.value();
+  options.request_timeout = timeout;
+  return control::etcd_control_plane::connect(options);
+}
+
+result<std::pair<std::string, std::uint16_t>> parse_listen(const std::string& text) {
+  const auto colon = text.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : text.substr(colon + 1);
+  if (colon == std::string::npos || colon == 0 || port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) > 65535) {
+    return error(errc::invalid_argument, "--listen '" + text + "': expected HOST:PORT (PORT 0 lets the system pick)");
+  }
+  return std::pair<std::string, std::uint16_t>{text.substr(0, colon), std::uint16_t(std::stoul(port))};
+}
+
+result<std::map<std::string, std::string>> parse_labels(const std::vector<std::string>& items) {
+  std::map<std::string, std::string> labels;
+  for (const auto& item : items) {
+    const auto equals = item.find('=');
+    if (equals == std::string::npos || equals == 0) return error(errc::invalid_argument, "--labels '" + item + "': expected KEY=VALUE");
+    const std::string key = item.substr(0, equals), value = item.substr(equals + 1);
+    // The member record separates labels with ',' and ':' and fields with ';' and '='.
+    if (key.find_first_of(",:;=") != std::string::npos || value.find_first_of(",:;=") != std::string::npos) {
+      return error(errc::invalid_argument, "--labels '" + item + "': keys and values may not contain , : ; or =");
+    }
+    labels[key] = value;
+  }
+  return labels;
+}
+
+/// Sleeps up to `duration`, waking early on a stop signal.
+void nap(std::chrono::milliseconds duration) {
+  const auto until = std::chrono::steady_clock::now() + duration;
+  while (!node_stop_requested && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+}
+
+int run_node(const node_options& options) {
+  if (options.name.empty() || options.name.find_first_of("/;=,: ") != std::string::npos) {
+    std::fprintf(stderr, "rml node: --name '%s' must be non-empty, without / ; = , : or spaces\n", options.name.c_str());
+    return 2;
+  }
+  if (!(options.lease_seconds >= 1 && options.lease_seconds <= 3600)) {
+    std::fprintf(stderr, "rml node: --lease-ttl %g: must be in [1, 3600] seconds\n", options.lease_seconds);
+    return 2;
+  }
+  auto listen = parse_listen(options.listen);
+  if (!listen) {
+    std::fprintf(stderr, "rml node: %s\n", listen.error().message().c_str());
+    return 2;
+  }
+  auto labels = parse_labels(options.labels);
+  if (!labels) {
+    std::fprintf(stderr, "rml node: %s\n", labels.error().message().c_str());
+    return 2;
+  }
+  const auto ttl = std::chrono::milliseconds(std::int64_t(options.lease_seconds * 1000));
+  // A renewal must fail (or succeed) well inside the lease: a third of it at most.
+  auto plane = connect_etcd(options.etcd, std::clamp<std::chrono::milliseconds>(ttl / 3, 200ms, 2s));
+  if (!plane) {
+    std::fprintf(stderr, "rml node: cannot reach etcd: %s\n", plane.error().message().c_str());
+    return 1;
+  }
+
+  // Other nodes reach this one's actors over BASP. CAF 0.17 has its heartbeats off by
+  // default: on here, so a silent peer is noticed (etcd, not BASP, decides who is a member).
+  caf::actor_system_config config;
+  config.load<caf::io::middleman>();
+  config.set("middleman.heartbeat-interval", caf::timespan{1s});
+  config.set("middleman.connection-timeout", caf::timespan{5s});
+  config.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system system{config};
+  const auto& [host, port] = listen.value();
+  auto opened = system.middleman().open(port, host.c_str(), true);
+  if (!opened) {
+    std::fprintf(stderr, "rml node: --listen %s: cannot listen: %s\n", options.listen.c_str(), system.render(opened.error()).c_str());
+    return 1;
+  }
+  control::member_info self{options.name, host + ":" + std::to_string(*opened), options.cores, options.gpus, labels.value()};
+
+  std::signal(SIGTERM, on_node_stop_signal);
+  std::signal(SIGINT, on_node_stop_signal);
+  control::membership members(**plane, options.cluster);
+  bool told_waiting = false;
+  while (!node_stop_requested) {
+    auto joined = members.join(self, ttl, since_start());
+    if (!joined) {
+      // A name still held (this node restarted within its old lease) or etcd away: try again.
+      if (!told_waiting) std::fprintf(stderr, "rml node %s: waiting to join: %s\n", options.name.c_str(), joined.error().message().c_str());
+      told_waiting = true;
+      nap(500ms);
+      continue;
+    }
+    told_waiting = false;
+    std::fprintf(stderr, "rml node %s: joined cluster %s as incarnation %lld, reachable at %s (lease %llx, TTL %g s)\n",
+                 options.name.c_str(), options.cluster.c_str(), (long long)joined->incarnation, self.address.c_str(),
+                 (unsigned long long)joined->lease, options.lease_seconds);
+    while (!node_stop_requested) {
+      nap(ttl / 3);
+      if (node_stop_requested) break;
+      auto renewed = members.renew(since_start());
+      if (renewed) continue;
+      std::fprintf(stderr, "rml node %s: stops serving: %s; joining again\n", options.name.c_str(), renewed.error().message().c_str());
+      break;
+    }
+  }
+  if (auto left = members.leave(); !left) {
+    std::fprintf(stderr, "rml node %s: leaving: %s (its lease expires by itself)\n", options.name.c_str(), left.error().message().c_str());
+  } else {
+    std::fprintf(stderr, "rml node %s: left cluster %s\n", options.name.c_str(), options.cluster.c_str());
+  }
+  return 0;
+}
+
+int run_status(const status_options& options) {
+  auto plane = connect_etcd(options.etcd);
+  if (!plane) {
+    std::fprintf(stderr, "rml status: cannot reach etcd: %s\n", plane.error().message().c_str());
+    return 1;
+  }
+  control::membership members(**plane, options.cluster);
+  auto now = (*plane)->current_revision();
+  auto listed = members.members();
+  if (!now || !listed) {
+    std::fprintf(stderr, "rml status: %s\n", (now ? listed.error() : now.error()).message().c_str());
+    return 1;
+  }
+  std::printf("cluster %s (etcd %s, revision %lld)\n", options.cluster.c_str(), options.etcd.c_str(), (long long)now.value());
+  std::printf("├─ nodes: %zu\n", listed->size());
+  for (std::size_t index = 0; index < listed->size(); ++index) {
+    const auto& node = listed->at(index);
+    std::string labels;
+    for (const auto& [key, value] : node.info.labels) labels += (labels.empty() ? "" : ",") + key + "=" + value;
+    std::printf("│  %s %s  %s  incarnation %lld  cores %u  gpus %u%s%s\n", index + 1 == listed->size() ? "└─" : "├─",
+                node.info.name.c_str(), node.info.address.c_str(), (long long)node.incarnation, node.info.cores, node.info.gpus,
+                labels.empty() ? "" : "  labels ", labels.c_str());
+  }
+  std::printf("└─ components: none deployed (rml deploy is not built yet)\n");
+  return 0;
+}
+
+}  // namespace
+
+void register_node_command(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<node_options>();
+  auto* command = app.add_subcommand("node", "Join a cluster: hold a membership lease in etcd and listen for other nodes");
+  command->add_option("--name", options->name, "This node's name in the cluster (unique; a restart under it is a new incarnation)")
+      ->required();
+  command->add_option("--listen", options->listen, "HOST:PORT other nodes reach this one's actors on (PORT 0: the system picks)")
+      ->capture_default_str();
+  command->add_option("--etcd", options->etcd, "etcd's client URLs, comma-separated")->capture_default_str();
+  command->add_option("--labels", options->labels, "KEY=VALUE labels placement selects nodes by (gpu=1, zone=a)")->delimiter(',');
+  command->add_option("--cores", options->cores, "Cores this node offers")->capture_default_str()->check(CLI::Range(1u, 4096u));
+  command->add_option("--gpus", options->gpus, "GPUs this node offers")->capture_default_str()->check(CLI::Range(0u, 64u));
+  command->add_option("--lease-ttl", options->lease_seconds,
+                      "Seconds the cluster waits before it counts a silent node gone (etcd's minimum is 2)")
+      ->capture_default_str();
+  command->add_option("--cluster", options->cluster, "The cluster's name (its key prefix in etcd)")->capture_default_str();
+  command->callback([options, &exit_code] { exit_code = run_node(*options); });
+
+  auto status = std::make_shared<status_options>();
+  auto* status_command = app.add_subcommand("status", "Show the cluster: its nodes as etcd knows them");
+  status_command->add_option("--etcd", status->etcd, "etcd's client URLs, comma-separated")->capture_default_str();
+  status_command->add_option("--cluster", status->cluster, "The cluster's name")->capture_default_str();
+  status_command->callback([status, &exit_code] { exit_code = run_status(*status); });
+}
+
+}  // namespace rml::app
