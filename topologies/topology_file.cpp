@@ -457,15 +457,31 @@ result<topology> load_topology(const std::string& path) {
   return parse_topology(text.str(), path);
 }
 
-result<placement_plan> plan_placement(const topology& declared) {
+result<placement_plan> plan_placement(const topology& declared, const placement_plan* keep) {
   placement_plan plan;
   std::vector<node_spec> nodes = declared.nodes;
   if (nodes.empty()) nodes.push_back({"local", {}, 4096, {}});
   for (const auto& node : nodes) plan.cores_used[node.name] = 0;
   for (const auto& component : declared.components) {
     const auto& wants = component.placement;
+    // Replicas that ran somewhere are placed first, so that one moving (its node gone) does
+    // not take the place another still holds.
+    std::vector<std::pair<std::uint32_t, std::string>> order;  // replica, the node it was on
     for (std::uint32_t replica = 0; replica < component.replicas_min; ++replica) {
+      std::string was_on;
+      if (keep != nullptr) {
+        for (const auto& placed : keep->replicas) {
+          if (placed.component == component.name && placed.replica == replica) was_on = placed.node;
+        }
+      }
+      order.emplace_back(replica, was_on);
+    }
+    std::stable_partition(order.begin(), order.end(), [&](const auto& entry) {
+      return std::any_of(nodes.begin(), nodes.end(), [&](const node_spec& node) { return node.name == entry.second; });
+    });
+    for (const auto& [replica, was_on] : order) {
       const node_spec* best = nullptr;
+      bool kept = false;
       std::vector<std::string> refusals;
       for (const auto& node : nodes) {
         std::string why;
@@ -491,7 +507,13 @@ result<placement_plan> plan_placement(const topology& declared) {
           refusals.push_back(node.name + ": " + why);
           continue;
         }
-        if (!best || free > best->cores - plan.cores_used[best->name]) best = &node;
+        if (kept) continue;
+        if (node.name == was_on) {
+          best = &node;
+          kept = true;
+        } else if (!best || free > best->cores - plan.cores_used[best->name]) {
+          best = &node;
+        }
       }
       if (!best) {
         std::string reasons;
@@ -502,6 +524,9 @@ result<placement_plan> plan_placement(const topology& declared) {
       plan.cores_used[best->name] += wants.cores;
       plan.replicas.push_back({component.name, replica, best->name, wants.cores});
     }
+    // In replica order, whatever order they were placed in: the same plan reads the same.
+    std::sort(plan.replicas.end() - std::ptrdiff_t(order.size()), plan.replicas.end(),
+              [](const placed_replica& a, const placed_replica& b) { return a.replica < b.replica; });
   }
   return plan;
 }

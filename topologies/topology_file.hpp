@@ -118,9 +118,11 @@ struct placement_plan {
 
 /// Places every component's minimum replicas on the topology's nodes: each replica on the
 /// eligible node (its node, selector, free cores, anti-affinity) with the most free cores,
-/// ties to the node declared first — deterministic. The error names the component, what it
-/// needs and why each node does not fit.
-result<placement_plan> plan_placement(const topology& declared);
+/// ties to the node declared first — deterministic. With `keep` (the plan in force), a
+/// replica stays on its node while that node is still eligible, so a change (a node lost or
+/// joined, a component scaled) moves only what it must. The error names the component, what
+/// it needs and why each node does not fit.
+result<placement_plan> plan_placement(const topology& declared, const placement_plan* keep = nullptr);
 
 /// The plan as text: one block per node with its components, then replica ranges.
 std::string describe(const topology& declared, const placement_plan& plan);

@@ -28,7 +28,8 @@ status check_topology_options(const topologies::topology& topology);
 /// `rml topology check|show`: topology files (topologies/topology_file.hpp).
 void register_topology_command(CLI::App& app, int& exit_code);
 
-/// `rml node` (join a cluster: membership in etcd, BASP for other nodes) and `rml status`.
+/// `rml node` (join a cluster: membership in etcd, BASP for other nodes, a candidate
+/// placement controller), `rml status`, `rml deploy`, `rml scale`, `rml undeploy`.
 void register_node_command(CLI::App& app, int& exit_code);
 
 }  // namespace rml::app

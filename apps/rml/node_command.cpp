@@ -5,11 +5,14 @@
 // before its lease can have expired, and joins again (a new incarnation) when etcd answers.
 // SIGTERM or SIGINT: it leaves (revokes its lease, so the cluster sees it go at once).
 //
-// `rml status`: the cluster as etcd knows it — its members, their addresses, incarnations
-// and labels.
+// Every node is a candidate placement controller (topologies/placement_controller.hpp);
+// the one that leads places what `rml deploy` asked for on each renewal tick.
 //
-// Deploying components onto nodes (`rml deploy`, placement, failover) builds on this and is
-// not here yet.
+// `rml status`: the cluster as etcd knows it — controller, members (addresses,
+// incarnations, labels) and where each replica is placed. `rml deploy FILE`, `rml scale
+// COMPONENT N`, `rml undeploy`: requests the controller acts on.
+//
+// Not here yet: nodes starting the components placed on them.
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -20,11 +23,15 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include "apps/rml/commands.hpp"
 #include "topologies/etcd_control_plane.hpp"
 #include "topologies/membership.hpp"
+#include "topologies/placement_controller.hpp"
 
 namespace rml::app {
 namespace {
@@ -95,6 +102,35 @@ void nap(std::chrono::milliseconds duration) {
   while (!node_stop_requested && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
 }
 
+/// The controller's turn on each tick: places what was deployed when this node leads, and
+/// says when it starts or stops leading and what it placed.
+void reconcile_if_leading(control::placement_controller& placement, const control::key_value& candidate, const std::string& name,
+                          bool& leading) {
+  auto leads = placement.controllers().is_leader(candidate);
+  if (!leads) return;  // etcd away: the renewal says so
+  if (*leads != leading) {
+    leading = *leads;
+    std::fprintf(stderr, "rml node %s: %s the placement controller (epoch %lld)\n", name.c_str(), leading ? "is" : "is no longer",
+                 (long long)candidate.create_revision);
+  }
+  if (!leading) return;
+  auto wrote = placement.reconcile(candidate);
+  if (!wrote) {
+    std::fprintf(stderr, "rml node %s: placement: %s\n", name.c_str(), wrote.error().message().c_str());
+    return;
+  }
+  if (!*wrote) return;
+  auto shown = placement.view();
+  if (!shown) return;
+  if (shown->topology_name.empty()) {
+    std::fprintf(stderr, "rml node %s: nothing deployed: desired state cleared\n", name.c_str());
+  } else if (!shown->error.empty()) {
+    std::fprintf(stderr, "rml node %s: topology %s cannot be placed: %s\n", name.c_str(), shown->topology_name.c_str(), shown->error.c_str());
+  } else {
+    std::fprintf(stderr, "rml node %s: placed topology %s: %zu replicas\n", name.c_str(), shown->topology_name.c_str(), shown->replicas.size());
+  }
+}
+
 int run_node(const node_options& options) {
   if (options.name.empty() || options.name.find_first_of("/;=,: ") != std::string::npos) {
     std::fprintf(stderr, "rml node: --name '%s' must be non-empty, without / ; = , : or spaces\n", options.name.c_str());
@@ -141,6 +177,7 @@ int run_node(const node_options& options) {
   std::signal(SIGTERM, on_node_stop_signal);
   std::signal(SIGINT, on_node_stop_signal);
   control::membership members(**plane, options.cluster);
+  control::placement_controller placement(**plane, options.cluster);
   bool told_waiting = false;
   while (!node_stop_requested) {
     auto joined = members.join(self, ttl, since_start());
@@ -155,7 +192,12 @@ int run_node(const node_options& options) {
     std::fprintf(stderr, "rml node %s: joined cluster %s as incarnation %lld, reachable at %s (lease %llx, TTL %g s)\n",
                  options.name.c_str(), options.cluster.c_str(), (long long)joined->incarnation, self.address.c_str(),
                  (unsigned long long)joined->lease, options.lease_seconds);
+    // Every node is a candidate controller under its own lease; the oldest leads.
+    auto candidate = placement.controllers().campaign(joined->lease, options.name);
+    if (!candidate) std::fprintf(stderr, "rml node %s: not a controller candidate: %s\n", options.name.c_str(), candidate.error().message().c_str());
+    bool leading = false;
     while (!node_stop_requested) {
+      if (candidate) reconcile_if_leading(placement, *candidate, options.name, leading);
       nap(ttl / 3);
       if (node_stop_requested) break;
       auto renewed = members.renew(since_start());
@@ -185,7 +227,15 @@ int run_status(const status_options& options) {
     std::fprintf(stderr, "rml status: %s\n", (now ? listed.error() : now.error()).message().c_str());
     return 1;
   }
+  control::placement_controller placement(**plane, options.cluster);
+  auto shown = placement.view();
+  if (!shown) {
+    std::fprintf(stderr, "rml status: %s\n", shown.error().message().c_str());
+    return 1;
+  }
   std::printf("cluster %s (etcd %s, revision %lld)\n", options.cluster.c_str(), options.etcd.c_str(), (long long)now.value());
+  if (shown->controller) std::printf("├─ controller: %s (epoch %lld)\n", shown->controller->c_str(), (long long)shown->controller_epoch);
+  else std::printf("├─ controller: none\n");
   std::printf("├─ nodes: %zu\n", listed->size());
   for (std::size_t index = 0; index < listed->size(); ++index) {
     const auto& node = listed->at(index);
@@ -195,7 +245,72 @@ int run_status(const status_options& options) {
                 node.info.name.c_str(), node.info.address.c_str(), (long long)node.incarnation, node.info.cores, node.info.gpus,
                 labels.empty() ? "" : "  labels ", labels.c_str());
   }
-  std::printf("└─ components: none deployed (rml deploy is not built yet)\n");
+  if (shown->topology_name.empty()) {
+    std::printf("└─ topology: none deployed\n");
+    return 0;
+  }
+  std::printf("└─ topology %s: %zu replicas placed\n", shown->topology_name.c_str(), shown->replicas.size());
+  std::map<std::string, std::string> by_node;
+  for (const auto& placed : shown->replicas) by_node[placed.node] += " " + placed.component + "/" + std::to_string(placed.replica);
+  std::size_t index = 0;
+  for (const auto& [node, replicas] : by_node) {
+    const bool member = std::any_of(listed->begin(), listed->end(), [&](const control::member& each) { return each.info.name == node; });
+    std::printf("   %s %s:%s%s\n", ++index == by_node.size() && shown->error.empty() ? "└─" : "├─", node.c_str(), replicas.c_str(),
+                member ? "" : "  (not a member: lost)");
+  }
+  if (!shown->error.empty()) std::printf("   └─ cannot be placed: %s\n", shown->error.c_str());
+  return 0;
+}
+
+int run_deploy(const std::string& etcd, const std::string& cluster, const std::string& file) {
+  std::ifstream in(file);
+  if (!in) {
+    std::fprintf(stderr, "rml deploy: %s: cannot open the topology file\n", file.c_str());
+    return 2;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto plane = connect_etcd(etcd);
+  if (!plane) {
+    std::fprintf(stderr, "rml deploy: cannot reach etcd: %s\n", plane.error().message().c_str());
+    return 1;
+  }
+  control::placement_controller placement(**plane, cluster);
+  if (auto asked = placement.request_deploy(text.str(), file); !asked) {
+    std::fprintf(stderr, "rml deploy: %s\n", asked.error().message().c_str());
+    return asked.error().code() == errc::io_error ? 1 : 2;
+  }
+  std::fprintf(stderr, "rml deploy: %s asked for; the placement controller places it (rml status shows where)\n", file.c_str());
+  return 0;
+}
+
+int run_undeploy(const std::string& etcd, const std::string& cluster) {
+  auto plane = connect_etcd(etcd);
+  if (!plane) {
+    std::fprintf(stderr, "rml undeploy: cannot reach etcd: %s\n", plane.error().message().c_str());
+    return 1;
+  }
+  control::placement_controller placement(**plane, cluster);
+  if (auto asked = placement.request_undeploy(); !asked) {
+    std::fprintf(stderr, "rml undeploy: %s\n", asked.error().message().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "rml undeploy: withdrawn; the placement controller clears it\n");
+  return 0;
+}
+
+int run_scale(const std::string& etcd, const std::string& cluster, const std::string& component, std::uint32_t replicas) {
+  auto plane = connect_etcd(etcd);
+  if (!plane) {
+    std::fprintf(stderr, "rml scale: cannot reach etcd: %s\n", plane.error().message().c_str());
+    return 1;
+  }
+  control::placement_controller placement(**plane, cluster);
+  if (auto asked = placement.request_scale(component, replicas); !asked) {
+    std::fprintf(stderr, "rml scale: %s\n", asked.error().message().c_str());
+    return asked.error().code() == errc::io_error ? 1 : 2;
+  }
+  std::fprintf(stderr, "rml scale: %s to %u replicas asked for\n", component.c_str(), replicas);
   return 0;
 }
 
@@ -223,6 +338,34 @@ void register_node_command(CLI::App& app, int& exit_code) {
   status_command->add_option("--etcd", status->etcd, "etcd's client URLs, comma-separated")->capture_default_str();
   status_command->add_option("--cluster", status->cluster, "The cluster's name")->capture_default_str();
   status_command->callback([status, &exit_code] { exit_code = run_status(*status); });
+
+  auto deploy = std::make_shared<std::pair<status_options, std::string>>();
+  auto* deploy_command = app.add_subcommand("deploy", "Ask the cluster to run a topology file (validated first)");
+  deploy_command->add_option("file", deploy->second, "The topology file (docs/topologies.md)")->required();
+  deploy_command->add_option("--etcd", deploy->first.etcd, "etcd's client URLs, comma-separated")->capture_default_str();
+  deploy_command->add_option("--cluster", deploy->first.cluster, "The cluster's name")->capture_default_str();
+  deploy_command->callback([deploy, &exit_code] { exit_code = run_deploy(deploy->first.etcd, deploy->first.cluster, deploy->second); });
+
+  auto undeploy = std::make_shared<status_options>();
+  auto* undeploy_command = app.add_subcommand("undeploy", "Withdraw the deployed topology");
+  undeploy_command->add_option("--etcd", undeploy->etcd, "etcd's client URLs, comma-separated")->capture_default_str();
+  undeploy_command->add_option("--cluster", undeploy->cluster, "The cluster's name")->capture_default_str();
+  undeploy_command->callback([undeploy, &exit_code] { exit_code = run_undeploy(undeploy->etcd, undeploy->cluster); });
+
+  struct scale_options {
+    status_options where;
+    std::string component;
+    std::uint32_t replicas = 1;
+  };
+  auto scale = std::make_shared<scale_options>();
+  auto* scale_command = app.add_subcommand("scale", "Set how many replicas of a deployed component run (within its min..max)");
+  scale_command->add_option("component", scale->component, "The component, by its name in the topology")->required();
+  scale_command->add_option("replicas", scale->replicas, "How many replicas")->required()->check(CLI::Range(1u, 4096u));
+  scale_command->add_option("--etcd", scale->where.etcd, "etcd's client URLs, comma-separated")->capture_default_str();
+  scale_command->add_option("--cluster", scale->where.cluster, "The cluster's name")->capture_default_str();
+  scale_command->callback([scale, &exit_code] {
+    exit_code = run_scale(scale->where.etcd, scale->where.cluster, scale->component, scale->replicas);
+  });
 }
 
 }  // namespace rml::app

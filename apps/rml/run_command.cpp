@@ -131,7 +131,7 @@ status apply_topology(CLI::App& command, run_options& options) {
   auto refuse = [&](const std::string& what) { return error(errc::invalid_argument, file + ": " + what); };
   if (topology.nodes.size() > 1) {
     return refuse("declares " + std::to_string(topology.nodes.size()) +
-                  " nodes; rml run runs one process (a topology across nodes is deployed by the cluster, not yet there)");
+                  " nodes; rml run runs one process (a topology across nodes is deployed with rml deploy to rml node processes)");
   }
   std::map<std::string, const topologies::component_spec*> by_kind;
   for (const auto& kind : topologies::component_kinds()) {

@@ -7,40 +7,8 @@
 # answer are refused, naming what was wrong.
 set -euo pipefail
 rml=$1
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAILED: $*" >&2
-  for log in "$work"/*.log; do echo "--- $log" >&2; tail -20 "$log" >&2; done
-  exit 1
-}
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# Waits up to $1 seconds for the command after it to succeed.
-within() {
-  local seconds=$1
-  shift
-  local deadline=$((SECONDS + seconds))
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
+. "$(dirname "$0")/start_etcd.sh"
 
-client=$(port)
-peer=$(port)
-etcd=http://127.0.0.1:$client
-/usr/bin/etcd --name=rml-test --data-dir="$work/etcd" --listen-client-urls="$etcd" --advertise-client-urls="$etcd" \
-  --listen-peer-urls="http://127.0.0.1:$peer" --initial-advertise-peer-urls="http://127.0.0.1:$peer" \
-  --initial-cluster="rml-test=http://127.0.0.1:$peer" --logger=zap --log-outputs="$work/etcd.log" --log-level=warn &
-pids+=($!)
-within 20 "$rml" status --etcd "$etcd" > /dev/null 2>&1 || fail "etcd did not come up at $etcd"
-
-status() { "$rml" status --etcd "$etcd"; }
 nodes_are() { grep -q "nodes: $1\$" <<< "$(status)"; }
 incarnation_of() { grep -E "─ $1 " <<< "$(status)" | sed -E 's/.*incarnation ([0-9]+).*/\1/'; }
 

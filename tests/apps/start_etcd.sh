@@ -1,0 +1,37 @@
+# Sourced by the cluster tests (bash): starts Debian's etcd on loopback ports the kernel
+# picked, with its data in a fresh directory, and waits until `rml status` reads it.
+# Needs: rml. Sets: work (a temporary directory, removed at exit), etcd (its client URL),
+# pids (processes killed at exit: add yours). Defines: fail MESSAGE (prints the end of every
+# log in $work, exits 1), port (a free loopback port), within SECONDS COMMAND... (retries the
+# command until it succeeds or the time passes).
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAILED: $*" >&2
+  for log in "$work"/*.log; do echo "--- $log" >&2; tail -20 "$log" >&2; done
+  exit 1
+}
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+within() {
+  local seconds=$1
+  shift
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+client_port=$(port)
+peer_port=$(port)
+etcd=http://127.0.0.1:$client_port
+/usr/bin/etcd --name=rml-test --data-dir="$work/etcd" --listen-client-urls="$etcd" --advertise-client-urls="$etcd" \
+  --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+  --initial-cluster="rml-test=http://127.0.0.1:$peer_port" --logger=zap --log-outputs="$work/etcd.log" --log-level=warn &
+pids+=($!)
+within 20 "$rml" status --etcd "$etcd" > /dev/null 2>&1 || fail "etcd did not come up at $etcd"
+status() { "$rml" status --etcd "$etcd"; }

@@ -1,0 +1,197 @@
+// The placement controller on the in-memory control plane, in virtual time: a deployed
+// topology is placed on the members now (their labels and cores, not the file's nodes);
+// placement is sticky — a joining node moves nothing, a scale adds replicas where they fit,
+// a lost node's replicas move to survivors that satisfy their constraints and nothing else
+// moves; a request that cannot be placed says why and leaves the placement in force; a
+// deposed controller's placement is refused; undeploy clears desired state.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+
+#include "topologies/membership.hpp"
+#include "topologies/memory_control_plane.hpp"
+#include "topologies/placement_controller.hpp"
+
+using namespace rml;
+using namespace rml::control;
+using namespace std::chrono_literals;
+
+namespace {
+
+// No nodes declared: a cluster's topology is placed on whichever nodes are members.
+constexpr const char* serving_topology = R"(name: edge-serving
+components:
+  - name: ingest
+    kind: ingest
+    placement: {node_selector: {role: data}}
+  - name: feature
+    kind: feature
+    placement: {node_selector: {role: data}}
+  - name: trainer
+    kind: trainer
+    placement: {node_selector: {role: data}, cores: 2}
+  - name: registry
+    kind: registry
+    placement: {node_selector: {role: data}}
+  - name: serving
+    kind: serving
+    replicas: {min: 2, max: 4}
+    placement: {node_selector: {role: serving}, anti_affinity: true, cores: 1}
+streams:
+  - {from: ingest, to: feature}
+  - {from: feature, to: trainer}
+  - {from: trainer, to: registry}
+  - {from: registry, to: serving}
+supervision:
+  - {name: root, strategy: one_for_one, children: [ingest, feature, trainer, registry, serving]}
+)";
+
+struct cluster {
+  std::chrono::milliseconds now{0};
+  memory_control_plane plane{[this] { return now; }};
+  std::map<std::string, std::unique_ptr<membership>> nodes;
+  placement_controller placement{plane};
+
+  void join(const std::string& name, std::map<std::string, std::string> labels, std::uint32_t cores) {
+    auto node = std::make_unique<membership>(plane);
+    REQUIRE(node->join({name, "127.0.0.1:7000", cores, 0, std::move(labels)}, 3000ms, now).ok());
+    nodes[name] = std::move(node);
+  }
+  /// Renews every node but those in `silent`, then lets `step` pass.
+  void pass(std::chrono::milliseconds step, const std::vector<std::string>& silent = {}) {
+    for (auto& [name, node] : nodes) {
+      if (std::find(silent.begin(), silent.end(), name) == silent.end()) REQUIRE(node->renew(now).ok());
+    }
+    now += step;
+    plane.tick();
+  }
+  /// Where each replica is: "component/replica" → node.
+  std::map<std::string, std::string> where() {
+    auto shown = placement.view();
+    REQUIRE(shown.ok());
+    std::map<std::string, std::string> at;
+    for (const auto& placed : shown->replicas) at[placed.component + "/" + std::to_string(placed.replica)] = placed.node;
+    return at;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the controller places a deployed topology on the members, stickily, and moves a lost node's replicas") {
+  cluster c;
+  c.join("data", {{"role", "data"}}, 8);
+  c.join("edge-1", {{"role", "serving"}}, 4);
+  c.join("edge-2", {{"role", "serving"}}, 4);
+  auto leader = c.placement.controllers().campaign(c.nodes["data"]->self().lease, "data");
+  REQUIRE(leader.ok());
+  REQUIRE(*c.placement.reconcile(*leader) == false);  // nothing deployed, nothing to write
+
+  REQUIRE(c.placement.request_deploy(serving_topology, "edge-serving.yaml").ok());
+  REQUIRE(*c.placement.reconcile(*leader) == true);
+  REQUIRE(*c.placement.reconcile(*leader) == false);  // the same again: no write
+  auto shown = c.placement.view();
+  REQUIRE(shown->topology_name == "edge-serving");
+  REQUIRE(shown->controller == "data");
+  REQUIRE(shown->error.empty());
+  const std::map<std::string, std::string> first{{"ingest/0", "data"},     {"feature/0", "data"},    {"trainer/0", "data"},
+                                                  {"registry/0", "data"},   {"serving/0", "edge-1"}, {"serving/1", "edge-2"}};
+  REQUIRE(c.where() == first);
+
+  // A node that joins moves nothing; a scale puts the new replica on it.
+  c.join("edge-3", {{"role", "serving"}}, 4);
+  REQUIRE(*c.placement.reconcile(*leader) == false);
+  REQUIRE(c.placement.request_scale("serving", 3).ok());
+  REQUIRE(*c.placement.reconcile(*leader) == true);
+  auto scaled = first;
+  scaled["serving/2"] = "edge-3";
+  REQUIRE(c.where() == scaled);
+
+  // edge-1 stops renewing: once its lease expires, its replica moves to the one serving node
+  // without a replica (edge-4, joined meanwhile); nothing else moves.
+  c.join("edge-4", {{"role", "serving"}}, 4);
+  c.pass(2000ms, {"edge-1"});
+  c.pass(1500ms, {"edge-1"});
+  REQUIRE(c.nodes["data"]->members()->size() == 4);
+  REQUIRE(*c.placement.reconcile(*leader) == true);
+  auto moved = scaled;
+  moved["serving/0"] = "edge-4";
+  REQUIRE(c.where() == moved);
+  REQUIRE(*c.placement.reconcile(*leader) == false);  // settled: the next pass writes nothing
+}
+
+TEST_CASE("a request that cannot be placed says why and keeps the placement in force") {
+  cluster c;
+  c.join("data", {{"role", "data"}}, 8);
+  c.join("edge-1", {{"role", "serving"}}, 4);
+  c.join("edge-2", {{"role", "serving"}}, 4);
+  auto leader = *c.placement.controllers().campaign(c.nodes["data"]->self().lease, "data");
+  REQUIRE(c.placement.request_deploy(serving_topology, "edge-serving.yaml").ok());
+  REQUIRE(*c.placement.reconcile(leader));
+  const auto before = c.where();
+  // edge-2 is lost: the second serving replica has nowhere to go (anti-affinity, role).
+  c.pass(2000ms, {"edge-2"});
+  c.pass(1500ms, {"edge-2"});
+  REQUIRE(*c.placement.reconcile(leader));
+  auto shown = c.placement.view();
+  REQUIRE(shown->error.find("components.serving: replica 2 of 2 fits no node") != std::string::npos);
+  REQUIRE(shown->error.find("edge-1: already runs a replica (anti_affinity)") != std::string::npos);
+  REQUIRE(c.where() == before);
+  // A node with the label joins: placed again, the error gone.
+  c.join("edge-4", {{"role", "serving"}}, 4);
+  REQUIRE(*c.placement.reconcile(leader));
+  REQUIRE(c.placement.view()->error.empty());
+  REQUIRE(c.where().at("serving/1") == "edge-4");
+  REQUIRE(c.where().at("serving/0") == before.at("serving/0"));
+}
+
+TEST_CASE("a deposed controller's placement is refused; undeploy clears desired state; bad requests are refused by name") {
+  cluster c;
+  c.join("data", {{"role", "data"}}, 8);
+  c.join("edge-1", {{"role", "serving"}}, 4);
+  c.join("edge-2", {{"role", "serving"}}, 4);
+  auto& controllers = c.placement.controllers();
+  auto old_leader = *controllers.campaign(c.nodes["data"]->self().lease, "data");
+  auto next_leader = *controllers.campaign(c.nodes["edge-1"]->self().lease, "edge-1");
+  REQUIRE(c.placement.request_deploy(serving_topology, "edge-serving.yaml").ok());
+  REQUIRE(*c.placement.reconcile(old_leader));
+  // data's lease expires: edge-1 leads, and data's late write is refused.
+  c.pass(2000ms, {"data"});
+  c.pass(1500ms, {"data"});
+  REQUIRE(*controllers.is_leader(next_leader));
+  REQUIRE(c.placement.request_scale("serving", 2).ok());
+  auto late = c.placement.reconcile(old_leader);
+  REQUIRE(!late);
+  REQUIRE(late.error().code() == errc::unauthorized);
+  REQUIRE(c.placement.view()->controller == "edge-1");
+  // The new controller places without data: ingest and registry need role=data.
+  REQUIRE(*c.placement.reconcile(next_leader));
+  REQUIRE(c.placement.view()->error.find("components.ingest: replica 1 of 1 fits no node") != std::string::npos);
+
+  auto scale_unknown = c.placement.request_scale("monitor", 1);
+  REQUIRE(scale_unknown.error().message() == "scale monitor: the deployed topology has no such component (it has ingest, feature, trainer, registry, serving)");
+  REQUIRE(c.placement.request_scale("serving", 5).error().message() == "scale serving to 5: the topology allows 2..4");
+  auto bad = c.placement.request_deploy("name: x\ncomponents: []\n", "x.yaml");
+  REQUIRE(!bad);
+  REQUIRE(bad.error().message().find("x.yaml") == 0);
+
+  REQUIRE(c.placement.request_undeploy().ok());
+  REQUIRE(*c.placement.reconcile(next_leader));
+  auto shown = c.placement.view();
+  REQUIRE(shown->topology_name.empty());
+  REQUIRE(shown->replicas.empty());
+  REQUIRE(shown->error.empty());
+  REQUIRE(c.placement.request_scale("serving", 2).error().message() == "scale serving: nothing is deployed in cluster rml");
+}
+
+TEST_CASE("a stored placement round-trips, and a damaged one is refused naming its line") {
+  topologies::placement_plan plan;
+  plan.replicas = {{"serving", 0, "edge-1", 1}, {"ingest", 0, "data", 2}};
+  auto decoded = decode_placement(encode_placement(plan));
+  REQUIRE(decoded.ok());
+  REQUIRE(decoded->replicas.size() == 2);
+  REQUIRE(decoded->replicas[1].node == "data");
+  REQUIRE(decoded->cores_used.at("data") == 2);
+  REQUIRE(decode_placement("serving 0 edge-1 1\nserving x\n").error().message() ==
+          "desired placement, line 2: 'serving x' is not 'component replica node cores'");
+}

@@ -1,0 +1,204 @@
+#include "topologies/placement_controller.hpp"
+
+#include <charconv>
+#include <sstream>
+
+#include "topologies/membership.hpp"
+
+namespace rml::control {
+namespace {
+
+result<std::uint32_t> parse_count(const std::string& text, const std::string& what) {
+  std::uint32_t value = 0;
+  auto [end, failure] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (failure != std::errc() || end != text.data() + text.size()) return error(errc::corrupted, what + " holds '" + text + "', not a count");
+  return value;
+}
+
+}  // namespace
+
+std::string encode_placement(const topologies::placement_plan& plan) {
+  std::string text;
+  for (const auto& placed : plan.replicas) {
+    text += placed.component + " " + std::to_string(placed.replica) + " " + placed.node + " " + std::to_string(placed.cores) + "\n";
+  }
+  return text;
+}
+
+result<topologies::placement_plan> decode_placement(const std::string& text) {
+  topologies::placement_plan plan;
+  std::istringstream lines(text);
+  std::string line;
+  int number = 0;
+  while (std::getline(lines, line)) {
+    ++number;
+    std::istringstream fields(line);
+    topologies::placed_replica placed;
+    if (!(fields >> placed.component >> placed.replica >> placed.node >> placed.cores)) {
+      return error(errc::corrupted, "desired placement, line " + std::to_string(number) + ": '" + line +
+                                        "' is not 'component replica node cores'");
+    }
+    plan.cores_used[placed.node] += placed.cores;
+    plan.replicas.push_back(std::move(placed));
+  }
+  return plan;
+}
+
+placement_controller::placement_controller(control_plane& plane, std::string cluster)
+    : plane_(plane), cluster_(cluster), prefix_(cluster + "/"), election_(plane, cluster + "/placement") {}
+
+result<std::optional<std::string>> placement_controller::read(const std::string& name) {
+  auto found = plane_.range(key_range::single(key(name)));
+  if (!found) return found.error();
+  if (found->empty()) return std::optional<std::string>();
+  return std::optional<std::string>(found->front().value);
+}
+
+result<bool> placement_controller::reconcile(const key_value& leader) {
+  auto requested = read("requested/topology");
+  if (!requested) return requested.error();
+  auto placed_text = read("desired/placement");
+  if (!placed_text) return placed_text.error();
+  auto placed_error = read("desired/placement_error");
+  if (!placed_error) return placed_error.error();
+
+  // What desired state should be: (topology, placement, error).
+  std::string topology_text, placement_text, failure;
+  if (requested->has_value()) {
+    topology_text = **requested;
+    auto declared = topologies::parse_topology(topology_text, "the deployed topology");
+    if (!declared) {
+      failure = declared.error().message();
+    } else {
+      auto& wanted = declared.value();
+      // The nodes are the members now, whatever the file declared.
+      membership members(plane_, cluster_);
+      auto live = members.members();
+      if (!live) return live.error();
+      wanted.nodes.clear();
+      for (const auto& node : *live) wanted.nodes.push_back({node.info.name, node.info.labels, node.info.cores, {}});
+      for (auto& component : wanted.components) {
+        auto scale = read("requested/scale/" + component.name);
+        if (!scale) return scale.error();
+        if (!scale->has_value()) continue;
+        auto count = parse_count(**scale, "scale of " + component.name);
+        if (!count) return count.error();
+        if (*count >= component.replicas_min && *count <= component.replicas_max) component.replicas_min = *count;
+      }
+      std::optional<topologies::placement_plan> previous;
+      if (placed_text->has_value()) {
+        if (auto decoded = decode_placement(**placed_text)) previous = std::move(decoded.value());
+      }
+      if (wanted.nodes.empty()) {
+        failure = "no node is a member of cluster " + cluster_;
+      } else if (auto plan = topologies::plan_placement(wanted, previous ? &*previous : nullptr)) {
+        placement_text = encode_placement(*plan);
+      } else {
+        failure = plan.error().message();
+      }
+    }
+    // A request that cannot be placed leaves the placement in force as it was (what still
+    // runs keeps running) and says why.
+    if (!failure.empty()) placement_text = placed_text->value_or("");
+  }
+  auto placed_topology = read("desired/topology");
+  if (!placed_topology) return placed_topology.error();
+  if (placed_topology->value_or("") == topology_text && placed_text->value_or("") == placement_text &&
+      placed_error->value_or("") == failure) {
+    return false;  // nothing changed: no write, no new revision
+  }
+  transaction write{{election::still_leader(leader)},
+                    {operation::put(key("desired/topology"), topology_text), operation::put(key("desired/placement"), placement_text),
+                     operation::put(key("desired/placement_error"), failure)},
+                    {}};
+  if (!requested->has_value()) {
+    write.success = {operation::erase(key_range::single(key("desired/topology"))),
+                     operation::erase(key_range::single(key("desired/placement"))),
+                     operation::erase(key_range::single(key("desired/placement_error")))};
+  }
+  auto done = plane_.commit(write);
+  if (!done) return done.error();
+  if (!done->succeeded) {
+    return error(errc::unauthorized, "controller " + leader.key + " (epoch " + std::to_string(leader.create_revision) +
+                                         ") no longer leads: its placement is refused");
+  }
+  return true;
+}
+
+result<placement_view> placement_controller::view() {
+  placement_view shown;
+  auto leader = election_.leader();
+  if (!leader) return leader.error();
+  if (leader->has_value()) {
+    shown.controller = (*leader)->value;
+    shown.controller_epoch = (*leader)->create_revision;
+  }
+  auto topology_text = read("desired/topology");
+  if (!topology_text) return topology_text.error();
+  if (topology_text->has_value() && !(*topology_text)->empty()) {
+    // The name only: the text was validated when it was deployed.
+    std::istringstream lines(**topology_text);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.rfind("name:", 0) == 0) {
+        shown.topology_name = line.substr(5);
+        shown.topology_name.erase(0, shown.topology_name.find_first_not_of(" \t\"'"));
+        shown.topology_name.erase(shown.topology_name.find_last_not_of(" \t\"'\r") + 1);
+        break;
+      }
+    }
+    if (shown.topology_name.empty()) shown.topology_name = "(unnamed)";
+  }
+  auto placement = read("desired/placement");
+  if (!placement) return placement.error();
+  if (placement->has_value()) {
+    auto plan = decode_placement(**placement);
+    if (!plan) return plan.error();
+    shown.replicas = std::move(plan->replicas);
+  }
+  auto failure = read("desired/placement_error");
+  if (!failure) return failure.error();
+  shown.error = failure->value_or("");
+  return shown;
+}
+
+status placement_controller::request_deploy(const std::string& text, const std::string& file) {
+  auto declared = topologies::parse_topology(text, file);
+  if (!declared) return declared.error();
+  auto done = plane_.commit({{}, {operation::put(key("requested/topology"), text), operation::erase(key_range::prefix(key("requested/scale/")))}, {}});
+  if (!done) return done.error();
+  return {};
+}
+
+status placement_controller::request_undeploy() {
+  auto done = plane_.commit({{}, {operation::erase(key_range::prefix(key("requested/")))}, {}});
+  if (!done) return done.error();
+  return {};
+}
+
+status placement_controller::request_scale(const std::string& component, std::uint32_t replicas) {
+  auto requested = read("requested/topology");
+  if (!requested) return requested.error();
+  if (!requested->has_value()) return error(errc::not_found, "scale " + component + ": nothing is deployed in cluster " + cluster_);
+  auto declared = topologies::parse_topology(**requested, "the deployed topology");
+  if (!declared) return declared.error();
+  for (const auto& spec : declared->components) {
+    if (spec.name != component) continue;
+    if (replicas < spec.replicas_min || replicas > spec.replicas_max) {
+      return error(errc::invalid_argument, "scale " + component + " to " + std::to_string(replicas) + ": the topology allows " +
+                                               std::to_string(spec.replicas_min) + ".." + std::to_string(spec.replicas_max));
+    }
+    // Only while the same request stands: a deploy in between makes this fail, not apply.
+    auto done = plane_.commit({{compare::value_is(key("requested/topology"), compare::relation::equal, **requested)},
+                               {operation::put(key("requested/scale/" + component), std::to_string(replicas))},
+                               {}});
+    if (!done) return done.error();
+    if (!done->succeeded) return error(errc::not_ready, "scale " + component + ": the deployed topology changed meanwhile; try again");
+    return {};
+  }
+  std::string known;
+  for (const auto& spec : declared->components) known += (known.empty() ? "" : ", ") + spec.name;
+  return error(errc::not_found, "scale " + component + ": the deployed topology has no such component (it has " + known + ")");
+}
+
+}  // namespace rml::control

@@ -1,0 +1,72 @@
+#pragma once
+// The cluster's placement: what `rml deploy` asked for, placed on the nodes that are members
+// now, by the one controller the election chose. Every node runs `reconcile` on its renewal
+// tick; only the leader's writes land (each is fenced by its election key), so a deposed
+// controller's late write is refused. Placement is sticky (plan_placement's `keep`): a lost
+// node's replicas move to surviving nodes that satisfy their constraints, and nothing else
+// moves; a node that joins takes new replicas without moving running ones.
+//
+// Keys under `<cluster>/`:
+//   requested/topology          the topology file's text (rml deploy; erased by rml undeploy)
+//   requested/scale/<component> replicas wanted, within the component's min..max (rml scale)
+//   desired/topology            the text placed, desired/placement the plan, one line per
+//                               replica ("component replica node cores"), desired/
+//                               placement_error why the request could not be placed (or "")
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "topologies/control_plane.hpp"
+#include "topologies/topology_file.hpp"
+
+namespace rml::control {
+
+/// What rml status shows of the cluster's placement.
+struct placement_view {
+  /// The topology placed; empty when nothing is deployed.
+  std::string topology_name;
+  std::vector<topologies::placed_replica> replicas;
+  std::string error;
+  /// The leading controller's value (its node's name), if any.
+  std::optional<std::string> controller;
+  revision controller_epoch = 0;
+};
+
+/// The plan as stored (one line per replica), and back; the error names the line.
+std::string encode_placement(const topologies::placement_plan& plan);
+result<topologies::placement_plan> decode_placement(const std::string& text);
+
+class placement_controller {
+ public:
+  explicit placement_controller(control_plane& plane, std::string cluster = "rml");
+
+  /// The election the controllers run in ("<cluster>/placement").
+  election& controllers() { return election_; }
+
+  /// One pass: when `leader` leads, places the requested topology (with its scale requests)
+  /// on the members now and writes desired state if it changed. Returns whether it wrote;
+  /// unauthorized when `leader` no longer leads.
+  result<bool> reconcile(const key_value& leader);
+
+  /// What is deployed and where (for rml status).
+  result<placement_view> view();
+
+  /// rml deploy: validates `text` (a topology file, `file` names it in errors) and asks for it.
+  status request_deploy(const std::string& text, const std::string& file);
+  /// rml undeploy: withdraws the request (the controller clears desired state).
+  status request_undeploy();
+  /// rml scale: asks for `replicas` of `component`, checked against the requested topology.
+  status request_scale(const std::string& component, std::uint32_t replicas);
+
+ private:
+  std::string key(const std::string& name) const { return prefix_ + name; }
+  result<std::optional<std::string>> read(const std::string& name);
+
+  control_plane& plane_;
+  std::string cluster_;
+  std::string prefix_;
+  election election_;
+};
+
+}  // namespace rml::control
