@@ -32,4 +32,7 @@ void register_topology_command(CLI::App& app, int& exit_code);
 /// placement controller), `rml status`, `rml deploy`, `rml scale`, `rml undeploy`.
 void register_node_command(CLI::App& app, int& exit_code);
 
+/// `rml cluster up`: etcd and N nodes on loopback, for trying the cluster out.
+void register_cluster_command(CLI::App& app, int& exit_code);
+
 }  // namespace rml::app

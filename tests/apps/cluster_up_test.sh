@@ -1,0 +1,61 @@
+#!/bin/bash
+# rml cluster up: etcd and three nodes on loopback come up, rml status lists them, a deployed
+# topology is placed on them, and SIGTERM stops every process it started (etcd's port closes,
+# no node is left running). A second cluster up on the same etcd port is refused, saying why.
+set -euo pipefail
+rml=$1
+topology=$2
+work=$(mktemp -d)
+up=
+cleanup() {
+  [[ -n "$up" ]] && kill -9 "$up" 2>/dev/null || true
+  pkill -9 -f -- "--etcd http://127.0.0.1:$etcd_port" 2>/dev/null || true
+  pkill -9 -f -- "--listen-client-urls=http://127.0.0.1:$etcd_port" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAILED: $*" >&2
+  for log in "$work"/up.log "$work"/cluster/*.log; do [[ -f "$log" ]] && { echo "--- $log" >&2; tail -20 "$log" >&2; }; done
+  exit 1
+}
+ports=$(python3 -c 'import socket
+held = [socket.socket() for _ in range(2)]
+for s in held: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))')
+etcd_port=${ports% *}
+base_port=${ports#* }
+etcd=http://127.0.0.1:$etcd_port
+"$rml" cluster up --nodes 3 --data-dir "$work/cluster" --etcd-port "$etcd_port" --base-port "$base_port" --lease-ttl 2 > "$work/up.log" 2>&1 &
+up=$!
+deadline=$((SECONDS + 60))
+until grep -q "rml cluster up: etcd at $etcd and 3 nodes on loopback" "$work/up.log"; do
+  kill -0 "$up" 2>/dev/null || fail "rml cluster up exited early"
+  ((SECONDS < deadline)) || fail "rml cluster up did not come up within 60 s"
+  sleep 0.2
+done
+status=$("$rml" status --etcd "$etcd")
+grep -q "nodes: 3$" <<< "$status" || fail "status does not list 3 nodes: $status"
+grep -qE "─ node-1  127\.0\.0\.1:$base_port .*labels role=data$" <<< "$status" || fail "node-1 is not on its port with role=data: $status"
+
+# A second one on the same port is refused.
+set +e
+message=$("$rml" cluster up --nodes 1 --data-dir "$work/other" --etcd-port "$etcd_port" 2>&1)
+code=$?
+set -e
+((code == 1)) && grep -q "an etcd already answers at $etcd" <<< "$message" || fail "a second cluster up: exit $code, $message"
+
+"$rml" deploy "$topology" --etcd "$etcd"
+deadline=$((SECONDS + 15))
+until "$rml" status --etcd "$etcd" | grep -q "node-1: ingest/0 feature/0 trainer/0 registry/0"; do
+  ((SECONDS < deadline)) || fail "the topology was not placed: $("$rml" status --etcd "$etcd")"
+  sleep 0.2
+done
+
+kill -TERM "$up"
+wait "$up" || fail "rml cluster up did not exit 0 on SIGTERM"
+up=
+grep -q "stopping 4 processes" "$work/up.log" || fail "cluster up did not stop its 4 processes"
+! "$rml" status --etcd "$etcd" > /dev/null 2>&1 || fail "etcd still answers after cluster up stopped"
+! pgrep -f -- "--etcd $etcd" > /dev/null || fail "a node outlived cluster up"
+echo "cluster up: passed"
