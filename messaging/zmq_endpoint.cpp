@@ -288,7 +288,8 @@ struct zmq_endpoint::implementation : ledger_listener<route> {
       return forward_feedback(std::move(to), decoded.value());
     }
     if (options.role == endpoint_role::predict) {
-      auto decoded = wire::decode_predict_request(frame, options.limits, std::move(kept));
+      // A copy of the owner: `frame` must stay valid here too, for a refusal's request id.
+      auto decoded = wire::decode_predict_request(frame, options.limits, kept);
       if (!decoded) return refuse(decoded.error());
       if (decoded->features != options.features) {
         return refuse(rml::error(errc::shape_mismatch, "predict request " + std::to_string(decoded->request.request_id) + ": " +
