@@ -6,13 +6,20 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/beast/ssl.hpp>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -29,21 +36,60 @@ namespace {
 
 struct endpoint {
   std::string url, host, port;
+  bool tls = false;
 };
 
 result<endpoint> parse_url(const std::string& url) {
-  constexpr std::string_view scheme = "http://";
-  if (url.rfind(scheme, 0) != 0) {
-    return error(errc::invalid_argument, "etcd endpoint '" + url + "': expected http://HOST:PORT (TLS to etcd is not built yet)");
+  const bool tls = url.rfind("https://", 0) == 0;
+  if (!tls && url.rfind("http://", 0) != 0) {
+    return error(errc::invalid_argument, "etcd endpoint '" + url + "': expected http://HOST:PORT or https://HOST:PORT");
   }
-  const std::string rest = url.substr(scheme.size());
+  const std::string rest = url.substr(tls ? 8 : 7);
   const auto colon = rest.rfind(':');
   const std::string port = colon == std::string::npos ? "" : rest.substr(colon + 1);
   if (colon == 0 || colon == std::string::npos || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
       rest.find('/') != std::string::npos) {
-    return error(errc::invalid_argument, "etcd endpoint '" + url + "': expected http://HOST:PORT");
+    return error(errc::invalid_argument, "etcd endpoint '" + url + "': expected http://HOST:PORT or https://HOST:PORT");
   }
-  return endpoint{url, rest.substr(0, colon), port};
+  return endpoint{url, rest.substr(0, colon), port, tls};
+}
+
+/// Asio names every OpenSSL failure "asio.ssl error": OpenSSL's own reason says what it was.
+std::string tls_reason(const beast::error_code& failure) {
+  if (failure.category() == net::error::get_ssl_category()) {
+    if (const char* reason = ERR_reason_error_string(static_cast<unsigned long>(failure.value()))) return reason;
+  }
+  return failure.message();
+}
+
+/// Why a certificate, key or CA file could not be used: missing, or what OpenSSL said of it.
+error tls_file_error(const std::string& what, const std::string& file, const beast::error_code& failure) {
+  std::error_code ignored;
+  const std::string why = std::filesystem::exists(file, ignored) ? tls_reason(failure) : "no such file";
+  return error(errc::io_error, "etcd TLS: " + what + " '" + file + "': " + why);
+}
+
+/// The TLS client context for https:// endpoints: etcd's certificate must chain to `ca_file`
+/// (or the system's roots) and name the host; with cert_file and key_file this client
+/// presents its own certificate (etcd's --client-cert-auth). Errors name the file.
+result<std::shared_ptr<net::ssl::context>> tls_context(const etcd_options& options) {
+  auto context = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
+  beast::error_code failure;
+  context->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1);
+  context->set_verify_mode(net::ssl::verify_peer);
+  if (options.ca_file.empty()) context->set_default_verify_paths(failure);
+  else context->load_verify_file(options.ca_file, failure);
+  if (failure) return tls_file_error("CA file", options.ca_file, failure);
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return error(errc::invalid_argument, "etcd TLS: a client certificate needs both its certificate and its key file");
+  }
+  if (!options.cert_file.empty()) {
+    context->use_certificate_chain_file(options.cert_file, failure);
+    if (failure) return tls_file_error("certificate file", options.cert_file, failure);
+    context->use_private_key_file(options.key_file, net::ssl::context::pem, failure);
+    if (failure) return tls_file_error("key file", options.key_file, failure);
+  }
+  return context;
 }
 
 // Base64 through OpenSSL (already a dependency) rather than by hand: etcd's JSON carries
@@ -215,12 +261,12 @@ error etcd_error(const std::string& where, unsigned http_status, const std::stri
   return error(kind, where + ": etcd answered " + std::to_string(http_status) + ": " + message);
 }
 
-/// One keep-alive HTTP/1.1 connection to one etcd endpoint, used by one thread at a time.
-/// Operations are asynchronous on a private io_context run to completion, so that each has a
-/// deadline (beast::tcp_stream's expiry) while the caller blocks.
+/// One keep-alive HTTP/1.1 connection (TLS for https://) to one etcd endpoint, used by one
+/// thread at a time. Operations are asynchronous on a private io_context run to completion,
+/// so that each has a deadline (beast::tcp_stream's expiry) while the caller blocks.
 class connection {
  public:
-  explicit connection(endpoint where) : where_(std::move(where)) {}
+  connection(endpoint where, std::shared_ptr<net::ssl::context> tls) : where_(std::move(where)), tls_context_(std::move(tls)) {}
 
   const endpoint& where() const { return where_; }
 
@@ -230,20 +276,16 @@ class connection {
                                                 bool& sent) {
     sent = false;
     if (auto opened = open(timeout); !opened) return opened.error();
-    http::request<http::string_body> request{http::verb::post, path, 11};
-    request.set(http::field::host, where_.host + ":" + where_.port);
-    request.set(http::field::content_type, "application/json");
+    auto request = request_for(path, body);
     request.keep_alive(true);
-    request.body() = body;
-    request.prepare_payload();
     beast::error_code failure;
-    stream_->expires_after(timeout);
-    http::async_write(*stream_, request, [&](beast::error_code code, std::size_t) { failure = code; });
+    lowest().expires_after(timeout);
+    with_stream([&](auto& stream) { http::async_write(stream, request, [&](beast::error_code code, std::size_t) { failure = code; }); });
     run();
     if (failure) return lost("sending " + path, failure);
     sent = true;
     http::response<http::string_body> response;
-    http::async_read(*stream_, buffer_, response, [&](beast::error_code code, std::size_t) { failure = code; });
+    with_stream([&](auto& stream) { http::async_read(stream, buffer_, response, [&](beast::error_code code, std::size_t) { failure = code; }); });
     run();
     if (failure) return lost("reading the answer to " + path, failure);
     if (!response.keep_alive()) close();
@@ -253,14 +295,10 @@ class connection {
   /// Opens the stream for a watch and sends its request; the answer is read by read_stream.
   status start_stream(const std::string& path, const std::string& body, std::chrono::milliseconds timeout) {
     if (auto opened = open(timeout); !opened) return opened;
-    http::request<http::string_body> request{http::verb::post, path, 11};
-    request.set(http::field::host, where_.host + ":" + where_.port);
-    request.set(http::field::content_type, "application/json");
-    request.body() = body;
-    request.prepare_payload();
+    auto request = request_for(path, body);
     beast::error_code failure;
-    stream_->expires_after(timeout);
-    http::async_write(*stream_, request, [&](beast::error_code code, std::size_t) { failure = code; });
+    lowest().expires_after(timeout);
+    with_stream([&](auto& stream) { http::async_write(stream, request, [&](beast::error_code code, std::size_t) { failure = code; }); });
     run();
     if (failure) return lost("sending " + path, failure);
     return {};
@@ -287,8 +325,8 @@ class connection {
     };
     parser.on_chunk_body(on_body);
     beast::error_code failure;
-    stream_->expires_never();
-    http::async_read_header(*stream_, buffer_, parser, [&](beast::error_code code, std::size_t) { failure = code; });
+    lowest().expires_never();
+    with_stream([&](auto& stream) { http::async_read_header(stream, buffer_, parser, [&](beast::error_code code, std::size_t) { failure = code; }); });
     run();
     if (failure) return lost("reading a watch", failure);
     if (parser.get().result() != http::status::ok) {
@@ -296,7 +334,7 @@ class connection {
       return error(errc::io_error, where_.url + ": a watch was answered " + std::to_string(parser.get().result_int()));
     }
     while (!stop && !parser.is_done()) {
-      http::async_read_some(*stream_, buffer_, parser, [&](beast::error_code code, std::size_t) { failure = code; });
+      with_stream([&](auto& stream) { http::async_read_some(stream, buffer_, parser, [&](beast::error_code code, std::size_t) { failure = code; }); });
       run();
       if (failure) return lost("reading a watch", failure);
     }
@@ -308,10 +346,10 @@ class connection {
   /// (the stream itself is released by the owning thread).
   void close_from_elsewhere() {
     net::post(io_, [this] {
-      if (!stream_) return;
+      if (!is_open()) return;
       beast::error_code ignored;
-      stream_->socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
-      stream_->socket().close(ignored);
+      lowest().socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+      lowest().socket().close(ignored);
     });
   }
 
@@ -322,36 +360,84 @@ class connection {
   }
 
   void close() {
-    if (stream_) {
+    if (is_open()) {
+      // No TLS close_notify: the connection is dropped, not reused, and etcd needs none.
       beast::error_code ignored;
-      stream_->socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
-      stream_->close();
+      lowest().socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+      lowest().close();
     }
-    stream_.reset();
+    plain_.reset();
+    tls_.reset();
     buffer_.clear();
   }
 
  private:
+  bool is_open() const { return plain_.has_value() || tls_.has_value(); }
+  beast::tcp_stream& lowest() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+  template <class Use>
+  void with_stream(Use use) {
+    if (tls_) use(*tls_);
+    else use(*plain_);
+  }
+
+  http::request<http::string_body> request_for(const std::string& path, const std::string& body) const {
+    http::request<http::string_body> request{http::verb::post, path, 11};
+    request.set(http::field::host, where_.host + ":" + where_.port);
+    request.set(http::field::content_type, "application/json");
+    request.body() = body;
+    request.prepare_payload();
+    return request;
+  }
+
   status open(std::chrono::milliseconds timeout) {
-    if (stream_) return {};
-    stream_.emplace(io_);
+    if (is_open()) return {};
+    if (where_.tls) {
+      if (!tls_context_) return error(errc::invalid_argument, where_.url + ": https needs the TLS settings");
+      tls_.emplace(io_, *tls_context_);
+      // etcd's certificate must name the host (DNS name or IP address in its SAN).
+      tls_->set_verify_callback(net::ssl::host_name_verification(where_.host));
+      beast::error_code not_an_address;
+      net::ip::make_address(where_.host, not_an_address);
+      if (not_an_address) SSL_set_tlsext_host_name(tls_->native_handle(), where_.host.c_str());  // SNI: names only
+    } else {
+      plain_.emplace(io_);
+    }
     net::ip::tcp::resolver resolver(io_);
     beast::error_code failure;
     auto addresses = resolver.resolve(where_.host, where_.port, failure);
     if (failure) {
-      stream_.reset();
+      close();
       return error(errc::io_error, where_.url + ": cannot resolve " + where_.host + ": " + failure.message());
     }
-    stream_->expires_after(timeout);
-    stream_->async_connect(addresses, [&](beast::error_code code, const net::ip::tcp::endpoint&) { failure = code; });
+    lowest().expires_after(timeout);
+    lowest().async_connect(addresses, [&](beast::error_code code, const net::ip::tcp::endpoint&) { failure = code; });
     run();
-    if (!failure && !stream_->socket().is_open()) failure = net::error::operation_aborted;  // closed from elsewhere
+    if (!failure && !lowest().socket().is_open()) failure = net::error::operation_aborted;  // closed from elsewhere
     if (failure) {
-      stream_.reset();
+      close();
       return error(errc::io_error, where_.url + ": cannot connect: " + failure.message());
     }
-    stream_->socket().set_option(net::ip::tcp::no_delay(true));
+    lowest().socket().set_option(net::ip::tcp::no_delay(true));
+    if (tls_) {
+      tls_->async_handshake(net::ssl::stream_base::client, [&](beast::error_code code) { failure = code; });
+      run();
+      if (failure) {
+        const std::string why = describe_tls(failure);
+        close();
+        return error(errc::unauthorized, where_.url + ": TLS handshake failed: " + why);
+      }
+    }
     return {};
+  }
+
+  /// OpenSSL's reason, with the certificate check's verdict when that is what failed.
+  std::string describe_tls(const beast::error_code& failure) {
+    std::string text = tls_reason(failure);
+    if (tls_) {
+      const long verdict = SSL_get_verify_result(tls_->native_handle());
+      if (verdict != X509_V_OK) text += " (etcd's certificate: " + std::string(X509_verify_cert_error_string(verdict)) + ")";
+    }
+    return text;
   }
 
   void run() {
@@ -363,12 +449,14 @@ class connection {
     close();
     const bool timed_out = failure == beast::error::timeout;
     return error(timed_out ? errc::deadline_exceeded : errc::io_error,
-                 where_.url + ": " + what + ": " + (timed_out ? std::string("timed out") : failure.message()));
+                 where_.url + ": " + what + ": " + (timed_out ? std::string("timed out") : tls_reason(failure)));
   }
 
   endpoint where_;
+  std::shared_ptr<net::ssl::context> tls_context_;
   net::io_context io_;
-  std::optional<beast::tcp_stream> stream_;
+  std::optional<beast::tcp_stream> plain_;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
   beast::flat_buffer buffer_;
 };
 
@@ -395,6 +483,8 @@ struct etcd_control_plane::implementation {
   std::mutex calls;  // one unary call at a time on the shared connection
   std::size_t current = 0;
   std::optional<connection> shared;
+  /// For https:// endpoints (null when every endpoint is http://).
+  std::shared_ptr<net::ssl::context> tls;
 
   struct watcher {
     std::unique_ptr<connection> stream;
@@ -415,7 +505,7 @@ struct etcd_control_plane::implementation {
     std::lock_guard lock(calls);
     error last(errc::io_error, "no etcd endpoint");
     for (std::size_t attempt = 0; attempt < endpoints.size() + 1; ++attempt) {
-      if (!shared) shared.emplace(endpoints[current]);
+      if (!shared) shared.emplace(endpoints[current], tls);
       bool sent = false;
       auto answer = shared->post(path, body, options.request_timeout, sent);
       if (!answer) {
@@ -515,6 +605,13 @@ result<std::unique_ptr<etcd_control_plane>> etcd_control_plane::connect(const et
     auto parsed = parse_url(url);
     if (!parsed) return parsed.error();
     self->endpoints.push_back(parsed.value());
+  }
+  if (std::any_of(self->endpoints.begin(), self->endpoints.end(), [](const endpoint& where) { return where.tls; })) {
+    auto context = tls_context(options);
+    if (!context) return context.error();
+    self->tls = std::move(context.value());
+  } else if (!options.ca_file.empty() || !options.cert_file.empty()) {
+    return error(errc::invalid_argument, "etcd: TLS files given, but no endpoint is https://");
   }
   std::unique_ptr<etcd_control_plane> plane(new etcd_control_plane(std::move(self)));
   if (auto now = plane->current_revision(); !now) return now.error();
@@ -634,7 +731,7 @@ result<watch_id> etcd_control_plane::watch(const key_range& keys, revision from,
     target = self_->current;  // the endpoint that answered last
   }
   auto watcher = std::make_shared<implementation::watcher>();
-  watcher->stream = std::make_unique<connection>(self_->endpoints[target]);
+  watcher->stream = std::make_unique<connection>(self_->endpoints[target], self_->tls);
   std::lock_guard lock(self_->watches);
   const watch_id id = self_->next_watch++;
   self_->watchers.emplace(id, watcher);

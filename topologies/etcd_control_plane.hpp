@@ -17,6 +17,9 @@
 // so no revision is skipped or repeated; a resume from a compacted revision delivers
 // `cancelled` with the compact revision, as etcd does.
 //
+// TLS: https:// endpoints verify etcd's certificate against a CA (and that it names the
+// host), and present a client certificate when one is given (etcd's --client-cert-auth).
+//
 // Thread-safe: unary calls share one connection under a mutex; watch callbacks run on their
 // watch's thread (a callback may call the plane, and may cancel its own watch).
 
@@ -30,15 +33,19 @@
 namespace rml::control {
 
 struct etcd_options {
-  /// Client URLs, "http://host:port" (tried in order).
+  /// Client URLs, "http://host:port" or "https://host:port" (tried in order).
   std::vector<std::string> endpoints{"http://127.0.0.1:2379"};
+  /// For https:// endpoints: the CA etcd's certificate must chain to (empty: the system's),
+  /// and this client's certificate and key (PEM), for an etcd that requires client
+  /// certificates (--client-cert-auth). etcd's certificate must name the endpoint's host.
+  std::string ca_file, cert_file, key_file;
   /// Each unary call's limit (connect, send, answer).
   std::chrono::milliseconds request_timeout{5000};
   /// How long a watch waits before connecting again after losing its connection.
   std::chrono::milliseconds watch_retry{200};
 };
 
-/// "http://a:1,http://b:2" (etcdctl's --endpoints) as endpoints; the error names the URL.
+/// "http://a:1,https://b:2" (etcdctl's --endpoints) as endpoints; the error names the URL.
 result<std::vector<std::string>> parse_etcd_endpoints(const std::string& text);
 
 class etcd_control_plane final : public control_plane {

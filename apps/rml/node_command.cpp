@@ -41,32 +41,49 @@ using namespace std::chrono_literals;
 volatile std::sig_atomic_t node_stop_requested = 0;
 extern "C" void on_node_stop_signal(int) { node_stop_requested = 1; }
 
+/// How every cluster command reaches etcd, and which cluster it means.
+struct cluster_access {
+  std::string etcd = "http://127.0.0.1:2379";
+  std::string ca, cert, key;
+  std::string cluster = "rml";
+};
+
+/// --etcd, its TLS files and --cluster, the same on every cluster command.
+void add_cluster_access(CLI::App* command, cluster_access& access) {
+  command->add_option("--etcd", access.etcd, "etcd's client URLs, comma-separated (https:// for TLS)")->capture_default_str();
+  command->add_option("--etcd-ca", access.ca, "For https:// etcd: the CA its certificate must chain to (default: the system's)")
+      ->check(CLI::ExistingFile);
+  command->add_option("--etcd-cert", access.cert, "For https:// etcd: this client's certificate (PEM), for --client-cert-auth")
+      ->check(CLI::ExistingFile);
+  command->add_option("--etcd-key", access.key, "For https:// etcd: this client's private key (PEM)")->check(CLI::ExistingFile);
+  command->add_option("--cluster", access.cluster, "The cluster's name (its key prefix in etcd)")->capture_default_str();
+}
+
 struct node_options {
+  cluster_access access;
   std::string name;
   std::string listen = "127.0.0.1:0";
-  std::string etcd = "http://127.0.0.1:2379";
-  std::string cluster = "rml";
   std::vector<std::string> labels;
   std::uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
   std::uint32_t gpus = 0;
   double lease_seconds = 3;
 };
 
-struct status_options {
-  std::string etcd = "http://127.0.0.1:2379";
-  std::string cluster = "rml";
-};
+
 
 std::chrono::milliseconds since_start() {
   static const auto start = std::chrono::steady_clock::now();
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
 }
 
-result<std::unique_ptr<control::etcd_control_plane>> connect_etcd(const std::string& urls, std::chrono::milliseconds timeout = 2s) {
-  auto endpoints = control::parse_etcd_endpoints(urls);
+result<std::unique_ptr<control::etcd_control_plane>> connect_etcd(const cluster_access& access, std::chrono::milliseconds timeout = 2s) {
+  auto endpoints = control::parse_etcd_endpoints(access.etcd);
   if (!endpoints) return error(errc::invalid_argument, "--etcd: " + endpoints.error().message());
   control::etcd_options options;
   options.endpoints = endpoints.value();
+  options.ca_file = access.ca;
+  options.cert_file = access.cert;
+  options.key_file = access.key;
   options.request_timeout = timeout;
   return control::etcd_control_plane::connect(options);
 }
@@ -152,7 +169,7 @@ int run_node(const node_options& options) {
   }
   const auto ttl = std::chrono::milliseconds(std::int64_t(options.lease_seconds * 1000));
   // A renewal must fail (or succeed) well inside the lease: a third of it at most.
-  auto plane = connect_etcd(options.etcd, std::clamp<std::chrono::milliseconds>(ttl / 3, 200ms, 2s));
+  auto plane = connect_etcd(options.access, std::clamp<std::chrono::milliseconds>(ttl / 3, 200ms, 2s));
   if (!plane) {
     std::fprintf(stderr, "rml node: cannot reach etcd: %s\n", plane.error().message().c_str());
     return 1;
@@ -176,8 +193,8 @@ int run_node(const node_options& options) {
 
   std::signal(SIGTERM, on_node_stop_signal);
   std::signal(SIGINT, on_node_stop_signal);
-  control::membership members(**plane, options.cluster);
-  control::placement_controller placement(**plane, options.cluster);
+  control::membership members(**plane, options.access.cluster);
+  control::placement_controller placement(**plane, options.access.cluster);
   bool told_waiting = false;
   while (!node_stop_requested) {
     auto joined = members.join(self, ttl, since_start());
@@ -190,7 +207,7 @@ int run_node(const node_options& options) {
     }
     told_waiting = false;
     std::fprintf(stderr, "rml node %s: joined cluster %s as incarnation %lld, reachable at %s (lease %llx, TTL %g s)\n",
-                 options.name.c_str(), options.cluster.c_str(), (long long)joined->incarnation, self.address.c_str(),
+                 options.name.c_str(), options.access.cluster.c_str(), (long long)joined->incarnation, self.address.c_str(),
                  (unsigned long long)joined->lease, options.lease_seconds);
     // Every node is a candidate controller under its own lease; the oldest leads.
     auto candidate = placement.controllers().campaign(joined->lease, options.name);
@@ -209,13 +226,13 @@ int run_node(const node_options& options) {
   if (auto left = members.leave(); !left) {
     std::fprintf(stderr, "rml node %s: leaving: %s (its lease expires by itself)\n", options.name.c_str(), left.error().message().c_str());
   } else {
-    std::fprintf(stderr, "rml node %s: left cluster %s\n", options.name.c_str(), options.cluster.c_str());
+    std::fprintf(stderr, "rml node %s: left cluster %s\n", options.name.c_str(), options.access.cluster.c_str());
   }
   return 0;
 }
 
-int run_status(const status_options& options) {
-  auto plane = connect_etcd(options.etcd);
+int run_status(const cluster_access& options) {
+  auto plane = connect_etcd(options);
   if (!plane) {
     std::fprintf(stderr, "rml status: cannot reach etcd: %s\n", plane.error().message().c_str());
     return 1;
@@ -262,7 +279,7 @@ int run_status(const status_options& options) {
   return 0;
 }
 
-int run_deploy(const std::string& etcd, const std::string& cluster, const std::string& file) {
+int run_deploy(const cluster_access& access, const std::string& file) {
   std::ifstream in(file);
   if (!in) {
     std::fprintf(stderr, "rml deploy: %s: cannot open the topology file\n", file.c_str());
@@ -270,12 +287,12 @@ int run_deploy(const std::string& etcd, const std::string& cluster, const std::s
   }
   std::ostringstream text;
   text << in.rdbuf();
-  auto plane = connect_etcd(etcd);
+  auto plane = connect_etcd(access);
   if (!plane) {
     std::fprintf(stderr, "rml deploy: cannot reach etcd: %s\n", plane.error().message().c_str());
     return 1;
   }
-  control::placement_controller placement(**plane, cluster);
+  control::placement_controller placement(**plane, access.cluster);
   if (auto asked = placement.request_deploy(text.str(), file); !asked) {
     std::fprintf(stderr, "rml deploy: %s\n", asked.error().message().c_str());
     return asked.error().code() == errc::io_error ? 1 : 2;
@@ -284,13 +301,13 @@ int run_deploy(const std::string& etcd, const std::string& cluster, const std::s
   return 0;
 }
 
-int run_undeploy(const std::string& etcd, const std::string& cluster) {
-  auto plane = connect_etcd(etcd);
+int run_undeploy(const cluster_access& access) {
+  auto plane = connect_etcd(access);
   if (!plane) {
     std::fprintf(stderr, "rml undeploy: cannot reach etcd: %s\n", plane.error().message().c_str());
     return 1;
   }
-  control::placement_controller placement(**plane, cluster);
+  control::placement_controller placement(**plane, access.cluster);
   if (auto asked = placement.request_undeploy(); !asked) {
     std::fprintf(stderr, "rml undeploy: %s\n", asked.error().message().c_str());
     return 1;
@@ -299,13 +316,13 @@ int run_undeploy(const std::string& etcd, const std::string& cluster) {
   return 0;
 }
 
-int run_scale(const std::string& etcd, const std::string& cluster, const std::string& component, std::uint32_t replicas) {
-  auto plane = connect_etcd(etcd);
+int run_scale(const cluster_access& access, const std::string& component, std::uint32_t replicas) {
+  auto plane = connect_etcd(access);
   if (!plane) {
     std::fprintf(stderr, "rml scale: cannot reach etcd: %s\n", plane.error().message().c_str());
     return 1;
   }
-  control::placement_controller placement(**plane, cluster);
+  control::placement_controller placement(**plane, access.cluster);
   if (auto asked = placement.request_scale(component, replicas); !asked) {
     std::fprintf(stderr, "rml scale: %s\n", asked.error().message().c_str());
     return asked.error().code() == errc::io_error ? 1 : 2;
@@ -323,37 +340,33 @@ void register_node_command(CLI::App& app, int& exit_code) {
       ->required();
   command->add_option("--listen", options->listen, "HOST:PORT other nodes reach this one's actors on (PORT 0: the system picks)")
       ->capture_default_str();
-  command->add_option("--etcd", options->etcd, "etcd's client URLs, comma-separated")->capture_default_str();
   command->add_option("--labels", options->labels, "KEY=VALUE labels placement selects nodes by (gpu=1, zone=a)")->delimiter(',');
   command->add_option("--cores", options->cores, "Cores this node offers")->capture_default_str()->check(CLI::Range(1u, 4096u));
   command->add_option("--gpus", options->gpus, "GPUs this node offers")->capture_default_str()->check(CLI::Range(0u, 64u));
   command->add_option("--lease-ttl", options->lease_seconds,
                       "Seconds the cluster waits before it counts a silent node gone (etcd's minimum is 2)")
       ->capture_default_str();
-  command->add_option("--cluster", options->cluster, "The cluster's name (its key prefix in etcd)")->capture_default_str();
+  add_cluster_access(command, options->access);
   command->callback([options, &exit_code] { exit_code = run_node(*options); });
 
-  auto status = std::make_shared<status_options>();
-  auto* status_command = app.add_subcommand("status", "Show the cluster: its nodes as etcd knows them");
-  status_command->add_option("--etcd", status->etcd, "etcd's client URLs, comma-separated")->capture_default_str();
-  status_command->add_option("--cluster", status->cluster, "The cluster's name")->capture_default_str();
+  auto status = std::make_shared<cluster_access>();
+  auto* status_command = app.add_subcommand("status", "Show the cluster: controller, nodes and where each replica is placed");
+  add_cluster_access(status_command, *status);
   status_command->callback([status, &exit_code] { exit_code = run_status(*status); });
 
-  auto deploy = std::make_shared<std::pair<status_options, std::string>>();
+  auto deploy = std::make_shared<std::pair<cluster_access, std::string>>();
   auto* deploy_command = app.add_subcommand("deploy", "Ask the cluster to run a topology file (validated first)");
   deploy_command->add_option("file", deploy->second, "The topology file (docs/topologies.md)")->required();
-  deploy_command->add_option("--etcd", deploy->first.etcd, "etcd's client URLs, comma-separated")->capture_default_str();
-  deploy_command->add_option("--cluster", deploy->first.cluster, "The cluster's name")->capture_default_str();
-  deploy_command->callback([deploy, &exit_code] { exit_code = run_deploy(deploy->first.etcd, deploy->first.cluster, deploy->second); });
+  add_cluster_access(deploy_command, deploy->first);
+  deploy_command->callback([deploy, &exit_code] { exit_code = run_deploy(deploy->first, deploy->second); });
 
-  auto undeploy = std::make_shared<status_options>();
+  auto undeploy = std::make_shared<cluster_access>();
   auto* undeploy_command = app.add_subcommand("undeploy", "Withdraw the deployed topology");
-  undeploy_command->add_option("--etcd", undeploy->etcd, "etcd's client URLs, comma-separated")->capture_default_str();
-  undeploy_command->add_option("--cluster", undeploy->cluster, "The cluster's name")->capture_default_str();
-  undeploy_command->callback([undeploy, &exit_code] { exit_code = run_undeploy(undeploy->etcd, undeploy->cluster); });
+  add_cluster_access(undeploy_command, *undeploy);
+  undeploy_command->callback([undeploy, &exit_code] { exit_code = run_undeploy(*undeploy); });
 
   struct scale_options {
-    status_options where;
+    cluster_access access;
     std::string component;
     std::uint32_t replicas = 1;
   };
@@ -361,11 +374,8 @@ void register_node_command(CLI::App& app, int& exit_code) {
   auto* scale_command = app.add_subcommand("scale", "Set how many replicas of a deployed component run (within its min..max)");
   scale_command->add_option("component", scale->component, "The component, by its name in the topology")->required();
   scale_command->add_option("replicas", scale->replicas, "How many replicas")->required()->check(CLI::Range(1u, 4096u));
-  scale_command->add_option("--etcd", scale->where.etcd, "etcd's client URLs, comma-separated")->capture_default_str();
-  scale_command->add_option("--cluster", scale->where.cluster, "The cluster's name")->capture_default_str();
-  scale_command->callback([scale, &exit_code] {
-    exit_code = run_scale(scale->where.etcd, scale->where.cluster, scale->component, scale->replicas);
-  });
+  add_cluster_access(scale_command, scale->access);
+  scale_command->callback([scale, &exit_code] { exit_code = run_scale(scale->access, scale->component, scale->replicas); });
 }
 
 }  // namespace rml::app

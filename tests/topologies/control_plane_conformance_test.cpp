@@ -317,7 +317,7 @@ TEST_CASE("an etcd that does not answer is an error naming its address; bad endp
   REQUIRE(refused.error().message().find(options.endpoints[0]) != std::string::npos);
   auto bad = parse_etcd_endpoints("http://127.0.0.1:2379,127.0.0.1:2380");
   REQUIRE(!bad);
-  REQUIRE(bad.error().message() == "etcd endpoint '127.0.0.1:2380': expected http://HOST:PORT (TLS to etcd is not built yet)");
+  REQUIRE(bad.error().message() == "etcd endpoint '127.0.0.1:2380': expected http://HOST:PORT or https://HOST:PORT");
   REQUIRE(parse_etcd_endpoints("http://a:1,http://b:2").value() == std::vector<std::string>{"http://a:1", "http://b:2"});
   REQUIRE(!parse_etcd_endpoints("http://a"));
 }
@@ -338,4 +338,58 @@ TEST_CASE("on etcd, a second endpoint that answers serves when the first does no
   REQUIRE(watching.ok());
   REQUIRE((*plane)->commit({{}, {operation::put("k", "w")}, {}}).ok());
   REQUIRE(eventually([&] { return changes.now() == std::vector<revision>{3}; }));
+}
+
+TEST_CASE("on an etcd that requires TLS client certificates, a client with its CA's certificate works and others are refused, saying why") {
+  char pattern[] = "/tmp/rml-certs-XXXXXX";
+  REQUIRE(::mkdtemp(pattern) != nullptr);
+  const test::test_certificates certificates(pattern);
+  test::etcd_process etcd(&certificates);
+  REQUIRE(etcd.url().rfind("https://127.0.0.1:", 0) == 0);
+  // Trusted both ways: everything works, watches included.
+  auto plane = etcd.client();
+  REQUIRE(plane->commit({{}, {operation::put("k", "v")}, {}})->at == 2);
+  seen<revision> changes;
+  auto watching = plane->watch(key_range::single("k"), 0, [&](const watch_response& r) { changes.add(r.events.at(0).kv.mod_revision); });
+  REQUIRE(watching.ok());
+  REQUIRE(plane->commit({{}, {operation::put("k", "w")}, {}}).ok());
+  REQUIRE(eventually([&] { return changes.now() == std::vector<revision>{3}; }));
+
+  auto refused = [&](etcd_options options) {
+    options.request_timeout = 2s;
+    auto connected = etcd_control_plane::connect(options);
+    REQUIRE(!connected);
+    return connected.error();
+  };
+  // No client certificate: etcd refuses the connection.
+  auto anonymous = etcd.client_options();
+  anonymous.cert_file.clear();
+  anonymous.key_file.clear();
+  const auto no_certificate = refused(anonymous);
+  REQUIRE(no_certificate.message().find(etcd.url()) == 0);
+  REQUIRE(no_certificate.message().find("bad certificate") != std::string::npos);
+  // A certificate from another CA: refused too.
+  auto intruder = etcd.client_options();
+  intruder.cert_file = certificates.other_cert();
+  intruder.key_file = certificates.other_key();
+  REQUIRE(refused(intruder).message().find(etcd.url()) == 0);
+  // Trusting another CA: this client refuses etcd's certificate, and says so.
+  auto distrustful = etcd.client_options();
+  distrustful.ca_file = certificates.other_ca();
+  const auto untrusted = refused(distrustful);
+  REQUIRE(untrusted.code() == errc::unauthorized);
+  REQUIRE(untrusted.message().find("TLS handshake failed") != std::string::npos);
+  REQUIRE(untrusted.message().find("etcd's certificate:") != std::string::npos);
+  // Plain HTTP to a TLS port gets nothing it can use.
+  auto plain = etcd.client_options();
+  plain.endpoints = {"http" + etcd.url().substr(5)};
+  plain.ca_file = plain.cert_file = plain.key_file = "";
+  (void)refused(plain);
+  // Files that do not exist are named.
+  auto missing = etcd.client_options();
+  missing.ca_file = "/nonexistent/ca.crt";
+  REQUIRE(refused(missing).message() == "etcd TLS: CA file '/nonexistent/ca.crt': no such file");
+  plane->cancel(*watching);
+  std::error_code ignored;
+  std::filesystem::remove_all(pattern, ignored);
 }

@@ -49,14 +49,46 @@ inline std::string etcd_binary() {
   throw std::runtime_error("etcd is not installed (scripts/setup.sh installs Debian's etcd-server)");
 }
 
+/// Certificates made with the openssl command for a TLS etcd: a CA, etcd's certificate for
+/// 127.0.0.1 signed by it, a client certificate signed by it, and a second CA with a client
+/// certificate of its own (which etcd must refuse). EC keys: quick to make.
+struct test_certificates {
+  std::string directory;
+  std::string ca() const { return directory + "/ca.crt"; }
+  std::string server_cert() const { return directory + "/server.crt"; }
+  std::string server_key() const { return directory + "/server.key"; }
+  std::string client_cert() const { return directory + "/client.crt"; }
+  std::string client_key() const { return directory + "/client.key"; }
+  std::string other_ca() const { return directory + "/other-ca.crt"; }
+  std::string other_cert() const { return directory + "/other.crt"; }
+  std::string other_key() const { return directory + "/other.key"; }
+
+  explicit test_certificates(const std::string& into) : directory(into) {
+    const std::string d = directory;
+    const std::string key = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    const std::string script =
+        "set -e; cd '" + d + "'; "
+        "openssl req -x509" + key + " -keyout ca.key -out ca.crt -days 2 -subj /CN=rml-test-ca 2>/dev/null; "
+        "openssl req -x509" + key + " -keyout other-ca.key -out other-ca.crt -days 2 -subj /CN=other-ca 2>/dev/null; "
+        "openssl req" + key + " -keyout server.key -out server.csr -subj /CN=etcd -addext subjectAltName=IP:127.0.0.1 2>/dev/null; "
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -copy_extensions copy -out server.crt 2>/dev/null; "
+        "openssl req" + key + " -keyout client.key -out client.csr -subj /CN=rml-node 2>/dev/null; "
+        "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out client.crt 2>/dev/null; "
+        "openssl req" + key + " -keyout other.key -out other.csr -subj /CN=intruder 2>/dev/null; "
+        "openssl x509 -req -in other.csr -CA other-ca.crt -CAkey other-ca.key -CAcreateserial -days 2 -out other.crt 2>/dev/null";
+    if (std::system(("bash -c \"" + script + "\"").c_str()) != 0) throw std::runtime_error("openssl could not make the test certificates");
+  }
+};
+
 class etcd_process {
  public:
-  etcd_process() {
+  /// With `tls`, etcd serves https:// only and requires client certificates from its CA.
+  explicit etcd_process(const test_certificates* tls = nullptr) : tls_(tls) {
     char pattern[] = "/tmp/rml-etcd-XXXXXX";
     if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("cannot make a directory for etcd");
     directory_ = pattern;
     const int client_port = free_loopback_port(), peer_port = free_loopback_port();
-    url_ = "http://127.0.0.1:" + std::to_string(client_port);
+    url_ = std::string(tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(client_port);
     const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port);
     const std::string binary = etcd_binary();
     std::vector<std::string> arguments{binary,
@@ -70,6 +102,12 @@ class etcd_process {
                                        "--logger=zap",
                                        "--log-outputs=" + directory_ + "/etcd.log",
                                        "--log-level=warn"};
+    if (tls) {
+      for (std::string flag : {"--cert-file=" + tls->server_cert(), "--key-file=" + tls->server_key(), std::string("--client-cert-auth"),
+                               "--trusted-ca-file=" + tls->ca()}) {
+        arguments.push_back(flag);
+      }
+    }
     std::vector<char*> argv;
     for (auto& argument : arguments) argv.push_back(argument.data());
     argv.push_back(nullptr);
@@ -77,8 +115,7 @@ class etcd_process {
       throw std::runtime_error("cannot start " + binary);
     }
     // Ready when a client can read the revision (etcd takes about a second to elect itself).
-    control::etcd_options options;
-    options.endpoints = {url_};
+    control::etcd_options options = client_options();
     options.request_timeout = std::chrono::milliseconds(1000);
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < give_up) {
@@ -98,9 +135,20 @@ class etcd_process {
 
   const std::string& url() const { return url_; }
 
-  std::unique_ptr<control::etcd_control_plane> client() const {
+  /// A client's options: for a TLS etcd, with the CA and the client certificate.
+  control::etcd_options client_options() const {
     control::etcd_options options;
     options.endpoints = {url_};
+    if (tls_) {
+      options.ca_file = tls_->ca();
+      options.cert_file = tls_->client_cert();
+      options.key_file = tls_->client_key();
+    }
+    return options;
+  }
+
+  std::unique_ptr<control::etcd_control_plane> client() const {
+    auto options = client_options();
     auto plane = control::etcd_control_plane::connect(options);
     if (!plane) throw std::runtime_error(plane.error().message());
     return std::move(plane.value());
@@ -115,6 +163,7 @@ class etcd_process {
     pid_ = -1;
   }
 
+  const test_certificates* tls_ = nullptr;
   std::string directory_, url_;
   pid_t pid_ = -1;
 };
