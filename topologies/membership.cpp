@@ -105,8 +105,10 @@ status membership::renew(std::chrono::milliseconds now) {
   auto renewed = plane_.keep_alive(self_.lease);
   if (!renewed) {
     joined_ = false;
-    return error(renewed.error().code(), "member " + self_.info.name + " (incarnation " + std::to_string(self_.incarnation) +
-                                             ") lost its lease: " + renewed.error().message());
+    // Expired, or unknown: either way this node must stop acting as a member now.
+    const char* what = renewed.error().code() == errc::not_found ? ") lost its lease: " : ") could not renew its lease: ";
+    return error(renewed.error().code(), "member " + self_.info.name + " (incarnation " + std::to_string(self_.incarnation) + what +
+                                             renewed.error().message());
   }
   renewed_ = now;
   return {};

@@ -1,6 +1,6 @@
 # Sourced by the cluster tests (bash): starts Debian's etcd on loopback ports the kernel
 # picked, with its data in a fresh directory, and waits until `rml status` reads it.
-# Needs: rml. Sets: work (a temporary directory, removed at exit), etcd (its client URL),
+# Needs: rml (and, optionally, etcd_extra_urls). Sets: work (a temporary directory, removed at exit), etcd (its client URL),
 # pids (processes killed at exit: add yours). Defines: fail MESSAGE (prints the end of every
 # log in $work, exits 1), port (a free loopback port), within SECONDS COMMAND... (retries the
 # command until it succeeds or the time passes).
@@ -29,7 +29,9 @@ within() {
 client_port=$(port)
 peer_port=$(port)
 etcd=http://127.0.0.1:$client_port
-/usr/bin/etcd --name=rml-test --data-dir="$work/etcd" --listen-client-urls="$etcd" --advertise-client-urls="$etcd" \
+# etcd_extra_urls (optional): another address etcd listens on too, as http://IP (same port).
+listen_urls=$etcd${etcd_extra_urls:+,$etcd_extra_urls:$client_port}
+/usr/bin/etcd --name=rml-test --data-dir="$work/etcd" --listen-client-urls="$listen_urls" --advertise-client-urls="$etcd" \
   --listen-peer-urls="http://127.0.0.1:$peer_port" --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
   --initial-cluster="rml-test=http://127.0.0.1:$peer_port" --logger=zap --log-outputs="$work/etcd.log" --log-level=warn &
 pids+=($!)
