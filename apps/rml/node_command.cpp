@@ -213,15 +213,29 @@ int run_node(const node_options& options) {
     auto candidate = placement.controllers().campaign(joined->lease, options.name);
     if (!candidate) std::fprintf(stderr, "rml node %s: not a controller candidate: %s\n", options.name.c_str(), candidate.error().message().c_str());
     bool leading = false;
+    // A member gone or joined, or a new request, wakes the controller at once rather than at
+    // its next renewal: failover then takes the lease's expiry, not that plus a tick.
+    auto changed = std::make_shared<std::atomic<bool>>(true);
+    std::vector<control::watch_id> watches;
+    for (const char* what : {"/members/", "/requested/"}) {
+      auto watching = (*plane)->watch(control::key_range::prefix(options.access.cluster + what), 0,
+                                      [changed](const control::watch_response&) { changed->store(true); });
+      if (watching) watches.push_back(*watching);
+    }
+    auto next_renewal = std::chrono::steady_clock::now() + ttl / 3;
     while (!node_stop_requested) {
-      if (candidate) reconcile_if_leading(placement, *candidate, options.name, leading);
-      nap(ttl / 3);
+      if (candidate && changed->exchange(false)) reconcile_if_leading(placement, *candidate, options.name, leading);
+      while (!node_stop_requested && !changed->load() && std::chrono::steady_clock::now() < next_renewal) std::this_thread::sleep_for(10ms);
       if (node_stop_requested) break;
+      if (std::chrono::steady_clock::now() < next_renewal) continue;  // woken by a change
+      next_renewal = std::chrono::steady_clock::now() + ttl / 3;
+      changed->store(true);  // and a pass on every renewal too: leadership may have come to this node
       auto renewed = members.renew(since_start());
       if (renewed) continue;
       std::fprintf(stderr, "rml node %s: stops serving: %s; joining again\n", options.name.c_str(), renewed.error().message().c_str());
       break;
     }
+    for (auto id : watches) (*plane)->cancel(id);
   }
   if (auto left = members.leave(); !left) {
     std::fprintf(stderr, "rml node %s: leaving: %s (its lease expires by itself)\n", options.name.c_str(), left.error().message().c_str());
