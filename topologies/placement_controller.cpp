@@ -64,11 +64,13 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
 
   // What desired state should be: (topology, placement, error).
   std::string topology_text, placement_text, failure;
+  bool keep_previous = false;  // the request unreadable, or no members: leave things as they are
   if (requested->has_value()) {
     topology_text = **requested;
     auto declared = topologies::parse_topology(topology_text, "the deployed topology");
     if (!declared) {
       failure = declared.error().message();
+      keep_previous = true;
     } else {
       auto& wanted = declared.value();
       // The nodes are the members now, whatever the file declared.
@@ -91,15 +93,19 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
       }
       if (wanted.nodes.empty()) {
         failure = "no node is a member of cluster " + cluster_;
-      } else if (auto plan = topologies::plan_placement(wanted, previous ? &*previous : nullptr)) {
+        keep_previous = true;
+      } else if (auto plan = topologies::plan_placement(wanted, previous ? &*previous : nullptr, true)) {
+        // What fits is placed; what does not waits, saying why, until a node can take it.
         placement_text = encode_placement(*plan);
+        for (const auto& why : plan->unplaced) failure += (failure.empty() ? "" : "; ") + why;
       } else {
         failure = plan.error().message();
+        keep_previous = true;
       }
     }
-    // A request that cannot be placed leaves the placement in force as it was (what still
-    // runs keeps running) and says why.
-    if (!failure.empty()) placement_text = placed_text->value_or("");
+    // A request that cannot be read, or a cluster with no members, leaves the placement in
+    // force as it was (what still runs keeps running) and says why.
+    if (keep_previous) placement_text = placed_text->value_or("");
   }
   auto placed_topology = read("desired/topology");
   if (!placed_topology) return placed_topology.error();

@@ -4,7 +4,8 @@
 // tick; only the leader's writes land (each is fenced by its election key), so a deposed
 // controller's late write is refused. Placement is sticky (plan_placement's `keep`): a lost
 // node's replicas move to surviving nodes that satisfy their constraints, and nothing else
-// moves; a node that joins takes new replicas without moving running ones.
+// moves; a node that joins takes new replicas without moving running ones. What fits no node
+// waits (desired/placement_error says why) while the rest is placed.
 //
 // Keys under `<cluster>/`:
 //   requested/topology          the topology file's text (rml deploy; erased by rml undeploy)
@@ -27,6 +28,7 @@ struct placement_view {
   /// The topology placed; empty when nothing is deployed.
   std::string topology_name;
   std::vector<topologies::placed_replica> replicas;
+  /// Why the replicas not placed could not be ("" when all are).
   std::string error;
   /// The leading controller's value (its node's name), if any.
   std::optional<std::string> controller;

@@ -457,7 +457,7 @@ result<topology> load_topology(const std::string& path) {
   return parse_topology(text.str(), path);
 }
 
-result<placement_plan> plan_placement(const topology& declared, const placement_plan* keep) {
+result<placement_plan> plan_placement(const topology& declared, const placement_plan* keep, bool partial) {
   placement_plan plan;
   std::vector<node_spec> nodes = declared.nodes;
   if (nodes.empty()) nodes.push_back({"local", {}, 4096, {}});
@@ -479,6 +479,7 @@ result<placement_plan> plan_placement(const topology& declared, const placement_
     std::stable_partition(order.begin(), order.end(), [&](const auto& entry) {
       return std::any_of(nodes.begin(), nodes.end(), [&](const node_spec& node) { return node.name == entry.second; });
     });
+    std::size_t placed = 0;
     for (const auto& [replica, was_on] : order) {
       const node_spec* best = nullptr;
       bool kept = false;
@@ -518,14 +519,18 @@ result<placement_plan> plan_placement(const topology& declared, const placement_
       if (!best) {
         std::string reasons;
         for (const auto& refusal : refusals) reasons += (reasons.empty() ? "" : "; ") + refusal;
-        return error(errc::invalid_argument, to_string(component.at) + ": components." + component.name + ": replica " + std::to_string(replica + 1) +
-                                                 " of " + std::to_string(component.replicas_min) + " fits no node (" + reasons + ")");
+        std::string why = to_string(component.at) + ": components." + component.name + ": replica " + std::to_string(replica + 1) +
+                          " of " + std::to_string(component.replicas_min) + " fits no node (" + reasons + ")";
+        if (!partial) return error(errc::invalid_argument, std::move(why));
+        plan.unplaced.push_back(std::move(why));
+        continue;
       }
       plan.cores_used[best->name] += wants.cores;
       plan.replicas.push_back({component.name, replica, best->name, wants.cores});
+      ++placed;
     }
     // In replica order, whatever order they were placed in: the same plan reads the same.
-    std::sort(plan.replicas.end() - std::ptrdiff_t(order.size()), plan.replicas.end(),
+    std::sort(plan.replicas.end() - std::ptrdiff_t(placed), plan.replicas.end(),
               [](const placed_replica& a, const placed_replica& b) { return a.replica < b.replica; });
   }
   return plan;

@@ -114,6 +114,8 @@ struct placement_plan {
   std::vector<placed_replica> replicas;
   /// Cores used per node, by node name.
   std::map<std::string, std::uint32_t> cores_used;
+  /// With partial placement: why each replica that fits no node was left out.
+  std::vector<std::string> unplaced;
 };
 
 /// Places every component's minimum replicas on the topology's nodes: each replica on the
@@ -121,8 +123,9 @@ struct placement_plan {
 /// ties to the node declared first — deterministic. With `keep` (the plan in force), a
 /// replica stays on its node while that node is still eligible, so a change (a node lost or
 /// joined, a component scaled) moves only what it must. The error names the component, what
-/// it needs and why each node does not fit.
-result<placement_plan> plan_placement(const topology& declared, const placement_plan* keep = nullptr);
+/// it needs and why each node does not fit; with `partial`, that reason goes to the plan's
+/// `unplaced` instead and the rest is placed.
+result<placement_plan> plan_placement(const topology& declared, const placement_plan* keep = nullptr, bool partial = false);
 
 /// The plan as text: one block per node with its components, then replica ranges.
 std::string describe(const topology& declared, const placement_plan& plan);

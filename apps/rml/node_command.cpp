@@ -142,7 +142,8 @@ void reconcile_if_leading(control::placement_controller& placement, const contro
   if (shown->topology_name.empty()) {
     std::fprintf(stderr, "rml node %s: nothing deployed: desired state cleared\n", name.c_str());
   } else if (!shown->error.empty()) {
-    std::fprintf(stderr, "rml node %s: topology %s cannot be placed: %s\n", name.c_str(), shown->topology_name.c_str(), shown->error.c_str());
+    std::fprintf(stderr, "rml node %s: placed topology %s: %zu replicas; not placed: %s\n", name.c_str(), shown->topology_name.c_str(),
+                 shown->replicas.size(), shown->error.c_str());
   } else {
     std::fprintf(stderr, "rml node %s: placed topology %s: %zu replicas\n", name.c_str(), shown->topology_name.c_str(), shown->replicas.size());
   }
@@ -289,7 +290,7 @@ int run_status(const cluster_access& options) {
     std::printf("   %s %s:%s%s\n", ++index == by_node.size() && shown->error.empty() ? "└─" : "├─", node.c_str(), replicas.c_str(),
                 member ? "" : "  (not a member: lost)");
   }
-  if (!shown->error.empty()) std::printf("   └─ cannot be placed: %s\n", shown->error.c_str());
+  if (!shown->error.empty()) std::printf("   └─ not placed: %s\n", shown->error.c_str());
   return 0;
 }
 

@@ -120,7 +120,7 @@ TEST_CASE("the controller places a deployed topology on the members, stickily, a
   REQUIRE(*c.placement.reconcile(*leader) == false);  // settled: the next pass writes nothing
 }
 
-TEST_CASE("a request that cannot be placed says why and keeps the placement in force") {
+TEST_CASE("what fits no node waits, saying why, while the rest stays placed; a node that can take it places it") {
   cluster c;
   c.join("data", {{"role", "data"}}, 8);
   c.join("edge-1", {{"role", "serving"}}, 4);
@@ -129,14 +129,16 @@ TEST_CASE("a request that cannot be placed says why and keeps the placement in f
   REQUIRE(c.placement.request_deploy(serving_topology, "edge-serving.yaml").ok());
   REQUIRE(*c.placement.reconcile(leader));
   const auto before = c.where();
-  // edge-2 is lost: the second serving replica has nowhere to go (anti-affinity, role).
+  // edge-2 is lost: its serving replica has nowhere to go (role, anti-affinity); the rest stays.
   c.pass(2000ms, {"edge-2"});
   c.pass(1500ms, {"edge-2"});
   REQUIRE(*c.placement.reconcile(leader));
   auto shown = c.placement.view();
   REQUIRE(shown->error.find("components.serving: replica 2 of 2 fits no node") != std::string::npos);
   REQUIRE(shown->error.find("edge-1: already runs a replica (anti_affinity)") != std::string::npos);
-  REQUIRE(c.where() == before);
+  auto waiting = before;
+  waiting.erase("serving/1");
+  REQUIRE(c.where() == waiting);
   // A node with the label joins: placed again, the error gone.
   c.join("edge-4", {{"role", "serving"}}, 4);
   REQUIRE(*c.placement.reconcile(leader));
@@ -164,9 +166,10 @@ TEST_CASE("a deposed controller's placement is refused; undeploy clears desired 
   REQUIRE(!late);
   REQUIRE(late.error().code() == errc::unauthorized);
   REQUIRE(c.placement.view()->controller == "edge-1");
-  // The new controller places without data: ingest and registry need role=data.
+  // The new controller places without data: the data path (role=data) waits; serving stays.
   REQUIRE(*c.placement.reconcile(next_leader));
   REQUIRE(c.placement.view()->error.find("components.ingest: replica 1 of 1 fits no node") != std::string::npos);
+  REQUIRE(c.where() == std::map<std::string, std::string>{{"serving/0", "edge-1"}, {"serving/1", "edge-2"}});
 
   auto scale_unknown = c.placement.request_scale("monitor", 1);
   REQUIRE(scale_unknown.error().message() == "scale monitor: the deployed topology has no such component (it has ingest, feature, trainer, registry, serving)");
