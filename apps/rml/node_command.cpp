@@ -21,10 +21,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -216,21 +218,42 @@ int run_node(const node_options& options) {
     bool leading = false;
     // A member gone or joined, or a new request, wakes the controller at once rather than at
     // its next renewal: failover then takes the lease's expiry, not that plus a tick.
-    auto changed = std::make_shared<std::atomic<bool>>(true);
+    struct wake_up {
+      std::mutex mutex;
+      std::condition_variable signal;
+      bool changed = true;
+    };
+    auto wake = std::make_shared<wake_up>();
     std::vector<control::watch_id> watches;
     for (const char* what : {"/members/", "/requested/"}) {
-      auto watching = (*plane)->watch(control::key_range::prefix(options.access.cluster + what), 0,
-                                      [changed](const control::watch_response&) { changed->store(true); });
+      auto watching = (*plane)->watch(control::key_range::prefix(options.access.cluster + what), 0, [wake](const control::watch_response&) {
+        std::lock_guard lock(wake->mutex);
+        wake->changed = true;
+        wake->signal.notify_one();
+      });
       if (watching) watches.push_back(*watching);
     }
     auto next_renewal = std::chrono::steady_clock::now() + ttl / 3;
     while (!node_stop_requested) {
-      if (candidate && changed->exchange(false)) reconcile_if_leading(placement, *candidate, options.name, leading);
-      while (!node_stop_requested && !changed->load() && std::chrono::steady_clock::now() < next_renewal) std::this_thread::sleep_for(10ms);
+      bool changed = false;
+      {
+        std::lock_guard lock(wake->mutex);
+        std::swap(changed, wake->changed);
+      }
+      if (candidate && changed) reconcile_if_leading(placement, *candidate, options.name, leading);
+      {
+        // Until the next renewal or a change; every 100 ms at most, to see a stop signal (a
+        // signal handler cannot notify a condition variable).
+        std::unique_lock lock(wake->mutex);
+        wake->signal.wait_until(lock, std::min(next_renewal, std::chrono::steady_clock::now() + 100ms), [&] { return wake->changed; });
+      }
       if (node_stop_requested) break;
-      if (std::chrono::steady_clock::now() < next_renewal) continue;  // woken by a change
+      if (std::chrono::steady_clock::now() < next_renewal) continue;  // a change, or a look at the stop flag: not time to renew yet
       next_renewal = std::chrono::steady_clock::now() + ttl / 3;
-      changed->store(true);  // and a pass on every renewal too: leadership may have come to this node
+      {
+        std::lock_guard lock(wake->mutex);
+        wake->changed = true;  // and a pass on every renewal too: leadership may have come to this node
+      }
       auto renewed = members.renew(since_start());
       if (renewed) continue;
       std::fprintf(stderr, "rml node %s: stops serving: %s; joining again\n", options.name.c_str(), renewed.error().message().c_str());
