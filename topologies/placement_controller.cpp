@@ -20,7 +20,8 @@ result<std::uint32_t> parse_count(const std::string& text, const std::string& wh
 std::string encode_placement(const topologies::placement_plan& plan) {
   std::string text;
   for (const auto& placed : plan.replicas) {
-    text += placed.component + " " + std::to_string(placed.replica) + " " + placed.node + " " + std::to_string(placed.cores) + "\n";
+    text += placed.component + " " + std::to_string(placed.replica) + " " + placed.node + " " + std::to_string(placed.cores) + " " +
+            std::to_string(placed.gpus) + "\n";
   }
   return text;
 }
@@ -34,11 +35,12 @@ result<topologies::placement_plan> decode_placement(const std::string& text) {
     ++number;
     std::istringstream fields(line);
     topologies::placed_replica placed;
-    if (!(fields >> placed.component >> placed.replica >> placed.node >> placed.cores)) {
+    if (!(fields >> placed.component >> placed.replica >> placed.node >> placed.cores >> placed.gpus)) {
       return error(errc::corrupted, "desired placement, line " + std::to_string(number) + ": '" + line +
-                                        "' is not 'component replica node cores'");
+                                        "' is not 'component replica node cores gpus'");
     }
     plan.cores_used[placed.node] += placed.cores;
+    plan.gpus_used[placed.node] += placed.gpus;
     plan.replicas.push_back(std::move(placed));
   }
   return plan;
@@ -78,7 +80,7 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
       auto live = members.members();
       if (!live) return live.error();
       wanted.nodes.clear();
-      for (const auto& node : *live) wanted.nodes.push_back({node.info.name, node.info.labels, node.info.cores, {}});
+      for (const auto& node : *live) wanted.nodes.push_back({node.info.name, node.info.labels, node.info.cores, {}, node.info.gpus});
       for (auto& component : wanted.components) {
         auto scale = read("requested/scale/" + component.name);
         if (!scale) return scale.error();

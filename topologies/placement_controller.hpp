@@ -11,7 +11,7 @@
 //   requested/topology          the topology file's text (rml deploy; erased by rml undeploy)
 //   requested/scale/<component> replicas wanted, within the component's min..max (rml scale)
 //   desired/topology            the text placed, desired/placement the plan, one line per
-//                               replica ("component replica node cores"), desired/
+//                               replica ("component replica node cores gpus"), desired/
 //                               placement_error why the request could not be placed (or "")
 
 #include <optional>

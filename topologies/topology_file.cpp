@@ -133,6 +133,8 @@ class reader {
 
   /// Cores a node offers or a replica takes.
   result<std::uint32_t> cores(const YAML::Node& node, const std::string& field) const { return count(node, field, 1, 4096); }
+  /// GPUs a node offers or a replica takes.
+  result<std::uint32_t> gpus(const YAML::Node& node, const std::string& field) const { return count(node, field, 0, 64); }
 
   /// Reads `map[key]` with `parse` (a reader method, or a callable taking the reader, the node
   /// and the field) into `out` when it is there; absent, `out` keeps its default.
@@ -156,8 +158,8 @@ status read_nodes(const reader& in, const YAML::Node& list, topology& out) {
   for (std::size_t index = 0; index < list.size(); ++index) {
     const auto& item = list[index];
     const std::string field = "nodes[" + std::to_string(index) + "]";
-    if (!item.IsMap()) return in.fail(item, field, "expected a map with name, labels, cores");
-    if (auto keys = in.only_keys(item, field, {"name", "labels", "cores"}); !keys) return keys;
+    if (!item.IsMap()) return in.fail(item, field, "expected a map with name, labels, cores, gpus");
+    if (auto keys = in.only_keys(item, field, {"name", "labels", "cores", "gpus"}); !keys) return keys;
     node_spec node;
     node.at = in.at(item);
     if (!item["name"]) return in.fail(item, field + ".name", "missing (every node has a name)");
@@ -166,6 +168,7 @@ status read_nodes(const reader& in, const YAML::Node& list, topology& out) {
     node.name = name.value();
     if (auto labels = in.optional(item, "labels", field, node.labels, &reader::labels); !labels) return labels;
     if (auto cores = in.optional(item, "cores", field, node.cores, &reader::cores); !cores) return cores;
+    if (auto gpus = in.optional(item, "gpus", field, node.gpus, &reader::gpus); !gpus) return gpus;
     for (const auto& earlier : out.nodes) {
       if (earlier.name == node.name) {
         return in.fail(item["name"], field + ".name", "node '" + node.name + "' is declared twice (first at " + to_string(earlier.at) + ")");
@@ -177,11 +180,12 @@ status read_nodes(const reader& in, const YAML::Node& list, topology& out) {
 }
 
 status read_placement(const reader& in, const YAML::Node& map, const std::string& field, placement_spec& out) {
-  if (!map.IsMap()) return in.fail(map, field, "expected a map with node, node_selector, anti_affinity, cores");
-  if (auto keys = in.only_keys(map, field, {"node", "node_selector", "anti_affinity", "cores"}); !keys) return keys;
+  if (!map.IsMap()) return in.fail(map, field, "expected a map with node, node_selector, anti_affinity, cores, gpus");
+  if (auto keys = in.only_keys(map, field, {"node", "node_selector", "anti_affinity", "cores", "gpus"}); !keys) return keys;
   if (auto node = in.optional(map, "node", field, out.node, &reader::name); !node) return node;
   if (auto selector = in.optional(map, "node_selector", field, out.node_selector, &reader::labels); !selector) return selector;
   if (auto anti = in.optional(map, "anti_affinity", field, out.anti_affinity, &reader::flag); !anti) return anti;
+  if (auto gpus = in.optional(map, "gpus", field, out.gpus, &reader::gpus); !gpus) return gpus;
   return in.optional(map, "cores", field, out.cores, &reader::cores);
 }
 
@@ -460,7 +464,8 @@ result<topology> load_topology(const std::string& path) {
 result<placement_plan> plan_placement(const topology& declared, const placement_plan* keep, bool partial) {
   placement_plan plan;
   std::vector<node_spec> nodes = declared.nodes;
-  if (nodes.empty()) nodes.push_back({"local", {}, 4096, {}});
+  // Without nodes, one local node that refuses nothing (rml run checks its device itself).
+  if (nodes.empty()) nodes.push_back({"local", {}, 4096, {}, 64});
   for (const auto& node : nodes) plan.cores_used[node.name] = 0;
   for (const auto& component : declared.components) {
     const auto& wants = component.placement;
@@ -504,6 +509,10 @@ result<placement_plan> plan_placement(const topology& declared, const placement_
         }
         const std::uint32_t free = node.cores - plan.cores_used[node.name];
         if (why.empty() && free < wants.cores) why = std::to_string(free) + " of " + std::to_string(node.cores) + " cores free, needs " + std::to_string(wants.cores);
+        const std::uint32_t free_gpus = node.gpus - plan.gpus_used[node.name];
+        if (why.empty() && free_gpus < wants.gpus) {
+          why = std::to_string(free_gpus) + " of " + std::to_string(node.gpus) + " GPUs free, needs " + std::to_string(wants.gpus);
+        }
         if (!why.empty()) {
           refusals.push_back(node.name + ": " + why);
           continue;
@@ -526,7 +535,8 @@ result<placement_plan> plan_placement(const topology& declared, const placement_
         continue;
       }
       plan.cores_used[best->name] += wants.cores;
-      plan.replicas.push_back({component.name, replica, best->name, wants.cores});
+      plan.gpus_used[best->name] += wants.gpus;
+      plan.replicas.push_back({component.name, replica, best->name, wants.cores, wants.gpus});
       ++placed;
     }
     // In replica order, whatever order they were placed in: the same plan reads the same.
@@ -545,6 +555,10 @@ std::string describe(const topology& declared, const placement_plan& plan) {
   for (const auto& node : nodes) {
     out << "node " << node.name;
     if (!declared.nodes.empty()) out << " (" << plan.cores_used.at(node.name) << " of " << node.cores << " cores";
+    if (!declared.nodes.empty() && node.gpus > 0) {
+      const auto used = plan.gpus_used.find(node.name);
+      out << ", " << (used == plan.gpus_used.end() ? 0u : used->second) << " of " << node.gpus << " GPUs";
+    }
     for (const auto& [label, value] : node.labels) out << ", " << label << "=" << value;
     if (!declared.nodes.empty()) out << ")";
     out << "\n";
@@ -556,7 +570,9 @@ std::string describe(const topology& declared, const placement_plan& plan) {
         out << " replica " << placed.replica + 1 << " of " << component->replicas_min;
         if (component->replicas_max > component->replicas_min) out << " (scales to " << component->replicas_max << ")";
       }
-      out << ", " << placed.cores << " core" << (placed.cores == 1 ? "" : "s") << "\n";
+      out << ", " << placed.cores << " core" << (placed.cores == 1 ? "" : "s");
+      if (placed.gpus > 0) out << ", " << placed.gpus << " GPU" << (placed.gpus == 1 ? "" : "s");
+      out << "\n";
     }
   }
   if (!declared.streams.empty()) {

@@ -39,6 +39,8 @@ struct node_spec {
   /// Cores the node offers to components.
   std::uint32_t cores = 1;
   source_position at;
+  /// GPUs the node offers (a replica that asks for GPUs goes only where enough are free).
+  std::uint32_t gpus = 0;
 };
 
 struct placement_spec {
@@ -50,6 +52,8 @@ struct placement_spec {
   bool anti_affinity = false;
   /// Cores one replica takes on its node.
   std::uint32_t cores = 1;
+  /// GPUs one replica takes on its node (0: none needed).
+  std::uint32_t gpus = 0;
 };
 
 struct component_spec {
@@ -108,18 +112,20 @@ struct placed_replica {
   std::uint32_t replica = 0;  // 0-based
   std::string node;
   std::uint32_t cores = 0;
+  std::uint32_t gpus = 0;
 };
 
 struct placement_plan {
   std::vector<placed_replica> replicas;
-  /// Cores used per node, by node name.
+  /// Cores and GPUs used per node, by node name.
   std::map<std::string, std::uint32_t> cores_used;
+  std::map<std::string, std::uint32_t> gpus_used;
   /// With partial placement: why each replica that fits no node was left out.
   std::vector<std::string> unplaced;
 };
 
 /// Places every component's minimum replicas on the topology's nodes: each replica on the
-/// eligible node (its node, selector, free cores, anti-affinity) with the most free cores,
+/// eligible node (its node, selector, free cores and GPUs, anti-affinity) with the most free cores,
 /// ties to the node declared first — deterministic. With `keep` (the plan in force), a
 /// replica stays on its node while that node is still eligible, so a change (a node lost or
 /// joined, a component scaled) moves only what it must. The error names the component, what

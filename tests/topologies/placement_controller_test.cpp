@@ -189,12 +189,42 @@ TEST_CASE("a deposed controller's placement is refused; undeploy clears desired 
 
 TEST_CASE("a stored placement round-trips, and a damaged one is refused naming its line") {
   topologies::placement_plan plan;
-  plan.replicas = {{"serving", 0, "edge-1", 1}, {"ingest", 0, "data", 2}};
+  plan.replicas = {{"serving", 0, "edge-1", 1, 0}, {"ingest", 0, "data", 2, 1}};
   auto decoded = decode_placement(encode_placement(plan));
   REQUIRE(decoded.ok());
   REQUIRE(decoded->replicas.size() == 2);
   REQUIRE(decoded->replicas[1].node == "data");
   REQUIRE(decoded->cores_used.at("data") == 2);
-  REQUIRE(decode_placement("serving 0 edge-1 1\nserving x\n").error().message() ==
-          "desired placement, line 2: 'serving x' is not 'component replica node cores'");
+  REQUIRE(decoded->gpus_used.at("data") == 1);
+  REQUIRE(decode_placement("serving 0 edge-1 1 0\nserving x\n").error().message() ==
+          "desired placement, line 2: 'serving x' is not 'component replica node cores gpus'");
+}
+
+TEST_CASE("a replica that asks for a GPU goes only to a member that offers a free one, and waits when none does") {
+  cluster c;
+  c.join("cpu-1", {}, 8);
+  auto gpu_node = std::make_unique<membership>(c.plane);
+  REQUIRE(gpu_node->join({"gpu-1", "127.0.0.1:7001", 8, 1, {}}, 3000ms, c.now).ok());
+  c.nodes["gpu-1"] = std::move(gpu_node);
+  auto leader = *c.placement.controllers().campaign(c.nodes["cpu-1"]->self().lease, "cpu-1");
+  constexpr const char* gpu_topology = R"(name: gpu-training
+components:
+  - {name: ingest, kind: ingest}
+  - {name: feature, kind: feature}
+  - {name: trainer, kind: trainer, placement: {gpus: 1}}
+streams:
+  - {from: ingest, to: feature}
+  - {from: feature, to: trainer}
+)";
+  REQUIRE(c.placement.request_deploy(gpu_topology, "gpu.yaml").ok());
+  REQUIRE(*c.placement.reconcile(leader));
+  REQUIRE(c.where().at("trainer/0") == "gpu-1");
+  auto shown = c.placement.view();
+  REQUIRE(std::any_of(shown->replicas.begin(), shown->replicas.end(), [](const auto& placed) { return placed.gpus == 1; }));
+  // The GPU node is lost: the trainer waits, saying why.
+  c.pass(2000ms, {"gpu-1"});
+  c.pass(1500ms, {"gpu-1"});
+  REQUIRE(*c.placement.reconcile(leader));
+  REQUIRE(c.placement.view()->error.find("cpu-1: 0 of 0 GPUs free, needs 1") != std::string::npos);
+  REQUIRE(c.where().count("trainer/0") == 0);
 }

@@ -106,6 +106,14 @@ TEST_CASE("nodes and placement: duplicates, unknown nodes and impossible placeme
           "t.yaml:6:5: components.t: replica 1 of 1 fits no node (a: lacks label gpu=2; b: lacks label gpu=2)");
   REQUIRE(refusal(nodes + "components:\n  - {name: s, kind: serving, replicas: 2, placement: {cores: 2}}\n") ==
           "t.yaml:6:5: components.s: replica 2 of 2 fits no node (a: 0 of 2 cores free, needs 2; b: 1 of 1 cores free, needs 2)");
+  // GPUs: a replica that asks for one goes only where one is free.
+  const std::string gpu_nodes = "name: x\nnodes:\n  - {name: a, cores: 4, gpus: 1}\n  - {name: b, cores: 8}\n";
+  REQUIRE(refusal(gpu_nodes + "components:\n  - {name: t, kind: serving, replicas: 2, placement: {gpus: 1}}\n") ==
+          "t.yaml:6:5: components.t: replica 2 of 2 fits no node (a: 0 of 1 GPUs free, needs 1; b: 0 of 0 GPUs free, needs 1)");
+  REQUIRE(refusal(gpu_nodes + "components:\n  - {name: t, kind: trainer, placement: {gpus: 65}}\n").find("placement.gpus") != std::string::npos);
+  auto gpu_plan = plan_placement(*parse_topology(gpu_nodes + "components:\n  - {name: t, kind: trainer, placement: {gpus: 1}}\n", "t.yaml"));
+  REQUIRE(node_of(*gpu_plan, "t", 0) == "a");  // though b has more cores free
+  REQUIRE(gpu_plan->gpus_used.at("a") == 1);
   REQUIRE(refusal(nodes + "components:\n  - {name: s, kind: source, placement: {anti_affinity: maybe}}\n") ==
           "t.yaml:6:56: components[0].placement.anti_affinity: 'maybe' is not true or false");
   // Placement is by free cores: the second serving replica goes where more is left.
