@@ -7,7 +7,7 @@
 
 using namespace rml::messaging;
 
-TEST_CASE("a request is admitted once; duplicates, late ones and ones from an older world are dropped") {
+TEST_CASE("a request is admitted once, duplicates, late ones and ones from an older world are dropped") {
   at_most_once_filter filter;
   const request_envelope first{"node-a", 10, 1, 1'000, 5};
   REQUIRE(filter.admit(first, 100) == delivery_verdict::admit);

@@ -316,7 +316,7 @@ TEST_CASE("a kept-alive connection answers pipelined requests in order") {
   }
 }
 
-TEST_CASE("feedback reaches serving; /metrics and /trace render the node's telemetry handed in") {
+TEST_CASE("feedback reaches serving, /metrics and /trace render the node's telemetry handed in") {
   telemetry node;
   node.metrics->get_counter("rml_node_total", "A series of this node's registry").add(5);
   node.trace->record({1, "node/test", "marked", "only in this node's trace"});
@@ -423,7 +423,7 @@ TEST_CASE("metadata of a version that is not loaded is 404, like ready and infer
   REQUIRE(f.call(http::verb::get, "/v2/models/mlp/versions/4").result() == http::status::ok);
 }
 
-TEST_CASE("control routes need the key and a JSON body; a server without a key refuses them") {
+TEST_CASE("control routes need the key and a JSON body, a server without a key refuses them") {
   http_fixture f;
   const std::string policy = "{\"policy\":\"pinned:4\"}";
   // What a web page can send without asking first: text/plain, no key.
@@ -473,7 +473,7 @@ TEST_CASE("non-finite or out-of-bound features are refused naming the row and fe
   REQUIRE(std::string(json_of(nan.body())["error"].GetString()) == "model 'mlp': inputs[0]: row 0 feature 1 is NaN");
 }
 
-TEST_CASE("pipelined requests are read as one burst and reach serving together; answers keep their order") {
+TEST_CASE("pipelined requests are read as one burst and reach serving together, answers keep their order") {
   http_fixture f;
   auto socket = f.connect();
   std::string pipelined;
@@ -537,7 +537,7 @@ TEST_CASE("on stop, requests already pipelined on a connection are answered befo
   REQUIRE(answered == std::vector<std::string>{"16", "101", "102", "103"});
 }
 
-TEST_CASE("a connection that does not deliver its request in time is closed; beyond the bound one is told why") {
+TEST_CASE("a connection that does not deliver its request in time is closed, beyond the bound one is told why") {
   http_fixture f([](http_endpoint_options& options) {
     options.request_timeout = std::chrono::milliseconds(200);
     options.connections_max = 2;

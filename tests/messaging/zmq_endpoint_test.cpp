@@ -248,7 +248,7 @@ TEST_CASE("a request whose timeout passes gets a deadline error, and a missing t
   REQUIRE(late->request_id == 1001);
 }
 
-TEST_CASE("feedback frames reach serving and are acked; a hanging serving still meets deadlines") {
+TEST_CASE("feedback frames reach serving and are acked, a hanging serving still meets deadlines") {
   system_fixture f;
   f.serve(2000ms);
   auto endpoint = zmq_endpoint::start(*f.system, predict_options());

@@ -242,7 +242,7 @@ TEMPLATE_TEST_CASE("watches deliver every change in revision order, from the pas
   REQUIRE(told.now()[0].compact_revision == 6);
 }
 
-TEMPLATE_TEST_CASE("the oldest live candidate leads; a revoked leader's fenced write fails", "", memory_store, etcd_store) {
+TEMPLATE_TEST_CASE("the oldest live candidate leads, a revoked leader's fenced write fails", "", memory_store, etcd_store) {
   fixture<TestType> f;
   election controllers(f.plane, "placement");
   auto lease_a = *f.plane.grant(10s);
@@ -307,7 +307,7 @@ TEST_CASE("on etcd, a lease not kept alive expires in real time and takes its me
   plane->cancel(*following);
 }
 
-TEST_CASE("an etcd that does not answer is an error naming its address; bad endpoints are refused by name") {
+TEST_CASE("an etcd that does not answer is an error naming its address, bad endpoints are refused by name") {
   etcd_options options;
   options.endpoints = {"http://127.0.0.1:" + std::to_string(test::free_loopback_port())};
   options.request_timeout = 500ms;

@@ -69,7 +69,7 @@ TEST_CASE("a lease expires in virtual time and takes its keys in one revision") 
   REQUIRE(!f.plane.grant(0ms));
 }
 
-TEST_CASE("the oldest live candidate leads; its fence fails once it is deposed") {
+TEST_CASE("the oldest live candidate leads, its fence fails once it is deposed") {
   fixture f;
   election controllers(f.plane, "placement");
   auto lease_a = *f.plane.grant(2000ms);

@@ -120,7 +120,7 @@ TEST_CASE("the controller places a deployed topology on the members, stickily, a
   REQUIRE(*c.placement.reconcile(*leader) == false);  // settled: the next pass writes nothing
 }
 
-TEST_CASE("what fits no node waits, saying why, while the rest stays placed; a node that can take it places it") {
+TEST_CASE("what fits no node waits, saying why, while the rest stays placed, a node that can take it places it") {
   cluster c;
   c.join("data", {{"role", "data"}}, 8);
   c.join("edge-1", {{"role", "serving"}}, 4);
@@ -147,7 +147,7 @@ TEST_CASE("what fits no node waits, saying why, while the rest stays placed; a n
   REQUIRE(c.where().at("serving/0") == before.at("serving/0"));
 }
 
-TEST_CASE("a deposed controller's placement is refused; undeploy clears desired state; bad requests are refused by name") {
+TEST_CASE("a deposed controller's placement is refused, undeploy clears desired state, bad requests are refused by name") {
   cluster c;
   c.join("data", {{"role", "data"}}, 8);
   c.join("edge-1", {{"role", "serving"}}, 4);

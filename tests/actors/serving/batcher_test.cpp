@@ -129,7 +129,7 @@ TEST_CASE("a partial batch closes when the queue delay expires") {
   REQUIRE(f.status().closed_delay_expired == 1);
 }
 
-TEST_CASE("requests are served earliest deadline first; expired ones are never computed") {
+TEST_CASE("requests are served earliest deadline first, expired ones are never computed") {
   batching_settings settings;
   settings.batch_rows_max = 1;
   settings.queue_delay_max_us = 100;
@@ -396,7 +396,7 @@ TEST_CASE("a replica that hangs past the deadline: its requests get the deadline
   REQUIRE(f.answers[2] == 1);
 }
 
-TEST_CASE("replicas that keep crashing exhaust the restart intensity; every request still gets one answer") {
+TEST_CASE("replicas that keep crashing exhaust the restart intensity, every request still gets one answer") {
   batching_settings settings;
   settings.batch_rows_max = 1;
   actors::replica_pool_settings pool;

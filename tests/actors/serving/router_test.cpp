@@ -182,7 +182,7 @@ TEST_CASE("pinned: requests stay on the pinned version while newer ones are publ
   REQUIRE(f.predict().model_version == 3);
 }
 
-TEST_CASE("a request naming a version is served by it; an unknown version is not_found") {
+TEST_CASE("a request naming a version is served by it, an unknown version is not_found") {
   router_fixture f("latest", caf::timespan{0}, {{1, fake_snapshot(1, 2)}});
   f.publish(fake_snapshot(2, 0));
   const auto old = f.predict(1);
@@ -215,7 +215,7 @@ TEST_CASE("canary: a worse candidate is rolled back on live accuracy") {
   for (int request = 0; request < 20; ++request) REQUIRE(f.predict().model_version == 1);
 }
 
-TEST_CASE("canary: a candidate as good as the stable version is promoted; the next one waits its turn") {
+TEST_CASE("canary: a candidate as good as the stable version is promoted, the next one waits its turn") {
   router_fixture f("canary:50");
   f.publish(fake_snapshot(1, 0));
   f.publish(fake_snapshot(2, 0));
@@ -499,7 +499,7 @@ TEST_CASE("a burst of requests costs actor messages per batch, not per request")
   REQUIRE(f.status().in_flight == 0);
 }
 
-TEST_CASE("lanes that keep crashing exhaust the router's restart intensity; every request still gets one answer") {
+TEST_CASE("lanes that keep crashing exhaust the router's restart intensity, every request still gets one answer") {
   router_fixture f("latest");
   f.publish(fake_snapshot(1, 0));
   caf::error exit_reason;

@@ -245,7 +245,7 @@ TEST_CASE("a batch of huge finite features is skipped, and the weights stay fini
   REQUIRE(snapshot_finite(f.ask<model_snapshot>(trainer, snapshot_atom::value)));
 }
 
-TEST_CASE("gradients beyond the norm bound are clipped; weights that overflow anyway are restored") {
+TEST_CASE("gradients beyond the norm bound are clipped, weights that overflow anyway are restored") {
   fixture f;
   auto options = small_options();
   options.gradient_norm_max = 0;  // no clipping: a learning rate of 1e38 overflows the weights
