@@ -12,8 +12,15 @@ if ! command -v ip > /dev/null; then
   echo "SKIPPED: the ip command (iproute2) is not installed"
   exit 77
 fi
+# The probe runs a command inside a namespace too: in a chroot, `ip netns add` can work while
+# `ip netns exec` cannot remount /.
 if ! ip netns add "rml-probe-$$" 2>/dev/null; then
   echo "SKIPPED: cannot create network namespaces here (needs root and CAP_SYS_ADMIN/CAP_NET_ADMIN)"
+  exit 77
+fi
+if ! probe=$(ip netns exec "rml-probe-$$" true 2>&1); then
+  ip netns del "rml-probe-$$" 2>/dev/null || true
+  echo "SKIPPED: cannot run a command in a network namespace here: $probe"
   exit 77
 fi
 ip netns del "rml-probe-$$"
@@ -26,6 +33,11 @@ node_link=${node_link:0:15}
 subnet=$((($$ % 200) + 20))
 host_ip="10.231.$subnet.1"
 node_ip="10.231.$subnet.2"
+remove_network() {
+  ip link del "$host_link" 2>/dev/null || true
+  ip netns del "$namespace" 2>/dev/null || true
+}
+trap remove_network EXIT
 ip netns add "$namespace"
 ip link add "$host_link" type veth peer name "$node_link"
 ip link set "$node_link" netns "$namespace"
@@ -34,15 +46,10 @@ ip link set "$host_link" up
 ip netns exec "$namespace" ip addr add "$node_ip/30" dev "$node_link"
 ip netns exec "$namespace" ip link set "$node_link" up
 ip netns exec "$namespace" ip link set lo up
-remove_network() {
-  ip link del "$host_link" 2>/dev/null || true
-  ip netns del "$namespace" 2>/dev/null || true
-}
 
 # etcd on loopback and on the host's end of the link (start_etcd.sh, with one more URL).
 etcd_extra_urls="http://$host_ip"
 . "$(dirname "$0")/start_etcd.sh"
-trap 'cleanup; remove_network' EXIT
 b_etcd="http://$host_ip:$client_port"
 
 "$rml" node --name a --etcd "$etcd" --labels role=data --cores 8 --lease-ttl 2 > "$work/a.log" 2>&1 &

@@ -9,6 +9,8 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   rm -rf "$work"
+  # A test that made more (network namespaces) defines remove_network before sourcing this.
+  if declare -F remove_network > /dev/null; then remove_network; fi
 }
 trap cleanup EXIT
 fail() {
