@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +20,7 @@
 #include <vector>
 
 #include "apps/rml/commands.hpp"
+#include "apps/rml/stop_signal.hpp"
 #include "topologies/etcd_control_plane.hpp"
 #include "topologies/membership.hpp"
 
@@ -31,8 +31,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-volatile std::sig_atomic_t cluster_stop_requested = 0;
-extern "C" void on_cluster_stop_signal(int) { cluster_stop_requested = 1; }
 
 struct cluster_options {
   std::uint32_t nodes = 3;
@@ -112,8 +110,7 @@ int run_cluster_up(const cluster_options& options) {
       return 1;
     }
   }
-  std::signal(SIGTERM, on_cluster_stop_signal);
-  std::signal(SIGINT, on_cluster_stop_signal);
+  stop_on_signals();
   std::vector<pid_t> children;
   auto stop_all = [&] {
     for (auto it = children.rbegin(); it != children.rend(); ++it) stop(*it, 5s);  // nodes first, etcd last
@@ -132,7 +129,7 @@ int run_cluster_up(const cluster_options& options) {
   client.endpoints = {url};
   client.request_timeout = 500ms;
   std::unique_ptr<control::etcd_control_plane> plane;
-  for (int attempt = 0; attempt < 200 && !plane && !cluster_stop_requested; ++attempt) {
+  for (int attempt = 0; attempt < 200 && !plane && !stop_requested(); ++attempt) {
     if (auto connected = control::etcd_control_plane::connect(client)) plane = std::move(connected.value());
     else std::this_thread::sleep_for(100ms);
   }
@@ -162,7 +159,7 @@ int run_cluster_up(const cluster_options& options) {
   }
   control::membership members(*plane);
   bool all_joined = false;
-  for (int attempt = 0; attempt < 300 && !cluster_stop_requested; ++attempt) {
+  for (int attempt = 0; attempt < 300 && !stop_requested(); ++attempt) {
     auto listed = members.members();
     if (listed && listed->size() == options.nodes) {
       all_joined = true;
@@ -170,19 +167,19 @@ int run_cluster_up(const cluster_options& options) {
     }
     std::this_thread::sleep_for(100ms);
   }
-  if (!all_joined && !cluster_stop_requested) {
+  if (!all_joined && !stop_requested()) {
     std::fprintf(stderr, "rml cluster up: not every node joined within 30 s (their logs: %s/node-*.log)\n", directory.c_str());
     stop_all();
     return 1;
   }
-  if (!cluster_stop_requested) {
+  if (!stop_requested()) {
     std::fprintf(stderr, "rml cluster up: etcd at %s and %u nodes on loopback; logs and data in %s; Ctrl-C stops it\n", url.c_str(),
                  options.nodes, directory.c_str());
     std::fprintf(stderr, "rml cluster up: try  rml status --etcd %s  and  rml deploy tests/data/cluster-topology.yaml --etcd %s\n",
                  url.c_str(), url.c_str());
     std::fflush(stderr);
   }
-  while (!cluster_stop_requested) {
+  while (!stop_requested()) {
     // A child that exits is reported; the rest keep running.
     int status = 0;
     const pid_t gone = ::waitpid(-1, &status, WNOHANG);

@@ -22,7 +22,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -31,6 +30,7 @@
 #include <thread>
 
 #include "apps/rml/commands.hpp"
+#include "apps/rml/stop_signal.hpp"
 #include "topologies/etcd_control_plane.hpp"
 #include "topologies/membership.hpp"
 #include "topologies/placement_controller.hpp"
@@ -40,8 +40,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-volatile std::sig_atomic_t node_stop_requested = 0;
-extern "C" void on_node_stop_signal(int) { node_stop_requested = 1; }
 
 /// How every cluster command reaches etcd, and which cluster it means.
 struct cluster_access {
@@ -118,7 +116,7 @@ result<std::map<std::string, std::string>> parse_labels(const std::vector<std::s
 /// Sleeps up to `duration`, waking early on a stop signal.
 void nap(std::chrono::milliseconds duration) {
   const auto until = std::chrono::steady_clock::now() + duration;
-  while (!node_stop_requested && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+  while (!stop_requested() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
 }
 
 /// The controller's turn on each tick: places what was deployed when this node leads, and
@@ -194,12 +192,11 @@ int run_node(const node_options& options) {
   }
   control::member_info self{options.name, host + ":" + std::to_string(*opened), options.cores, options.gpus, labels.value()};
 
-  std::signal(SIGTERM, on_node_stop_signal);
-  std::signal(SIGINT, on_node_stop_signal);
+  stop_on_signals();
   control::membership members(**plane, options.access.cluster);
   control::placement_controller placement(**plane, options.access.cluster);
   bool told_waiting = false;
-  while (!node_stop_requested) {
+  while (!stop_requested()) {
     auto joined = members.join(self, ttl, since_start());
     if (!joined) {
       // A name still held (this node restarted within its old lease) or etcd away: try again.
@@ -234,7 +231,7 @@ int run_node(const node_options& options) {
       if (watching) watches.push_back(*watching);
     }
     auto next_renewal = std::chrono::steady_clock::now() + ttl / 3;
-    while (!node_stop_requested) {
+    while (!stop_requested()) {
       bool changed = false;
       {
         std::lock_guard lock(wake->mutex);
@@ -247,7 +244,7 @@ int run_node(const node_options& options) {
         std::unique_lock lock(wake->mutex);
         wake->signal.wait_until(lock, std::min(next_renewal, std::chrono::steady_clock::now() + 100ms), [&] { return wake->changed; });
       }
-      if (node_stop_requested) break;
+      if (stop_requested()) break;
       if (std::chrono::steady_clock::now() < next_renewal) continue;  // a change, or a look at the stop flag: not time to renew yet
       next_renewal = std::chrono::steady_clock::now() + ttl / 3;
       {

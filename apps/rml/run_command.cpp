@@ -7,7 +7,6 @@
 // components stop in order.
 #include <caf/all.hpp>
 
-#include <csignal>
 
 #include <chrono>
 #include <cstdio>
@@ -17,6 +16,7 @@
 #include <thread>
 
 #include "apps/rml/commands.hpp"
+#include "apps/rml/stop_signal.hpp"
 #include "apps/rml/progress.hpp"
 #include "apps/rml/secrets.hpp"
 #include "messaging/errors.hpp"
@@ -167,10 +167,6 @@ status apply_topology(CLI::App& command, run_options& options) {
   options.topology_name = topology.name;
   return {};
 }
-
-/// Set by SIGTERM / SIGINT: the main loop drains and stops.
-volatile std::sig_atomic_t stop_requested = 0;
-extern "C" void on_stop_signal(int) { stop_requested = 1; }
 
 /// The training and test sets: Fashion-MNIST (raw pixels), or the CSV files given.
 struct datasets {
@@ -386,9 +382,7 @@ int run(const run_options& options) {
   std::fprintf(stderr, "rml run: control endpoints (policy, batching, feedback) need 'Authorization: Bearer <key>' with the key in %s%s\n",
                options.control_key_file.empty() ? made_key_file.c_str() : options.control_key_file.c_str(),
                http_options.infer_token.empty() ? "" : "; inference needs the token of --infer-token-file");
-  stop_requested = 0;
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGINT, on_stop_signal);
+  stop_on_signals();
   auto& names = system.registry();
   caf::scoped_actor self{system};
   // Graceful stop: drain serving (no new admissions, admitted requests answered), close the
@@ -426,7 +420,7 @@ int run(const run_options& options) {
                   (unsigned long long)trained.published_version);
     progress.update(std::int64_t(std::min<std::uint64_t>(trained.next_offset, total)), line);
     if (source && source->finished && status && status->next_offset >= started->log->end_offset()) break;
-    if (stop_requested) {
+    if (stop_requested()) {
       progress.finish("stopped by a signal");
       std::fprintf(stderr, "rml run: stopping on a signal; the state in %s resumes with --resume\n", options.data_dir.c_str());
       return shut_down(0);
@@ -494,7 +488,7 @@ int run(const run_options& options) {
 
   if (options.serve) {
     std::fprintf(stderr, "rml run: serving model %s until SIGTERM or SIGINT\n", model_name.c_str());
-    while (!stop_requested) std::this_thread::sleep_for(50ms);
+    while (!stop_requested()) std::this_thread::sleep_for(50ms);
   }
   return shut_down(0);
 }
