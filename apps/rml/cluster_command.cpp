@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -36,6 +37,9 @@ struct cluster_options {
   std::uint32_t nodes = 3;
   std::string data_dir = "rml-cluster";
   std::uint16_t etcd_port = 2379;
+  /// 0: the client port + 1.
+  std::uint16_t etcd_peer_port = 0;
+  /// 0: each node's port is picked by the system.
   std::uint16_t base_port = 4700;
   double lease_seconds = 3;
   /// Cores each node offers to placement: all share this machine's, so this is a budget for
@@ -98,7 +102,8 @@ int run_cluster_up(const cluster_options& options) {
   }
   const std::string directory = std::filesystem::absolute(options.data_dir).string();
   const std::string url = "http://127.0.0.1:" + std::to_string(options.etcd_port);
-  const std::string peer = "http://127.0.0.1:" + std::to_string(options.etcd_port + 1);
+  const std::string peer =
+      "http://127.0.0.1:" + std::to_string(options.etcd_peer_port != 0 ? options.etcd_peer_port : options.etcd_port + 1);
 
   // If something already answers there, it is not ours to start: say so.
   {
@@ -130,8 +135,25 @@ int run_cluster_up(const cluster_options& options) {
   client.request_timeout = 500ms;
   std::unique_ptr<control::etcd_control_plane> plane;
   for (int attempt = 0; attempt < 200 && !plane && !stop_requested(); ++attempt) {
-    if (auto connected = control::etcd_control_plane::connect(client)) plane = std::move(connected.value());
-    else std::this_thread::sleep_for(100ms);
+    if (auto connected = control::etcd_control_plane::connect(client)) {
+      plane = std::move(connected.value());
+      break;
+    }
+    int status = 0;
+    if (::waitpid(*etcd, &status, WNOHANG) == *etcd) {
+      // Gone already (a port in use, a data directory it cannot use): its log says why.
+      children.clear();
+      std::ifstream log(directory + "/etcd.log");
+      std::string line, last;
+      while (std::getline(log, line)) {
+        if (!line.empty()) last = line;
+      }
+      std::fprintf(stderr, "rml cluster up: etcd exited at once; the last line of its log (%s/etcd.log):\n%s\n", directory.c_str(),
+                   last.c_str());
+      stop_all();
+      return 1;
+    }
+    std::this_thread::sleep_for(100ms);
   }
   if (!plane) {
     std::fprintf(stderr, "rml cluster up: etcd did not answer at %s within 20 s (its log: %s/etcd.log)\n", url.c_str(), directory.c_str());
@@ -146,7 +168,8 @@ int run_cluster_up(const cluster_options& options) {
   std::snprintf(ttl, sizeof(ttl), "%g", options.lease_seconds);
   for (std::uint32_t index = 1; index <= options.nodes; ++index) {
     const std::string name = "node-" + std::to_string(index);
-    auto node = start({rml, "node", "--name", name, "--listen", "127.0.0.1:" + std::to_string(options.base_port + index - 1), "--etcd", url,
+    const std::uint16_t port = options.base_port == 0 ? 0 : std::uint16_t(options.base_port + index - 1);
+    auto node = start({rml, "node", "--name", name, "--listen", "127.0.0.1:" + std::to_string(port), "--etcd", url,
                        "--labels", index == 1 ? "role=data" : "role=serving", "--lease-ttl", ttl, "--cores",
                        std::to_string(options.cores)},
                       directory + "/" + name + ".log");
@@ -205,7 +228,9 @@ void register_cluster_command(CLI::App& app, int& exit_code) {
   up->add_option("--nodes", options->nodes, "How many nodes")->capture_default_str()->check(CLI::Range(1u, 64u));
   up->add_option("--data-dir", options->data_dir, "etcd's data and every process's log")->capture_default_str();
   up->add_option("--etcd-port", options->etcd_port, "etcd's client port (its peer port is the next one)")->capture_default_str();
-  up->add_option("--base-port", options->base_port, "node-1's BASP port; node-k listens on base + k - 1")->capture_default_str();
+  up->add_option("--etcd-peer-port", options->etcd_peer_port, "etcd's peer port (0: the client port + 1)")->capture_default_str();
+  up->add_option("--base-port", options->base_port, "node-1's BASP port; node-k listens on base + k - 1 (0: each picks a free one)")
+      ->capture_default_str();
   up->add_option("--lease-ttl", options->lease_seconds, "The nodes' lease TTL in seconds")->capture_default_str();
   up->add_option("--cores", options->cores, "Cores each node offers to placement (they share this machine's)")
       ->capture_default_str()

@@ -19,14 +19,17 @@ fail() {
   for log in "$work"/up.log "$work"/cluster/*.log; do [[ -f "$log" ]] && { echo "--- $log" >&2; tail -20 "$log" >&2; }; done
   exit 1
 }
+# Ports held together while chosen, so they differ (the kernel often hands out neighbours:
+# etcd's peer port is given, not left to be the client port + 1). The nodes pick their own.
 ports=$(python3 -c 'import socket
 held = [socket.socket() for _ in range(2)]
 for s in held: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in held))')
 etcd_port=${ports% *}
-base_port=${ports#* }
+peer_port=${ports#* }
 etcd=http://127.0.0.1:$etcd_port
-"$rml" cluster up --nodes 3 --data-dir "$work/cluster" --etcd-port "$etcd_port" --base-port "$base_port" --lease-ttl 2 > "$work/up.log" 2>&1 &
+"$rml" cluster up --nodes 3 --data-dir "$work/cluster" --etcd-port "$etcd_port" --etcd-peer-port "$peer_port" --base-port 0 \
+  --lease-ttl 2 > "$work/up.log" 2>&1 &
 up=$!
 deadline=$((SECONDS + 60))
 until grep -q "rml cluster up: etcd at $etcd and 3 nodes on loopback" "$work/up.log"; do
@@ -36,14 +39,20 @@ until grep -q "rml cluster up: etcd at $etcd and 3 nodes on loopback" "$work/up.
 done
 status=$("$rml" status --etcd "$etcd")
 grep -q "nodes: 3$" <<< "$status" || fail "status does not list 3 nodes: $status"
-grep -qE "─ node-1  127\.0\.0\.1:$base_port .*labels role=data$" <<< "$status" || fail "node-1 is not on its port with role=data: $status"
+grep -qE "─ node-1  127\.0\.0\.1:[0-9]+ .*labels role=data$" <<< "$status" || fail "node-1 is not listed with role=data: $status"
 
-# A second one on the same port is refused.
+# A second one on the same port is refused; one whose etcd cannot start says why.
 set +e
 message=$("$rml" cluster up --nodes 1 --data-dir "$work/other" --etcd-port "$etcd_port" 2>&1)
 code=$?
 set -e
 ((code == 1)) && grep -q "an etcd already answers at $etcd" <<< "$message" || fail "a second cluster up: exit $code, $message"
+set +e
+message=$("$rml" cluster up --nodes 1 --data-dir "$work/third" --etcd-port "$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" --etcd-peer-port "$etcd_port" 2>&1)
+code=$?
+set -e
+((code == 1)) && grep -q "etcd exited at once; the last line of its log" <<< "$message" && grep -q "address already in use" <<< "$message" ||
+  fail "a cluster up whose etcd cannot bind: exit $code, $message"
 
 "$rml" deploy "$topology" --etcd "$etcd"
 deadline=$((SECONDS + 15))

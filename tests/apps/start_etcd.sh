@@ -28,8 +28,13 @@ within() {
     sleep 0.2
   done
 }
-client_port=$(port)
-peer_port=$(port)
+# Held together while chosen, so they differ.
+ports=$(python3 -c 'import socket
+held = [socket.socket() for _ in range(2)]
+for s in held: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))')
+client_port=${ports% *}
+peer_port=${ports#* }
 etcd=http://127.0.0.1:$client_port
 # etcd_extra_urls (optional): another address etcd listens on too, as http://IP (same port).
 listen_urls=$etcd${etcd_extra_urls:+,$etcd_extra_urls:$client_port}
