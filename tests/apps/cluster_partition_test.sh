@@ -13,16 +13,20 @@ if ! command -v ip > /dev/null; then
   exit 77
 fi
 # The probe runs a command inside a namespace too: in a chroot, `ip netns add` can work while
-# `ip netns exec` cannot remount /.
-if ! ip netns add "rml-probe-$$" 2>/dev/null; then
-  echo "SKIPPED: cannot create network namespaces here (needs root and CAP_SYS_ADMIN/CAP_NET_ADMIN)"
-  exit 77
-fi
-if ! probe=$(ip netns exec "rml-probe-$$" true 2>&1); then
+# `ip netns exec` cannot remount /. A skip leaves the machine as it found it: `ip netns add`
+# mounts /run/netns the first time, and that mount is undone if it was not there before.
+netns_was_mounted=false
+mountpoint -q /run/netns 2>/dev/null && netns_was_mounted=true
+skip() {
   ip netns del "rml-probe-$$" 2>/dev/null || true
-  echo "SKIPPED: cannot run a command in a network namespace here: $probe"
+  if ! $netns_was_mounted && mountpoint -q /run/netns 2>/dev/null && [[ -z "$(ls -A /run/netns 2>/dev/null)" ]]; then
+    umount /run/netns 2>/dev/null || true
+  fi
+  echo "SKIPPED: $1"
   exit 77
-fi
+}
+ip netns add "rml-probe-$$" 2>/dev/null || skip "cannot create network namespaces here (needs root and CAP_SYS_ADMIN/CAP_NET_ADMIN)"
+probe=$(ip netns exec "rml-probe-$$" true 2>&1) || skip "cannot run a command in a network namespace here: $probe"
 ip netns del "rml-probe-$$"
 
 namespace="rml-part-$$"
