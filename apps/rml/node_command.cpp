@@ -88,6 +88,19 @@ result<std::unique_ptr<control::etcd_control_plane>> connect_etcd(const cluster_
   return control::etcd_control_plane::connect(options);
 }
 
+/// The placement requests' one way in: etcd reached (or why not, said as `command`), the
+/// controller's keys of `access.cluster`, then `act`; the exit status is act's, or 1.
+template <class Act>
+int with_placement(const cluster_access& access, const char* command, Act act) {
+  auto plane = connect_etcd(access);
+  if (!plane) {
+    std::fprintf(stderr, "%s: cannot reach etcd: %s\n", command, plane.error().message().c_str());
+    return 1;
+  }
+  control::placement_controller placement(**plane, access.cluster);
+  return act(placement);
+}
+
 result<std::pair<std::string, std::uint16_t>> parse_listen(const std::string& text) {
   const auto colon = text.rfind(':');
   const std::string port = colon == std::string::npos ? "" : text.substr(colon + 1);
@@ -322,48 +335,36 @@ int run_deploy(const cluster_access& access, const std::string& file) {
   }
   std::ostringstream text;
   text << in.rdbuf();
-  auto plane = connect_etcd(access);
-  if (!plane) {
-    std::fprintf(stderr, "rml deploy: cannot reach etcd: %s\n", plane.error().message().c_str());
-    return 1;
-  }
-  control::placement_controller placement(**plane, access.cluster);
-  if (auto asked = placement.request_deploy(text.str(), file); !asked) {
-    std::fprintf(stderr, "rml deploy: %s\n", asked.error().message().c_str());
-    return asked.error().code() == errc::io_error ? 1 : 2;
-  }
-  std::fprintf(stderr, "rml deploy: %s asked for; the placement controller places it (rml status shows where)\n", file.c_str());
-  return 0;
+  return with_placement(access, "rml deploy", [&](control::placement_controller& placement) {
+    if (auto asked = placement.request_deploy(text.str(), file); !asked) {
+      std::fprintf(stderr, "rml deploy: %s\n", asked.error().message().c_str());
+      return asked.error().code() == errc::io_error ? 1 : 2;
+    }
+    std::fprintf(stderr, "rml deploy: %s asked for; the placement controller places it (rml status shows where)\n", file.c_str());
+    return 0;
+  });
 }
 
 int run_undeploy(const cluster_access& access) {
-  auto plane = connect_etcd(access);
-  if (!plane) {
-    std::fprintf(stderr, "rml undeploy: cannot reach etcd: %s\n", plane.error().message().c_str());
-    return 1;
-  }
-  control::placement_controller placement(**plane, access.cluster);
-  if (auto asked = placement.request_undeploy(); !asked) {
-    std::fprintf(stderr, "rml undeploy: %s\n", asked.error().message().c_str());
-    return 1;
-  }
-  std::fprintf(stderr, "rml undeploy: withdrawn; the placement controller clears it\n");
-  return 0;
+  return with_placement(access, "rml undeploy", [](control::placement_controller& placement) {
+    if (auto asked = placement.request_undeploy(); !asked) {
+      std::fprintf(stderr, "rml undeploy: %s\n", asked.error().message().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "rml undeploy: withdrawn; the placement controller clears it\n");
+    return 0;
+  });
 }
 
 int run_scale(const cluster_access& access, const std::string& component, std::uint32_t replicas) {
-  auto plane = connect_etcd(access);
-  if (!plane) {
-    std::fprintf(stderr, "rml scale: cannot reach etcd: %s\n", plane.error().message().c_str());
-    return 1;
-  }
-  control::placement_controller placement(**plane, access.cluster);
-  if (auto asked = placement.request_scale(component, replicas); !asked) {
-    std::fprintf(stderr, "rml scale: %s\n", asked.error().message().c_str());
-    return asked.error().code() == errc::io_error ? 1 : 2;
-  }
-  std::fprintf(stderr, "rml scale: %s to %u replicas asked for\n", component.c_str(), replicas);
-  return 0;
+  return with_placement(access, "rml scale", [&](control::placement_controller& placement) {
+    if (auto asked = placement.request_scale(component, replicas); !asked) {
+      std::fprintf(stderr, "rml scale: %s\n", asked.error().message().c_str());
+      return asked.error().code() == errc::io_error ? 1 : 2;
+    }
+    std::fprintf(stderr, "rml scale: %s to %u replicas asked for\n", component.c_str(), replicas);
+    return 0;
+  });
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 set -euo pipefail
 rml=$1
 topology=$2
+. "$(dirname "$0")/free_ports.sh"
 work=$(mktemp -d)
 up=
 cleanup() {
@@ -21,10 +22,7 @@ fail() {
 }
 # Ports held together while chosen, so they differ (the kernel often hands out neighbours:
 # etcd's peer port is given, not left to be the client port + 1). The nodes pick their own.
-ports=$(python3 -c 'import socket
-held = [socket.socket() for _ in range(2)]
-for s in held: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in held))')
+ports=$(free_ports 2)
 etcd_port=${ports% *}
 peer_port=${ports#* }
 etcd=http://127.0.0.1:$etcd_port
@@ -48,7 +46,7 @@ code=$?
 set -e
 ((code == 1)) && grep -q "an etcd already answers at $etcd" <<< "$message" || fail "a second cluster up: exit $code, $message"
 set +e
-message=$("$rml" cluster up --nodes 1 --data-dir "$work/third" --etcd-port "$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" --etcd-peer-port "$etcd_port" 2>&1)
+message=$("$rml" cluster up --nodes 1 --data-dir "$work/third" --etcd-port "$(free_ports 1)" --etcd-peer-port "$etcd_port" 2>&1)
 code=$?
 set -e
 ((code == 1)) && grep -q "etcd exited at once; the last line of its log" <<< "$message" && grep -q "address already in use" <<< "$message" ||

@@ -1,9 +1,10 @@
 # Sourced by the cluster tests (bash): starts Debian's etcd on loopback ports the kernel
 # picked, with its data in a fresh directory, and waits until `rml status` reads it.
-# Needs: rml (and, optionally, etcd_extra_urls). Sets: work (a temporary directory, removed at exit), etcd (its client URL),
-# pids (processes killed at exit: add yours). Defines: fail MESSAGE (prints the end of every
-# log in $work, exits 1), port (a free loopback port), within SECONDS COMMAND... (retries the
-# command until it succeeds or the time passes).
+# Needs: rml (and, optionally, etcd_extra_urls). Sets: work (a temporary directory, removed
+# at exit), etcd (its client URL), pids (processes killed at exit: add yours). Defines: fail
+# MESSAGE (prints the end of every log in $work, exits 1), port (a free loopback port;
+# free_ports N for several that differ), within SECONDS COMMAND... (retries the command until
+# it succeeds or the time passes), status (rml status against this etcd).
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -18,7 +19,8 @@ fail() {
   for log in "$work"/*.log; do echo "--- $log" >&2; tail -20 "$log" >&2; done
   exit 1
 }
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. "$(dirname "${BASH_SOURCE[0]}")/free_ports.sh"
+port() { free_ports 1; }
 within() {
   local seconds=$1
   shift
@@ -28,11 +30,7 @@ within() {
     sleep 0.2
   done
 }
-# Held together while chosen, so they differ.
-ports=$(python3 -c 'import socket
-held = [socket.socket() for _ in range(2)]
-for s in held: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in held))')
+ports=$(free_ports 2)
 client_port=${ports% *}
 peer_port=${ports#* }
 etcd=http://127.0.0.1:$client_port

@@ -8,13 +8,7 @@
 # free_ports N (N ports free now, on one line), stop_process PID (SIGTERM if still running,
 # then reap; returns its exit status).
 rm -rf "$work" && mkdir -p "$work"
-# Held together while chosen, so they differ.
-free_ports() {
-  /usr/bin/python3 -c 'import socket, sys
-held = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in held: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in held))' "$1"
-}
+. "$(dirname "$0")/free_ports.sh"
 ports=$(free_ports 3)
 predict_port=${ports%% *}
 http_port=${ports##* }
