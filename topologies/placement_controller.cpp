@@ -144,18 +144,8 @@ result<placement_view> placement_controller::view() {
   auto topology_text = read("desired/topology");
   if (!topology_text) return topology_text.error();
   if (topology_text->has_value() && !(*topology_text)->empty()) {
-    // The name only: the text was validated when it was deployed.
-    std::istringstream lines(**topology_text);
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (line.rfind("name:", 0) == 0) {
-        shown.topology_name = line.substr(5);
-        shown.topology_name.erase(0, shown.topology_name.find_first_not_of(" \t\"'"));
-        shown.topology_name.erase(shown.topology_name.find_last_not_of(" \t\"'\r") + 1);
-        break;
-      }
-    }
-    if (shown.topology_name.empty()) shown.topology_name = "(unnamed)";
+    auto declared = topologies::parse_topology(**topology_text, "the deployed topology");
+    shown.topology_name = declared ? declared->name : "(unreadable: " + declared.error().message() + ")";
   }
   auto placement = read("desired/placement");
   if (!placement) return placement.error();
