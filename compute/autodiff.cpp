@@ -135,14 +135,19 @@ var tape::add(var a, var b) {
 }
 
 var tape::softmax_cross_entropy(var logits, std::span<const std::int32_t> labels) {
+  return softmax_cross_entropy(logits, on_device(compute_, label_tensor(labels)));
+}
+
+var tape::softmax_cross_entropy(var logits, const tensor& labels) {
   const tensor& input = at(logits).value;
+  RML_ASSERT(labels.device() == compute_.device(), "labels on the tape's device");
   node entry;
   entry.kind = op::cross_entropy;
   entry.inputs[0] = logits.index;
-  entry.labels.assign(labels.begin(), labels.end());
+  entry.labels = labels;
   entry.saved = compute_.allocate(input.shape());
-  const float loss = compute_.softmax_cross_entropy_forward(input, entry.labels, entry.saved);
-  entry.value = filled({1}, loss);
+  entry.value = compute_.allocate({1});
+  compute_.softmax_cross_entropy_forward(input, entry.labels, entry.saved, entry.value);
   return record(std::move(entry));
 }
 
@@ -152,7 +157,8 @@ var tape::mse(var prediction, const tensor& target) {
   entry.kind = op::mse;
   entry.inputs[0] = prediction.index;
   entry.saved = on_device(compute_, target);
-  entry.value = filled({1}, compute_.mse_forward(input, entry.saved));
+  entry.value = compute_.allocate({1});
+  compute_.mse_forward(input, entry.saved, entry.value);
   return record(std::move(entry));
 }
 

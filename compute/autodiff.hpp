@@ -67,6 +67,9 @@ class tape {
   var add(var a, var b);
   /// Scalar: mean cross-entropy of softmax(logits[M,N]) against labels (copied) in [0, N).
   var softmax_cross_entropy(var logits, std::span<const std::int32_t> labels);
+  /// The same with the labels already on the tape's device, as label_tensor() makes them
+  /// (shared, not copied: a recorded step reads new labels from the same place).
+  var softmax_cross_entropy(var logits, const tensor& labels);
   /// Scalar: mean squared difference against a target of the prediction's shape (copied to
   /// the tape's device when it is not there).
   var mse(var prediction, const tensor& target);
@@ -100,7 +103,8 @@ class tape {
     conv2d_params conv{};
     pool2d_params pool{};
     activation_kind activation = activation_kind::relu;
-    std::vector<std::int32_t> labels;
+    /// A cross-entropy node's labels, on the device.
+    tensor labels;
   };
   /// Where one backward contribution goes: straight into the target's gradient when it is
   /// the first, else into a temporary that commit() adds on.

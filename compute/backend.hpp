@@ -10,8 +10,8 @@
 // - A backend is used from one thread at a time (compute actors own theirs); it caches
 //   primitives by shape, so a steady training loop creates none after its first step.
 // - A device backend queues its work: an op returns before its result exists. Whatever
-//   hands a result to the host (copy() to a host tensor, a returned loss, argmax_rows,
-//   sum_of_squares) waits for the work queued before it, so host code never sees stale data.
+//   hands a result to the host (copy() to a host tensor, read_scalar, argmax_to_host)
+//   waits for the work queued before it, so host code never sees stale data.
 
 #include <cstdint>
 #include <functional>
@@ -72,9 +72,10 @@ class backend {
   /// copy from it is a DMA the host does not wait for); plain host memory on the CPU.
   virtual tensor allocate_host(const tensor_shape& shape) { return tensor::empty(shape); }
   /// Records the ops `work` queues, without running them, for replay. nullptr where the
-  /// backend records nothing (the CPU, where a launch costs nothing to save). The ops must
-  /// neither take from nor hand to host memory, and the tensors they touch must outlive the
-  /// recording.
+  /// backend records nothing (the CPU, where a launch costs nothing to save). The tensors
+  /// the ops touch must outlive the recording. Host memory they copy from or to must be
+  /// allocate_host()'s; a copy to it is recorded without waiting, so the caller waits
+  /// (synchronize()) after a replay before reading it.
   virtual std::unique_ptr<recorded_work> record(const std::function<void()>& work) {
     (void)work;
     return nullptr;
@@ -108,18 +109,20 @@ class backend {
 
   // Row-wise softmax of logits[M,N].
   virtual void softmax_forward(const tensor& logits, tensor& probabilities) = 0;
-  // Mean over rows of −log softmax(logits)[label]; fills probabilities[M,N] for backward.
-  // Labels must lie in [0, N) (the caller validates user data before it gets here).
-  virtual float softmax_cross_entropy_forward(const tensor& logits,
-                                              std::span<const std::int32_t> labels,
-                                              tensor& probabilities) = 0;
+  // Losses leave their value in a one-element tensor on the device, so a training step
+  // queues forward, backward and update without waiting for the device (and can be
+  // recorded whole). Labels are a [M] tensor of class indices held as floats (exact far
+  // beyond any class count; see label_tensor()), on the backend's device, in [0, N) (the
+  // caller validates user data before it gets here).
+  // loss = mean over rows of −log softmax(logits)[label]; fills probabilities[M,N] for backward.
+  virtual void softmax_cross_entropy_forward(const tensor& logits, const tensor& labels,
+                                             tensor& probabilities, tensor& loss) = 0;
   // dlogits = (probabilities − onehot(labels)) · scale / M.
-  virtual void softmax_cross_entropy_backward(const tensor& probabilities,
-                                              std::span<const std::int32_t> labels, float scale,
-                                              tensor& dlogits) = 0;
+  virtual void softmax_cross_entropy_backward(const tensor& probabilities, const tensor& labels,
+                                              float scale, tensor& dlogits) = 0;
 
-  // Mean of (prediction − target)² over all elements; backward: 2·(p − t)·scale / count.
-  virtual float mse_forward(const tensor& prediction, const tensor& target) = 0;
+  // loss = mean of (prediction − target)² over all elements; backward: 2·(p − t)·scale / count.
+  virtual void mse_forward(const tensor& prediction, const tensor& target, tensor& loss) = 0;
   virtual void mse_backward(const tensor& prediction, const tensor& target, float scale,
                             tensor& dprediction) = 0;
 
@@ -127,10 +130,12 @@ class backend {
   virtual void add(const tensor& a, const tensor& b, tensor& out) = 0;
   // x *= factor, in place.
   virtual void scale(tensor& x, float factor) = 0;
-  // Σ x², summed in double (gradient clipping's norm).
-  virtual double sum_of_squares(const tensor& x) = 0;
-  // Index of the largest value of each row of scores[M,N], into host memory.
-  virtual void argmax_rows(const tensor& scores, std::span<std::int32_t> classes) = 0;
+  // total[0] += Σ x² (each tensor's sum taken in double): a global gradient norm over many
+  // tensors, read once.
+  virtual void add_sum_of_squares(const tensor& x, tensor& total) = 0;
+  // classes[M] = index of the largest value of each row of scores[M,N] (the first, on
+  // ties), as a float (like labels), on the device: recordable with the pass before it.
+  virtual void argmax_rows(const tensor& scores, tensor& classes) = 0;
 
   // Optimizer updates, in place, on parameters and their state.
   // SGD: g' = g + weight_decay·p; v = momentum·v + g'; p -= lr·v (PyTorch's convention).
@@ -158,8 +163,13 @@ tensor on_host(backend& compute, const tensor& value);
 /// Row-wise softmax of logits on `compute`'s device into host memory (on the CPU straight
 /// into it; on a device into a device tensor, then copied over).
 void softmax_to_host(backend& compute, const tensor& logits, tensor& host_probabilities);
+/// The predicted class of each row of scores[M,N] (on `compute`'s device) into host memory.
+void argmax_to_host(backend& compute, const tensor& scores, std::span<std::int32_t> classes);
 /// The one element of a one-element tensor, read through `compute`.
 float read_scalar(backend& compute, const tensor& value);
+/// Class labels as the losses take them: a [N] host tensor of the indices as floats.
+/// Asserts each lies in [0, 2^24) (exact as a float); callers check the class range.
+tensor label_tensor(std::span<const std::int32_t> labels);
 
 /// Options of the CPU backend.
 struct cpu_backend_options {

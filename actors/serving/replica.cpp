@@ -98,7 +98,6 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   values.resize(std::size_t(padded * width), 0.0f);
   tensor features = tensor::borrow(values.data(), {padded, width});
   if (state.current->pipeline) state.current->pipeline->apply(features);
-  const tensor& logits = state.current->forward->logits(features);
   messaging::predict_reply reply;
   reply.request_id = request.request_id;
   reply.model_version = state.current->version;
@@ -106,7 +105,7 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   reply.classes = classes;
   reply.probabilities.values.resize(std::size_t(padded) * classes);
   tensor probabilities = tensor::borrow(reply.probabilities.values.data(), {padded, std::int64_t(classes)});
-  softmax_to_host(*state.compute, logits, probabilities);
+  state.current->forward->to_host(features, nn::inference_head::probabilities, probabilities);
   reply.probabilities.values.resize(std::size_t(rows) * classes);  // the padding rows go
   // Serving never answers NaN or infinity (the encoders assert it): inputs are bounded at
   // decode and weights at the registry's gate, so this is a model gone bad, said as an error.
@@ -193,9 +192,9 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
           const std::int64_t classes = state.current->model.output_shape()[0];
           for (std::int64_t rows = 1; rows <= std::int64_t(state.options.warm_up_rows_max); rows *= 2) {
             std::vector<float> zeros(std::size_t(rows * width), 0.0f), scores(std::size_t(rows * classes));
-            const tensor& logits = state.current->forward->logits(tensor::borrow(zeros.data(), {rows, width}));
             tensor probabilities = tensor::borrow(scores.data(), {rows, classes});
-            softmax_to_host(*state.compute, logits, probabilities);
+            state.current->forward->to_host(tensor::borrow(zeros.data(), {rows, width}), nn::inference_head::probabilities,
+                                            probabilities);
           }
         }
       },

@@ -70,27 +70,42 @@ void trace(trainer_pointer self, const char* kind, std::string detail) {
 
 /// Holds the weights and optimizer state in host memory while it lives, for what reads or
 /// writes them there (the finiteness check, the last good state, checkpoints, snapshots),
-/// and puts them back on the trainer's device after. Nothing to do for a CPU trainer, or
+/// and copies them back into the same device tensors after: a GPU session's recorded steps
+/// read and write those in place, and stay valid. Nothing to do for a CPU trainer, or
 /// inside another one.
 class host_access {
  public:
   explicit host_access(trainer_state& state)
       : state_(state), moved_(state.model->parameters().front()->value.device() != device_kind::cpu) {
     if (!moved_) return;
-    state.model->place_on_host(*state.compute);
-    for (tensor* held : state.update->state()) *held = on_host(*state.compute, *held);
+    for (tensor* held : held_tensors()) {
+      on_device_.push_back(*held);
+      *held = on_host(*state.compute, *held);
+    }
   }
   ~host_access() {
     if (!moved_) return;
-    state_.model->place_on(*state_.compute);
-    for (tensor* held : state_.update->state()) *held = on_device(*state_.compute, *held);
+    std::size_t index = 0;
+    for (tensor* held : held_tensors()) {
+      tensor& device = on_device_[index++];
+      state_.compute->copy(*held, device);
+      *held = device;
+    }
   }
   host_access(const host_access&) = delete;
   host_access& operator=(const host_access&) = delete;
 
  private:
+  std::vector<tensor*> held_tensors() {
+    std::vector<tensor*> held;
+    for (parameter* each : state_.model->parameters()) held.push_back(&each->value);
+    for (tensor* each : state_.update->state()) held.push_back(each);
+    return held;
+  }
+
   trainer_state& state_;
   bool moved_;
+  std::vector<tensor> on_device_;
 };
 
 /// Copies the weights and optimizer state into the last good state (reusing its buffers).

@@ -97,18 +97,17 @@ class cpu_backend final : public backend {
   void activation_backward(activation_kind kind, const tensor& y, const tensor& dy,
                            tensor& dx) override;
   void softmax_forward(const tensor& logits, tensor& probabilities) override;
-  float softmax_cross_entropy_forward(const tensor& logits, std::span<const std::int32_t> labels,
-                                      tensor& probabilities) override;
-  void softmax_cross_entropy_backward(const tensor& probabilities,
-                                      std::span<const std::int32_t> labels, float scale,
-                                      tensor& dlogits) override;
-  float mse_forward(const tensor& prediction, const tensor& target) override;
+  void softmax_cross_entropy_forward(const tensor& logits, const tensor& labels,
+                                     tensor& probabilities, tensor& loss) override;
+  void softmax_cross_entropy_backward(const tensor& probabilities, const tensor& labels,
+                                      float scale, tensor& dlogits) override;
+  void mse_forward(const tensor& prediction, const tensor& target, tensor& loss) override;
   void mse_backward(const tensor& prediction, const tensor& target, float scale,
                     tensor& dprediction) override;
   void add(const tensor& a, const tensor& b, tensor& out) override;
   void scale(tensor& x, float factor) override;
-  double sum_of_squares(const tensor& x) override;
-  void argmax_rows(const tensor& scores, std::span<std::int32_t> classes) override;
+  void add_sum_of_squares(const tensor& x, tensor& total) override;
+  void argmax_rows(const tensor& scores, tensor& classes) override;
   void sgd_update(tensor& parameter, const tensor& gradient, tensor& velocity,
                   float learning_rate, float momentum, float weight_decay) override;
   void adam_update(tensor& parameter, const tensor& gradient, tensor& first_moment,

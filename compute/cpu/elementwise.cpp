@@ -28,18 +28,20 @@ void cpu_backend::scale(tensor& x, float factor) {
   for (float& value : x.values()) value *= factor;
 }
 
-double cpu_backend::sum_of_squares(const tensor& x) {
+void cpu_backend::add_sum_of_squares(const tensor& x, tensor& total) {
+  RML_ASSERT(total.numel() == 1, "a one-element total");
   double sum = 0;
   for (float value : x.values()) sum += double(value) * double(value);
-  return sum;
+  total.data()[0] += float(sum);
 }
 
-void cpu_backend::argmax_rows(const tensor& scores, std::span<std::int32_t> classes) {
-  RML_ASSERT(scores.rank() == 2 && std::int64_t(classes.size()) == scores.dim(0));
+void cpu_backend::argmax_rows(const tensor& scores, tensor& classes) {
+  RML_ASSERT(scores.rank() == 2);
+  assert_same_shape(classes.shape(), {scores.dim(0)}, "argmax classes");
   const std::int64_t columns = scores.dim(1);
   for (std::int64_t row = 0; row < scores.dim(0); ++row) {
     const float* values = scores.data() + row * columns;
-    classes[std::size_t(row)] = std::int32_t(std::max_element(values, values + columns) - values);
+    classes.data()[row] = float(std::max_element(values, values + columns) - values);
   }
 }
 

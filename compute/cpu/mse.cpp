@@ -3,8 +3,9 @@
 
 namespace rml::cpu {
 
-float cpu_backend::mse_forward(const tensor& prediction, const tensor& target) {
+void cpu_backend::mse_forward(const tensor& prediction, const tensor& target, tensor& loss) {
   assert_same_shape(target.shape(), prediction.shape(), "mse target vs prediction");
+  RML_ASSERT(loss.numel() == 1, "a one-element loss");
   const float* p = prediction.data();
   const float* t = target.data();
   double sum = 0.0;
@@ -12,7 +13,7 @@ float cpu_backend::mse_forward(const tensor& prediction, const tensor& target) {
     const double difference = double(p[index]) - double(t[index]);
     sum += difference * difference;
   }
-  return float(sum / double(prediction.numel()));
+  loss.data()[0] = float(sum / double(prediction.numel()));
 }
 
 void cpu_backend::mse_backward(const tensor& prediction, const tensor& target, float scale,

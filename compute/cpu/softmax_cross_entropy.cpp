@@ -23,19 +23,27 @@ void cpu_backend::softmax_forward(const tensor& logits, tensor& probabilities) {
   execute(entry, {{DNNL_ARG_SRC, logits.data()}, {DNNL_ARG_DST, probabilities.data()}});
 }
 
-float cpu_backend::softmax_cross_entropy_forward(const tensor& logits,
-                                                 std::span<const std::int32_t> labels,
-                                                 tensor& probabilities) {
+namespace {
+/// Row `row`'s label, asserted to be a class index in [0, columns).
+std::int64_t label_of(const tensor& labels, std::int64_t row, std::int64_t columns) {
+  const float label = labels.data()[row];
+  RML_ASSERT(label >= 0.0f && label < float(columns) && label == std::floor(label), "label inside the class range");
+  return std::int64_t(label);
+}
+}  // namespace
+
+void cpu_backend::softmax_cross_entropy_forward(const tensor& logits, const tensor& labels,
+                                                tensor& probabilities, tensor& loss) {
   RML_ASSERT(logits.rank() == 2);
   assert_same_shape(probabilities.shape(), logits.shape(), "softmax cross-entropy probabilities");
   const std::int64_t rows = logits.dim(0), columns = logits.dim(1);
-  RML_ASSERT(std::int64_t(labels.size()) == rows, "one label per row");
+  assert_same_shape(labels.shape(), {rows}, "softmax cross-entropy labels");
+  RML_ASSERT(loss.numel() == 1, "a one-element loss");
   double loss_sum = 0.0;
   for (std::int64_t row = 0; row < rows; ++row) {
     const float* input = logits.data() + row * columns;
     float* output = probabilities.data() + row * columns;
-    const std::int32_t label = labels[std::size_t(row)];
-    RML_ASSERT(label >= 0 && label < columns, "label inside the class range");
+    const std::int64_t label = label_of(labels, row, columns);
     float maximum = input[0];
     for (std::int64_t column = 1; column < columns; ++column) maximum = std::max(maximum, input[column]);
     float sum = 0.0f;
@@ -48,21 +56,20 @@ float cpu_backend::softmax_cross_entropy_forward(const tensor& logits,
     // −log p[label] = log Σ exp(x − max) − (x[label] − max): stable for any logits.
     loss_sum += double(std::log(sum)) - double(input[label] - maximum);
   }
-  return float(loss_sum / double(rows));
+  loss.data()[0] = float(loss_sum / double(rows));
 }
 
-void cpu_backend::softmax_cross_entropy_backward(const tensor& probabilities,
-                                                 std::span<const std::int32_t> labels,
+void cpu_backend::softmax_cross_entropy_backward(const tensor& probabilities, const tensor& labels,
                                                  float scale, tensor& dlogits) {
   RML_ASSERT(probabilities.rank() == 2);
   assert_same_shape(dlogits.shape(), probabilities.shape(), "softmax cross-entropy gradient");
   const std::int64_t rows = probabilities.dim(0), columns = probabilities.dim(1);
-  RML_ASSERT(std::int64_t(labels.size()) == rows, "one label per row");
+  assert_same_shape(labels.shape(), {rows}, "softmax cross-entropy labels");
   const float factor = scale / float(rows);
   const float* input = probabilities.data();
   float* output = dlogits.data();
   for (std::int64_t index = 0; index < rows * columns; ++index) output[index] = input[index] * factor;
-  for (std::int64_t row = 0; row < rows; ++row) output[row * columns + labels[std::size_t(row)]] -= factor;
+  for (std::int64_t row = 0; row < rows; ++row) output[row * columns + label_of(labels, row, columns)] -= factor;
 }
 
 }  // namespace rml::cpu

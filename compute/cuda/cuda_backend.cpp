@@ -55,7 +55,7 @@ void check_cudnn(cudnnStatus_t status, const char* statement, const char* file, 
 /// class's free list for the next request of the class, so a loop that allocates the same
 /// shapes every step reaches the driver only in its first step. Shared with every tensor it
 /// handed out (their deleters give blocks back), so it outlives the backend if they do.
-class device_pool {
+class device_pool : public std::enable_shared_from_this<device_pool> {
  public:
   explicit device_pool(int device) : device_(device) {}
   device_pool(const device_pool&) = delete;
@@ -107,7 +107,19 @@ class device_pool {
 
   void give(void* block, std::size_t bytes) {
     std::lock_guard lock(mutex_);
+    if (recording_ != nullptr) {
+      // Freed while a recording is made (a temporary of the recorded ops): the recording's
+      // replays still use it, so it stays the recording's until the recording goes.
+      recording_->emplace_back(block, [pool = shared_from_this(), bytes](void* held) { pool->give(held, bytes); });
+      return;
+    }
     free_[size_class(bytes)].push_back(block);
+  }
+
+  /// While a recording is made: where blocks given back go instead (nullptr after).
+  void hold_given_for(std::vector<std::shared_ptr<void>>* recording) {
+    std::lock_guard lock(mutex_);
+    recording_ = recording;
   }
 
   cuda_backend_counters counters() {
@@ -134,6 +146,7 @@ class device_pool {
   std::unordered_map<std::size_t, std::vector<void*>> free_;
   std::int64_t driver_allocations_ = 0;
   std::int64_t reserved_bytes_ = 0;
+  std::vector<std::shared_ptr<void>>* recording_ = nullptr;
 };
 
 /// A device buffer from the pool that grows on demand (labels, row losses, cuDNN workspace).
@@ -283,10 +296,9 @@ class cuda_backend final : public backend {
     cudaStreamSynchronize(stream_);
     conv_plans_.clear();
     pool_plans_.clear();
-    labels_.release(*pool_);
     row_loss_.release(*pool_);
-    classes_.release(*pool_);
     reduction_.release(*pool_);
+    channel_partials_.release(*pool_);
     workspace_.release(*pool_);
     ones_.release(*pool_);
     workspace_blas_.release(*pool_);
@@ -303,7 +315,7 @@ class cuda_backend final : public backend {
   std::string description() const override {
     return "cuda (" + device_name_ + ", device " + std::to_string(options_.device) + ", cuBLAS " +
            std::to_string(cublas_version()) + ", cuDNN " + std::to_string(cudnnGetVersion()) +
-           (options_.allow_tf32 ? ", TF32" : ", float32") + ")";
+           (options_.allow_tf32 ? ", TF32" : ", float32") + (options_.deterministic ? ", deterministic" : "") + ")";
   }
 
   cuda_backend_counters counters() { return pool_->counters(); }
@@ -338,6 +350,12 @@ class cuda_backend final : public backend {
       return;
     }
     if (source.device() == device_kind::cuda && destination.device() == device_kind::cpu) {
+      if (capture_holdings_ != nullptr) {
+        // Recorded: the caller waits after the replay (backend::record).
+        RML_ASSERT(is_pinned(destination.data()), "a recorded copy to host memory from allocate_host()");
+        RML_CUDA_CHECK(cudaMemcpyAsync(destination.data(), source.data(), bytes_of(source), cudaMemcpyDeviceToHost, stream_));
+        return;
+      }
       read_back(source.data(), destination.data(), bytes_of(source));
       return;
     }
@@ -366,11 +384,14 @@ class cuda_backend final : public backend {
     RML_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
     std::vector<std::shared_ptr<void>> holdings;
     capture_holdings_ = &holdings;
+    pool_->hold_given_for(&holdings);
     try {
       work();
       capture_holdings_ = nullptr;
+      pool_->hold_given_for(nullptr);
     } catch (...) {
       capture_holdings_ = nullptr;
+      pool_->hold_given_for(nullptr);
       cudaGraph_t abandoned = nullptr;
       cudaStreamEndCapture(stream_, &abandoned);
       if (abandoned != nullptr) cudaGraphDestroy(abandoned);
@@ -398,6 +419,17 @@ class cuda_backend final : public backend {
     expect_device(x, "linear x");
     expect_device(w, "linear w");
     const float one = 1.0f, zero = 0.0f;
+    if (m == 1) {
+      // One row (a batch-1 prediction): a matrix-vector product, one kernel where cuBLAS
+      // runs its GEMM as two, with the bias as its starting value (y = W·x + b).
+      if (b.defined()) {
+        RML_ASSERT(b.numel() == n);
+        RML_CUDA_CHECK(cudaMemcpyAsync(y.data(), b.data(), std::size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+      }
+      RML_CUBLAS_CHECK(cublasSgemv(blas_, CUBLAS_OP_T, int(k), int(n), &one, w.data(), int(k), x.data(), 1,
+                                   b.defined() ? &one : &zero, y.data(), 1));
+      return;
+    }
     // Yᵀ (N×M) = W (N×K, stored as Wᵀ K×N: transposed) · Xᵀ (K×M).
     RML_CUBLAS_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &one,
                                  w.data(), int(k), x.data(), int(k), &zero, y.data(), int(n)));
@@ -485,8 +517,10 @@ class cuda_backend final : public backend {
     }
     if (db != nullptr) {
       RML_ASSERT(db->numel() == w.dim(0));
-      RML_CUDNN_CHECK(cudnnConvolutionBackwardBias(dnn_, &one, plan.output.handle, dy.data(), &zero,
-                                                   plan.bias.handle, db->data()));
+      // Own kernel: cuDNN's cudnnConvolutionBackwardBias took ten times PyTorch's reduction.
+      const std::int64_t images = dy.dim(0), channels = dy.dim(1);
+      double* partial = scratch_of(channel_partials_, std::size_t(channels * kernels::channel_sum_slices(images)));
+      RML_LAUNCHED(kernels::channel_sums(dy.data(), images, channels, dy.dim(2) * dy.dim(3), partial, db->data(), stream_));
     }
   }
 
@@ -550,45 +584,47 @@ class cuda_backend final : public backend {
     RML_LAUNCHED(kernels::softmax_rows(logits.data(), probabilities.data(), logits.dim(0), logits.dim(1), stream_));
   }
 
-  float softmax_cross_entropy_forward(const tensor& logits, std::span<const std::int32_t> labels,
-                                      tensor& probabilities) override {
+  void softmax_cross_entropy_forward(const tensor& logits, const tensor& labels, tensor& probabilities,
+                                     tensor& loss) override {
     enter();
     RML_ASSERT(logits.rank() == 2);
     assert_same_shape(probabilities.shape(), logits.shape(), "softmax cross-entropy probabilities");
     expect_device(logits, "softmax cross-entropy logits");
     expect_device(probabilities, "softmax cross-entropy probabilities");
     const std::int64_t rows = logits.dim(0), columns = logits.dim(1);
-    RML_ASSERT(std::int64_t(labels.size()) == rows, "one label per row");
-    const std::int32_t* device_labels = upload_labels(labels);
-    float* row_loss = row_loss_.at_least(*pool_, std::size_t(rows));
-    RML_LAUNCHED(kernels::softmax_cross_entropy_rows(logits.data(), device_labels, probabilities.data(),
+    assert_same_shape(labels.shape(), {rows}, "softmax cross-entropy labels");
+    expect_device(labels, "softmax cross-entropy labels");
+    expect_loss(loss);
+    float* row_loss = scratch_of(row_loss_, std::size_t(rows));
+    RML_LAUNCHED(kernels::softmax_cross_entropy_rows(logits.data(), labels.data(), probabilities.data(),
                                                      row_loss, rows, columns, stream_));
-    return float(read_sum([&](double* sum) { kernels::sum(row_loss, rows, sum, stream_); }) / double(rows));
+    reduce_into(loss, 1.0f / float(rows), false,
+                [&](double* sum) { kernels::sum(row_loss, rows, sum, stream_); });
   }
 
-  void softmax_cross_entropy_backward(const tensor& probabilities, std::span<const std::int32_t> labels,
+  void softmax_cross_entropy_backward(const tensor& probabilities, const tensor& labels,
                                       float scale, tensor& dlogits) override {
     enter();
     RML_ASSERT(probabilities.rank() == 2);
     assert_same_shape(dlogits.shape(), probabilities.shape(), "softmax cross-entropy gradient");
     expect_device(dlogits, "softmax cross-entropy gradient");
     const std::int64_t rows = probabilities.dim(0);
-    RML_ASSERT(std::int64_t(labels.size()) == rows, "one label per row");
-    const std::int32_t* device_labels = upload_labels(labels);
-    RML_LAUNCHED(kernels::softmax_cross_entropy_backward(probabilities.data(), device_labels,
+    assert_same_shape(labels.shape(), {rows}, "softmax cross-entropy labels");
+    expect_device(labels, "softmax cross-entropy labels");
+    RML_LAUNCHED(kernels::softmax_cross_entropy_backward(probabilities.data(), labels.data(),
                                                          scale / float(rows), dlogits.data(), rows,
                                                          probabilities.dim(1), stream_));
   }
 
-  float mse_forward(const tensor& prediction, const tensor& target) override {
+  void mse_forward(const tensor& prediction, const tensor& target, tensor& loss) override {
     enter();
     assert_same_shape(target.shape(), prediction.shape(), "mse target vs prediction");
     expect_device(prediction, "mse prediction");
     expect_device(target, "mse target");
-    const double sum = read_sum([&](double* result) {
+    expect_loss(loss);
+    reduce_into(loss, 1.0f / float(prediction.numel()), false, [&](double* result) {
       kernels::sum_of_squared_differences(prediction.data(), target.data(), prediction.numel(), result, stream_);
     });
-    return float(sum / double(prediction.numel()));
   }
 
   void mse_backward(const tensor& prediction, const tensor& target, float scale,
@@ -619,20 +655,21 @@ class cuda_backend final : public backend {
     RML_LAUNCHED(kernels::scale(x.data(), factor, x.numel(), stream_));
   }
 
-  double sum_of_squares(const tensor& x) override {
+  void add_sum_of_squares(const tensor& x, tensor& total) override {
     enter();
-    expect_device(x, "sum_of_squares x");
-    return read_sum([&](double* result) { kernels::sum_of_squares(x.data(), x.numel(), result, stream_); });
+    expect_device(x, "add_sum_of_squares x");
+    expect_loss(total);
+    reduce_into(total, 1.0f, true,
+                [&](double* result) { kernels::sum_of_squares(x.data(), x.numel(), result, stream_); });
   }
 
-  void argmax_rows(const tensor& scores, std::span<std::int32_t> classes) override {
+  void argmax_rows(const tensor& scores, tensor& classes) override {
     enter();
-    RML_ASSERT(scores.rank() == 2 && std::int64_t(classes.size()) == scores.dim(0));
+    RML_ASSERT(scores.rank() == 2);
+    assert_same_shape(classes.shape(), {scores.dim(0)}, "argmax classes");
     expect_device(scores, "argmax_rows scores");
-    const std::int64_t rows = scores.dim(0);
-    std::int32_t* device_classes = classes_.at_least(*pool_, std::size_t(rows));
-    RML_LAUNCHED(kernels::argmax_rows(scores.data(), device_classes, rows, scores.dim(1), stream_));
-    read_back(device_classes, classes.data(), classes.size_bytes());
+    expect_device(classes, "argmax_rows classes");
+    RML_LAUNCHED(kernels::argmax_rows(scores.data(), classes.data(), scores.dim(0), scores.dim(1), stream_));
   }
 
   void sgd_update(tensor& parameter, const tensor& gradient, tensor& velocity, float learning_rate,
@@ -725,31 +762,27 @@ class cuda_backend final : public backend {
     RML_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  template <class Reduce>
-  double read_sum(Reduce&& reduce) {
-    double* device_sum = reduction_.at_least(*pool_, 1);
-    RML_LAUNCHED(reduce(device_sum));
-    double sum = 0;
-    read_back(device_sum, &sum, sizeof(sum));
-    return sum;
+  static void expect_loss(const tensor& value) {
+    expect_device(value, "one-element result");
+    RML_ASSERT(value.numel() == 1, "a one-element result");
   }
 
-  /// The labels on the device. Forward and backward of one step pass the same labels, so an
-  /// upload is skipped when they equal the last one.
-  const std::int32_t* upload_labels(std::span<const std::int32_t> labels) {
-    std::int32_t* device_labels = labels_.at_least(*pool_, labels.size());
-    if (uploaded_labels_.size() == labels.size() &&
-        std::equal(labels.begin(), labels.end(), uploaded_labels_.begin())) {
-      return device_labels;
-    }
-    uploaded_labels_.assign(labels.begin(), labels.end());
-    if (labels.size_bytes() <= upload_slot_bytes) {
-      upload_small(uploaded_labels_.data(), device_labels, labels.size_bytes());
-    } else {
-      RML_CUDA_CHECK(cudaMemcpyAsync(device_labels, uploaded_labels_.data(), labels.size_bytes(),
-                                     cudaMemcpyHostToDevice, stream_));
-    }
-    return device_labels;
+  /// Runs a reduction into a double on the device and stores it, times `factor`, into the
+  /// one-element `out` (added on when `accumulate`), all queued: nothing waits.
+  template <class Reduce>
+  void reduce_into(tensor& out, float factor, bool accumulate, Reduce&& reduce) {
+    double* device_sum = scratch_of(reduction_, 1);
+    RML_LAUNCHED(reduce(device_sum));
+    RML_LAUNCHED(kernels::store_sum(device_sum, factor, out.data(), accumulate, stream_));
+  }
+
+  /// A shared scratch buffer of at least `count` elements; while a recording is made, a
+  /// buffer of the recording's own instead (the shared one may be regrown and its memory
+  /// handed to other tensors while the recording still uses it).
+  template <class T>
+  T* scratch_of(scratch<T>& shared, std::size_t count) {
+    if (capture_holdings_ != nullptr) return static_cast<T*>(held_by_recording(count * sizeof(T)));
+    return shared.at_least(*pool_, count);
   }
 
   const float* ones_of(std::int64_t count) {
@@ -769,9 +802,7 @@ class cuda_backend final : public backend {
 
   void* workspace_of(std::size_t bytes) {
     if (bytes == 0) return nullptr;
-    // A recording keeps its own workspace: the shared one may be regrown after it.
-    if (capture_holdings_ != nullptr) return held_by_recording(bytes);
-    return workspace_.at_least(*pool_, bytes);
+    return scratch_of(workspace_, bytes);
   }
 
   /// Pool memory that the recording under way owns (and gives back when it goes).
@@ -821,11 +852,12 @@ class cuda_backend final : public backend {
   }
 
   /// The first (cuDNN's Find sorts them fastest first) algorithm that ran and whose math
-  /// is allowed.
+  /// and determinism are allowed.
   template <class Performance>
   const Performance& fastest_accepted(const Performance* results, int returned, const char* search) const {
     const auto* best = std::find_if(results, results + returned, [&](const Performance& r) {
-      return r.status == CUDNN_STATUS_SUCCESS && accepts(r.mathType);
+      return r.status == CUDNN_STATUS_SUCCESS && accepts(r.mathType) &&
+             (!options_.deterministic || r.determinism == CUDNN_DETERMINISTIC);
     });
     if (best == results + returned) fail(search, __FILE__, __LINE__, "no algorithm for this shape and math");
     return *best;
@@ -882,11 +914,9 @@ class cuda_backend final : public backend {
   /// While record() runs: where scratch memory the recording must own goes.
   std::vector<std::shared_ptr<void>>* capture_holdings_ = nullptr;
   void* cublas_workspace_ = nullptr;
-  scratch<std::int32_t> labels_;
-  std::vector<std::int32_t> uploaded_labels_;
   scratch<float> row_loss_;
-  scratch<std::int32_t> classes_;
   scratch<double> reduction_;
+  scratch<double> channel_partials_;
   scratch<std::byte> workspace_;
   scratch<float> ones_;
   std::size_t ones_count_ = 0;

@@ -30,6 +30,10 @@ struct cuda_backend_options {
   /// Let cuBLAS and cuDNN use TF32 for float32 work: faster matrix units at about 1e-3
   /// relative error. Off by default, so results match the CPU backend's to float32.
   bool allow_tf32 = false;
+  /// Only cuDNN algorithms that give the same bits every run (no atomics in their sums):
+  /// the same seed then trains the same model. On by default; off lets cuDNN's
+  /// non-deterministic ones be picked where they measure faster.
+  bool deterministic = true;
 };
 
 /// Counters a test or a benchmark reads off a CUDA backend.

@@ -108,7 +108,12 @@ __global__ void softmax_rows_kernel(const float* logits, float* probabilities, s
               maximum, sum);
 }
 
-__global__ void softmax_cross_entropy_rows_kernel(const float* logits, const std::int32_t* labels,
+/// A row's class from its float label; -1 (never a column) when it is not one.
+__device__ inline std::int64_t class_of(float label, std::int64_t columns) {
+  return (label >= 0.0f && label < float(columns)) ? std::int64_t(label) : -1;
+}
+
+__global__ void softmax_cross_entropy_rows_kernel(const float* logits, const float* labels,
                                                   float* probabilities, float* row_loss,
                                                   std::int64_t rows, std::int64_t columns) {
   const std::int64_t row = std::int64_t(blockIdx.x) * rows_per_block + threadIdx.x / warp;
@@ -118,24 +123,24 @@ __global__ void softmax_cross_entropy_rows_kernel(const float* logits, const std
   float maximum, sum;
   softmax_row(in, probabilities + row * columns, columns, lane, maximum, sum);
   if (lane == 0) {
-    const std::int32_t label = labels[row];
-    row_loss[row] = (label < 0 || label >= columns) ? NAN : logf(sum) - (in[label] - maximum);
+    const std::int64_t label = class_of(labels[row], columns);
+    row_loss[row] = label < 0 ? NAN : logf(sum) - (in[label] - maximum);
   }
 }
 
 __global__ void softmax_cross_entropy_backward_kernel(const float* probabilities,
-                                                      const std::int32_t* labels, float factor,
+                                                      const float* labels, float factor,
                                                       float* dlogits, std::int64_t rows,
                                                       std::int64_t columns) {
   const std::int64_t count = rows * columns;
   for (std::int64_t i = first_index(); i < count; i += stride()) {
     const std::int64_t row = i / columns;
-    const float hot = labels[row] == std::int32_t(i - row * columns) ? 1.0f : 0.0f;
+    const float hot = class_of(labels[row], columns) == i - row * columns ? 1.0f : 0.0f;
     dlogits[i] = (probabilities[i] - hot) * factor;
   }
 }
 
-__global__ void argmax_rows_kernel(const float* scores, std::int32_t* classes, std::int64_t rows,
+__global__ void argmax_rows_kernel(const float* scores, float* classes, std::int64_t rows,
                                    std::int64_t columns) {
   const std::int64_t row = std::int64_t(blockIdx.x) * rows_per_block + threadIdx.x / warp;
   if (row >= rows) return;
@@ -157,7 +162,7 @@ __global__ void argmax_rows_kernel(const float* scores, std::int32_t* classes, s
       best_index = other_index;
     }
   }
-  if (lane == 0) classes[row] = std::int32_t(best_index == columns ? 0 : best_index);
+  if (lane == 0) classes[row] = float(best_index == columns ? 0 : best_index);
 }
 
 // One double per block, added atomically into *result: element access stays coalesced and
@@ -184,6 +189,48 @@ void reduce(std::int64_t count, double* result, Term term, cudaStream_t stream) 
   const std::int64_t wanted = (count + block_threads - 1) / block_threads;
   const unsigned blocks = unsigned(wanted < 1 ? 1 : (wanted > 264 ? 264 : wanted));
   reduce_kernel<<<blocks, block_threads, 0, stream>>>(count, result, term);
+}
+
+__global__ void store_sum_kernel(const double* sum, float factor, float* out, bool accumulate) {
+  const float value = float(*sum * double(factor));
+  *out = accumulate ? *out + value : value;
+}
+
+// Channel sums of dy[N,C,HW]: block (slice, channel) sums its slice of the images' planes
+// of one channel into partial[channel][slice]; a second pass adds each channel's partials
+// in order. Deterministic, and with enough blocks to fill the device where cuDNN's
+// cudnnConvolutionBackwardBias ran one slow pass (a third of a LeNet step at batch 512).
+constexpr int channel_slices_max = 32;
+
+__global__ void channel_partial_sums_kernel(const float* dy, std::int64_t images, std::int64_t channels,
+                                            std::int64_t plane, std::int64_t images_per_slice,
+                                            double* partial) {
+  const std::int64_t channel = blockIdx.y, slice = blockIdx.x;
+  const std::int64_t first = slice * images_per_slice;
+  const std::int64_t last = first + images_per_slice < images ? first + images_per_slice : images;
+  const std::int64_t count = (last > first ? last - first : 0) * plane;
+  float local = 0.0f;
+  for (std::int64_t k = threadIdx.x; k < count; k += blockDim.x) {
+    const std::int64_t image = first + k / plane;
+    local += dy[(image * channels + channel) * plane + k % plane];
+  }
+  double sum = warp_sum(double(local));
+  __shared__ double partials[block_threads / warp];
+  const int lane = threadIdx.x % warp, which = threadIdx.x / warp;
+  if (lane == 0) partials[which] = sum;
+  __syncthreads();
+  if (which == 0) {
+    sum = warp_sum(lane < block_threads / warp ? partials[lane] : 0.0);
+    if (lane == 0) partial[channel * gridDim.x + slice] = sum;
+  }
+}
+
+__global__ void channel_total_kernel(const double* partial, std::int64_t channels, int slices, float* db) {
+  const std::int64_t channel = first_index();
+  if (channel >= channels) return;
+  double sum = 0.0;
+  for (int slice = 0; slice < slices; ++slice) sum += partial[channel * slices + slice];
+  db[channel] = float(sum);
 }
 
 struct value_term {
@@ -294,21 +341,21 @@ void softmax_rows(const float* logits, float* probabilities, std::int64_t rows,
   softmax_rows_kernel<<<row_blocks(rows), block_threads, 0, stream>>>(logits, probabilities, rows, columns);
 }
 
-void softmax_cross_entropy_rows(const float* logits, const std::int32_t* labels,
+void softmax_cross_entropy_rows(const float* logits, const float* labels,
                                 float* probabilities, float* row_loss, std::int64_t rows,
                                 std::int64_t columns, cudaStream_t stream) {
   softmax_cross_entropy_rows_kernel<<<row_blocks(rows), block_threads, 0, stream>>>(
       logits, labels, probabilities, row_loss, rows, columns);
 }
 
-void softmax_cross_entropy_backward(const float* probabilities, const std::int32_t* labels,
+void softmax_cross_entropy_backward(const float* probabilities, const float* labels,
                                     float factor, float* dlogits, std::int64_t rows,
                                     std::int64_t columns, cudaStream_t stream) {
   softmax_cross_entropy_backward_kernel<<<blocks_for(rows * columns), block_threads, 0, stream>>>(
       probabilities, labels, factor, dlogits, rows, columns);
 }
 
-void argmax_rows(const float* scores, std::int32_t* classes, std::int64_t rows,
+void argmax_rows(const float* scores, float* classes, std::int64_t rows,
                  std::int64_t columns, cudaStream_t stream) {
   argmax_rows_kernel<<<row_blocks(rows), block_threads, 0, stream>>>(scores, classes, rows, columns);
 }
@@ -324,6 +371,23 @@ void sum_of_squares(const float* values, std::int64_t count, double* result, cud
 void sum_of_squared_differences(const float* a, const float* b, std::int64_t count,
                                 double* result, cudaStream_t stream) {
   reduce(count, result, squared_difference_term{a, b}, stream);
+}
+
+int channel_sum_slices(std::int64_t images) {
+  return int(images < channel_slices_max ? (images < 1 ? 1 : images) : channel_slices_max);
+}
+
+void channel_sums(const float* dy, std::int64_t images, std::int64_t channels, std::int64_t plane,
+                  double* partial, float* db, cudaStream_t stream) {
+  const int slices = channel_sum_slices(images);
+  const std::int64_t per_slice = (images + slices - 1) / slices;
+  channel_partial_sums_kernel<<<dim3(unsigned(slices), unsigned(channels)), block_threads, 0, stream>>>(
+      dy, images, channels, plane, per_slice, partial);
+  channel_total_kernel<<<blocks_for(channels), block_threads, 0, stream>>>(partial, channels, slices, db);
+}
+
+void store_sum(const double* sum, float factor, float* out, bool accumulate, cudaStream_t stream) {
+  store_sum_kernel<<<1, 1, 0, stream>>>(sum, factor, out, accumulate);
 }
 
 void scaled_difference(const float* p, const float* t, float factor, float* d,

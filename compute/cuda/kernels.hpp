@@ -27,17 +27,18 @@ void activation_backward(activation kind, const float* y, const float* dy, float
 /// Row-wise softmax of logits[M,N].
 void softmax_rows(const float* logits, float* probabilities, std::int64_t rows,
                   std::int64_t columns, cudaStream_t stream);
-/// Softmax into probabilities and each row's −log p[label] into row_loss[M]; a label
-/// outside [0, N) makes its row's loss NaN (never an out-of-bounds read).
-void softmax_cross_entropy_rows(const float* logits, const std::int32_t* labels,
+/// Softmax into probabilities and each row's −log p[label] into row_loss[M]; labels are
+/// class indices held as floats, and one outside [0, N) makes its row's loss NaN (never an
+/// out-of-bounds read).
+void softmax_cross_entropy_rows(const float* logits, const float* labels,
                                 float* probabilities, float* row_loss, std::int64_t rows,
                                 std::int64_t columns, cudaStream_t stream);
 /// dlogits = (probabilities − onehot(labels)) · factor, one fused pass.
-void softmax_cross_entropy_backward(const float* probabilities, const std::int32_t* labels,
+void softmax_cross_entropy_backward(const float* probabilities, const float* labels,
                                     float factor, float* dlogits, std::int64_t rows,
                                     std::int64_t columns, cudaStream_t stream);
-/// classes[row] = index of the row's largest value (the first, on ties).
-void argmax_rows(const float* scores, std::int32_t* classes, std::int64_t rows,
+/// classes[row] = index of the row's largest value (the first, on ties), as a float.
+void argmax_rows(const float* scores, float* classes, std::int64_t rows,
                  std::int64_t columns, cudaStream_t stream);
 
 /// *sum = Σ values (in double); *sum is zeroed first.
@@ -47,6 +48,15 @@ void sum_of_squares(const float* values, std::int64_t count, double* sum, cudaSt
 /// *sum = Σ (a − b)² (in double).
 void sum_of_squared_differences(const float* a, const float* b, std::int64_t count, double* sum,
                                 cudaStream_t stream);
+/// Slices channel_sums() splits `images` into: `partial` holds channels × that doubles.
+int channel_sum_slices(std::int64_t images);
+/// db[c] = Σ over images and the plane of dy[N,C,plane] (a convolution's bias gradient),
+/// in double, deterministically (partials added in order, no atomics).
+void channel_sums(const float* dy, std::int64_t images, std::int64_t channels, std::int64_t plane,
+                  double* partial, float* db, cudaStream_t stream);
+/// *out = float(*sum · factor), or *out += that when `accumulate`: a reduction's result
+/// handed on without a trip to the host.
+void store_sum(const double* sum, float factor, float* out, bool accumulate, cudaStream_t stream);
 /// d = factor · (p − t).
 void scaled_difference(const float* p, const float* t, float factor, float* d,
                        std::int64_t count, cudaStream_t stream);

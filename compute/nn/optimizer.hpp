@@ -19,6 +19,9 @@ class optimizer {
   virtual std::vector<tensor*> state() = 0;
   virtual float learning_rate() const = 0;
   virtual void set_learning_rate(float learning_rate) = 0;
+  /// Whether step() queues the same ops with the same arguments every time, so that a
+  /// recording of it (a CUDA graph) replays it exactly while the learning rate stays.
+  virtual bool replayable() const = 0;
 };
 
 struct sgd_options {
@@ -37,6 +40,7 @@ class sgd final : public optimizer {
   std::vector<tensor*> state() override;
   float learning_rate() const override { return options_.learning_rate; }
   void set_learning_rate(float learning_rate) override { options_.learning_rate = learning_rate; }
+  bool replayable() const override { return true; }
 
  private:
   backend& compute_;
@@ -61,6 +65,8 @@ class adam final : public optimizer {
   std::vector<tensor*> state() override;
   float learning_rate() const override { return options_.learning_rate; }
   void set_learning_rate(float learning_rate) override { options_.learning_rate = learning_rate; }
+  /// No: the bias corrections change with every step.
+  bool replayable() const override { return false; }
   std::int64_t steps() const { return steps_; }
 
  private:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 
 namespace rml::nn {
 
@@ -17,6 +18,34 @@ void gather_rows(const tensor& source, std::span<const std::uint32_t> indices, t
   }
 }
 
+struct classifier_session::recorded_step {
+  tensor_shape shape;
+  /// The recorded ops read the batch from `input` and `labels` and leave their values on
+  /// `recorder`, which the recording keeps (the memory it was made on stays its own).
+  tensor input, labels;
+  std::unique_ptr<tape> recorder;
+  var logits, loss;
+  /// [2]: the loss and the squared gradient norm, filled by `readout_work`.
+  tensor readout;
+  std::unique_ptr<recorded_work> gradients, readout_work;
+  /// places_of() when this was recorded.
+  std::vector<const float*> places;
+};
+
+namespace {
+/// Where the memory the recorded ops read and write lives: each parameter's value and
+/// gradient and the optimizer's state. A recording is valid while these stay put.
+std::vector<const float*> places_of(sequential& model, optimizer& update) {
+  std::vector<const float*> places;
+  for (const parameter* each : model.parameters()) {
+    places.push_back(each->value.data());
+    places.push_back(each->gradient.data());
+  }
+  for (const tensor* held : update.state()) places.push_back(held->data());
+  return places;
+}
+}  // namespace
+
 classifier_session::classifier_session(sequential& model, optimizer& update, backend& compute)
     : model_(model), update_(update), compute_(compute),
       training_tape_(compute, tape::mode::training),
@@ -27,51 +56,162 @@ classifier_session::classifier_session(sequential& model, optimizer& update, bac
   }
 }
 
+classifier_session::~classifier_session() = default;
+
+classifier_session::recorded_step* classifier_session::recorded_for(const tensor& features) {
+  if (recorded_steps_.empty() || !step_recording_failure_.empty()) return nullptr;
+  auto found = std::find_if(recorded_steps_.begin(), recorded_steps_.end(),
+                            [&](const auto& entry) { return entry->shape == features.shape(); });
+  if (found == recorded_steps_.end()) return nullptr;
+  if ((*found)->places != places_of(model_, update_)) {  // the model moved: record it again
+    recorded_steps_.erase(found);
+    update_recording_.reset();
+    return nullptr;
+  }
+  return found->get();
+}
+
+void classifier_session::record_step(const tensor_shape& shape) {
+  if (compute_.device() == device_kind::cpu || !step_recording_failure_.empty()) return;
+  auto entry = std::make_unique<recorded_step>();
+  recorded_step& step = *entry;
+  step.shape = shape;
+  step.input = compute_.allocate(shape);
+  step.labels = compute_.allocate({shape[0]});
+  step.readout = compute_.allocate({2});
+  step.recorder = std::make_unique<tape>(compute_, tape::mode::training);
+  tape& recorder = *step.recorder;
+  try {
+    step.gradients = compute_.record([&] {
+      step.logits = model_.forward(recorder, recorder.input(step.input));
+      step.loss = recorder.softmax_cross_entropy(step.logits, step.labels);
+      recorder.backward(step.loss);
+    });
+    if (!step.gradients) return;
+    step.readout_work = compute_.record([&] { queue_readout(recorder.value(step.loss), step.readout); });
+  } catch (const std::exception& failure) {
+    // A backend that cannot record these ops still runs them: plain steps from now on.
+    step_recording_failure_ = failure.what();
+    recorded_steps_.clear();
+    update_recording_.reset();
+    return;
+  }
+  step.places = places_of(model_, update_);
+  if (recorded_steps_.size() == recorded_steps_max) recorded_steps_.erase(recorded_steps_.begin());
+  recorded_steps_.push_back(std::move(entry));
+}
+
+void classifier_session::replay_gradients(recorded_step& step, const tensor& features,
+                                          std::span<const std::int32_t> labels) {
+  RML_ASSERT(std::int64_t(labels.size()) == step.shape[0], "one label per row");
+  compute_.copy(features, step.input);
+  compute_.copy(label_tensor(labels), step.labels);
+  step.gradients->replay();
+}
+
+void classifier_session::apply_update(bool recorded) {
+  if (!recorded || !update_.replayable()) {
+    update_.step();
+    return;
+  }
+  if (!update_recording_ || update_recorded_rate_ != update_.learning_rate() ||
+      update_recorded_places_ != places_of(model_, update_)) {
+    update_recording_.reset();
+    try {
+      update_recording_ = compute_.record([&] { update_.step(); });
+    } catch (const std::exception& failure) {
+      step_recording_failure_ = failure.what();
+      recorded_steps_.clear();
+    }
+    update_recorded_rate_ = update_.learning_rate();
+    update_recorded_places_ = places_of(model_, update_);
+    if (!update_recording_) {
+      update_.step();
+      return;
+    }
+  }
+  update_recording_->replay();
+}
+
+void classifier_session::queue_readout(const tensor& loss, tensor& readout) {
+  tensor loss_part = readout.rows(0, 1);
+  tensor norm_part = readout.rows(1, 2);
+  compute_.copy(loss.reshaped({1}), loss_part);
+  compute_.fill(norm_part, 0.0f);
+  for (const parameter* each : model_.parameters()) compute_.add_sum_of_squares(each->gradient, norm_part);
+}
+
 float classifier_session::train_step(const tensor& features, std::span<const std::int32_t> labels,
                                       std::span<std::int32_t> predicted) {
+  if (recorded_step* step = recorded_for(features)) {
+    replay_gradients(*step, features, labels);
+    if (!predicted.empty()) argmax_to_host(compute_, step->recorder->value(step->logits), predicted);
+    apply_update(true);
+    return read_scalar(compute_, step->recorder->value(step->loss));
+  }
   training_tape_.clear();
   var logits = model_.forward(training_tape_, training_tape_.input(features));
-  if (!predicted.empty()) compute_.argmax_rows(training_tape_.value(logits), predicted);
+  if (!predicted.empty()) argmax_to_host(compute_, training_tape_.value(logits), predicted);
   var loss = training_tape_.softmax_cross_entropy(logits, labels);
   training_tape_.backward(loss);
   update_.step();
-  return read_scalar(compute_, training_tape_.value(loss));
+  const float loss_value = read_scalar(compute_, training_tape_.value(loss));
+  record_step(features.shape());
+  return loss_value;
 }
 
 step_outcome classifier_session::guarded_step(const tensor& features, std::span<const std::int32_t> labels,
                                               std::span<std::int32_t> predicted, float gradient_norm_max) {
   RML_ASSERT(gradient_norm_max >= 0);
-  step_outcome outcome;
-  training_tape_.clear();
-  var logits = model_.forward(training_tape_, training_tape_.input(features));
-  if (!predicted.empty()) compute_.argmax_rows(training_tape_.value(logits), predicted);
-  var loss = training_tape_.softmax_cross_entropy(logits, labels);
-  outcome.loss = read_scalar(compute_, training_tape_.value(loss));
-  if (!std::isfinite(outcome.loss)) return outcome;
-  training_tape_.backward(loss);
-  double squares = 0;
-  const auto parameters = model_.parameters();
-  for (const parameter* each : parameters) squares += compute_.sum_of_squares(each->gradient);
-  outcome.gradient_norm = std::sqrt(squares);
-  if (!std::isfinite(outcome.gradient_norm)) return outcome;
-  if (gradient_norm_max > 0 && outcome.gradient_norm > gradient_norm_max) {
-    const float scale = float(gradient_norm_max / outcome.gradient_norm);
-    for (parameter* each : parameters) compute_.scale(each->gradient, scale);
-    outcome.clipped = true;
+  recorded_step* step = recorded_for(features);
+  const tensor* readout = nullptr;
+  if (step != nullptr) {
+    replay_gradients(*step, features, labels);
+    if (!predicted.empty()) argmax_to_host(compute_, step->recorder->value(step->logits), predicted);
+    step->readout_work->replay();
+    readout = &step->readout;
+  } else {
+    training_tape_.clear();
+    var logits = model_.forward(training_tape_, training_tape_.input(features));
+    if (!predicted.empty()) argmax_to_host(compute_, training_tape_.value(logits), predicted);
+    var loss = training_tape_.softmax_cross_entropy(logits, labels);
+    training_tape_.backward(loss);
+    if (!readout_.defined()) readout_ = compute_.allocate({2});
+    queue_readout(training_tape_.value(loss), readout_);
+    readout = &readout_;
   }
-  update_.step();
-  outcome.applied = true;
+  // The loss and the squared norm in one wait.
+  float values[2] = {0, 0};
+  tensor host = tensor::borrow(values, {2});
+  compute_.copy(*readout, host);
+  step_outcome outcome;
+  outcome.loss = values[0];
+  if (std::isfinite(outcome.loss)) {
+    outcome.gradient_norm = std::sqrt(double(values[1]));
+    if (std::isfinite(outcome.gradient_norm)) {
+      if (gradient_norm_max > 0 && outcome.gradient_norm > gradient_norm_max) {
+        const float scale = float(gradient_norm_max / outcome.gradient_norm);
+        for (parameter* each : model_.parameters()) compute_.scale(each->gradient, scale);
+        outcome.clipped = true;
+      }
+      apply_update(step != nullptr);
+      outcome.applied = true;
+    }
+  }
+  if (step == nullptr) record_step(features.shape());
   return outcome;
 }
 
 void classifier_session::predict(const tensor& features, std::span<std::int32_t> classes) {
-  compute_.argmax_rows(inference_.logits(features), classes);
+  RML_ASSERT(std::int64_t(classes.size()) == features.dim(0), "one class per row");
+  tensor found = tensor::empty({features.dim(0)});
+  inference_.to_host(features, inference_head::classes, found);
+  for (std::size_t row = 0; row < classes.size(); ++row) classes[row] = std::int32_t(found.data()[row]);
 }
 
 tensor classifier_session::probabilities(const tensor& features) {
-  const tensor& scores = inference_.logits(features);
-  tensor result = tensor::empty(scores.shape());
-  softmax_to_host(compute_, scores, result);
+  tensor result = tensor::empty({features.dim(0), model_.output_shape()[0]});
+  inference_.to_host(features, inference_head::probabilities, result);
   return result;
 }
 

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "compute/data/dataset.hpp"
@@ -36,6 +38,9 @@ struct step_outcome {
 class classifier_session {
  public:
   classifier_session(sequential& model, optimizer& update, backend& compute);
+  ~classifier_session();
+  classifier_session(const classifier_session&) = delete;
+  classifier_session& operator=(const classifier_session&) = delete;
 
   /// One optimisation step on a batch; returns the batch's mean loss. Labels must lie in
   /// [0, classes) of the model's output. When `predicted` is not empty it receives each
@@ -45,7 +50,8 @@ class classifier_session {
                    std::span<std::int32_t> predicted = {});
   /// train_step for data that cannot be trusted (online learning): a step whose loss or
   /// gradients are not finite changes nothing, and when `gradient_norm_max` > 0 gradients
-  /// whose global L2 norm exceeds it are scaled down to it before the update.
+  /// whose global L2 norm exceeds it are scaled down to it before the update. The loss and
+  /// the norm come back to the host together, in one wait.
   step_outcome guarded_step(const tensor& features, std::span<const std::int32_t> labels, std::span<std::int32_t> predicted,
                             float gradient_norm_max);
   /// Predicted class of each row, without recording for backward.
@@ -55,13 +61,46 @@ class classifier_session {
 
   sequential& model() { return model_; }
   backend& compute() { return compute_; }
+  /// Training steps held recorded (one per batch shape met; at most recorded_steps_max).
+  std::size_t recorded_steps() const { return recorded_steps_.size(); }
+  /// Why recording a training step failed, after which every step runs plainly; empty while
+  /// it works.
+  const std::string& step_recording_failure() const { return step_recording_failure_; }
+
+  static constexpr std::size_t recorded_steps_max = 8;
 
  private:
+  // On a device backend a training step is three recordings (CUDA graphs), made the first
+  // time a batch shape is met and replayed from the second on: the gradients (forward,
+  // loss, backward), the readout (loss and squared gradient norm side by side, for guarded
+  // steps) and the update (while the optimizer is replayable and its learning rate stays).
+  // A step then costs a few launches and one wait for its loss, where plain ops cost a
+  // launch each.
+  struct recorded_step;
+  /// The recorded step for `features`' shape, made when it is new; nullptr on the CPU, for
+  /// a shape's first step, or once recording has failed.
+  recorded_step* recorded_for(const tensor& features);
+  /// Records the step for `shape` after its first, plain, step (which built what the
+  /// backend makes per shape and every gradient tensor).
+  void record_step(const tensor_shape& shape);
+  /// Copies the batch into the recording's input and labels and replays its gradients.
+  void replay_gradients(recorded_step& step, const tensor& features, std::span<const std::int32_t> labels);
+  /// The optimizer's update: replayed after recorded gradients where the optimizer allows.
+  void apply_update(bool recorded);
+  /// Queues the loss and the squared norm of every parameter's gradient into readout [2].
+  void queue_readout(const tensor& loss, tensor& readout);
+
   sequential& model_;
   optimizer& update_;
   backend& compute_;
   tape training_tape_;
   inference_runner inference_;
+  tensor readout_;
+  std::vector<std::unique_ptr<recorded_step>> recorded_steps_;
+  std::unique_ptr<recorded_work> update_recording_;
+  float update_recorded_rate_ = 0;
+  std::vector<const float*> update_recorded_places_;
+  std::string step_recording_failure_;
 };
 
 struct epoch_summary {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <span>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -20,6 +21,29 @@ inline values to_double(const tensor& t) { return values(t.values().begin(), t.v
 inline tensor to_tensor(const values& v, const tensor_shape& shape) {
   std::vector<float> f(v.begin(), v.end());
   return tensor::from(f, shape);
+}
+
+// The ops that leave a one-element result on the device, read back: the tests' shorthand.
+inline float cross_entropy_loss(backend& compute, const tensor& logits, std::span<const std::int32_t> labels,
+                                tensor& probabilities) {
+  tensor loss = compute.allocate({1});
+  compute.softmax_cross_entropy_forward(logits, on_device(compute, label_tensor(labels)), probabilities, loss);
+  return read_scalar(compute, loss);
+}
+inline void cross_entropy_backward(backend& compute, const tensor& probabilities,
+                                   std::span<const std::int32_t> labels, float scale, tensor& dlogits) {
+  compute.softmax_cross_entropy_backward(probabilities, on_device(compute, label_tensor(labels)), scale, dlogits);
+}
+inline float mse_loss(backend& compute, const tensor& prediction, const tensor& target) {
+  tensor loss = compute.allocate({1});
+  compute.mse_forward(prediction, target, loss);
+  return read_scalar(compute, loss);
+}
+inline float sum_of_squares(backend& compute, const tensor& x) {
+  tensor total = compute.allocate({1});
+  compute.fill(total, 0.0f);
+  compute.add_sum_of_squares(x, total);
+  return read_scalar(compute, total);
 }
 
 /// A generator seeded from Catch's --rng-seed, so every randomised test replays.

@@ -154,7 +154,7 @@ TEST_CASE("softmax cross-entropy is fused, stable and differentiates correctly")
     for (auto& label : labels) label = std::int32_t(random_size(generator, 0, n - 1));
 
     tensor tl = to_tensor(logits, {m, n}), probabilities = tensor::empty({m, n});
-    const float loss = compute->softmax_cross_entropy_forward(tl, labels, probabilities);
+    const float loss = cross_entropy_loss(*compute, tl, labels, probabilities);
     REQUIRE(loss == Approx(cross_entropy_ref(logits, labels, m, n)).epsilon(1e-5));
     require_close(probabilities, softmax_ref(logits, m, n), forward_tolerance, "softmax probabilities");
 
@@ -164,7 +164,7 @@ TEST_CASE("softmax cross-entropy is fused, stable and differentiates correctly")
 
     const float scale = 0.7f;
     tensor dlogits = tensor::empty({m, n});
-    compute->softmax_cross_entropy_backward(probabilities, labels, scale, dlogits);
+    cross_entropy_backward(*compute, probabilities, labels, scale, dlogits);
     values expected = numeric_gradient([&](const values& v) { return scale * cross_entropy_ref(v, labels, m, n); }, logits);
     require_close(dlogits, expected, backward_tolerance, "cross-entropy dlogits");
   }
@@ -172,7 +172,7 @@ TEST_CASE("softmax cross-entropy is fused, stable and differentiates correctly")
     const std::vector<float> logits = {1000.0f, -1000.0f, 999.0f};
     const std::vector<std::int32_t> labels = {2};
     tensor probabilities = tensor::empty({1, 3});
-    const float loss = compute->softmax_cross_entropy_forward(tensor::from(logits, {1, 3}), labels, probabilities);
+    const float loss = cross_entropy_loss(*compute, tensor::from(logits, {1, 3}), labels, probabilities);
     REQUIRE(std::isfinite(loss));
     // log(e⁰ + e⁻²⁰⁰⁰ + e⁻¹) − (999 − 1000)
     REQUIRE(loss == Approx(1.0 + std::log1p(std::exp(-1.0))).epsilon(1e-5));
@@ -185,7 +185,7 @@ TEST_CASE("mean squared error matches the reference") {
   const std::int64_t m = random_size(generator, 1, 7), n = random_size(generator, 1, 9);
   const values p = random_values(generator, std::size_t(m * n)), t = random_values(generator, std::size_t(m * n));
   tensor tp = to_tensor(p, {m, n}), tt = to_tensor(t, {m, n});
-  REQUIRE(compute->mse_forward(tp, tt) == Approx(mse_ref(p, t)).epsilon(1e-5));
+  REQUIRE(mse_loss(*compute, tp, tt) == Approx(mse_ref(p, t)).epsilon(1e-5));
   tensor dp = tensor::empty({m, n});
   compute->mse_backward(tp, tt, 1.5f, dp);
   require_close(dp, numeric_gradient([&](const values& v) { return 1.5 * mse_ref(v, t); }, p), backward_tolerance, "mse dp");
@@ -197,6 +197,11 @@ TEST_CASE("add, sgd and adam updates follow PyTorch's formulas") {
   tensor sum = tensor::empty({3});
   compute->add(a, b, sum);
   require_close(sum, {11, 22, 33}, 0, "add");
+  // Squared sums add onto the total: a norm over several tensors.
+  tensor total = tensor::filled({1}, 0.5f);
+  compute->add_sum_of_squares(a, total);
+  compute->add_sum_of_squares(b, total);
+  REQUIRE(total.data()[0] == Approx(0.5 + 14 + 1400));
 
   tensor p = tensor::from(std::vector<float>{1.0f, -2.0f}, {2});
   tensor g = tensor::from(std::vector<float>{0.5f, 0.25f}, {2});
