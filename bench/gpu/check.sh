@@ -11,6 +11,10 @@
 #                                   packages): runs what DIR holds; CUDA's libraries come
 #                                   from /usr/local/cuda or PyTorch's wheels
 #   bench/gpu/check.sh              both, where one machine has the packages and a GPU
+#   MODEL=lenet BATCH=512 bench/gpu/check.sh profile [DIR]
+#                                   on the GPU machine: Nsight Compute's time per kernel of
+#                                   a training step (BATCH=1: of batch-1 predictions), rml's
+#                                   beside PyTorch's
 #
 # With the device tool: `bench/gpu/check.sh pack`, then run `bench/gpu/check.sh run` there
 # with carry [".gpu-check"]. Logs and JSON lines go to $OUT when it is set (else DIR/out).
@@ -44,9 +48,10 @@ pack_it() {
   du -sh "$pack"
 }
 
-run_it() {
+# Unpacks the pack's libraries and points the loader and the data at them.
+environment() {
   [ -x "$pack/bin/cuda_tests" ] || { echo "check: $pack/bin/cuda_tests missing: run 'bench/gpu/check.sh pack' first" >&2; exit 1; }
-  local out=${OUT:-$pack/out}
+  out=${OUT:-$pack/out}
   mkdir -p "$out"
   # Unpacked outside the pack, which then stays small enough to carry again.
   local libraries
@@ -64,6 +69,32 @@ print(":".join(dirs))' 2>/dev/null)
   if ldd "$pack/bin/cuda_tests" | grep "not found"; then
     echo "check: libraries missing on this machine (above); LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >&2
   fi
+}
+
+# Where a training step's time goes on the device, kernel by kernel, rml beside PyTorch:
+# Nsight Compute times a window of kernels in each one's steady loop (a few steps' worth,
+# past the warm-up and cuDNN's algorithm search). MODEL and BATCH from the environment.
+profile_it() {
+  environment
+  local model=${MODEL:-lenet} batch=${BATCH:-512}
+  local ncu
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  [ -n "$ncu" ] || { echo "check: no ncu (Nsight Compute) on this machine" >&2; exit 1; }
+  local ncu_options=(--clock-control none --metrics gpu__time_duration.sum --launch-skip 6000 --launch-count 120 --csv)
+  # BATCH=1: batch-1 predictions (the latency workload); else training steps at BATCH.
+  local workload=(--train-batches "$batch" --no-inference) what="training at batch $batch"
+  [ "$batch" = 1 ] && workload=(--no-training) what="batch-1 predictions"
+  echo "== rml, $model $what" >&2
+  timeout 100 "$ncu" "${ncu_options[@]}" "$pack/bin/rml_gpu_bench" --models "$model" "${workload[@]}" --seconds 1 \
+    > "$out/ncu_rml.txt" 2>&1
+  echo "== PyTorch, $model $what" >&2
+  timeout 100 "$ncu" "${ncu_options[@]}" python3 "$root/bench/gpu/torch_gpu_peer.py" --models "$model" "${workload[@]}" --seconds 1 \
+    > "$out/ncu_torch.txt" 2>&1
+  python3 "$root/bench/gpu/kernel_table.py" "$out/ncu_rml.txt" "$out/ncu_torch.txt" | tee "$out/kernels.txt"
+}
+
+run_it() {
+  environment
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
   echo "== CUDA tests" >&2
   timeout 200 "$pack/bin/cuda_tests" --durations yes 2>&1 | tee "$out/cuda_tests.log" | grep -E "epoch|passed|failed|FAILED|SKIPPED|s: " | tail -30
@@ -90,6 +121,7 @@ print(":".join(dirs))' 2>/dev/null)
 case "$mode" in
   pack) pack_it ;;
   run) run_it ;;
+  profile) profile_it ;;
   all) pack_it && run_it ;;
-  *) echo "check: unknown mode '$mode' (expected pack, run or nothing)" >&2; exit 2 ;;
+  *) echo "check: unknown mode '$mode' (expected pack, run, profile or nothing)" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 // The CUDA backend's benchmark, one JSON line per measurement, set beside PyTorch's
 // (bench/gpu/torch_gpu_peer.py, same workloads) by bench/gpu/check.sh.
 //
-//   rml_gpu_bench [--models mlp,lenet] [--seconds S]
+//   rml_gpu_bench [--models mlp,lenet] [--seconds S] [--train-batches 64,512] [--no-inference]
+//                 [--no-training]
 //
 // train B:      training steps at batch B (64, 512) on random batches already on the GPU
 //               (16 of them, rotated), SGD lr 0.05 momentum 0.9; the labels come from
@@ -120,8 +121,13 @@ void infer(backend& gpu, const std::string& architecture, double seconds) {
 int main(int argc, char** argv) {
   CLI::App app{"rml's CUDA backend benchmark"};
   std::vector<std::string> models{"mlp", "lenet"};
+  std::vector<std::int64_t> train_batches{64, 512};
+  bool inference = true, training = true;
   double seconds = 2.0;
   app.add_option("--models", models, "architectures")->delimiter(',');
+  app.add_option("--train-batches", train_batches, "training batch sizes")->delimiter(',');
+  app.add_flag("!--no-inference", inference, "skip the inference measurements (profiling one workload)");
+  app.add_flag("!--no-training", training, "skip the training measurements (profiling one workload)");
   app.add_option("--seconds", seconds, "seconds per measurement")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   auto made = cuda::make_cuda_backend();
@@ -132,8 +138,10 @@ int main(int argc, char** argv) {
   backend& gpu = **made;
   std::fprintf(stderr, "rml_gpu_bench: %s\n", gpu.description().c_str());
   for (const auto& architecture : models) {
-    for (std::int64_t batch : {64, 512}) train(gpu, architecture, batch, seconds);
-    infer(gpu, architecture, seconds);
+    if (training) {
+      for (std::int64_t batch : train_batches) train(gpu, architecture, batch, seconds);
+    }
+    if (inference) infer(gpu, architecture, seconds);
   }
   return 0;
 }

@@ -5,8 +5,8 @@ Same architectures (mlp 784-256-128-10, LeNet-5 with padding 2, ReLU and max poo
 same workloads, float32 with TF32 off on both sides (rml's default; TF32 would change the
 arithmetic, not just the speed). PyTorch runs at its best: cudnn.benchmark on, SGD with its
 fused CUDA kernel where this version has one, no host sync inside the training loop, and
-for inference the faster of eager mode and a captured CUDA graph. One JSON line per
-measurement.
+for training and inference alike the faster of eager mode and a captured CUDA graph (the
+slower candidate goes to stderr). One JSON line per measurement.
 """
 import argparse
 import json
@@ -28,22 +28,8 @@ def sgd(parameters):
         return torch.optim.SGD(parameters, lr=0.05, momentum=0.9, foreach=True), "foreach"
 
 
-def train(name, batch, seconds):
-    device = torch.device("cuda")
-    torch.manual_seed(1)
-    model = architecture(name).to(device)
-    optimizer, kind = sgd(model.parameters())
-    batches = [(torch.rand(batch, 784, device=device), torch.randint(0, 10, (batch,), device=device))
-               for _ in range(16)]
-
-    def step(index):
-        x, y = batches[index % 16]
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-
+def train_loop(step, seconds):
+    """Runs step(index) for `seconds` after a warm-up; (steps, elapsed, last loss)."""
     for index in range(20):
         step(index)
     torch.cuda.synchronize()
@@ -54,10 +40,79 @@ def train(name, batch, seconds):
             loss = step(steps)
             steps += 1
     torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    return {"peer": "torch", "variant": "eager, " + kind + " SGD", "model": name, "workload": "train",
-            "batch": batch, "samples_per_s": steps * batch / elapsed, "steps": steps,
-            "last_loss": float(loss)}
+    return steps, time.perf_counter() - start, float(loss.detach())
+
+
+def eager_step(name, batches):
+    device = torch.device("cuda")
+    torch.manual_seed(1)
+    model = architecture(name).to(device)
+    optimizer, kind = sgd(model.parameters())
+
+    def eager(index):
+        x, y = batches[index % 16]
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return "eager, " + kind + " SGD", eager
+
+
+def graphed_step(name, batches):
+    """A whole step captured as a CUDA graph (PyTorch's "whole network capture": forward,
+    backward and optimizer step replayed as one launch, the batch copied into static
+    inputs first)."""
+    device = torch.device("cuda")
+    torch.manual_seed(1)
+    model = architecture(name).to(device)
+    optimizer, kind = sgd(model.parameters())
+    static_x, static_y = batches[0][0].clone(), batches[0][1].clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(static_x), static_y).backward()
+            optimizer.step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = F.cross_entropy(model(static_x), static_y)
+        static_loss.backward()
+        optimizer.step()
+
+    def graphed(index):
+        x, y = batches[index % 16]
+        static_x.copy_(x)
+        static_y.copy_(y)
+        graph.replay()
+        return static_loss
+
+    return "cuda graph, " + kind + " SGD", graphed
+
+
+def train(name, batch, seconds):
+    """The faster of eager and captured training steps."""
+    batches = [(torch.rand(batch, 784, device="cuda"), torch.randint(0, 10, (batch,), device="cuda"))
+               for _ in range(16)]
+    best = None
+    for make in (eager_step, graphed_step):
+        try:
+            variant, step = make(name, batches)
+            steps, elapsed, loss = train_loop(step, seconds)
+        except RuntimeError as failure:  # a capture this version refuses: the other row stands
+            print(json.dumps({"peer": "torch", "variant": make.__name__, "model": name, "batch": batch,
+                              "skipped": str(failure)[:300]}), file=sys.stderr)
+            continue
+        row = {"peer": "torch", "variant": variant, "model": name, "workload": "train", "batch": batch,
+               "samples_per_s": steps * batch / elapsed, "steps": steps, "last_loss": loss}
+        print(json.dumps(dict(row, candidate=True)), file=sys.stderr)
+        if best is None or row["samples_per_s"] > best["samples_per_s"]:
+            best = row
+    return best
 
 
 def predictors(model, batch):
@@ -131,16 +186,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="mlp,lenet")
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--train-batches", default="64,512", help="training batch sizes")
+    parser.add_argument("--no-inference", action="store_true", help="skip the inference measurements")
+    parser.add_argument("--no-training", action="store_true", help="skip the training measurements")
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     print(json.dumps({"peer": "torch", "version": torch.__version__, "gpu": torch.cuda.get_device_name()}), flush=True)
     for name in args.models.split(","):
-        for batch in (64, 512):
+        for batch in (int(b) for b in args.train_batches.split(",") if b and not args.no_training):
             print(json.dumps(train(name, batch, args.seconds)), flush=True)
-        for row in infer(name, args.seconds):
-            print(json.dumps(row), flush=True)
+        if not args.no_inference:
+            for row in infer(name, args.seconds):
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
