@@ -2,6 +2,7 @@
 
 #ifdef RML_HAVE_CUDA
 #include "compute/cuda/cuda_backend.hpp"
+#include "compute/cuda/device.hpp"
 #endif
 
 namespace rml {
@@ -17,6 +18,14 @@ bool built_with_cuda() {
   return true;
 #else
   return false;
+#endif
+}
+
+int cuda_devices() {
+#ifdef RML_HAVE_CUDA
+  return cuda::device_count();
+#else
+  return 0;
 #endif
 }
 

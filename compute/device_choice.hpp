@@ -38,4 +38,7 @@ chosen_backend make_backend(const backend_choice& choice);
 /// Whether this rml was built with the CUDA backend.
 bool built_with_cuda();
 
+/// GPUs this process can compute on (0 without CUDA, a driver or a device).
+int cuda_devices();
+
 }  // namespace rml

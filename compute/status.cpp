@@ -34,6 +34,8 @@ const char* to_string(errc code) {
       return "unauthorized";
     case errc::non_finite:
       return "non_finite";
+    case errc::device_error:
+      return "device_error";
   }
   return "unknown";
 }

@@ -44,6 +44,8 @@ enum class errc : std::uint8_t {
   unauthorized,
   /// A computation produced NaN or infinity (a model or an update that went numerically bad).
   non_finite,
+  /// A compute device failed (a CUDA, cuBLAS or cuDNN call); the message names the call.
+  device_error,
 };
 
 /// The name of an error code, for messages and logs.

@@ -39,6 +39,8 @@ inline constexpr caf::atom_value registry = caf::atom("registry");
 inline constexpr caf::atom_value serving = caf::atom("serving");
 inline constexpr caf::atom_value source = caf::atom("source");
 inline constexpr caf::atom_value monitor = caf::atom("monitor");
+/// The process's compute actor for its GPU (actors/compute/compute_actor.hpp).
+inline constexpr caf::atom_value compute = caf::atom("compute");
 }  // namespace names
 
 }  // namespace rml::messaging

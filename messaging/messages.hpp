@@ -474,6 +474,80 @@ typename Inspector::result_type inspect(Inspector& f, batching_settings& x) {
            x.latency_objective_us, x.queue_requests_max);
 }
 
+/// Puts a model version on a compute actor's device for the sender, which then sends it
+/// compute_requests for (model, snapshot.version). Each sender holds one reference to each
+/// version it loaded, given back by compute_release or when the sender goes down; a version
+/// no one holds leaves the device. Answered with the version.
+struct compute_load {
+  std::string model;
+  model_snapshot snapshot;
+  friend bool operator==(const compute_load&, const compute_load&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, compute_load& x) {
+  return f(caf::meta::type_name("compute_load"), x.model, x.snapshot);
+}
+
+/// The sender no longer computes with (model, version) on this compute actor.
+struct compute_release {
+  std::string model;
+  std::uint64_t version = 0;
+  friend bool operator==(const compute_release&, const compute_release&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, compute_release& x) {
+  return f(caf::meta::type_name("compute_release"), x.model, x.version);
+}
+
+/// `rows` feature vectors (already through the model's feature pipeline) for a forward pass
+/// of (model, version) on a compute actor, which runs them in one batch with the rows other
+/// senders sent meanwhile; answered with each row's class probabilities.
+struct compute_request {
+  std::string model;
+  std::uint64_t version = 0;
+  std::uint32_t rows = 0;
+  float_payload features;
+  friend bool operator==(const compute_request&, const compute_request&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, compute_request& x) {
+  return f(caf::meta::type_name("compute_request"), x.model, x.version, x.rows, x.features);
+}
+
+/// [rows, classes] probabilities, row-major.
+struct compute_reply {
+  std::uint32_t rows = 0;
+  std::uint32_t classes = 0;
+  float_payload probabilities;
+  friend bool operator==(const compute_reply&, const compute_reply&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, compute_reply& x) {
+  return f(caf::meta::type_name("compute_reply"), x.rows, x.classes, x.probabilities);
+}
+
+/// Where a compute actor stands: its backend, and its counts since it started.
+struct compute_status {
+  std::string device;
+  std::uint64_t requests = 0;
+  /// Forward passes run: fewer than requests when senders' rows shared a batch.
+  std::uint64_t batches = 0;
+  std::uint64_t rows = 0;
+  std::uint64_t errors = 0;
+  /// Model versions on the device now.
+  std::uint64_t models = 0;
+  friend bool operator==(const compute_status&, const compute_status&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, compute_status& x) {
+  return f(caf::meta::type_name("compute_status"), x.device, x.requests, x.batches, x.rows, x.errors, x.models);
+}
+
 /// Where a serving replica stands.
 struct replica_status {
   std::uint64_t requests = 0;

@@ -1,11 +1,14 @@
 #include "topologies/default_topology.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <caf/all.hpp>
 
 #include <filesystem>
 
+#include "actors/compute/compute_actor.hpp"
+#include "compute/device_choice.hpp"
 #include "compute/nn/sequential.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
@@ -108,6 +111,10 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, pipeline_opti
   registry_options.directory = (fs::path(options.data_dir) / "registry").string();
   registry_options.accuracy_drop_max = options.registry_accuracy_drop_max;
   registry_options.telemetry = options.telemetry;
+  // Serving on a GPU that is there: one compute actor owns it, and every replica computes
+  // through it (their rows batched together on the device). It starts before serving.
+  const bool compute_actor = options.serving.lane.replica.device == device_kind::cuda && cuda_devices() > 0;
+  if (compute_actor) options.serving.lane.replica.shared_device = true;
   spec.children = {
       named_child(messaging::names::monitor, [options](caf::actor_system& sys) {
         return actors::spawn_monitor(sys, options.monitor);
@@ -139,6 +146,17 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, pipeline_opti
         return actors::spawn_dataset_source(sys, options.train, options.source);
       }),
   };
+  if (compute_actor) {
+    actors::compute_options compute;
+    compute.device = device_kind::cuda;
+    compute.cpu_threads = options.serving.lane.replica.compute_threads;
+    compute.telemetry = options.telemetry;
+    auto serving_child = std::find_if(spec.children.begin(), spec.children.end(),
+                                      [](const auto& child) { return child.id == caf::to_string(messaging::names::serving); });
+    spec.children.insert(serving_child, named_child(messaging::names::compute, [compute](caf::actor_system& sys) {
+                           return actors::spawn_compute_actor(sys, compute);
+                         }));
+  }
   auto supervisor = supervision::spawn_supervisor(system, std::move(spec));
   return running_pipeline{supervisor, log};
 }

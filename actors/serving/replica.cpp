@@ -22,6 +22,8 @@ namespace {
 
 struct loaded_model {
   std::uint64_t version = 0;
+  /// What it was loaded from, for a compute actor to load too (shared_device).
+  messaging::model_snapshot snapshot;
   nn::sequential model{tensor_shape{1}};
   std::optional<data::feature_pipeline> pipeline;
   /// Forward passes of `model` (recorded per batch size on a GPU).
@@ -35,6 +37,9 @@ struct serving_state {
   serving_options options;
   std::unique_ptr<backend> compute;
   std::unique_ptr<loaded_model> current;
+  /// The compute actor, and the version, this replica last loaded there (shared_device).
+  caf::actor_addr loaded_on;
+  std::uint64_t loaded_version = 0;
   bool warmed_up = false;
   std::uint64_t requests = 0, rows = 0, errors = 0, swaps = 0;
   messaging::latency_histogram latency;
@@ -51,6 +56,7 @@ result<std::unique_ptr<loaded_model>> load(const messaging::model_snapshot& snap
   if (auto bad = bundle->model.non_finite_weight()) return error(errc::non_finite, which + ": " + *bad + " is not finite");
   auto loaded = std::make_unique<loaded_model>();
   loaded->version = snapshot.version;
+  loaded->snapshot = snapshot;
   loaded->model = std::move(bundle->model);
   if (!snapshot.feature_pipeline.empty()) {
     auto pipeline = data::feature_pipeline::from_spec(snapshot.feature_pipeline, loaded->model.sample_size());
@@ -61,7 +67,99 @@ result<std::unique_ptr<loaded_model>> load(const messaging::model_snapshot& snap
   return loaded;
 }
 
-caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::predict_request& request) {
+/// The replica's own backend, made the first time it is needed.
+backend& own_backend(serving_pointer self) {
+  auto& state = self->state;
+  if (state.compute) return *state.compute;
+  auto chosen = make_backend({state.options.device, state.options.compute_threads});
+  state.compute = std::move(chosen.compute);
+  if (!chosen.notice.empty()) {
+    const std::string component = "serving/" + state.options.model + "/" + state.options.lane;
+    std::fprintf(stderr, "rml: %s: %s\n", component.c_str(), chosen.notice.c_str());
+    state.options.telemetry.trace->record({messaging::clock_us(self), component, "compute_fallback", chosen.notice});
+  }
+  return *state.compute;
+}
+
+/// The current model placed on the replica's own backend, when it was kept for a compute
+/// actor that is gone now.
+void ensure_placed(serving_pointer self) {
+  auto& current = *self->state.current;
+  if (current.forward) return;
+  backend& compute = own_backend(self);
+  current.model.place_on(compute);
+  current.forward = std::make_unique<nn::inference_runner>(current.model, compute);
+}
+
+/// Counts one answered request (and reports the replica's metrics every so often).
+void count_answer(serving_pointer self, bool failed, std::uint32_t rows, std::int64_t started_us) {
+  auto& state = self->state;
+  ++state.requests;
+  if (failed) ++state.errors;
+  else state.rows += rows;
+  state.latency.record(double(messaging::clock_us(self) - started_us));
+  if (state.requests % serving_metrics_every_requests == 0) {
+    std::map<std::string, double> values{{"requests", double(state.requests)}, {"rows", double(state.rows)},
+                                         {"errors", double(state.errors)}, {"model_swaps", double(state.swaps)},
+                                         {"model_version", state.current ? double(state.current->version) : 0.0}};
+    messaging::add_latency(values, "compute", state.latency);
+    messaging::report_metrics(self->system(), "serving", messaging::clock_us(self), std::move(values));
+  }
+}
+
+/// A reply whose probabilities are in: checked finite, and each row's top_k classes added.
+result<messaging::predict_reply> finish_reply(messaging::predict_reply reply, const std::string& which, std::uint32_t top_k) {
+  const std::uint32_t classes = reply.classes;
+  // Serving never answers NaN or infinity (the encoders assert it): inputs are bounded at
+  // decode and weights at the registry's gate, so this is a model gone bad, said as an error.
+  const auto& probabilities = reply.probabilities.values;
+  for (std::size_t index = 0; index < probabilities.size(); ++index) {
+    if (!std::isfinite(probabilities[index])) {
+      return error(errc::non_finite, which + ": model version " + std::to_string(reply.model_version) +
+                                         " answered a non-finite probability for row " + std::to_string(index / classes));
+    }
+  }
+  std::vector<std::int32_t> order(classes);
+  for (std::uint32_t row = 0; row < reply.rows; ++row) {
+    const float* scores = probabilities.data() + std::size_t(row) * classes;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                      [scores](std::int32_t a, std::int32_t b) { return scores[a] > scores[b]; });
+    reply.top_classes.insert(reply.top_classes.end(), order.begin(), order.begin() + top_k);
+  }
+  return reply;
+}
+
+/// The compute actor this replica computes on (options.shared_device), with its current
+/// version loaded there — loaded first when the actor is one it has not loaded on (a
+/// restarted compute actor holds nothing): messages from one sender arrive in order, so the
+/// load is in place before the request that follows it. None without a registered one.
+std::optional<compute_actor> shared_compute(serving_pointer self) {
+  auto& state = self->state;
+  if (!state.options.shared_device || !state.current) return std::nullopt;
+  auto registered = self->system().registry().get(messaging::names::compute);
+  if (!registered) return std::nullopt;
+  auto device = caf::actor_cast<compute_actor>(registered);
+  const auto address = device.address();
+  if (state.loaded_on == address && state.loaded_version == state.current->version) return device;
+  messaging::compute_load load{state.options.model, state.current->snapshot};
+  self->request(device, caf::infinite, std::move(load))
+      .then([](std::uint64_t) {},
+            [self](caf::error& failure) {
+              const std::string component = "serving/" + self->state.options.model + "/" + self->state.options.lane;
+              self->state.options.telemetry.trace->record({messaging::clock_us(self), component, "compute_load_failed", messaging::describe(failure)});
+            });
+  // The version it held there before goes after the new one is in (its requests, sent
+  // earlier, run first).
+  if (state.loaded_on == address && state.loaded_version != 0) {
+    self->send(device, messaging::compute_release{state.options.model, state.loaded_version});
+  }
+  state.loaded_on = address;
+  state.loaded_version = state.current->version;
+  return device;
+}
+
+caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::predict_request& request, std::int64_t started_us) {
   auto& state = self->state;
   const std::string which = "request " + std::to_string(request.request_id);
   if (request.deadline_us > 0 && self->clock().now().time_since_epoch() > std::chrono::microseconds(request.deadline_us)) {
@@ -103,54 +201,56 @@ caf::result<messaging::predict_reply> predict(serving_pointer self, messaging::p
   reply.model_version = state.current->version;
   reply.rows = request.rows;
   reply.classes = classes;
+  if (auto device = shared_compute(self)) {
+    // On the process's compute actor, batched there with other replicas' rows; answered
+    // when it answers (or by the deadline).
+    messaging::compute_request job{state.options.model, state.current->version, request.rows, {}};
+    job.features.values.assign(values.begin(), values.begin() + std::ptrdiff_t(rows * width));
+    auto promise = self->make_response_promise<messaging::predict_reply>();
+    const auto timeout = request.deadline_us > 0
+                             ? caf::duration{std::max(std::chrono::microseconds(request.deadline_us) -
+                                                          std::chrono::duration_cast<std::chrono::microseconds>(self->clock().now().time_since_epoch()),
+                                                      std::chrono::microseconds(1))}
+                             : caf::duration{caf::infinite};
+    self->request(*device, timeout, std::move(job))
+        .then(
+            [self, promise, reply, which, top_k, started_us](messaging::compute_reply& computed) mutable {
+              const std::uint32_t rows = reply.rows;
+              reply.probabilities = std::move(computed.probabilities);
+              auto finished = finish_reply(std::move(reply), which, top_k);
+              count_answer(self, !finished, rows, started_us);
+              if (finished) promise.deliver(std::move(finished.value()));
+              else promise.deliver(messaging::to_caf_error(finished.error()));
+            },
+            [self, promise, which, started_us](caf::error& failure) mutable {
+              count_answer(self, true, 0, started_us);
+              promise.deliver(failure == caf::sec::request_timeout
+                                  ? messaging::make_error(errc::deadline_exceeded, which + ": deadline passed on the compute actor")
+                                  : failure);
+            });
+    return promise;
+  }
+  ensure_placed(self);
   reply.probabilities.values.resize(std::size_t(padded) * classes);
   tensor probabilities = tensor::borrow(reply.probabilities.values.data(), {padded, std::int64_t(classes)});
   state.current->forward->to_host(features, nn::inference_head::probabilities, probabilities);
   reply.probabilities.values.resize(std::size_t(rows) * classes);  // the padding rows go
-  // Serving never answers NaN or infinity (the encoders assert it): inputs are bounded at
-  // decode and weights at the registry's gate, so this is a model gone bad, said as an error.
-  for (std::size_t index = 0; index < reply.probabilities.values.size(); ++index) {
-    if (!std::isfinite(reply.probabilities.values[index])) {
-      return messaging::make_error(errc::non_finite, which + ": model version " + std::to_string(state.current->version) +
-                                                         " answered a non-finite probability for row " + std::to_string(index / classes));
-    }
-  }
-  std::vector<std::int32_t> order(classes);
-  for (std::uint32_t row = 0; row < request.rows; ++row) {
-    const float* scores = probabilities.data() + std::size_t(row) * classes;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
-                      [scores](std::int32_t a, std::int32_t b) { return scores[a] > scores[b]; });
-    reply.top_classes.insert(reply.top_classes.end(), order.begin(), order.begin() + top_k);
-  }
-  return reply;
+  auto finished = finish_reply(std::move(reply), which, top_k);
+  if (!finished) return messaging::to_caf_error(finished.error());
+  return std::move(finished.value());
 }
 
 serving_actor::behavior_type replica(serving_pointer self, serving_options options) {
   self->state.options = options;
-  auto chosen = make_backend({options.device, options.compute_threads});
-  self->state.compute = std::move(chosen.compute);
-  if (!chosen.notice.empty()) {
-    const std::string component = "serving/" + options.model + "/" + options.lane;
-    std::fprintf(stderr, "rml: %s: %s\n", component.c_str(), chosen.notice.c_str());
-    options.telemetry.trace->record({messaging::clock_us(self), component, "compute_fallback", chosen.notice});
-  }
+  // A replica that computes on the process's compute actor makes a backend of its own only
+  // when there is none to compute on.
+  if (!options.shared_device) own_backend(self);
   return {
       [self](messaging::predict_request& request) -> caf::result<messaging::predict_reply> {
-        auto& state = self->state;
         const std::int64_t started_us = messaging::clock_us(self);
-        auto answer = predict(self, request);
-        ++state.requests;
-        if (answer.flag == caf::rt_error) ++state.errors;
-        else state.rows += request.rows;
-        state.latency.record(double(messaging::clock_us(self) - started_us));
-        if (state.requests % serving_metrics_every_requests == 0) {
-          std::map<std::string, double> values{{"requests", double(state.requests)}, {"rows", double(state.rows)},
-                                               {"errors", double(state.errors)}, {"model_swaps", double(state.swaps)},
-                                               {"model_version", state.current ? double(state.current->version) : 0.0}};
-          messaging::add_latency(values, "compute", state.latency);
-          messaging::report_metrics(self->system(), "serving", messaging::clock_us(self), std::move(values));
-        }
+        auto answer = predict(self, request, started_us);
+        // A request handed to the compute actor is counted when it comes back.
+        if (answer.flag != caf::rt_delegated) count_answer(self, answer.flag == caf::rt_error, request.rows, started_us);
         return answer;
       },
       [self](messaging::model_snapshot& snapshot) {
@@ -170,18 +270,26 @@ serving_actor::behavior_type replica(serving_pointer self, serving_options optio
         }
         auto& state = self->state;
         ++state.swaps;
-        const bool on_device = state.compute->device() != device_kind::cpu;
-        if (on_device && state.current && state.current->model.spec() == loaded.value()->model.spec()) {
+        if (state.options.shared_device && self->system().registry().get(messaging::names::compute)) {
+          // The compute actor holds it on the device; here it stays in host memory.
+          state.current = std::move(loaded.value());
+          shared_compute(self);
+          return;
+        }
+        backend& compute = own_backend(self);
+        const bool on_device = compute.device() != device_kind::cpu;
+        if (on_device && state.current && state.current->forward && state.current->model.spec() == loaded.value()->model.spec()) {
           // The same architecture on a GPU: the new weights go into the tensors the recorded
           // forward passes read, which then need no recording again.
           const auto target = state.current->model.parameters(), source = loaded.value()->model.parameters();
-          for (std::size_t index = 0; index < target.size(); ++index) state.compute->copy(source[index]->value, target[index]->value);
+          for (std::size_t index = 0; index < target.size(); ++index) compute.copy(source[index]->value, target[index]->value);
           state.current->version = loaded.value()->version;
+          state.current->snapshot = std::move(loaded.value()->snapshot);
           state.current->pipeline = std::move(loaded.value()->pipeline);
           return;
         }
-        loaded.value()->model.place_on(*state.compute);
-        loaded.value()->forward = std::make_unique<nn::inference_runner>(loaded.value()->model, *state.compute);
+        loaded.value()->model.place_on(compute);
+        loaded.value()->forward = std::make_unique<nn::inference_runner>(loaded.value()->model, compute);
         state.current = std::move(loaded.value());
         if (!state.warmed_up || on_device) {
           // Builds the primitives of every padded batch size before the first request needs

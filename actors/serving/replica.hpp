@@ -14,6 +14,7 @@
 #include <bit>
 #include <map>
 
+#include "actors/compute/compute_actor.hpp"
 #include "compute/tensor.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
@@ -31,6 +32,10 @@ struct serving_options {
   int compute_threads = 1;
   /// Where it computes: the CPU, or a GPU (without one: the CPU, with a notice).
   device_kind device = device_kind::cpu;
+  /// Compute on the process's compute actor (registered as messaging::names::compute,
+  /// actors/compute/compute_actor.hpp), which batches every replica's rows on its device,
+  /// rather than on a backend of its own; without one registered, on its own backend.
+  bool shared_device = false;
   /// Upper bound of rows in one request.
   std::uint32_t request_rows_max = 4096;
   /// Upper bound of top_k.
