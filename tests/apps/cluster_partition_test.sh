@@ -12,9 +12,18 @@ if ! command -v ip > /dev/null; then
   echo "SKIPPED: the ip command (iproute2) is not installed"
   exit 77
 fi
-# The probe runs a command inside a namespace too: in a chroot, `ip netns add` can work while
-# `ip netns exec` cannot remount /. A skip leaves the machine as it found it: `ip netns add`
-# mounts /run/netns the first time, and that mount is undone if it was not there before.
+# First, without touching /run/netns, what `ip netns exec` does on entering a namespace: a
+# private mount namespace whose / is remounted as a slave (in a chroot, where / is not a
+# mount point, that fails while `ip netns add` works). Then a real namespace and a command
+# in it. A skip after that leaves the machine as it found it: `ip netns add` mounts
+# /run/netns the first time, and that mount is undone if it was not there before (in a
+# chroot `mountpoint` cannot see it, which is why the first probe comes first).
+if command -v unshare > /dev/null; then
+  entered=$(unshare --mount --net sh -c 'mount --make-rslave /' 2>&1) || {
+    echo "SKIPPED: cannot enter a network and mount namespace here: $entered"
+    exit 77
+  }
+fi
 netns_was_mounted=false
 mountpoint -q /run/netns 2>/dev/null && netns_was_mounted=true
 skip() {
