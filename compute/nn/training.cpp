@@ -25,7 +25,8 @@ struct classifier_session::recorded_step {
   tensor input, labels;
   std::unique_ptr<tape> recorder;
   var logits, loss;
-  /// [2]: the loss and the squared gradient norm, filled by `readout_work`.
+  /// [2 + rows]: the loss, the squared gradient norm and each row's predicted class, filled
+  /// by `readout_work`.
   tensor readout;
   std::unique_ptr<recorded_work> gradients, readout_work;
   /// places_of() when this was recorded.
@@ -78,7 +79,7 @@ void classifier_session::record_step(const tensor_shape& shape) {
   step.shape = shape;
   step.input = compute_.allocate(shape);
   step.labels = compute_.allocate({shape[0]});
-  step.readout = compute_.allocate({2});
+  step.readout = compute_.allocate({2 + shape[0]});
   step.recorder = std::make_unique<tape>(compute_, tape::mode::training);
   tape& recorder = *step.recorder;
   try {
@@ -88,7 +89,8 @@ void classifier_session::record_step(const tensor_shape& shape) {
       recorder.backward(step.loss);
     });
     if (!step.gradients) return;
-    step.readout_work = compute_.record([&] { queue_readout(recorder.value(step.loss), step.readout); });
+    step.readout_work = compute_.record(
+        [&] { queue_readout(recorder.value(step.loss), recorder.value(step.logits), step.readout); });
   } catch (const std::exception& failure) {
     // A backend that cannot record these ops still runs them: plain steps from now on.
     step_recording_failure_ = failure.what();
@@ -133,9 +135,11 @@ void classifier_session::apply_update(bool recorded) {
   update_recording_->replay();
 }
 
-void classifier_session::queue_readout(const tensor& loss, tensor& readout) {
+void classifier_session::queue_readout(const tensor& loss, const tensor& logits, tensor& readout) {
   tensor loss_part = readout.rows(0, 1);
   tensor norm_part = readout.rows(1, 2);
+  tensor classes_part = readout.rows(2, readout.dim(0));
+  compute_.argmax_rows(logits, classes_part);
   compute_.copy(loss.reshaped({1}), loss_part);
   compute_.fill(norm_part, 0.0f);
   for (const parameter* each : model_.parameters()) compute_.add_sum_of_squares(each->gradient, norm_part);
@@ -167,23 +171,27 @@ step_outcome classifier_session::guarded_step(const tensor& features, std::span<
   const tensor* readout = nullptr;
   if (step != nullptr) {
     replay_gradients(*step, features, labels);
-    if (!predicted.empty()) argmax_to_host(compute_, step->recorder->value(step->logits), predicted);
     step->readout_work->replay();
     readout = &step->readout;
   } else {
     training_tape_.clear();
     var logits = model_.forward(training_tape_, training_tape_.input(features));
-    if (!predicted.empty()) argmax_to_host(compute_, training_tape_.value(logits), predicted);
     var loss = training_tape_.softmax_cross_entropy(logits, labels);
     training_tape_.backward(loss);
-    if (!readout_.defined()) readout_ = compute_.allocate({2});
-    queue_readout(training_tape_.value(loss), readout_);
+    const tensor_shape readout_shape{2 + features.dim(0)};
+    if (!readout_.defined() || !(readout_.shape() == readout_shape)) readout_ = compute_.allocate(readout_shape);
+    queue_readout(training_tape_.value(loss), training_tape_.value(logits), readout_);
     readout = &readout_;
   }
-  // The loss and the squared norm in one wait.
-  float values[2] = {0, 0};
-  tensor host = tensor::borrow(values, {2});
+  // The loss, the squared norm and the predictions (made before the update) in one wait.
+  readout_host_.resize(std::size_t(readout->numel()));
+  tensor host = tensor::borrow(readout_host_.data(), readout->shape());
   compute_.copy(*readout, host);
+  const float* values = readout_host_.data();
+  if (!predicted.empty()) {
+    RML_ASSERT(predicted.size() == labels.size(), "one prediction per row");
+    for (std::size_t row = 0; row < predicted.size(); ++row) predicted[row] = std::int32_t(values[2 + row]);
+  }
   step_outcome outcome;
   outcome.loss = values[0];
   if (std::isfinite(outcome.loss)) {

@@ -51,7 +51,7 @@ class classifier_session {
   /// train_step for data that cannot be trusted (online learning): a step whose loss or
   /// gradients are not finite changes nothing, and when `gradient_norm_max` > 0 gradients
   /// whose global L2 norm exceeds it are scaled down to it before the update. The loss and
-  /// the norm come back to the host together, in one wait.
+  /// the norm (and the predictions) come back to the host together, in one wait.
   step_outcome guarded_step(const tensor& features, std::span<const std::int32_t> labels, std::span<std::int32_t> predicted,
                             float gradient_norm_max);
   /// Predicted class of each row, without recording for backward.
@@ -72,8 +72,8 @@ class classifier_session {
  private:
   // On a device backend a training step is three recordings (CUDA graphs), made the first
   // time a batch shape is met and replayed from the second on: the gradients (forward,
-  // loss, backward), the readout (loss and squared gradient norm side by side, for guarded
-  // steps) and the update (while the optimizer is replayable and its learning rate stays).
+  // loss, backward), the readout (loss, squared gradient norm and predicted classes side
+  // by side, for guarded steps) and the update (while the optimizer is replayable and its learning rate stays).
   // A step then costs a few launches and one wait for its loss, where plain ops cost a
   // launch each.
   struct recorded_step;
@@ -87,8 +87,9 @@ class classifier_session {
   void replay_gradients(recorded_step& step, const tensor& features, std::span<const std::int32_t> labels);
   /// The optimizer's update: replayed after recorded gradients where the optimizer allows.
   void apply_update(bool recorded);
-  /// Queues the loss and the squared norm of every parameter's gradient into readout [2].
-  void queue_readout(const tensor& loss, tensor& readout);
+  /// Queues into readout [2 + rows] the loss, the squared norm of every parameter's
+  /// gradient and each row's predicted class (from `logits`), for one wait to read.
+  void queue_readout(const tensor& loss, const tensor& logits, tensor& readout);
 
   sequential& model_;
   optimizer& update_;
@@ -96,6 +97,7 @@ class classifier_session {
   tape training_tape_;
   inference_runner inference_;
   tensor readout_;
+  std::vector<float> readout_host_;
   std::vector<std::unique_ptr<recorded_step>> recorded_steps_;
   std::unique_ptr<recorded_work> update_recording_;
   float update_recorded_rate_ = 0;
