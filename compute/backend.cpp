@@ -25,17 +25,6 @@ tensor on_host(backend& compute, const tensor& value) {
   return host;
 }
 
-void softmax_to_host(backend& compute, const tensor& logits, tensor& host_probabilities) {
-  RML_ASSERT(host_probabilities.device() == device_kind::cpu);
-  if (compute.device() == device_kind::cpu) {
-    compute.softmax_forward(logits, host_probabilities);
-    return;
-  }
-  tensor probabilities = compute.allocate(logits.shape());
-  compute.softmax_forward(logits, probabilities);
-  compute.copy(probabilities, host_probabilities);
-}
-
 void argmax_to_host(backend& compute, const tensor& scores, std::span<std::int32_t> classes) {
   RML_ASSERT(scores.rank() == 2 && std::int64_t(classes.size()) == scores.dim(0), "one class per row");
   tensor found = compute.allocate({scores.dim(0)});

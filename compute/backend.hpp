@@ -160,9 +160,6 @@ tensor on_device(backend& compute, const tensor& value);
 /// `value` in host memory: the tensor itself when it is there already, else a copy made
 /// through `compute` (which waits for the ops that produced it).
 tensor on_host(backend& compute, const tensor& value);
-/// Row-wise softmax of logits on `compute`'s device into host memory (on the CPU straight
-/// into it; on a device into a device tensor, then copied over).
-void softmax_to_host(backend& compute, const tensor& logits, tensor& host_probabilities);
 /// The predicted class of each row of scores[M,N] (on `compute`'s device) into host memory.
 void argmax_to_host(backend& compute, const tensor& scores, std::span<std::int32_t> classes);
 /// The one element of a one-element tensor, read through `compute`.

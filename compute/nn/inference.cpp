@@ -86,9 +86,16 @@ const tensor& inference_runner::logits(const tensor& features) {
   return result;
 }
 
+void inference_runner::apply_head(const tensor& scores, inference_head head, tensor& out) {
+  if (head == inference_head::probabilities) {
+    compute_.softmax_forward(scores, out);
+  } else {
+    compute_.argmax_rows(scores, out);
+  }
+}
+
 void inference_runner::to_host(const tensor& features, inference_head head, tensor& result) {
   RML_ASSERT(result.device() == device_kind::cpu, "to_host into host memory");
-  const std::int64_t rows = features.dim(0);
   const bool stageable = compute_.device() != device_kind::cpu && features.device() == device_kind::cpu &&
                          std::size_t(features.numel()) * sizeof(float) <= staged_bytes_max;
   if (stageable) {
@@ -105,13 +112,12 @@ void inference_runner::to_host(const tensor& features, inference_head head, tens
   const bool recordable = stageable && recording_failure_.empty();
   if (recordable) plain_.clear();
   const tensor& scores = recordable ? plain_.value(model_.forward(plain_, plain_.input(features))) : logits(features);
-  if (head == inference_head::probabilities) {
-    softmax_to_host(compute_, scores, result);
+  if (compute_.device() == device_kind::cpu) {
+    apply_head(scores, head, result);
   } else {
-    assert_same_shape(result.shape(), {rows}, "to_host classes");
-    tensor classes = compute_.allocate({rows});
-    compute_.argmax_rows(scores, classes);
-    compute_.copy(classes, result);
+    tensor out = compute_.allocate(result.shape());
+    apply_head(scores, head, out);
+    compute_.copy(out, result);
   }
   // The plain pass built the shape's plans: now the whole way is recorded for the next one.
   if (!recordable) return;
@@ -128,12 +134,7 @@ void inference_runner::to_host(const tensor& features, inference_head head, tens
   keep(std::move(entry), [&] {
     compute_.copy(made.staged_input, made.input);
     made.logits = model_.forward(*made.recorder, made.recorder->input(made.input));
-    const tensor& recorded_scores = made.recorder->value(made.logits);
-    if (made.head == inference_head::probabilities) {
-      compute_.softmax_forward(recorded_scores, made.result);
-    } else {
-      compute_.argmax_rows(recorded_scores, made.result);
-    }
+    apply_head(made.recorder->value(made.logits), made.head, made.result);
     compute_.copy(made.result, made.staged_result);
   });
 }

@@ -56,6 +56,8 @@ class inference_runner {
   /// The recording for `shape` (of `head`, or of the logits alone when `to_host` is false),
   /// or nullptr; one whose weights moved is dropped.
   recording* find(const tensor_shape& shape, bool to_host, inference_head head);
+  /// Queues `head` of `scores` into `out`, on the backend's device.
+  void apply_head(const tensor& scores, inference_head head, tensor& out);
   /// Records `work` into `entry` and keeps it; on failure every pass runs plainly after.
   void keep(std::unique_ptr<recording> entry, const std::function<void()>& work);
 

@@ -36,6 +36,23 @@ constexpr double step_gradient_tolerance = 1e-3;
 tensor random_tensor(std::mt19937_64& generator, const tensor_shape& shape, double low = -1, double high = 1) {
   return to_tensor(random_values(generator, std::size_t(shape.numel()), low, high), shape);
 }
+
+/// One architecture, seed and SGD on the CPU and on the GPU, each trained by its session.
+struct paired_sessions {
+  paired_sessions(backend& cpu, backend& gpu, const char* architecture, std::uint64_t seed, nn::sgd_options options)
+      : cpu_model(nn::make_architecture(architecture).value()), gpu_model(nn::make_architecture(architecture).value()) {
+    cpu_model.initialize(seed);
+    gpu_model.initialize(seed);
+    gpu_model.place_on(gpu);
+    cpu_update = std::make_unique<nn::sgd>(cpu, cpu_model.parameters(), options);
+    gpu_update = std::make_unique<nn::sgd>(gpu, gpu_model.parameters(), options);
+    cpu_session = std::make_unique<nn::classifier_session>(cpu_model, *cpu_update, cpu);
+    gpu_session = std::make_unique<nn::classifier_session>(gpu_model, *gpu_update, gpu);
+  }
+  nn::sequential cpu_model, gpu_model;
+  std::unique_ptr<nn::sgd> cpu_update, gpu_update;
+  std::unique_ptr<nn::classifier_session> cpu_session, gpu_session;
+};
 }  // namespace
 
 TEST_CASE("cuda linear forward and backward match the cpu backend") {
@@ -304,15 +321,11 @@ TEST_CASE("a lenet training step on cuda gives the cpu step's loss, gradients an
   if (!gpu) return;
   auto cpu = make_cpu_backend();
   auto generator = seeded_generator();
-  auto cpu_model = nn::make_architecture("lenet");
-  auto gpu_model = nn::make_architecture("lenet");
-  cpu_model->initialize(5);
-  gpu_model->initialize(5);
-  gpu_model->place_on(*gpu);
-  nn::sgd cpu_update(*cpu, cpu_model->parameters(), {0.05f, 0.9f, 0.0f});
-  nn::sgd gpu_update(*gpu, gpu_model->parameters(), {0.05f, 0.9f, 0.0f});
-  nn::classifier_session cpu_session(*cpu_model, cpu_update, *cpu);
-  nn::classifier_session gpu_session(*gpu_model, gpu_update, *gpu);
+  paired_sessions pair(*cpu, *gpu, "lenet", 5, {0.05f, 0.9f, 0.0f});
+  auto& cpu_model = pair.cpu_model;
+  auto& gpu_model = pair.gpu_model;
+  auto& cpu_session = *pair.cpu_session;
+  auto& gpu_session = *pair.gpu_session;
   for (int step = 0; step < 3; ++step) {
     tensor features = random_tensor(generator, {32, 784}, 0, 1);
     std::vector<std::int32_t> labels(32);
@@ -323,7 +336,7 @@ TEST_CASE("a lenet training step on cuda gives the cpu step's loss, gradients an
     CAPTURE(step);
     REQUIRE(gpu_loss == Approx(cpu_loss).epsilon(1e-4));
     REQUIRE(gpu_predicted == cpu_predicted);
-    const auto cpu_parameters = cpu_model->parameters(), gpu_parameters = gpu_model->parameters();
+    const auto cpu_parameters = cpu_model.parameters(), gpu_parameters = gpu_model.parameters();
     for (std::size_t index = 0; index < cpu_parameters.size(); ++index) {
       CAPTURE(index, cpu_parameters[index]->name);
       REQUIRE(gpu_parameters[index]->value.device() == device_kind::cuda);
@@ -332,9 +345,9 @@ TEST_CASE("a lenet training step on cuda gives the cpu step's loss, gradients an
     }
   }
   // Back on the host the weights are what the device trained, and checkable there.
-  gpu_model->place_on_host(*gpu);
-  REQUIRE(!gpu_model->non_finite_weight());
-  const auto cpu_parameters = cpu_model->parameters(), gpu_parameters = gpu_model->parameters();
+  gpu_model.place_on_host(*gpu);
+  REQUIRE(!gpu_model.non_finite_weight());
+  const auto cpu_parameters = cpu_model.parameters(), gpu_parameters = gpu_model.parameters();
   for (std::size_t index = 0; index < cpu_parameters.size(); ++index) {
     REQUIRE(gpu_parameters[index]->value.device() == device_kind::cpu);
     RML_REQUIRE_CLOSE(*gpu, gpu_parameters[index]->value, cpu_parameters[index]->value, conv_tolerance, "host weights");
@@ -346,17 +359,15 @@ TEST_CASE("recorded cuda training steps match the cpu's, guarded, clipped, skipp
   if (!gpu) return;
   auto cpu = make_cpu_backend();
   auto generator = seeded_generator();
-  auto cpu_model = nn::make_architecture("mlp");
-  auto gpu_model = nn::make_architecture("mlp");
-  cpu_model->initialize(11);
-  gpu_model->initialize(11);
-  gpu_model->place_on(*gpu);
-  nn::sgd cpu_update(*cpu, cpu_model->parameters(), {0.05f, 0.9f, 0.001f});
-  nn::sgd gpu_update(*gpu, gpu_model->parameters(), {0.05f, 0.9f, 0.001f});
-  nn::classifier_session cpu_session(*cpu_model, cpu_update, *cpu);
-  nn::classifier_session gpu_session(*gpu_model, gpu_update, *gpu);
+  paired_sessions pair(*cpu, *gpu, "mlp", 11, {0.05f, 0.9f, 0.001f});
+  auto& cpu_model = pair.cpu_model;
+  auto& gpu_model = pair.gpu_model;
+  auto& cpu_update = *pair.cpu_update;
+  auto& gpu_update = *pair.gpu_update;
+  auto& cpu_session = *pair.cpu_session;
+  auto& gpu_session = *pair.gpu_session;
   auto require_same_weights = [&](const char* what) {
-    const auto cpu_parameters = cpu_model->parameters(), gpu_parameters = gpu_model->parameters();
+    const auto cpu_parameters = cpu_model.parameters(), gpu_parameters = gpu_model.parameters();
     for (std::size_t index = 0; index < cpu_parameters.size(); ++index) {
       CAPTURE(what, index, cpu_parameters[index]->name);
       RML_REQUIRE_CLOSE(*gpu, gpu_parameters[index]->value, cpu_parameters[index]->value, gemm_tolerance * 10, "weights");
@@ -376,8 +387,8 @@ TEST_CASE("recorded cuda training steps match the cpu's, guarded, clipped, skipp
       gpu_update.set_learning_rate(0.02f);
     }
     if (step == 8) {  // weights moved away and back: every recording is made again
-      gpu_model->place_on_host(*gpu);
-      gpu_model->place_on(*gpu);
+      gpu_model.place_on_host(*gpu);
+      gpu_model.place_on(*gpu);
     }
     if (step % 2 == 0) {
       const float cpu_loss = cpu_session.train_step(features, labels, cpu_predicted);
