@@ -45,7 +45,19 @@ void subscribe_serving(caf::actor_system& system) {
 }
 }  // namespace
 
+bool runs_locally(const pipeline_options& options, const std::string& kind) {
+  return options.local_kinds.empty() || options.local_kinds.contains(kind);
+}
+
 status validate(const pipeline_options& options) {
+  for (const auto& kind : options.local_kinds) {
+    static const std::set<std::string> known{"source", "ingest", "feature", "trainer", "registry", "serving", "monitor"};
+    if (!known.contains(kind)) return error(errc::invalid_argument, "pipeline: no component kind '" + kind + "'");
+  }
+  if (runs_locally(options, "feature") != runs_locally(options, "ingest")) {
+    return error(errc::invalid_argument, "pipeline: feature reads the event log ingest writes: they run in one process, here " +
+                                             std::string(runs_locally(options, "ingest") ? "ingest without feature" : "feature without ingest"));
+  }
   if (options.data_dir.empty()) return error(errc::invalid_argument, "pipeline: data_dir must not be empty");
   if (!options.train || options.train->rows() == 0) return error(errc::invalid_argument, "pipeline: no training data");
   if (options.train->feature_count() != options.feature.feature_count) {
@@ -81,13 +93,18 @@ status validate(const pipeline_options& options) {
 result<running_pipeline> start_pipeline(caf::actor_system& system, pipeline_options options) {
   if (auto valid = validate(options); !valid) return valid.error();
   namespace fs = std::filesystem;
-  std::error_code created;
-  fs::create_directories(fs::path(options.data_dir) / "log", created);
-  if (created) return error(errc::io_error, options.data_dir + ": cannot create: " + created.message());
-  auto opened = messaging::event_log::open((fs::path(options.data_dir) / "log").string());
-  if (!opened) return opened.error();
-  std::shared_ptr<messaging::event_log> log(std::move(opened.value()));
-  auto checkpoints = std::make_shared<supervision::log_checkpoint_store>(log);
+  // The log (events, offsets, the trainer's checkpoints) opens where a component uses it.
+  std::shared_ptr<messaging::event_log> log;
+  std::shared_ptr<supervision::log_checkpoint_store> checkpoints;
+  if (runs_locally(options, "ingest") || runs_locally(options, "feature") || runs_locally(options, "trainer")) {
+    std::error_code created;
+    fs::create_directories(fs::path(options.data_dir) / "log", created);
+    if (created) return error(errc::io_error, options.data_dir + ": cannot create: " + created.message());
+    auto opened = messaging::event_log::open((fs::path(options.data_dir) / "log").string());
+    if (!opened) return opened.error();
+    log = std::shared_ptr<messaging::event_log>(std::move(opened.value()));
+    checkpoints = std::make_shared<supervision::log_checkpoint_store>(log);
+  }
 
   supervision::supervisor_spec spec;
   spec.name = "pipeline";
@@ -113,7 +130,8 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, pipeline_opti
   registry_options.telemetry = options.telemetry;
   // Serving on a GPU that is there: one compute actor owns it, and every replica computes
   // through it (their rows batched together on the device). It starts before serving.
-  const bool compute_actor = options.serving.lane.replica.device == device_kind::cuda && cuda_devices() > 0;
+  const bool compute_actor =
+      runs_locally(options, "serving") && options.serving.lane.replica.device == device_kind::cuda && cuda_devices() > 0;
   if (compute_actor) options.serving.lane.replica.shared_device = true;
   spec.children = {
       named_child(messaging::names::monitor, [options](caf::actor_system& sys) {
@@ -146,6 +164,7 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, pipeline_opti
         return actors::spawn_dataset_source(sys, options.train, options.source);
       }),
   };
+  std::erase_if(spec.children, [&](const supervision::child_spec& child) { return !runs_locally(options, child.id); });
   if (compute_actor) {
     actors::compute_options compute;
     compute.device = device_kind::cuda;

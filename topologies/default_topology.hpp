@@ -17,6 +17,8 @@
 #include <caf/actor_system.hpp>
 
 #include <memory>
+#include <set>
+#include <string>
 
 #include "actors/feature/feature.hpp"
 #include "actors/ingestion/dataset_source.hpp"
@@ -50,13 +52,22 @@ struct pipeline_options {
   caf::actor restart_reports;
   /// The node's metrics and trace, handed to every component (messaging/telemetry.hpp).
   messaging::telemetry telemetry;
+  /// The component kinds this process runs (source, ingest, feature, trainer, registry,
+  /// serving, monitor); empty: all of them. A cluster node runs the ones placed on it and
+  /// finds the others on their nodes (topologies/peer_directory.hpp). Feature reads the
+  /// event log ingest writes, so the two run in one process.
+  std::set<std::string> local_kinds;
 };
+
+/// Whether `options` runs components of `kind` in this process.
+bool runs_locally(const pipeline_options& options, const std::string& kind);
 
 /// Checks every component's options; the error names the component and field.
 status validate(const pipeline_options& options);
 
 struct running_pipeline {
   caf::actor supervisor;
+  /// The event log, when a component that uses it (ingest, feature, trainer) runs here.
   std::shared_ptr<messaging::event_log> log;
 };
 

@@ -1,5 +1,6 @@
 #include "actors/registry/registry.hpp"
 
+#include <algorithm>
 #include <caf/all.hpp>
 
 #include <fcntl.h>
@@ -156,6 +157,10 @@ caf::result<std::uint64_t> publish(registry_pointer self, messaging::model_snaps
 registry_actor::behavior_type registry(registry_pointer self, registry_options options) {
   auto& state = self->state;
   state.options = std::move(options);
+  // A subscriber that is gone (a restarted router, a lost node's proxy) stops being sent to.
+  self->set_down_handler([self](caf::down_msg& down) {
+    std::erase_if(self->state.subscribers, [&](const caf::actor& subscriber) { return subscriber.address() == down.source; });
+  });
   std::error_code created;
   fs::create_directories(state.options.directory, created);
   for (const auto& entry : fs::directory_iterator(state.options.directory, created)) {
@@ -218,7 +223,13 @@ registry_actor::behavior_type registry(registry_pointer self, registry_options o
                      (unsigned long long)refused.version, refused.reason.c_str());
       },
       [self](messaging::subscribe_atom, caf::actor subscriber) {
-        self->state.subscribers.push_back(subscriber);
+        // Subscribing again (a node re-resolving its peers) is not a second subscription;
+        // it still gets the current version, which it may have missed.
+        auto& subscribers = self->state.subscribers;
+        if (std::find(subscribers.begin(), subscribers.end(), subscriber) == subscribers.end()) {
+          subscribers.push_back(subscriber);
+          self->monitor(subscriber);
+        }
         if (self->state.current == 0) return;
         if (auto snapshot = read_snapshot(self->state.stored.at(self->state.current))) caf::anon_send(subscriber, *snapshot);
       },

@@ -63,6 +63,19 @@ TEST_CASE("the registry stores versions, moves forward only, and rolls back on r
   REQUIRE(f.pushed == std::vector<std::uint64_t>{1, 2, 1});
 }
 
+TEST_CASE("subscribing again is one subscription: told the current version again, each new one once") {
+  registry_fixture f;
+  auto registry = f.start();
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(1)).first == 1);
+  // A node re-resolving its registry subscribes its router again: told the current version
+  // again, but each new version once.
+  caf::anon_send(registry, subscribe_atom::value, f.subscriber);
+  f.scheduler->run();
+  REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(2)).first == 2);
+  REQUIRE(f.pushed == std::vector<std::uint64_t>{1, 1, 2});
+
+}
+
 TEST_CASE("the registry refuses snapshots that fail the validation gate") {
   registry_fixture f;
   auto registry = f.start(0.9);

@@ -1,0 +1,167 @@
+#include "topologies/peer_directory.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/middleman_actor.hpp>
+
+#include <map>
+#include <set>
+
+namespace rml::topologies {
+namespace {
+
+struct wanted_name {
+  std::string address;
+  /// The remote actor entered in the registry; null while unresolved.
+  caf::actor proxy;
+  bool pending = false;
+  /// Told its failure since the last success or address change.
+  bool failure_told = false;
+  /// Bumped on every address change: an answer to an older attempt is ignored.
+  std::uint64_t attempt = 0;
+};
+
+void unregister(caf::actor_system& system, caf::atom_value name, const caf::actor& proxy);
+
+struct resolver_state {
+  peer_resolver_options options;
+  std::map<caf::atom_value, wanted_name> names;
+  caf::actor_system* system = nullptr;
+  // Leaving, the resolver takes its proxies out of the registry (the state goes before the
+  // actor's attached functors run, so here).
+  ~resolver_state() {
+    if (system == nullptr) return;
+    for (auto& [name, wanted] : names) unregister(*system, name, wanted.proxy);
+  }
+  static inline const char* name = "rml.peer_resolver";
+};
+
+using resolver_pointer = caf::stateful_actor<resolver_state>*;
+
+/// Erases `name` from the registry if it still holds `proxy` (a local component that has
+/// registered under it since keeps its entry).
+void unregister(caf::actor_system& system, caf::atom_value name, const caf::actor& proxy) {
+  if (!proxy) return;
+  auto entered = system.registry().get(name);
+  if (entered && entered == caf::actor_cast<caf::strong_actor_ptr>(proxy)) system.registry().erase(name);
+}
+
+void fail(resolver_pointer self, caf::atom_value name, std::uint64_t attempt, const std::string& why) {
+  auto found = self->state.names.find(name);
+  if (found == self->state.names.end() || found->second.attempt != attempt) return;
+  found->second.pending = false;
+  if (found->second.failure_told) return;
+  found->second.failure_told = true;
+  if (self->state.options.failed) self->state.options.failed(name, found->second.address, why);
+}
+
+void enter(resolver_pointer self, caf::atom_value name, std::uint64_t attempt, caf::strong_actor_ptr remote) {
+  auto found = self->state.names.find(name);
+  if (found == self->state.names.end() || found->second.attempt != attempt) return;
+  auto& wanted = found->second;
+  wanted.pending = false;
+  if (!remote) return fail(self, name, attempt, "no component named " + caf::to_string(name) + " runs there (yet)");
+  auto& system = self->system();
+  unregister(system, name, wanted.proxy);
+  wanted.proxy = caf::actor_cast<caf::actor>(remote);
+  wanted.failure_told = false;
+  // CAF 0.17's registry keeps the first entry under a name: erase before putting.
+  system.registry().erase(name);
+  system.registry().put(name, remote);
+  self->monitor(wanted.proxy);
+  if (self->state.options.resolved) self->state.options.resolved(system, name, wanted.proxy);
+}
+
+void resolve(resolver_pointer self, caf::atom_value name) {
+  auto& wanted = self->state.names.at(name);
+  const auto colon = wanted.address.rfind(':');
+  unsigned long port = 0;
+  try {
+    port = colon == std::string::npos ? 0 : std::stoul(wanted.address.substr(colon + 1));
+  } catch (const std::exception&) {
+    port = 0;
+  }
+  const auto attempt = wanted.attempt;
+  if (colon == std::string::npos || port == 0 || port > 65535) {
+    return fail(self, name, attempt, "'" + wanted.address + "' is not HOST:PORT");
+  }
+  wanted.pending = true;
+  const auto timeout = self->state.options.timeout;
+  auto middleman = self->system().middleman().actor_handle();
+  self->request(middleman, timeout, caf::connect_atom::value, wanted.address.substr(0, colon), std::uint16_t(port))
+      .then(
+          [self, name, attempt, timeout](const caf::node_id&, caf::strong_actor_ptr& directory, const std::set<std::string>&) {
+            if (!directory) return fail(self, name, attempt, "the node publishes no directory on that port");
+            self->request(caf::actor_cast<caf::actor>(directory), timeout, caf::get_atom::value, name)
+                .then([self, name, attempt](caf::strong_actor_ptr& remote) { enter(self, name, attempt, std::move(remote)); },
+                      [self, name, attempt](caf::error& failure) { fail(self, name, attempt, self->system().render(failure)); });
+          },
+          [self, name, attempt](caf::error& failure) { fail(self, name, attempt, self->system().render(failure)); });
+}
+
+void tick(resolver_pointer self) {
+  for (auto& [name, wanted] : self->state.names) {
+    if (!wanted.proxy && !wanted.pending) resolve(self, name);
+  }
+  self->delayed_send(self, self->state.options.retry, caf::tick_atom::value);
+}
+
+caf::behavior peer_resolver(resolver_pointer self, peer_resolver_options options) {
+  self->state.options = std::move(options);
+  self->set_down_handler([self](caf::down_msg& down) {
+    for (auto& [name, wanted] : self->state.names) {
+      if (!wanted.proxy || wanted.proxy.address() != down.source) continue;
+      unregister(self->system(), name, wanted.proxy);
+      wanted.proxy = nullptr;  // the next tick resolves it again
+    }
+  });
+  self->state.system = &self->system();
+  self->send(self, caf::tick_atom::value);
+  return {
+      [self](caf::tick_atom) { tick(self); },
+      [self](caf::put_atom, caf::atom_value name, std::string& address) {
+        auto& wanted = self->state.names[name];
+        if (wanted.address == address) return;
+        unregister(self->system(), name, wanted.proxy);
+        if (wanted.proxy) self->demonitor(wanted.proxy);
+        wanted.proxy = nullptr;
+        wanted.address = std::move(address);
+        wanted.pending = false;
+        wanted.failure_told = false;
+        ++wanted.attempt;
+        resolve(self, name);
+      },
+      [self](caf::delete_atom, caf::atom_value name) {
+        auto found = self->state.names.find(name);
+        if (found == self->state.names.end()) return;
+        unregister(self->system(), name, found->second.proxy);
+        if (found->second.proxy) self->demonitor(found->second.proxy);
+        self->state.names.erase(found);
+      },
+      [self](caf::get_atom, caf::atom_value name) -> std::string {
+        auto found = self->state.names.find(name);
+        return found != self->state.names.end() && found->second.proxy ? found->second.address : std::string();
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_node_directory(caf::actor_system& system) {
+  return system.spawn([](caf::event_based_actor* self) -> caf::behavior {
+    return {
+        [self](caf::get_atom, caf::atom_value name) -> caf::strong_actor_ptr {
+          auto found = self->system().registry().get(name);
+          // Only what runs on this node: a proxy here would send the asker round a third node.
+          if (!found || found->node() != self->system().node()) return nullptr;
+          return found;
+        },
+    };
+  });
+}
+
+caf::actor spawn_peer_resolver(caf::actor_system& system, peer_resolver_options options) {
+  return system.spawn(peer_resolver, std::move(options));
+}
+
+}  // namespace rml::topologies

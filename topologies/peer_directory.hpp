@@ -1,0 +1,50 @@
+#pragma once
+// How components on different nodes find each other. Every component finds its peers by
+// name in its actor system's registry (messaging/atoms.hpp names) and keeps doing so in a
+// cluster: a peer placed on another node is entered there as a proxy, so no component knows
+// whether its trainer or registry is local or remote.
+//
+// Each node publishes a *node directory* on its BASP port: it answers a name with the actor
+// registered under it on that node (local actors only, never a proxy of a third node). A
+// node's *peer resolver* is told where each name it does not run lives (the placement's
+// node address); it connects to that node, asks its directory, enters the proxy in the
+// local registry and monitors it. When the proxy goes down (the remote component restarted,
+// or its node was lost: BASP kills a lost node's proxies) the entry is erased and the name
+// resolved again, now or once the placement names another node.
+//
+// Everything is asynchronous with a timeout (the middleman actor's connect, the directory's
+// answer): CAF's blocking `remote_lookup` waits up to five minutes on a node that went
+// silent, and the node's lease renewals must never wait on a peer.
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+namespace rml::topologies {
+
+/// The actor a node publishes on its BASP port; asked (get_atom, name) it answers the
+/// strong_actor_ptr registered locally under the name (null when none is, or only a proxy).
+caf::actor spawn_node_directory(caf::actor_system& system);
+
+struct peer_resolver_options {
+  /// How long a connect or a directory's answer may take before the name is tried again.
+  std::chrono::milliseconds timeout{2000};
+  /// How often unresolved names are tried.
+  std::chrono::milliseconds retry{250};
+  /// Called in the resolver's context each time a name gets a (new) remote actor.
+  std::function<void(caf::actor_system&, caf::atom_value, const caf::actor&)> resolved;
+  /// Called once per failure streak of a name (the first failure after a success or a new
+  /// address): name, address, why.
+  std::function<void(caf::atom_value, const std::string&, const std::string&)> failed;
+};
+
+/// The resolver. Messages:
+///   (put_atom, atom_value name, std::string host_port)  resolve `name` on that node from now on
+///   (delete_atom, atom_value name)                      stop: the name runs here (or nowhere)
+///   (get_atom, atom_value name) -> std::string          the address `name` is resolved to, "" if not
+caf::actor spawn_peer_resolver(caf::actor_system& system, peer_resolver_options options = {});
+
+}  // namespace rml::topologies
