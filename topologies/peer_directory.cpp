@@ -69,7 +69,7 @@ void enter(resolver_pointer self, caf::atom_value name, std::uint64_t attempt, c
   system.registry().erase(name);
   system.registry().put(name, remote);
   self->monitor(wanted.proxy);
-  if (self->state.options.resolved) self->state.options.resolved(system, name, wanted.proxy);
+  if (self->state.options.resolved) self->state.options.resolved(system, name, wanted.address, wanted.proxy);
 }
 
 void resolve(resolver_pointer self, caf::atom_value name) {

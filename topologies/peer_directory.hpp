@@ -34,8 +34,9 @@ struct peer_resolver_options {
   std::chrono::milliseconds timeout{2000};
   /// How often unresolved names are tried.
   std::chrono::milliseconds retry{250};
-  /// Called in the resolver's context each time a name gets a (new) remote actor.
-  std::function<void(caf::actor_system&, caf::atom_value, const caf::actor&)> resolved;
+  /// Called in the resolver's context each time a name gets a (new) remote actor: the name,
+  /// the node's address, the actor.
+  std::function<void(caf::actor_system&, caf::atom_value, const std::string&, const caf::actor&)> resolved;
   /// Called once per failure streak of a name (the first failure after a success or a new
   /// address): name, address, why.
   std::function<void(caf::atom_value, const std::string&, const std::string&)> failed;

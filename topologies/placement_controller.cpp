@@ -160,6 +160,21 @@ result<placement_view> placement_controller::view() {
   return shown;
 }
 
+result<std::optional<deployment>> placement_controller::deployed() {
+  // One read of desired/ (one revision): the topology and the plan written together.
+  auto found = plane_.range(key_range::prefix(key("desired/")));
+  if (!found) return found.error();
+  std::string topology_text, placement_text;
+  for (const auto& entry : *found) {
+    if (entry.key == key("desired/topology")) topology_text = entry.value;
+    if (entry.key == key("desired/placement")) placement_text = entry.value;
+  }
+  if (topology_text.empty()) return std::optional<deployment>();
+  auto plan = decode_placement(placement_text);
+  if (!plan) return plan.error();
+  return std::optional<deployment>(deployment{std::move(topology_text), std::move(plan.value())});
+}
+
 status placement_controller::request_deploy(const std::string& text, const std::string& file) {
   auto declared = topologies::parse_topology(text, file);
   if (!declared) return declared.error();

@@ -39,6 +39,12 @@ struct placement_view {
 std::string encode_placement(const topologies::placement_plan& plan);
 result<topologies::placement_plan> decode_placement(const std::string& text);
 
+/// What is deployed now: the topology placed (its text) and the plan in force.
+struct deployment {
+  std::string topology_text;
+  topologies::placement_plan plan;
+};
+
 class placement_controller {
  public:
   explicit placement_controller(control_plane& plane, std::string cluster = "rml");
@@ -53,6 +59,8 @@ class placement_controller {
 
   /// What is deployed and where (for rml status).
   result<placement_view> view();
+  /// The topology placed and its plan, as the nodes follow them; nothing when none is.
+  result<std::optional<deployment>> deployed();
 
   /// rml deploy: validates `text` (a topology file, `file` names it in errors) and asks for it.
   status request_deploy(const std::string& text, const std::string& file);

@@ -467,8 +467,27 @@ result<placement_plan> plan_placement(const topology& declared, const placement_
   // Without nodes, one local node that refuses nothing (rml run checks its device itself).
   if (nodes.empty()) nodes.push_back({"local", {}, 4096, {}, 64});
   for (const auto& node : nodes) plan.cores_used[node.name] = 0;
-  for (const auto& component : declared.components) {
+  // Feature reads the event log ingest writes, in its process: ingest is placed first, and
+  // feature only where an ingest is.
+  std::vector<const component_spec*> components;
+  for (const auto& component : declared.components) components.push_back(&component);
+  auto last_ingest = std::find_if(components.rbegin(), components.rend(), [](const component_spec* each) { return each->kind == "ingest"; });
+  if (last_ingest != components.rend()) {
+    // Features declared before the last ingest move to just after it; the rest keeps its order.
+    auto end = last_ingest.base();
+    std::stable_partition(components.begin(), end, [](const component_spec* each) { return each->kind != "feature"; });
+  }
+  for (const component_spec* each : components) {
+    const auto& component = *each;
     const auto& wants = component.placement;
+    std::set<std::string> ingest_nodes;
+    if (component.kind == "feature") {
+      for (const auto& placed : plan.replicas) {
+        auto placed_kind = std::find_if(declared.components.begin(), declared.components.end(),
+                                        [&](const component_spec& spec) { return spec.name == placed.component; });
+        if (placed_kind != declared.components.end() && placed_kind->kind == "ingest") ingest_nodes.insert(placed.node);
+      }
+    }
     // Replicas that ran somewhere are placed first, so that one moving (its node gone) does
     // not take the place another still holds.
     std::vector<std::pair<std::uint32_t, std::string>> order;  // replica, the node it was on
@@ -501,6 +520,9 @@ result<placement_plan> plan_placement(const topology& declared, const placement_
               break;
             }
           }
+        }
+        if (why.empty() && component.kind == "feature" && !ingest_nodes.empty() && !ingest_nodes.contains(node.name)) {
+          why = "runs no ingest (feature reads the event log of ingest, in its process)";
         }
         if (why.empty() && wants.anti_affinity &&
             std::any_of(plan.replicas.begin(), plan.replicas.end(),

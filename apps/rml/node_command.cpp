@@ -6,13 +6,13 @@
 // SIGTERM or SIGINT: it leaves (revokes its lease, so the cluster sees it go at once).
 //
 // Every node is a candidate placement controller (topologies/placement_controller.hpp);
-// the one that leads places what `rml deploy` asked for on each renewal tick.
+// the one that leads places what `rml deploy` asked for on each renewal tick. Every node
+// follows the placement (apps/rml/node_job.hpp): it runs the components placed on it and
+// finds the others on their nodes over BASP, through the directory it publishes on --listen.
 //
 // `rml status`: the cluster as etcd knows it — controller, members (addresses,
 // incarnations, labels) and where each replica is placed. `rml deploy FILE`, `rml scale
 // COMPONENT N`, `rml undeploy`: requests the controller acts on.
-//
-// Not here yet: nodes starting the components placed on them.
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -30,7 +30,11 @@
 #include <thread>
 
 #include "apps/rml/commands.hpp"
+#include "apps/rml/node_job.hpp"
 #include "apps/rml/stop_signal.hpp"
+#include "compute/device_choice.hpp"
+#include "messaging/errors.hpp"
+#include "topologies/peer_directory.hpp"
 #include "topologies/etcd_control_plane.hpp"
 #include "topologies/membership.hpp"
 #include "topologies/placement_controller.hpp"
@@ -67,6 +71,8 @@ struct node_options {
   std::uint32_t cores = std::max(1u, std::thread::hardware_concurrency());
   std::uint32_t gpus = 0;
   double lease_seconds = 3;
+  /// Where the components placed here keep state and listen (empty data_dir: rml-node-NAME).
+  node_local_settings local;
 };
 
 
@@ -196,11 +202,17 @@ int run_node(const node_options& options) {
   config.set("middleman.heartbeat-interval", caf::timespan{1s});
   config.set("middleman.connection-timeout", caf::timespan{5s});
   config.set("logger.verbosity", caf::atom("quiet"));
+  config.set("scheduler.max-threads", available_cores());
+  config.set("work-stealing.moderate-poll-attempts", 1);  // as rml run (run_command.cpp says why)
+  messaging::register_messaging(config);  // rml's messages cross nodes
   caf::actor_system system{config};
   const auto& [host, port] = listen.value();
-  auto opened = system.middleman().open(port, host.c_str(), true);
+  // Other nodes connect here and ask this directory for the components that run here.
+  auto directory = topologies::spawn_node_directory(system);
+  auto opened = system.middleman().publish(directory, port, host.c_str(), true);
   if (!opened) {
     std::fprintf(stderr, "rml node: --listen %s: cannot listen: %s\n", options.listen.c_str(), system.render(opened.error()).c_str());
+    caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     return 1;
   }
   control::member_info self{options.name, host + ":" + std::to_string(*opened), options.cores, options.gpus, labels.value()};
@@ -208,6 +220,10 @@ int run_node(const node_options& options) {
   stop_on_signals();
   control::membership members(**plane, options.access.cluster);
   control::placement_controller placement(**plane, options.access.cluster);
+  node_local_settings local = options.local;
+  local.name = options.name;
+  if (local.data_dir.empty()) local.data_dir = "rml-node-" + options.name;
+  node_job job(system, local);
   bool told_waiting = false;
   while (!stop_requested()) {
     auto joined = members.join(self, ttl, since_start());
@@ -235,7 +251,7 @@ int run_node(const node_options& options) {
     };
     auto wake = std::make_shared<wake_up>();
     std::vector<control::watch_id> watches;
-    for (const char* what : {"/members/", "/requested/"}) {
+    for (const char* what : {"/members/", "/requested/", "/desired/"}) {
       auto watching = (*plane)->watch(control::key_range::prefix(options.access.cluster + what), 0, [wake](const control::watch_response&) {
         std::lock_guard lock(wake->mutex);
         wake->changed = true;
@@ -251,6 +267,14 @@ int run_node(const node_options& options) {
         std::swap(changed, wake->changed);
       }
       if (candidate && changed) reconcile_if_leading(placement, *candidate, options.name, leading);
+      if (changed) {
+        // Run what is placed here and find the rest (the job applies it on its own thread).
+        auto deployed = placement.deployed();
+        auto now_members = members.members();
+        if (deployed && now_members) job.post(std::move(deployed.value()), std::move(now_members.value()));
+        else std::fprintf(stderr, "rml node %s: cannot read desired state: %s\n", options.name.c_str(),
+                          (deployed ? now_members.error() : deployed.error()).message().c_str());
+      }
       {
         // Until the next renewal or a change; every 100 ms at most, to see a stop signal (a
         // signal handler cannot notify a condition variable).
@@ -267,10 +291,15 @@ int run_node(const node_options& options) {
       auto renewed = members.renew(since_start());
       if (renewed) continue;
       std::fprintf(stderr, "rml node %s: stops serving: %s; joining again\n", options.name.c_str(), renewed.error().message().c_str());
+      // Not a member: what runs here stops (its replicas are placed elsewhere by now, or
+      // will be), before the lease can have expired in etcd's view.
+      job.stop_now();
       break;
     }
     for (auto id : watches) (*plane)->cancel(id);
   }
+  job.stop_now();
+  caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);  // the actor system waits for every actor
   if (auto left = members.leave(); !left) {
     std::fprintf(stderr, "rml node %s: leaving: %s (its lease expires by itself)\n", options.name.c_str(), left.error().message().c_str());
   } else {
@@ -379,6 +408,18 @@ void register_node_command(CLI::App& app, int& exit_code) {
   command->add_option("--labels", options->labels, "KEY=VALUE labels placement selects nodes by (gpu=1, zone=a)")->delimiter(',');
   command->add_option("--cores", options->cores, "Cores this node offers")->capture_default_str()->check(CLI::Range(1u, 4096u));
   command->add_option("--gpus", options->gpus, "GPUs this node offers")->capture_default_str()->check(CLI::Range(0u, 64u));
+  command->add_option("--data-dir", options->local.data_dir, "Durable state of the components placed here (default: rml-node-NAME)");
+  command->add_option("--dataset-dir", options->local.dataset_dir, "Directory of the Fashion-MNIST IDX files (default: the topology's, or Debian's)");
+  command->add_option("--bind", options->local.bind_host, "Address the prediction, event and HTTP sockets bind to")->capture_default_str();
+  command->add_option("--http-port", options->local.http_port, "HTTP port of KServe V2 and /metrics (0: any free, printed)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--predict-port", options->local.predict_port, "ZeroMQ prediction port (0: any free, printed)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--ingest-port", options->local.ingest_port, "ZeroMQ event port (0: any free, printed)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
   command->add_option("--lease-ttl", options->lease_seconds,
                       "Seconds the cluster waits before it counts a silent node gone (etcd's minimum is 2)")
       ->capture_default_str();

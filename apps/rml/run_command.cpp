@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "apps/rml/commands.hpp"
+#include "apps/rml/run_options.hpp"
 #include "apps/rml/stop_signal.hpp"
 #include "apps/rml/progress.hpp"
 #include "apps/rml/secrets.hpp"
@@ -33,65 +34,8 @@ namespace rml::app {
 namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+}  // namespace
 
-struct run_options {
-  std::string model = "mlp";
-  int epochs = 1;
-  std::uint32_t batch_rows = 64;
-  float learning_rate = 0.05f;
-  float momentum = 0.9f;
-  float weight_decay = 0.0f;
-  std::uint64_t seed = 1;
-  int threads = 0;
-  std::string device = "cpu";
-  std::string serving_device;  // empty: as --device
-  double rate = 0;
-  std::string dataset_dir = data::default_fashion_mnist_directory();
-  std::string data_dir = "rml-data";
-  std::string bind_host = "127.0.0.1";
-  int predict_port = 5556;
-  int ingest_port = 5555;
-  bool resume = false;
-  bool fresh = false;
-  std::string output;
-  std::string train_csv, test_csv, label_column = "label";
-  std::string pipeline;  // empty: scale pixels to [0, 1] for Fashion-MNIST, standardize for CSV
-  int scheduler_threads = 0;
-  // Serving.
-  int http_port = 8000;
-  int http_threads = 1;
-  std::string model_name;  // empty: the --model name, or "model" for a spec
-  std::string policy = "latest";
-  std::uint32_t replicas = 1, replicas_max = 0;  // 0: = replicas
-  int replica_threads = 1;
-  std::uint32_t serve_batch_max = 64;
-  std::int64_t queue_delay_us = 0;
-  bool adaptive_batching = false;
-  std::int64_t latency_objective_us = 5000;
-  std::uint32_t queue_max = 4096;
-  std::size_t cache_entries = 4096;
-  bool serve = false;
-  std::int64_t drain_timeout_ms = 10'000;
-  std::string trace_file;
-  // Access and limits (README: Security).
-  std::string control_key_file, infer_token_file, tls_certificate, tls_key;
-  std::int64_t http_request_timeout_ms = 10'000;
-  std::size_t client_in_flight_max = 1000;
-  float feature_magnitude_max = messaging::feature_magnitude_max_default;
-  // Guards against bad data in training.
-  float gradient_norm_max = 10.0f;
-  double gate_accuracy_drop = 0.1;
-  std::uint64_t publish_steps = 200;
-  // The topology (topologies/topology_file.hpp): its name, and its supervisor's intensity.
-  std::string topology_file;  // empty: the embedded default
-  std::string topology_name = "default";
-  std::uint32_t restart_intensity = 10;
-  std::uint32_t restart_period_ms = 10'000;
-};
-
-/// Sets the flags of `command` (rml run) that the topology's components give options for and
-/// the command line did not: the same conversion and checks as on the command line. A flag
-/// two components both set (seed, bind) must get one value.
 status set_topology_options(CLI::App& command, const topologies::topology& topology) {
   std::map<std::string, std::pair<std::string, std::string>> set_by;  // flag → (component, value)
   for (const auto& component : topology.components) {
@@ -116,6 +60,32 @@ status set_topology_options(CLI::App& command, const topologies::topology& topol
   return {};
 }
 
+result<datasets> load_datasets(const run_options& options) {
+  datasets loaded;
+  if (options.train_csv.empty()) {
+    auto train = data::load_fashion_mnist(options.dataset_dir, data::split::train, 1.0f);
+    if (!train) return train.error();
+    auto test = data::load_fashion_mnist(options.dataset_dir, data::split::test, 1.0f);
+    if (!test) return test.error();
+    loaded.train = std::move(train.value());
+    loaded.test = std::move(test.value());
+    return loaded;
+  }
+  auto train = data::read_csv(options.train_csv, options.label_column);
+  if (!train) return train.error();
+  loaded.train = std::move(train.value());
+  const std::string test_path = options.test_csv.empty() ? options.train_csv : options.test_csv;
+  auto test = data::read_csv(test_path, options.label_column);
+  if (!test) return test.error();
+  if (test->feature_count() != loaded.train.feature_count()) {
+    return error(errc::shape_mismatch, test_path + " has " + std::to_string(test->feature_count()) + " features, " +
+                                           options.train_csv + " has " + std::to_string(loaded.train.feature_count()));
+  }
+  loaded.test = std::move(test.value());
+  return loaded;
+}
+
+namespace {
 /// Takes what a topology file says into the options: its components' options (named as
 /// this command's flags) and serving's replicas, unless the command line gives them, and its
 /// supervisor's intensity. `rml run` runs the whole pipeline in one process, so the topology
@@ -166,36 +136,6 @@ status apply_topology(CLI::App& command, run_options& options) {
   if (command.get_option("--replicas-max")->count() == 0) options.replicas_max = serving.replicas_max;
   options.topology_name = topology.name;
   return {};
-}
-
-/// The training and test sets: Fashion-MNIST (raw pixels), or the CSV files given.
-struct datasets {
-  data::dataset train, test;
-};
-
-result<datasets> load_datasets(const run_options& options) {
-  datasets loaded;
-  if (options.train_csv.empty()) {
-    auto train = data::load_fashion_mnist(options.dataset_dir, data::split::train, 1.0f);
-    if (!train) return train.error();
-    auto test = data::load_fashion_mnist(options.dataset_dir, data::split::test, 1.0f);
-    if (!test) return test.error();
-    loaded.train = std::move(train.value());
-    loaded.test = std::move(test.value());
-    return loaded;
-  }
-  auto train = data::read_csv(options.train_csv, options.label_column);
-  if (!train) return train.error();
-  loaded.train = std::move(train.value());
-  const std::string test_path = options.test_csv.empty() ? options.train_csv : options.test_csv;
-  auto test = data::read_csv(test_path, options.label_column);
-  if (!test) return test.error();
-  if (test->feature_count() != loaded.train.feature_count()) {
-    return error(errc::shape_mismatch, test_path + " has " + std::to_string(test->feature_count()) + " features, " +
-                                           options.train_csv + " has " + std::to_string(loaded.train.feature_count()));
-  }
-  loaded.test = std::move(test.value());
-  return loaded;
 }
 
 int fail(const std::string& message, int code) {
@@ -270,59 +210,12 @@ int run(const run_options& options) {
   messaging::register_messaging(config);
   caf::actor_system system{config};
 
-  topologies::pipeline_options pipeline;
-  pipeline.data_dir = options.data_dir;
-  pipeline.train = train;
-  pipeline.feature.feature_count = std::uint32_t(width);
-  pipeline.feature.pipeline = !options.pipeline.empty()        ? options.pipeline
-                              : options.train_csv.empty() ? "scale(0.00392156862745098)"
-                                                          : "standardize";
-  pipeline.ingest.feature_count = std::uint32_t(width);
-  pipeline.ingest.feature_magnitude_max = options.feature_magnitude_max;
-  pipeline.trainer.gradient_norm_max = options.gradient_norm_max;
-  pipeline.trainer.publish_steps = options.publish_steps;
-  pipeline.registry_accuracy_drop_max = options.gate_accuracy_drop;
-  pipeline.ingest.classes = std::max(train->classes, test->classes);
-  pipeline.source.epochs = std::uint32_t(options.epochs);
-  pipeline.source.seed = options.seed;
-  pipeline.source.events_per_second = options.rate;
-  pipeline.feature.rows_per_batch = options.batch_rows;
-  pipeline.trainer.architecture = options.model;
-  pipeline.trainer.seed = options.seed;
-  pipeline.trainer.sgd = {options.learning_rate, options.momentum, options.weight_decay};
-  // The trainer leaves a core to ingest, the log and feature: on 2 cores one compute thread
-  // beside 2 CAF threads measured 1.6× the events/s of two (bench/RESULTS.md, threads).
-  pipeline.trainer.compute_threads = options.threads > 0 ? options.threads : std::max(1, cores - 1);
-  const std::string model_name = !options.model_name.empty()                     ? options.model_name
-                                 : options.model.find('(') == std::string::npos ? options.model
-                                                                                 : "model";
-  pipeline.serving.model = model_name;
-  pipeline.serving.policy = options.policy;
-  pipeline.serving.seed = options.seed;
-  pipeline.serving.lane.settings.batch_rows_max = options.serve_batch_max;
-  pipeline.serving.lane.settings.queue_delay_max_us = options.queue_delay_us;
-  pipeline.serving.lane.settings.adaptive = options.adaptive_batching;
-  pipeline.serving.lane.settings.latency_objective_us = options.latency_objective_us;
-  pipeline.serving.lane.settings.queue_requests_max = options.queue_max;
-  pipeline.serving.lane.pool.replicas_min = options.replicas;
-  pipeline.serving.lane.pool.replicas_max = options.replicas_max > 0 ? options.replicas_max : options.replicas;
-  pipeline.serving.lane.cache_entries_max = options.cache_entries;
-  pipeline.serving.lane.replica.compute_threads = options.replica_threads;
-  // CLI11 checked both names already (IsMember); parse_device is the one place they map.
-  const device_kind device = *parse_device(options.device);
-  const device_kind serving_device = options.serving_device.empty() ? device : *parse_device(options.serving_device);
-  pipeline.trainer.device = device;
-  pipeline.serving.lane.replica.device = serving_device;
-  if (!options.trace_file.empty()) {
-    std::string failure;
-    if (!pipeline.telemetry.trace->open_sink(options.trace_file, failure)) return fail(failure, 1);
-  }
-  if (options.replicas_max > 0 && options.replicas_max < options.replicas) {
-    return fail("--replicas-max (" + std::to_string(options.replicas_max) + ") is below --replicas (" + std::to_string(options.replicas) + ")", 2);
-  }
-  pipeline.restart_intensity = int(options.restart_intensity);
-  pipeline.restart_period = std::chrono::milliseconds(options.restart_period_ms);
-  if (auto valid = topologies::validate(pipeline); !valid) return fail(valid.error().message(), 2);
+  auto made = make_pipeline(options, train, std::max(train->classes, test->classes));
+  if (!made) return fail(made.error().message(), made.error().code() == errc::invalid_argument ? 2 : 1);
+  auto& pipeline = made.value();
+  const std::string model_name = served_model_name(options);
+  const device_kind device = pipeline.trainer.device;
+  const device_kind serving_device = pipeline.serving.lane.replica.device;
   auto started = topologies::start_pipeline(system, pipeline);
   if (!started) return fail(started.error().message(), 1);
   std::fprintf(stderr, "rml run: topology %s, model %s, pipeline %s, seed %llu, %d CAF threads, trainer on %s, serving on %s, state in %s\n",
@@ -331,57 +224,9 @@ int run(const run_options& options) {
                device == device_kind::cuda ? "cuda" : (std::to_string(pipeline.trainer.compute_threads) + " compute threads").c_str(),
                to_string(serving_device), options.data_dir.c_str());
 
-  // The sockets: predictions while training, and events from external producers.
-  messaging::zmq_endpoint_options predict_socket;
-  predict_socket.role = messaging::endpoint_role::predict;
-  predict_socket.telemetry = pipeline.telemetry;
-  predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
-  predict_socket.target = messaging::names::serving;
-  predict_socket.features = std::uint32_t(width);
-  predict_socket.client_in_flight_max = options.client_in_flight_max;
-  predict_socket.limits.feature_magnitude_max = options.feature_magnitude_max;
-  auto predict_endpoint = messaging::zmq_endpoint::start(system, predict_socket);
-  if (!predict_endpoint) return fail(predict_endpoint.error().message(), 1);
-  messaging::zmq_endpoint_options ingest_socket;
-  ingest_socket.role = messaging::endpoint_role::ingest;
-  ingest_socket.telemetry = pipeline.telemetry;
-  ingest_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.ingest_port);
-  ingest_socket.target = messaging::names::ingest;
-  ingest_socket.features = std::uint32_t(width);
-  auto ingest_endpoint = messaging::zmq_endpoint::start(system, ingest_socket);
-  if (!ingest_endpoint) return fail(ingest_endpoint.error().message(), 1);
-  messaging::http_endpoint_options http_options;
-  http_options.host = options.bind_host;
-  http_options.telemetry = pipeline.telemetry;
-  http_options.port = options.http_port;
-  http_options.model = model_name;
-  http_options.features = std::uint32_t(width);
-  http_options.threads = options.http_threads;
-  http_options.feature_magnitude_max = options.feature_magnitude_max;
-  http_options.request_timeout = std::chrono::milliseconds(options.http_request_timeout_ms);
-  http_options.tls_certificate_file = options.tls_certificate;
-  http_options.tls_key_file = options.tls_key;
-  if (!options.infer_token_file.empty()) {
-    auto token = read_secret_file(options.infer_token_file, "--infer-token-file");
-    if (!token) return fail(token.error().message(), 2);
-    http_options.infer_token = *token;
-  }
-  // The control key: given, or made and written where only this user can read it.
-  const std::string made_key_file = (fs::path(options.data_dir) / "control-key").string();
-  auto control_key = options.control_key_file.empty() ? make_secret_file(made_key_file)
-                                                      : read_secret_file(options.control_key_file, "--control-key-file");
-  if (!control_key) return fail(control_key.error().message(), 2);
-  http_options.control_key = *control_key;
-  auto http_endpoint = messaging::http_endpoint::start(system, http_options);
-  if (!http_endpoint) return fail(http_endpoint.error().message() + " (--http-port picks another port)", 1);
-  const char* scheme = options.tls_certificate.empty() ? "http" : "https";
-  std::fprintf(stderr, "rml run: predictions on %s (ZeroMQ, docs/protocol.md) and %s://%s:%d/v2/models/%s (KServe V2), "
-                       "events on %s, metrics on %s://%s:%d/metrics\n",
-               (*predict_endpoint)->address().c_str(), scheme, options.bind_host.c_str(), (*http_endpoint)->port(), model_name.c_str(),
-               (*ingest_endpoint)->address().c_str(), scheme, options.bind_host.c_str(), (*http_endpoint)->port());
-  std::fprintf(stderr, "rml run: control endpoints (policy, batching, feedback) need 'Authorization: Bearer <key>' with the key in %s%s\n",
-               options.control_key_file.empty() ? made_key_file.c_str() : options.control_key_file.c_str(),
-               http_options.infer_token.empty() ? "" : "; inference needs the token of --infer-token-file");
+  auto sockets = start_endpoints(system, options, pipeline);
+  if (!sockets) return fail(sockets.error().message(), sockets.error().code() == errc::invalid_argument ? 2 : 1);
+  std::fprintf(stderr, "rml run: %s\n", sockets->describe(options).c_str());
   stop_on_signals();
   auto& names = system.registry();
   caf::scoped_actor self{system};
@@ -393,9 +238,7 @@ int run(const run_options& options) {
                                              messaging::drain_atom::value, std::int64_t(options.drain_timeout_ms))) {
       std::fprintf(stderr, "rml run: drained serving, %llu requests unanswered\n", (unsigned long long)*unanswered);
     }
-    (*http_endpoint)->stop();
-    predict_endpoint->reset();
-    ingest_endpoint->reset();
+    sockets->stop();
     self->monitor(started->supervisor);
     self->send_exit(started->supervisor, caf::exit_reason::user_shutdown);
     self->receive([](caf::down_msg&) {}, caf::after(10s) >> [] { std::fprintf(stderr, "rml run: shutdown timed out\n"); });
@@ -494,134 +337,274 @@ int run(const run_options& options) {
 }
 }  // namespace
 
-status check_topology_options(const topologies::topology& topology) {
+std::string served_model_name(const run_options& options) {
+  if (!options.model_name.empty()) return options.model_name;
+  return options.model.find('(') == std::string::npos ? options.model : "model";
+}
+
+result<topologies::pipeline_options> make_pipeline(const run_options& options, std::shared_ptr<const data::dataset> train,
+                                                   std::int32_t classes) {
+  const std::int64_t width = train->feature_count();
+  const int cores = available_cores();
+  topologies::pipeline_options pipeline;
+  pipeline.data_dir = options.data_dir;
+  pipeline.train = train;
+  pipeline.feature.feature_count = std::uint32_t(width);
+  pipeline.feature.pipeline = !options.pipeline.empty()        ? options.pipeline
+                              : options.train_csv.empty() ? "scale(0.00392156862745098)"
+                                                          : "standardize";
+  pipeline.ingest.feature_count = std::uint32_t(width);
+  pipeline.ingest.feature_magnitude_max = options.feature_magnitude_max;
+  pipeline.trainer.gradient_norm_max = options.gradient_norm_max;
+  pipeline.trainer.publish_steps = options.publish_steps;
+  pipeline.registry_accuracy_drop_max = options.gate_accuracy_drop;
+  pipeline.ingest.classes = classes;
+  pipeline.source.epochs = std::uint32_t(options.epochs);
+  pipeline.source.seed = options.seed;
+  pipeline.source.events_per_second = options.rate;
+  pipeline.feature.rows_per_batch = options.batch_rows;
+  pipeline.trainer.architecture = options.model;
+  pipeline.trainer.seed = options.seed;
+  pipeline.trainer.sgd = {options.learning_rate, options.momentum, options.weight_decay};
+  // The trainer leaves a core to ingest, the log and feature: on 2 cores one compute thread
+  // beside 2 CAF threads measured 1.6× the events/s of two (bench/RESULTS.md, threads).
+  pipeline.trainer.compute_threads = options.threads > 0 ? options.threads : std::max(1, cores - 1);
+  pipeline.serving.model = served_model_name(options);
+  pipeline.serving.policy = options.policy;
+  pipeline.serving.seed = options.seed;
+  pipeline.serving.lane.settings.batch_rows_max = options.serve_batch_max;
+  pipeline.serving.lane.settings.queue_delay_max_us = options.queue_delay_us;
+  pipeline.serving.lane.settings.adaptive = options.adaptive_batching;
+  pipeline.serving.lane.settings.latency_objective_us = options.latency_objective_us;
+  pipeline.serving.lane.settings.queue_requests_max = options.queue_max;
+  pipeline.serving.lane.pool.replicas_min = options.replicas;
+  pipeline.serving.lane.pool.replicas_max = options.replicas_max > 0 ? options.replicas_max : options.replicas;
+  pipeline.serving.lane.cache_entries_max = options.cache_entries;
+  pipeline.serving.lane.replica.compute_threads = options.replica_threads;
+  // CLI11 checked both names already (IsMember); parse_device is the one place they map.
+  const device_kind device = *parse_device(options.device);
+  const device_kind serving_device = options.serving_device.empty() ? device : *parse_device(options.serving_device);
+  pipeline.trainer.device = device;
+  pipeline.serving.lane.replica.device = serving_device;
+  if (!options.trace_file.empty()) {
+    std::string failure;
+    if (!pipeline.telemetry.trace->open_sink(options.trace_file, failure)) return error(errc::io_error, failure);
+  }
+  if (options.replicas_max > 0 && options.replicas_max < options.replicas) {
+    return error(errc::invalid_argument, "--replicas-max (" + std::to_string(options.replicas_max) + ") is below --replicas (" + std::to_string(options.replicas) + ")");
+  }
+  pipeline.restart_intensity = int(options.restart_intensity);
+  pipeline.restart_period = std::chrono::milliseconds(options.restart_period_ms);
+  if (auto valid = topologies::validate(pipeline); !valid) return error(errc::invalid_argument, valid.error().message());
+  return pipeline;
+}
+result<endpoints> start_endpoints(caf::actor_system& system, const run_options& options, const topologies::pipeline_options& pipeline) {
+  const std::uint32_t width = pipeline.feature.feature_count;
+  endpoints made;
+  messaging::zmq_endpoint_options predict_socket;
+  predict_socket.role = messaging::endpoint_role::predict;
+  predict_socket.telemetry = pipeline.telemetry;
+  predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
+  predict_socket.target = messaging::names::serving;
+  predict_socket.features = width;
+  predict_socket.client_in_flight_max = options.client_in_flight_max;
+  predict_socket.limits.feature_magnitude_max = options.feature_magnitude_max;
+  auto predict_endpoint = messaging::zmq_endpoint::start(system, predict_socket);
+  if (!predict_endpoint) return predict_endpoint.error();
+  made.predict = std::move(predict_endpoint.value());
+  messaging::zmq_endpoint_options ingest_socket;
+  ingest_socket.role = messaging::endpoint_role::ingest;
+  ingest_socket.telemetry = pipeline.telemetry;
+  ingest_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.ingest_port);
+  ingest_socket.target = messaging::names::ingest;
+  ingest_socket.features = width;
+  auto ingest_endpoint = messaging::zmq_endpoint::start(system, ingest_socket);
+  if (!ingest_endpoint) return ingest_endpoint.error();
+  made.ingest = std::move(ingest_endpoint.value());
+  messaging::http_endpoint_options http_options;
+  http_options.host = options.bind_host;
+  http_options.telemetry = pipeline.telemetry;
+  http_options.port = options.http_port;
+  http_options.model = served_model_name(options);
+  http_options.features = width;
+  http_options.threads = options.http_threads;
+  http_options.feature_magnitude_max = options.feature_magnitude_max;
+  http_options.request_timeout = std::chrono::milliseconds(options.http_request_timeout_ms);
+  http_options.tls_certificate_file = options.tls_certificate;
+  http_options.tls_key_file = options.tls_key;
+  if (!options.infer_token_file.empty()) {
+    auto token = read_secret_file(options.infer_token_file, "--infer-token-file");
+    if (!token) return error(errc::invalid_argument, token.error().message());
+    http_options.infer_token = *token;
+    made.needs_infer_token = true;
+  }
+  // The control key: given, or made and written where only this user can read it.
+  made.control_key_file = options.control_key_file.empty() ? (fs::path(options.data_dir) / "control-key").string() : options.control_key_file;
+  auto control_key = options.control_key_file.empty() ? make_secret_file(made.control_key_file)
+                                                      : read_secret_file(options.control_key_file, "--control-key-file");
+  if (!control_key) return error(errc::invalid_argument, control_key.error().message());
+  http_options.control_key = *control_key;
+  auto http_endpoint = messaging::http_endpoint::start(system, http_options);
+  if (!http_endpoint) return error(http_endpoint.error().code(), http_endpoint.error().message() + " (--http-port picks another port)");
+  made.http = std::move(http_endpoint.value());
+  return made;
+}
+
+std::string endpoints::describe(const run_options& options) const {
+  const char* scheme = options.tls_certificate.empty() ? "http" : "https";
+  const std::string http = std::string(scheme) + "://" + options.bind_host + ":" + std::to_string(this->http->port());
+  return "predictions on " + predict->address() + " (ZeroMQ, docs/protocol.md) and " + http + "/v2/models/" + served_model_name(options) +
+         " (KServe V2), events on " + ingest->address() + ", metrics on " + http + "/metrics; control endpoints (policy, batching, " +
+         "feedback) need 'Authorization: Bearer <key>' with the key in " + control_key_file +
+         (needs_infer_token ? "; inference needs the token of --infer-token-file" : "");
+}
+
+void endpoints::stop() {
+  if (http) http->stop();
+  predict.reset();
+  ingest.reset();
+}
+
+result<run_options> run_options_of(const topologies::topology& topology) {
   CLI::App app;
-  int unused = 0;
-  register_run_command(app, unused);
-  return set_topology_options(*app.get_subcommand("run"), topology);
+  run_options options;
+  add_run_flags(&app, options);
+  app.parse(std::vector<std::string>{});
+  if (auto set = set_topology_options(app, topology); !set) return set.error();
+  return options;
+}
+
+status check_topology_options(const topologies::topology& topology) {
+  auto options = run_options_of(topology);
+  if (!options) return options.error();
+  return {};
+}
+
+void add_run_flags(CLI::App* command, run_options& options) {
+  command->add_option("--model", options.model,
+                      "Architecture: mlp, lenet, or a model spec such as \"input(4); linear(4,16); relu; linear(16,3)\"")
+      ->capture_default_str();
+  command->add_option("--train-csv", options.train_csv, "Train on this CSV file instead of Fashion-MNIST");
+  command->add_option("--test-csv", options.test_csv, "Evaluate on this CSV file (default: the training file)");
+  command->add_option("--label-column", options.label_column, "The CSV column holding the class label")
+      ->capture_default_str();
+  command->add_option("--pipeline", options.pipeline,
+                      "Feature pipeline spec (default: scale(1/255) for Fashion-MNIST, standardize for CSV)");
+  command->add_option("--scheduler-threads", options.scheduler_threads, "CAF scheduler threads (0: every core)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  command->add_option("--epochs", options.epochs, "Passes over the training set")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  command->add_option("--batch", options.batch_rows, "Rows per training step")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  command->add_option("--lr", options.learning_rate, "SGD learning rate")->capture_default_str();
+  command->add_option("--momentum", options.momentum, "SGD momentum")->capture_default_str();
+  command->add_option("--weight-decay", options.weight_decay, "L2 weight decay")->capture_default_str();
+  command->add_option("--seed", options.seed, "Seed of weights and stream order")->capture_default_str();
+  command->add_option("--threads", options.threads, "Trainer compute threads (0: every core but one)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  command->add_option("--device", options.device,
+                      "Where the trainer and the serving replicas compute: cpu, or cuda (the GPU; without one, "
+                      "the CPU with a notice)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  command->add_option("--serving-device", options.serving_device,
+                      "Where the serving replicas compute, when not where --device says: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  command->add_option("--rate", options.rate, "Events per second the source streams (0: as fast as acked)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  command->add_option("--dataset-dir", options.dataset_dir, "Directory of the Fashion-MNIST IDX files")
+      ->capture_default_str();
+  command->add_option("--data-dir", options.data_dir, "Directory of durable state (log, checkpoints, registry)")
+      ->capture_default_str();
+  command->add_option("--bind", options.bind_host, "Address the sockets bind to")->capture_default_str();
+  command->add_option("--predict-port", options.predict_port, "ZeroMQ port of the prediction socket (0: any free)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--ingest-port", options.ingest_port, "ZeroMQ port of the ingest socket (0: any free)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--http-port", options.http_port, "HTTP port of KServe V2, /metrics and /trace (0: any free)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  command->add_option("--http-threads", options.http_threads, "Threads of the HTTP endpoint's event loop")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  command->add_option("--model-name", options.model_name, "The served model's name in /v2/models/{name} (default: --model)");
+  command->add_option("--policy", options.policy, "Version policy: latest, pinned:V, canary:P, shadow, bandit:V1,V2,...")
+      ->capture_default_str();
+  command->add_option("--replicas", options.replicas, "Serving replicas per version (the pool's minimum)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  command->add_option("--replicas-max", options.replicas_max, "Autoscaling's maximum replicas (default: --replicas, no scaling)")
+      ->check(CLI::Range(0, 256));
+  command->add_option("--replica-threads", options.replica_threads,
+                      "Compute threads of each serving replica (oneDNN's; a batch is split across them)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  command->add_option("--serve-batch-max", options.serve_batch_max, "Rows in one serving batch at most")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  command->add_option("--queue-delay-us", options.queue_delay_us, "How long a request may wait for a batch to fill while a replica is free (0: no wait)")
+      ->check(CLI::Range(0, 10'000'000))
+      ->capture_default_str();
+  command->add_flag("--adaptive-batching", options.adaptive_batching, "AIMD batch size against --latency-objective-us");
+  command->add_option("--latency-objective-us", options.latency_objective_us, "Batch latency the adaptive mode keeps under")
+      ->check(CLI::Range(1, 60'000'000))
+      ->capture_default_str();
+  command->add_option("--queue-max", options.queue_max, "Requests queued per version at most; beyond, `overloaded`")
+      ->check(CLI::Range(1, 10'000'000))
+      ->capture_default_str();
+  command->add_option("--cache-entries", options.cache_entries, "Prediction cache entries per served version (0: off)")->capture_default_str();
+  command->add_flag("--serve", options.serve, "After training and evaluation, keep serving until SIGTERM or SIGINT");
+  command->add_option("--drain-timeout-ms", options.drain_timeout_ms, "How long a drain waits for admitted requests")
+      ->check(CLI::Range(0, 600'000))
+      ->capture_default_str();
+  command->add_option("--control-key-file", options.control_key_file,
+                      "File holding the key of the HTTP control endpoints (default: a new random key written to DATA-DIR/control-key)");
+  command->add_option("--infer-token-file", options.infer_token_file, "File holding a token HTTP inference then needs (Authorization: Bearer)");
+  command->add_option("--tls-cert", options.tls_certificate, "PEM certificate (chain): the HTTP endpoint speaks HTTPS only (with --tls-key)");
+  command->add_option("--tls-key", options.tls_key, "PEM private key of --tls-cert");
+  command->add_option("--http-request-timeout-ms", options.http_request_timeout_ms,
+                      "How long an HTTP connection may take to deliver a whole request before it is closed")
+      ->check(CLI::Range(100, 3'600'000))
+      ->capture_default_str();
+  command->add_option("--client-in-flight-max", options.client_in_flight_max,
+                      "Prediction requests one ZeroMQ client may have unanswered; beyond, `overloaded`")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  command->add_option("--feature-magnitude-max", options.feature_magnitude_max,
+                      "Features beyond ±this are refused at ingest and prediction, naming event or row and feature (0: any finite value)")
+      ->check(CLI::Range(0.0f, 3e38f))
+      ->capture_default_str();
+  command->add_option("--publish-steps", options.publish_steps, "Training steps between two models the trainer publishes (0: only the final one)")
+      ->capture_default_str();
+  command->add_option("--clip-gradient-norm", options.gradient_norm_max,
+                      "Training gradients whose global L2 norm exceeds this are scaled down to it (0: no clipping)")
+      ->check(CLI::Range(0.0f, 1e30f))
+      ->capture_default_str();
+  command->add_option("--gate-accuracy-drop", options.gate_accuracy_drop,
+                      "The registry refuses a snapshot whose rolling accuracy is more than this below the current version's (0: off)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  command->add_option("--trace", options.trace_file, "Append trace events (batches, scaling, canary decisions) to this file as JSON lines");
+  command->add_flag("--resume", options.resume, "Continue the run whose state is in --data-dir");
+  command->add_flag("--fresh", options.fresh, "Clear --data-dir's state and start over");
+  command->add_option("--output", options.output, "Save the final model to this file");
+  command->add_option("--topology", options.topology_file,
+                      "Topology file (YAML, docs/topologies.md) whose options, serving replicas and supervisor this run takes; "
+                      "flags given here win (default: topologies/default.yaml, embedded)");
 }
 
 void register_run_command(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<run_options>();
   CLI::App* command = app.add_subcommand(
       "run", "Run the pipeline in one process: stream Fashion-MNIST, train online, serve, evaluate");
-  command->add_option("--model", options->model,
-                      "Architecture: mlp, lenet, or a model spec such as \"input(4); linear(4,16); relu; linear(16,3)\"")
-      ->capture_default_str();
-  command->add_option("--train-csv", options->train_csv, "Train on this CSV file instead of Fashion-MNIST");
-  command->add_option("--test-csv", options->test_csv, "Evaluate on this CSV file (default: the training file)");
-  command->add_option("--label-column", options->label_column, "The CSV column holding the class label")
-      ->capture_default_str();
-  command->add_option("--pipeline", options->pipeline,
-                      "Feature pipeline spec (default: scale(1/255) for Fashion-MNIST, standardize for CSV)");
-  command->add_option("--scheduler-threads", options->scheduler_threads, "CAF scheduler threads (0: every core)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  command->add_option("--epochs", options->epochs, "Passes over the training set")
-      ->check(CLI::Range(1, 1000))
-      ->capture_default_str();
-  command->add_option("--batch", options->batch_rows, "Rows per training step")
-      ->check(CLI::Range(1, 65536))
-      ->capture_default_str();
-  command->add_option("--lr", options->learning_rate, "SGD learning rate")->capture_default_str();
-  command->add_option("--momentum", options->momentum, "SGD momentum")->capture_default_str();
-  command->add_option("--weight-decay", options->weight_decay, "L2 weight decay")->capture_default_str();
-  command->add_option("--seed", options->seed, "Seed of weights and stream order")->capture_default_str();
-  command->add_option("--threads", options->threads, "Trainer compute threads (0: every core but one)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  command->add_option("--device", options->device,
-                      "Where the trainer and the serving replicas compute: cpu, or cuda (the GPU; without one, "
-                      "the CPU with a notice)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  command->add_option("--serving-device", options->serving_device,
-                      "Where the serving replicas compute, when not where --device says: cpu or cuda")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
-  command->add_option("--rate", options->rate, "Events per second the source streams (0: as fast as acked)")
-      ->check(CLI::Range(0.0, 1e9))
-      ->capture_default_str();
-  command->add_option("--dataset-dir", options->dataset_dir, "Directory of the Fashion-MNIST IDX files")
-      ->capture_default_str();
-  command->add_option("--data-dir", options->data_dir, "Directory of durable state (log, checkpoints, registry)")
-      ->capture_default_str();
-  command->add_option("--bind", options->bind_host, "Address the sockets bind to")->capture_default_str();
-  command->add_option("--predict-port", options->predict_port, "ZeroMQ port of the prediction socket (0: any free)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
-  command->add_option("--ingest-port", options->ingest_port, "ZeroMQ port of the ingest socket (0: any free)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
-  command->add_option("--http-port", options->http_port, "HTTP port of KServe V2, /metrics and /trace (0: any free)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
-  command->add_option("--http-threads", options->http_threads, "Threads of the HTTP endpoint's event loop")
-      ->check(CLI::Range(1, 64))
-      ->capture_default_str();
-  command->add_option("--model-name", options->model_name, "The served model's name in /v2/models/{name} (default: --model)");
-  command->add_option("--policy", options->policy, "Version policy: latest, pinned:V, canary:P, shadow, bandit:V1,V2,...")
-      ->capture_default_str();
-  command->add_option("--replicas", options->replicas, "Serving replicas per version (the pool's minimum)")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
-  command->add_option("--replicas-max", options->replicas_max, "Autoscaling's maximum replicas (default: --replicas, no scaling)")
-      ->check(CLI::Range(0, 256));
-  command->add_option("--replica-threads", options->replica_threads,
-                      "Compute threads of each serving replica (oneDNN's; a batch is split across them)")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
-  command->add_option("--serve-batch-max", options->serve_batch_max, "Rows in one serving batch at most")
-      ->check(CLI::Range(1, 65536))
-      ->capture_default_str();
-  command->add_option("--queue-delay-us", options->queue_delay_us, "How long a request may wait for a batch to fill while a replica is free (0: no wait)")
-      ->check(CLI::Range(0, 10'000'000))
-      ->capture_default_str();
-  command->add_flag("--adaptive-batching", options->adaptive_batching, "AIMD batch size against --latency-objective-us");
-  command->add_option("--latency-objective-us", options->latency_objective_us, "Batch latency the adaptive mode keeps under")
-      ->check(CLI::Range(1, 60'000'000))
-      ->capture_default_str();
-  command->add_option("--queue-max", options->queue_max, "Requests queued per version at most; beyond, `overloaded`")
-      ->check(CLI::Range(1, 10'000'000))
-      ->capture_default_str();
-  command->add_option("--cache-entries", options->cache_entries, "Prediction cache entries per served version (0: off)")->capture_default_str();
-  command->add_flag("--serve", options->serve, "After training and evaluation, keep serving until SIGTERM or SIGINT");
-  command->add_option("--drain-timeout-ms", options->drain_timeout_ms, "How long a drain waits for admitted requests")
-      ->check(CLI::Range(0, 600'000))
-      ->capture_default_str();
-  command->add_option("--control-key-file", options->control_key_file,
-                      "File holding the key of the HTTP control endpoints (default: a new random key written to DATA-DIR/control-key)");
-  command->add_option("--infer-token-file", options->infer_token_file, "File holding a token HTTP inference then needs (Authorization: Bearer)");
-  command->add_option("--tls-cert", options->tls_certificate, "PEM certificate (chain): the HTTP endpoint speaks HTTPS only (with --tls-key)");
-  command->add_option("--tls-key", options->tls_key, "PEM private key of --tls-cert");
-  command->add_option("--http-request-timeout-ms", options->http_request_timeout_ms,
-                      "How long an HTTP connection may take to deliver a whole request before it is closed")
-      ->check(CLI::Range(100, 3'600'000))
-      ->capture_default_str();
-  command->add_option("--client-in-flight-max", options->client_in_flight_max,
-                      "Prediction requests one ZeroMQ client may have unanswered; beyond, `overloaded`")
-      ->check(CLI::Range(1, 1'000'000))
-      ->capture_default_str();
-  command->add_option("--feature-magnitude-max", options->feature_magnitude_max,
-                      "Features beyond ±this are refused at ingest and prediction, naming event or row and feature (0: any finite value)")
-      ->check(CLI::Range(0.0f, 3e38f))
-      ->capture_default_str();
-  command->add_option("--publish-steps", options->publish_steps, "Training steps between two models the trainer publishes (0: only the final one)")
-      ->capture_default_str();
-  command->add_option("--clip-gradient-norm", options->gradient_norm_max,
-                      "Training gradients whose global L2 norm exceeds this are scaled down to it (0: no clipping)")
-      ->check(CLI::Range(0.0f, 1e30f))
-      ->capture_default_str();
-  command->add_option("--gate-accuracy-drop", options->gate_accuracy_drop,
-                      "The registry refuses a snapshot whose rolling accuracy is more than this below the current version's (0: off)")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  command->add_option("--trace", options->trace_file, "Append trace events (batches, scaling, canary decisions) to this file as JSON lines");
-  command->add_flag("--resume", options->resume, "Continue the run whose state is in --data-dir");
-  command->add_flag("--fresh", options->fresh, "Clear --data-dir's state and start over");
-  command->add_option("--output", options->output, "Save the final model to this file");
-  command->add_option("--topology", options->topology_file,
-                      "Topology file (YAML, docs/topologies.md) whose options, serving replicas and supervisor this run takes; "
-                      "flags given here win (default: topologies/default.yaml, embedded)");
+  add_run_flags(command, *options);
   command->callback([options, command, &exit_code] {
     if (auto applied = apply_topology(*command, *options); !applied) {
       std::fprintf(stderr, "rml run: %s\n", applied.error().message().c_str());

@@ -71,8 +71,9 @@ TEST_CASE("a peer's component is found on its node, again after it restarts, and
   auto adder = start_adder(*node_a, 1);
 
   rml::topologies::peer_resolver_options options;
-  options.resolved = [&](caf::actor_system&, caf::atom_value name, const caf::actor& remote) {
+  options.resolved = [&](caf::actor_system&, caf::atom_value name, const std::string& where, const caf::actor& remote) {
     CHECK(name == registry_name);
+    CHECK(where == address);
     CHECK(remote.node() != node_b->node());
     ++resolutions;
   };

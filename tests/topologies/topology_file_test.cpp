@@ -151,3 +151,29 @@ TEST_CASE("supervision: one tree over every component, known strategies and chil
   REQUIRE(refusal(head + "  - {name: root, children: []}\n") ==
           "t.yaml:7:28: supervision[0].children: expected a non-empty list of component or supervisor names");
 }
+
+TEST_CASE("feature is placed where ingest is (it reads ingest's event log), and says so when it cannot be") {
+  const std::string nodes = R"(name: t
+nodes:
+  - {name: big, cores: 16, labels: {role: data}}
+  - {name: small, cores: 4, labels: {role: data}}
+)";
+  // Declared before ingest, with room on the bigger node: still placed with ingest.
+  auto declared = parse_topology(nodes + R"(components:
+  - {name: feat, kind: feature, placement: {node_selector: {role: data}}}
+  - {name: in, kind: ingest, placement: {node: small}}
+)", "t.yaml");
+  REQUIRE(declared);
+  auto plan = plan_placement(*declared);
+  REQUIRE(plan);
+  CHECK(node_of(*plan, "in") == "small");
+  CHECK(node_of(*plan, "feat") == "small");
+
+  // Declared with nodes, the file itself is refused: the plan is checked as it is read.
+  const auto why = refusal(nodes + R"(components:
+  - {name: in, kind: ingest, placement: {node: small}}
+  - {name: feat, kind: feature, placement: {node: big}}
+)");
+  CHECK(why.find("components.feat: replica 1 of 1 fits no node (big: runs no ingest (feature reads the event log of ingest, in its "
+                 "process); small: not node big)") != std::string::npos);
+}

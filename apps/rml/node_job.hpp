@@ -1,0 +1,94 @@
+#pragma once
+// What an `rml node` runs of the deployed topology. It follows desired state (the topology
+// placed and its plan, topologies/placement_controller.hpp): the components placed on this
+// node run here under one supervisor, built from the topology's options exactly as `rml run`
+// builds them (apps/rml/run_options.hpp); the components placed on other nodes are found
+// there by name (topologies/peer_directory.hpp), so a trainer here publishes to a registry
+// there and a registry there pushes models to serving here. The node's sockets (HTTP, the
+// ZeroMQ prediction and event sockets) send to their component wherever it runs.
+//
+// When the set of components placed here changes (a node lost, a scale, a new deploy), the
+// node drains its serving, stops its components and starts the new set; state on disk (the
+// log, checkpoints, the registry) is resumed, as after a restart.
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <condition_variable>
+#include <mutex>
+
+#include "apps/rml/run_options.hpp"
+#include "topologies/membership.hpp"
+#include "topologies/placement_controller.hpp"
+
+namespace rml::app {
+
+/// What the node's own flags say about where it keeps things and what it listens on; they
+/// win over a topology's options (ports and directories belong to the host, not the file).
+struct node_local_settings {
+  std::string name;
+  std::string data_dir;
+  /// Empty: the topology's (or rml run's default).
+  std::string dataset_dir;
+  std::string bind_host = "127.0.0.1";
+  int http_port = 0;
+  int predict_port = 0;
+  int ingest_port = 0;
+};
+
+class node_job {
+ public:
+  node_job(caf::actor_system& system, node_local_settings settings);
+  ~node_job();
+  node_job(const node_job&) = delete;
+  node_job& operator=(const node_job&) = delete;
+
+  /// Follows what is deployed (nothing: stops what runs) with the members now. Applied by
+  /// the job's own thread, the latest posted winning: starting and draining take seconds,
+  /// and the node's lease renewals must not wait for them.
+  void post(std::optional<control::deployment> deployed, std::vector<control::member> members);
+  /// Stops what runs (drains serving, closes the sockets, stops the components) and waits
+  /// for it: the node lost its membership, or leaves.
+  void stop_now();
+
+ private:
+  void work();
+  void follow(const std::optional<control::deployment>& deployed, const std::vector<control::member>& members);
+  void stop();
+  void start(const control::deployment& deployed, const std::set<std::string>& kinds);
+  void point_resolver(const std::map<std::string, std::string>& remote_addresses);
+
+  caf::actor_system& system_;
+  node_local_settings settings_;
+  caf::actor resolver_;
+  /// What runs: the topology's text and the kinds placed here (empty text: nothing).
+  std::string running_topology_;
+  std::set<std::string> running_kinds_;
+  /// A start that failed is not tried again until what is placed here changes.
+  std::string failed_key_;
+  caf::actor supervisor_;
+  std::optional<endpoints> sockets_;
+  std::int64_t drain_timeout_ms_ = 10'000;
+  /// The datasets of the last start, kept while the same files are named.
+  std::string datasets_key_;
+  std::shared_ptr<const data::dataset> train_;
+  std::int32_t classes_ = 0;
+
+  struct posted {
+    std::optional<control::deployment> deployed;
+    std::vector<control::member> members;
+  };
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::optional<posted> pending_;
+  bool stop_wanted_ = false, stopped_ = true, quit_ = false;
+  std::thread worker_;
+};
+
+}  // namespace rml::app

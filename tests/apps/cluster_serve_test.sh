@@ -1,0 +1,52 @@
+#!/bin/bash
+# A topology split over two `rml node`s and a real etcd on loopback: the data path on one,
+# serving on the other. The trainer on `data` publishes to the registry there, the registry
+# pushes each version over BASP to serving on `edge`, and predictions asked of edge's HTTP
+# port are answered with them. A node that runs nothing of serving forwards predictions to
+# serving where it runs. Undeploy stops the components on every node.
+set -euo pipefail
+rml=$1
+topology=$2
+. "$(dirname "$0")/start_etcd.sh"
+
+read -r data_http edge_http <<< "$(free_ports 2)"
+start_node() {  # NAME LABELS HTTP_PORT
+  "$rml" node --name "$1" --etcd "$etcd" --labels "$2" --cores 8 --lease-ttl 2 --data-dir "$work/$1-state" --http-port "$3" > "$work/$1.log" 2>&1 &
+  pids+=($!)
+  eval "pid_$1=$!"
+}
+start_node data role=data "$data_http"
+within 10 grep -q "is the placement controller" "$work/data.log" || fail "the first node did not become the controller"
+start_node edge role=serving "$edge_http"
+within 10 eval 'status | grep -q "nodes: 2$"' || fail "two nodes did not join"
+"$rml" deploy "$topology" --etcd "$etcd"
+
+within 30 grep -q "rml node data: runs feature, ingest, registry, source, trainer of topology split-pipeline" "$work/data.log" ||
+  fail "data did not start the data path"
+within 30 grep -q "rml node edge: runs monitor, serving of topology split-pipeline" "$work/edge.log" || fail "edge did not start serving"
+within 10 grep -q "rml node edge: found registry on 127.0.0.1:" "$work/edge.log" || fail "edge did not find the registry on data"
+
+served_version() {  # HTTP_PORT: the version serving answers with, 0 while none
+  python3 - "$1" << 'PY'
+import json, sys, urllib.request
+body = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}).encode()
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v2/models/mlp/infer", data=body, headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())
+        print(int(answer.get("model_version", 0) or 0))
+except Exception as failure:
+    print(0)
+PY
+}
+within 120 eval '(( $(served_version "$edge_http") >= 1 ))' || fail "edge never served a model trained on data"
+first=$(served_version "$edge_http")
+# Training goes on on data: newer versions reach edge.
+within 120 eval '(( $(served_version "$edge_http") > first ))' || fail "edge stayed at v$first while data trained on"
+# data runs no serving: its HTTP endpoint forwards to serving on edge.
+(( $(served_version "$data_http") >= 1 )) || fail "data's HTTP port did not answer through serving on edge"
+
+"$rml" undeploy --etcd "$etcd"
+within 30 grep -q "rml node edge: nothing deployed: stopping monitor, serving" "$work/edge.log" || fail "edge did not stop on undeploy"
+within 30 grep -q "rml node data: nothing deployed: stopping" "$work/data.log" || fail "data did not stop on undeploy"
+echo "cluster serve: passed"
