@@ -63,6 +63,10 @@ struct http_endpoint_options {
   /// 0 picks a free port.
   int port = 8000;
   caf::atom_value target = names::serving;
+  /// A prediction that finds no serving actor waits for one until its deadline instead of
+  /// failing `not_ready` at once: on a cluster node, whose serving may be on another node
+  /// that was just lost (request_ledger.hpp).
+  bool wait_for_target = false;
   /// The model served, as it appears in /v2/models/{name}.
   std::string model = "model";
   std::uint32_t features = 784;

@@ -13,7 +13,12 @@
 // answers, on its own actor thread — the listener encodes them and posts them to its socket
 // side. Exactly one answer per request:
 //   - a holder that dies holding requests (a killed lane, a crashed router) — watched by a
-//     monitor — has them failed at once (`not_ready`);
+//     monitor — has them failed at once (`not_ready`); unless it ran on another node (its
+//     node may be lost, BASP kills a lost node's proxies at once): then the ledger, which
+//     kept a copy of each request it sent there, sends them again to whatever serving the
+//     name finds now (the peer resolver moves it to another node), up to `retries_max`
+//     times and within their deadlines. The first answer for a ticket is the one passed
+//     on; a later one (from a node that was only cut off) is dropped;
 //   - a request still unanswered `grace` past its deadline gets `deadline_exceeded` from
 //     here, so a client hears back in time even if serving hangs; a late answer is dropped.
 // One timer for the earliest deadline, not one per request: re-armed only when a new
@@ -27,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -78,10 +84,18 @@ struct ledger_options {
   /// answers `deadline_exceeded` itself (serving answers a deadline it sees; this covers a
   /// serving that hangs).
   std::chrono::microseconds grace{50'000};
+  /// A request that finds no target waits for one until its deadline (a cluster node whose
+  /// serving elsewhere was just lost), instead of failing `not_ready` at once.
+  bool wait_for_target = false;
+  /// Sends of one request to serving on another node, at most (the first included).
+  std::uint32_t retries_max = 3;
+  /// The wait before a retry looks for serving again (the resolver needs a moment to move).
+  std::chrono::milliseconds retry_wait{20};
 };
 
 namespace detail {
 using ledger_expire_atom = caf::atom_constant<caf::atom("lgrexpire")>;
+using ledger_retry_atom = caf::atom_constant<caf::atom("lgrretry")>;
 
 template <class Route>
 struct ledger_state {
@@ -89,7 +103,16 @@ struct ledger_state {
     Route route;
     std::uint64_t request_id = 0;
     caf::actor_addr holder;
+    /// Sent to serving on another node: a copy to send again should that node be lost.
+    std::optional<predict_request> copy;
+    std::uint32_t sends = 0;
   };
+  /// Tickets whose remote holder went down, waiting to be sent again.
+  std::vector<std::uint64_t> retrying;
+  bool retry_armed = false;
+  /// Remote holders seen going down (the last few): the registry may still name one for a
+  /// moment, until the resolver has moved the name; a retry waits instead of sending there.
+  std::vector<caf::actor_addr> lost;
   std::unordered_map<std::uint64_t, entry> held;
   /// (expiry µs, ticket) as a min-heap; tickets answered meanwhile are skipped (and popped)
   /// when they reach the top. A vector: no allocation per request.
@@ -148,15 +171,32 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
       const auto wait = std::chrono::microseconds(std::max<std::int64_t>(0, state.timer_at - now_us()));
       self->delayed_send(self, wait, detail::ledger_expire_atom::value, ++state.timer_epoch);
     };
-    self->set_down_handler([self, fail, flush, arm](caf::down_msg& down) {
+    self->set_down_handler([self, fail, flush, arm, options](caf::down_msg& down) {
       auto& held = self->state.held;
       for (auto entry = held.begin(); entry != held.end();) {
         if (entry->second.holder != down.source) {
           ++entry;
           continue;
         }
-        fail(entry->first, entry->second, errc::not_ready, "the serving actor holding it stopped before answering");
+        if (entry->second.copy && entry->second.sends < options.retries_max) {
+          entry->second.holder = caf::actor_addr();
+          self->state.retrying.push_back(entry->first);
+          ++entry;
+          continue;
+        }
+        fail(entry->first, entry->second, errc::not_ready,
+             entry->second.copy ? "serving on another node was lost " + std::to_string(entry->second.sends) + " times before answering"
+                                : "the serving actor holding it stopped before answering");
         entry = held.erase(entry);
+      }
+      if (!self->state.retrying.empty()) {
+        auto& lost = self->state.lost;
+        if (lost.size() >= 16) lost.erase(lost.begin());
+        lost.push_back(down.source);
+      }
+      if (!self->state.retrying.empty() && !self->state.retry_armed) {
+        self->state.retry_armed = true;
+        self->delayed_send(self, options.retry_wait, detail::ledger_retry_atom::value);
       }
       auto& watched = self->state.watched;
       watched.erase(std::remove(watched.begin(), watched.end(), down.source), watched.end());
@@ -173,7 +213,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
             auto& request = intake.requests[index];
             const std::uint64_t ticket = ++state.next_ticket;
             typename state_type::entry entry{std::move(intake.routes[index]), request.request_id, serving.address()};
-            if (!serving) {
+            if (!serving && (request.deadline_us <= 0 || !options.wait_for_target)) {
               fail(ticket, entry, errc::not_ready, "no serving actor running");
               continue;
             }
@@ -181,14 +221,28 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
               state.expiries.emplace_back(request.deadline_us + options.grace.count(), ticket);
               std::push_heap(state.expiries.begin(), state.expiries.end(), detail::earlier_last);
             }
+            if (!serving) {
+              // Between a lost node's serving and the next one found: waits with the others
+              // (the deadline ends the wait).
+              entry.copy = std::move(request);
+              state.held.emplace(ticket, std::move(entry));
+              state.retrying.push_back(ticket);
+              continue;
+            }
+            entry.sends = 1;
+            if (serving.node() != self->node()) entry.copy = request;  // another node's: kept to send again
             state.held.emplace(ticket, std::move(entry));
             burst.requests.push_back({ticket, std::move(request)});
           }
           if (serving && !burst.requests.empty()) {
             watch(serving);
             self->send(serving, std::move(burst));
-            arm();
           }
+          if (!state.retrying.empty() && !state.retry_armed) {
+            state.retry_armed = true;
+            self->delayed_send(self, options.retry_wait, detail::ledger_retry_atom::value);
+          }
+          arm();
           flush();
         },
         [self, watch](burst_routed& routed) {
@@ -213,6 +267,33 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
           }
           flush();
           arm();
+        },
+        [self, options, watch, now_us](detail::ledger_retry_atom) {
+          auto& state = self->state;
+          state.retry_armed = false;
+          auto serving = self->system().registry().template get<caf::actor>(options.target);
+          const bool lost = serving && std::find(state.lost.begin(), state.lost.end(), serving.address()) != state.lost.end();
+          if (!serving || lost) {
+            // None found yet, or still the lost one: look again (the deadline ends the wait).
+            state.retry_armed = true;
+            self->delayed_send(self, options.retry_wait, detail::ledger_retry_atom::value);
+            return;
+          }
+          predict_burst burst;
+          const std::int64_t now = now_us();
+          for (auto ticket : state.retrying) {
+            auto found = state.held.find(ticket);
+            if (found == state.held.end() || !found->second.copy) continue;  // answered or expired meanwhile
+            auto& entry = found->second;
+            if (entry.copy->deadline_us > 0 && entry.copy->deadline_us <= now) continue;  // the expiry answers it
+            entry.holder = serving.address();
+            ++entry.sends;
+            burst.requests.push_back({ticket, *entry.copy});
+          }
+          state.retrying.clear();
+          if (burst.requests.empty()) return;
+          watch(serving);
+          self->send(serving, std::move(burst));
         },
         [self, fail, flush, arm, now_us](detail::ledger_expire_atom, std::uint64_t epoch) {
           auto& state = self->state;

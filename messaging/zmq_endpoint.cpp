@@ -416,6 +416,7 @@ result<std::unique_ptr<zmq_endpoint>> zmq_endpoint::start(caf::actor_system& sys
   if (options.role == endpoint_role::predict) {
     ledger_options ledger;
     ledger.target = options.target;
+    ledger.wait_for_target = options.wait_for_target;
     self->ledger = spawn_request_ledger<route>(system, self.get(), ledger);
   }
   self->thread = std::thread([raw = self.get()] { raw->run(); });

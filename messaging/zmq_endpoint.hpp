@@ -47,6 +47,10 @@ struct zmq_endpoint_options {
   std::string bind = "tcp://127.0.0.1:5556";
   /// Registered name of the actor that answers (messaging/atoms.hpp names).
   caf::atom_value target = caf::atom("serving");
+  /// A prediction that finds no serving actor waits for one until its deadline instead of
+  /// failing `not_ready` at once: on a cluster node, whose serving may be on another node
+  /// that was just lost (request_ledger.hpp).
+  bool wait_for_target = false;
   /// Features every row (predict) or event (ingest) must have.
   std::uint32_t features = 784;
   /// Requests handed to the target and not yet answered; beyond it, `overloaded` at once.

@@ -4,14 +4,23 @@
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor.hpp>
 
+#include <algorithm>
 #include <map>
+#include <vector>
 #include <set>
 
 namespace rml::topologies {
 namespace {
 
+using steady = std::chrono::steady_clock;
+
 struct wanted_name {
+  /// The nodes that run the name, in the placement's order of preference.
+  std::vector<std::string> candidates;
+  /// The one resolved or being tried.
   std::string address;
+  /// Candidates that failed or whose actor went down recently: tried after the others.
+  std::map<std::string, steady::time_point> suspect_until;
   /// The remote actor entered in the registry; null while unresolved.
   caf::actor proxy;
   bool pending = false;
@@ -50,6 +59,8 @@ void fail(resolver_pointer self, caf::atom_value name, std::uint64_t attempt, co
   auto found = self->state.names.find(name);
   if (found == self->state.names.end() || found->second.attempt != attempt) return;
   found->second.pending = false;
+  // Another candidate is tried next, this one again a little later.
+  found->second.suspect_until[found->second.address] = steady::now() + self->state.options.timeout;
   if (found->second.failure_told) return;
   found->second.failure_told = true;
   if (self->state.options.failed) self->state.options.failed(name, found->second.address, why);
@@ -72,8 +83,27 @@ void enter(resolver_pointer self, caf::atom_value name, std::uint64_t attempt, c
   if (self->state.options.resolved) self->state.options.resolved(system, name, wanted.address, wanted.proxy);
 }
 
+/// The first candidate not suspected now (or, all suspected, the one whose suspicion ends first).
+std::string choose(wanted_name& wanted) {
+  const auto now = steady::now();
+  std::string best;
+  auto best_until = steady::time_point::max();
+  for (const auto& candidate : wanted.candidates) {
+    auto suspect = wanted.suspect_until.find(candidate);
+    if (suspect == wanted.suspect_until.end() || suspect->second <= now) return candidate;
+    if (suspect->second < best_until) best = candidate, best_until = suspect->second;
+  }
+  return best;
+}
+
 void resolve(resolver_pointer self, caf::atom_value name) {
   auto& wanted = self->state.names.at(name);
+  const auto chosen = choose(wanted);
+  if (chosen != wanted.address) {
+    wanted.address = chosen;
+    wanted.failure_told = false;
+    ++wanted.attempt;
+  }
   const auto colon = wanted.address.rfind(':');
   unsigned long port = 0;
   try {
@@ -101,7 +131,7 @@ void resolve(resolver_pointer self, caf::atom_value name) {
 
 void tick(resolver_pointer self) {
   for (auto& [name, wanted] : self->state.names) {
-    if (!wanted.proxy && !wanted.pending) resolve(self, name);
+    if (!wanted.proxy && !wanted.pending && !wanted.candidates.empty()) resolve(self, name);
   }
   self->delayed_send(self, self->state.options.retry, caf::tick_atom::value);
 }
@@ -112,24 +142,40 @@ caf::behavior peer_resolver(resolver_pointer self, peer_resolver_options options
     for (auto& [name, wanted] : self->state.names) {
       if (!wanted.proxy || wanted.proxy.address() != down.source) continue;
       unregister(self->system(), name, wanted.proxy);
-      wanted.proxy = nullptr;  // the next tick resolves it again
+      wanted.proxy = nullptr;
+      // Its node may be gone (BASP kills a lost node's proxies at once): another node that
+      // runs it is tried now, this one after the others. A restarted component on a live
+      // node is found again there when no other node runs it.
+      wanted.suspect_until[wanted.address] = steady::now() + self->state.options.timeout;
+      if (!wanted.pending && choose(wanted) != wanted.address) resolve(self, name);  // else on the next tick
     }
   });
   self->state.system = &self->system();
   self->send(self, caf::tick_atom::value);
   return {
       [self](caf::tick_atom) { tick(self); },
-      [self](caf::put_atom, caf::atom_value name, std::string& address) {
+      [self](caf::put_atom, caf::atom_value name, std::string& addresses) {
+        std::vector<std::string> candidates;
+        for (std::size_t begin = 0; begin <= addresses.size();) {
+          const auto comma = std::min(addresses.find(',', begin), addresses.size());
+          if (comma > begin) candidates.push_back(addresses.substr(begin, comma - begin));
+          begin = comma + 1;
+        }
         auto& wanted = self->state.names[name];
-        if (wanted.address == address) return;
+        if (wanted.candidates == candidates) return;
+        wanted.candidates = std::move(candidates);
+        std::erase_if(wanted.suspect_until, [&](const auto& entry) {
+          return std::find(wanted.candidates.begin(), wanted.candidates.end(), entry.first) == wanted.candidates.end();
+        });
+        const bool still_there = std::find(wanted.candidates.begin(), wanted.candidates.end(), wanted.address) != wanted.candidates.end();
+        if (wanted.proxy && still_there) return;  // what is resolved still runs it: keep it
         unregister(self->system(), name, wanted.proxy);
         if (wanted.proxy) self->demonitor(wanted.proxy);
         wanted.proxy = nullptr;
-        wanted.address = std::move(address);
+        wanted.address.clear();
         wanted.pending = false;
-        wanted.failure_told = false;
         ++wanted.attempt;
-        resolve(self, name);
+        if (!wanted.candidates.empty()) resolve(self, name);
       },
       [self](caf::delete_atom, caf::atom_value name) {
         auto found = self->state.names.find(name);

@@ -8,9 +8,11 @@
 // registered under it on that node (local actors only, never a proxy of a third node). A
 // node's *peer resolver* is told where each name it does not run lives (the placement's
 // node address); it connects to that node, asks its directory, enters the proxy in the
-// local registry and monitors it. When the proxy goes down (the remote component restarted,
-// or its node was lost: BASP kills a lost node's proxies) the entry is erased and the name
-// resolved again, now or once the placement names another node.
+// local registry and monitors it. A name several nodes run (serving replicas) has them all
+// as candidates. When the proxy goes down (the remote component restarted, or its node was
+// lost: BASP kills a lost node's proxies at once) the entry is erased and the name resolved
+// again at once, on another candidate first: predictions forwarded to a lost node's serving
+// move to a surviving one without waiting for its lease to expire.
 //
 // Everything is asynchronous with a timeout (the middleman actor's connect, the directory's
 // answer): CAF's blocking `remote_lookup` waits up to five minutes on a node that went
@@ -43,7 +45,10 @@ struct peer_resolver_options {
 };
 
 /// The resolver. Messages:
-///   (put_atom, atom_value name, std::string host_port)  resolve `name` on that node from now on
+///   (put_atom, atom_value name, std::string host_ports)  resolve `name` on one of these nodes
+///                                                        (comma-separated, preferred first);
+///                                                        when its actor goes down, another
+///                                                        is tried at once
 ///   (delete_atom, atom_value name)                      stop: the name runs here (or nowhere)
 ///   (get_atom, atom_value name) -> std::string          the address `name` is resolved to, "" if not
 caf::actor spawn_peer_resolver(caf::actor_system& system, peer_resolver_options options = {});

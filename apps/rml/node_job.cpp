@@ -118,15 +118,19 @@ void node_job::follow(const std::optional<control::deployment>& deployed, const 
   std::map<std::string, std::string> kind_of;
   for (const auto& component : declared->components) kind_of[component.name] = component.kind;
   std::set<std::string> here;
-  std::map<std::string, std::string> elsewhere;  // kind → address of the node running it
+  std::map<std::string, std::string> elsewhere;  // kind → addresses of the nodes running it, comma-separated
   for (const auto& placed : deployed->plan.replicas) {
     const auto kind = kind_of.find(placed.component);
     if (kind == kind_of.end()) continue;
     if (placed.node == settings_.name) {
       here.insert(kind->second);
-    } else if (auto address = addresses.find(placed.node); address != addresses.end() && !elsewhere.contains(kind->second)) {
-      // A kind on several nodes (serving replicas): the first in the plan serves as the peer.
-      elsewhere[kind->second] = address->second;
+    } else if (auto address = addresses.find(placed.node); address != addresses.end()) {
+      // A kind on several nodes (serving replicas): each is a candidate, the first in the
+      // plan preferred; the resolver moves to another when one is lost.
+      auto& candidates = elsewhere[kind->second];
+      if (("," + candidates + ",").find("," + address->second + ",") == std::string::npos) {
+        candidates += (candidates.empty() ? "" : ",") + address->second;
+      }
     }
   }
   for (const auto& kind : here) elsewhere.erase(kind);
@@ -188,7 +192,7 @@ void node_job::start(const control::deployment& deployed, const std::set<std::st
   if (!started) return fail(started.error().message());
   supervisor_ = started->supervisor;
   running_kinds_ = kinds;
-  auto sockets = start_endpoints(system_, *options, *pipeline);
+  auto sockets = start_endpoints(system_, *options, *pipeline, true);
   if (!sockets) {
     stop();
     return fail(sockets.error().message());

@@ -398,7 +398,8 @@ result<topologies::pipeline_options> make_pipeline(const run_options& options, s
   if (auto valid = topologies::validate(pipeline); !valid) return error(errc::invalid_argument, valid.error().message());
   return pipeline;
 }
-result<endpoints> start_endpoints(caf::actor_system& system, const run_options& options, const topologies::pipeline_options& pipeline) {
+result<endpoints> start_endpoints(caf::actor_system& system, const run_options& options, const topologies::pipeline_options& pipeline,
+                                  bool cluster_node) {
   const std::uint32_t width = pipeline.feature.feature_count;
   endpoints made;
   messaging::zmq_endpoint_options predict_socket;
@@ -406,6 +407,7 @@ result<endpoints> start_endpoints(caf::actor_system& system, const run_options& 
   predict_socket.telemetry = pipeline.telemetry;
   predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
   predict_socket.target = messaging::names::serving;
+  predict_socket.wait_for_target = cluster_node;
   predict_socket.features = width;
   predict_socket.client_in_flight_max = options.client_in_flight_max;
   predict_socket.limits.feature_magnitude_max = options.feature_magnitude_max;
@@ -423,6 +425,7 @@ result<endpoints> start_endpoints(caf::actor_system& system, const run_options& 
   made.ingest = std::move(ingest_endpoint.value());
   messaging::http_endpoint_options http_options;
   http_options.host = options.bind_host;
+  http_options.wait_for_target = cluster_node;
   http_options.telemetry = pipeline.telemetry;
   http_options.port = options.http_port;
   http_options.model = served_model_name(options);

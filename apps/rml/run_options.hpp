@@ -112,6 +112,8 @@ struct endpoints {
   std::string describe(const run_options& options) const;
   void stop();
 };
-result<endpoints> start_endpoints(caf::actor_system& system, const run_options& options, const topologies::pipeline_options& pipeline);
+/// `cluster_node`: predictions that find no serving wait for one (it may be moving between nodes).
+result<endpoints> start_endpoints(caf::actor_system& system, const run_options& options, const topologies::pipeline_options& pipeline,
+                                  bool cluster_node = false);
 
 }  // namespace rml::app

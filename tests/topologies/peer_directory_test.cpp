@@ -168,3 +168,42 @@ TEST_CASE("the directory answers only what runs on its node, and an unreachable 
 
   for (auto* actor : {&resolver_b, &adder, &directory_a, &directory_b}) caf::anon_send_exit(*actor, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("a name several nodes run moves to another of them at once when its node is lost") {
+  caf::actor_system_config config_a, config_b, config_c;
+  auto node_a = make_node(config_a);
+  auto node_b = make_node(config_b);
+  auto node_c = make_node(config_c);
+  auto directory_a = rml::topologies::spawn_node_directory(*node_a);
+  auto port_a = node_a->middleman().publish(directory_a, 0, "127.0.0.1", true);
+  auto directory_c = rml::topologies::spawn_node_directory(*node_c);
+  auto port_c = node_c->middleman().publish(directory_c, 0, "127.0.0.1", true);
+  REQUIRE(port_a);
+  REQUIRE(port_c);
+  auto adder_a = start_adder(*node_a, 1);
+  auto adder_c = start_adder(*node_c, 100);
+
+  auto resolver = rml::topologies::spawn_peer_resolver(*node_b);
+  const std::string on_a = "127.0.0.1:" + std::to_string(*port_a), on_c = "127.0.0.1:" + std::to_string(*port_c);
+  caf::anon_send(resolver, caf::put_atom::value, registry_name, on_a + "," + on_c);
+  REQUIRE(within(5s, [&] { return ask_registered(*node_b, 1) == 2; }));  // the first preferred
+
+  // Node a goes away (its actors stop, its system shuts down, its connections close); the
+  // candidates are not changed (its lease has not expired yet): node c takes over at once.
+  const auto lost_at = std::chrono::steady_clock::now();
+  caf::anon_send_exit(adder_a, caf::exit_reason::kill);
+  caf::anon_send_exit(directory_a, caf::exit_reason::kill);
+  adder_a = nullptr;
+  directory_a = nullptr;
+  node_a.reset();
+  REQUIRE(within(3s, [&] { return ask_registered(*node_b, 1) == 101; }));
+  CHECK(std::chrono::steady_clock::now() - lost_at < 1500ms);
+  caf::scoped_actor self{*node_b};
+  std::string where;
+  self->request(resolver, 1s, caf::get_atom::value, registry_name).receive([&](std::string& at) { where = at; }, [](caf::error&) {});
+  CHECK(where == on_c);
+
+  for (auto* actor : {&resolver}) caf::anon_send_exit(*actor, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(adder_c, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(directory_c, caf::exit_reason::user_shutdown);
+}
