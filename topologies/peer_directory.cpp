@@ -3,6 +3,9 @@
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
+#include <openssl/err.h>
 
 #include <algorithm>
 #include <map>
@@ -117,7 +120,7 @@ void resolve(resolver_pointer self, caf::atom_value name) {
   }
   wanted.pending = true;
   const auto timeout = self->state.options.timeout;
-  auto middleman = self->system().middleman().actor_handle();
+  auto middleman = self->state.options.tls ? self->system().openssl_manager().actor_handle() : self->system().middleman().actor_handle();
   self->request(middleman, timeout, caf::connect_atom::value, wanted.address.substr(0, colon), std::uint16_t(port))
       .then(
           [self, name, attempt, timeout](const caf::node_id&, caf::strong_actor_ptr& directory, const std::set<std::string>&) {
@@ -204,6 +207,21 @@ caf::actor spawn_node_directory(caf::actor_system& system) {
         },
     };
   });
+}
+
+caf::actor spawn_tls_error_queue_sweeper(caf::actor_system& system, std::chrono::milliseconds period) {
+  return system.spawn([period](caf::event_based_actor* self) -> caf::behavior {
+    self->send(self, caf::tick_atom::value);
+    return {[self, period](caf::tick_atom) {
+      self->system().middleman().backend().post([] { ERR_clear_error(); });
+      self->delayed_send(self, period, caf::tick_atom::value);
+    }};
+  });
+}
+
+caf::expected<std::uint16_t> publish_node_directory(const caf::actor& directory, std::uint16_t port, const std::string& host, bool tls) {
+  if (tls) return caf::openssl::publish(directory, port, host.c_str(), true);
+  return directory.home_system().middleman().publish(directory, port, host.c_str(), true);
 }
 
 caf::actor spawn_peer_resolver(caf::actor_system& system, peer_resolver_options options) {

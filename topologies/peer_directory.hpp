@@ -22,6 +22,7 @@
 #include <caf/actor_system.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -31,11 +32,26 @@ namespace rml::topologies {
 /// strong_actor_ptr registered locally under the name (null when none is, or only a proxy).
 caf::actor spawn_node_directory(caf::actor_system& system);
 
+/// Publishes `directory` on host:port (0: any free); returns the port. With `tls` over CAF's
+/// OpenSSL module (the system must have loaded caf::openssl::manager with a certificate, its
+/// key and a CA: peers must present a certificate that CA signed, both ways).
+caf::expected<std::uint16_t> publish_node_directory(const caf::actor& directory, std::uint16_t port, const std::string& host, bool tls);
+
+/// Works around CAF 0.17.6's OpenSSL module: after a failed handshake it leaves OpenSSL's
+/// per-thread error queue filled (the only code that drains it is a log statement Debian's
+/// build compiles out), and SSL_get_error() then reports the next read of *any* connection
+/// on the multiplexer thread as a failure, dropping healthy peers. This clears the queue on
+/// that thread every `period`, which narrows the window without closing it. Returns the
+/// actor doing it (exit it to stop).
+caf::actor spawn_tls_error_queue_sweeper(caf::actor_system& system, std::chrono::milliseconds period);
+
 struct peer_resolver_options {
   /// How long a connect or a directory's answer may take before the name is tried again.
   std::chrono::milliseconds timeout{2000};
   /// How often unresolved names are tried.
   std::chrono::milliseconds retry{250};
+  /// Connect over TLS (caf::openssl::manager loaded): the peers publish with `tls` too.
+  bool tls = false;
   /// Called in the resolver's context each time a name gets a (new) remote actor: the name,
   /// the node's address, the actor.
   std::function<void(caf::actor_system&, caf::atom_value, const std::string&, const caf::actor&)> resolved;

@@ -120,12 +120,17 @@ std::optional<double> accuracy_of(const messaging::model_snapshot& snapshot) {
   return found->second;
 }
 
-void push_current(registry_pointer self) {
+/// Tells every subscriber the current version; a rollback as such (serving refuses a lower
+/// version otherwise).
+void push_current(registry_pointer self, bool rollback = false) {
   auto& state = self->state;
   if (state.current == 0) return;
   auto snapshot = read_snapshot(state.stored.at(state.current));
   if (!snapshot) return;
-  for (const caf::actor& subscriber : state.subscribers) caf::anon_send(subscriber, *snapshot);
+  for (const caf::actor& subscriber : state.subscribers) {
+    if (rollback) caf::anon_send(subscriber, messaging::rollback_atom::value, *snapshot);
+    else caf::anon_send(subscriber, *snapshot);
+  }
 }
 
 caf::result<std::uint64_t> publish(registry_pointer self, messaging::model_snapshot& snapshot) {
@@ -209,7 +214,7 @@ registry_actor::behavior_type registry(registry_pointer self, registry_options o
         self->state.current = version;
         if (auto snapshot = read_snapshot(self->state.stored.at(version))) self->state.current_accuracy = accuracy_of(*snapshot);
         remember_current();
-        push_current(self);
+        push_current(self, true);
         return version;
       },
       [self](messaging::model_refused& refused) {

@@ -174,6 +174,8 @@ struct router_state {
   version_policy policy;
   std::map<std::string, lane_state> lanes;
   std::optional<messaging::model_snapshot> latest;
+  /// The highest version the registry has given this router (versions move forward only).
+  std::uint64_t highest_version = 0;
   std::optional<messaging::model_snapshot> next_candidate;
   std::map<std::uint64_t, std::vector<waiting_for_version>> loading;
   std::unordered_map<std::uint64_t, remembered_prediction> memory;
@@ -452,9 +454,22 @@ void apply_policy(router_pointer self, const version_policy& policy) {
 }
 
 /// A newly published version, as the policy wants it.
-void on_published(router_pointer self, const messaging::model_snapshot& snapshot) {
+void on_published(router_pointer self, const messaging::model_snapshot& snapshot, bool rollback = false) {
   auto& state = self->state;
   if (state.latest && state.latest->version == snapshot.version) return;
+  // Versions only move forward here, except by the registry's explicit rollback: a version
+  // below the highest this router was given (a stale registry across a partition, a
+  // reordered push) is refused, so no two nodes serve different versions as the latest.
+  if (!rollback && snapshot.version < state.highest_version) {
+    const std::string reason = "version " + std::to_string(snapshot.version) + " is below version " +
+                               std::to_string(state.highest_version) + " already given to serving; versions move back only by rollback";
+    trace(self, "version_refused", reason);
+    if (auto registry = self->system().registry().get<caf::actor>(messaging::names::registry)) {
+      caf::anon_send(registry, messaging::model_refused{snapshot.version, "serving", reason});
+    }
+    return;
+  }
+  state.highest_version = std::max(state.highest_version, snapshot.version);
   state.latest = snapshot;
   auto& main = open_lane(self, "main");
   switch (state.policy.type) {
@@ -1017,6 +1032,10 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
       },
       [self](messaging::model_snapshot& snapshot) {
         on_published(self, snapshot);
+        flush(self);
+      },
+      [self](messaging::rollback_atom, messaging::model_snapshot& snapshot) {
+        on_published(self, snapshot, true);
         flush(self);
       },
       [self](messaging::status_atom) {

@@ -59,6 +59,7 @@ using router_actor = caf::typed_actor<
     caf::reacts_to<messaging::predict_answers>,
     caf::reacts_to<messaging::lane_outcomes>,
     caf::reacts_to<messaging::model_snapshot>,
+    caf::reacts_to<messaging::rollback_atom, messaging::model_snapshot>,
     caf::replies_to<messaging::status_atom>::with<messaging::serving_status>,
     caf::reacts_to<messaging::batching_settings>,
     caf::replies_to<messaging::prediction_feedback>::with<bool>,

@@ -2,7 +2,8 @@
 // `rml node` processes on loopback, their logs and etcd's data in one directory. It prints
 // the cluster's status once every node has joined and runs until SIGINT or SIGTERM, then
 // stops the nodes (they leave) and etcd. Node 1 is labelled role=data, the others
-// role=serving, as tests/data/cluster-topology.yaml expects.
+// role=serving, as tests/data/cluster-topology.yaml expects; node-k keeps its components'
+// state in DIR/node-k and answers HTTP on --http-base-port + k - 1.
 
 #include <fcntl.h>
 #include <signal.h>
@@ -41,6 +42,8 @@ struct cluster_options {
   std::uint16_t etcd_peer_port = 0;
   /// 0: each node's port is picked by the system.
   std::uint16_t base_port = 4700;
+  /// node-k's HTTP port is this + k - 1 (0: each picks a free one).
+  std::uint16_t http_base_port = 8000;
   double lease_seconds = 3;
   /// Cores each node offers to placement: all share this machine's, so this is a budget for
   /// trying placement out, not a measurement.
@@ -169,9 +172,10 @@ int run_cluster_up(const cluster_options& options) {
   for (std::uint32_t index = 1; index <= options.nodes; ++index) {
     const std::string name = "node-" + std::to_string(index);
     const std::uint16_t port = options.base_port == 0 ? 0 : std::uint16_t(options.base_port + index - 1);
+    const std::uint16_t http_port = options.http_base_port == 0 ? 0 : std::uint16_t(options.http_base_port + index - 1);
     auto node = start({rml, "node", "--name", name, "--listen", "127.0.0.1:" + std::to_string(port), "--etcd", url,
                        "--labels", index == 1 ? "role=data" : "role=serving", "--lease-ttl", ttl, "--cores",
-                       std::to_string(options.cores)},
+                       std::to_string(options.cores), "--data-dir", directory + "/" + name, "--http-port", std::to_string(http_port)},
                       directory + "/" + name + ".log");
     if (!node) {
       std::fprintf(stderr, "rml cluster up: %s\n", node.error().message().c_str());
@@ -230,6 +234,9 @@ void register_cluster_command(CLI::App& app, int& exit_code) {
   up->add_option("--etcd-port", options->etcd_port, "etcd's client port (its peer port is the next one)")->capture_default_str();
   up->add_option("--etcd-peer-port", options->etcd_peer_port, "etcd's peer port (0: the client port + 1)")->capture_default_str();
   up->add_option("--base-port", options->base_port, "node-1's BASP port; node-k listens on base + k - 1 (0: each picks a free one)")
+      ->capture_default_str();
+  up->add_option("--http-base-port", options->http_base_port,
+                 "node-1's HTTP port (KServe V2, /metrics); node-k's is base + k - 1 (0: each picks a free one)")
       ->capture_default_str();
   up->add_option("--lease-ttl", options->lease_seconds, "The nodes' lease TTL in seconds")->capture_default_str();
   up->add_option("--cores", options->cores, "Cores each node offers to placement (they share this machine's)")

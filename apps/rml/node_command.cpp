@@ -17,6 +17,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -73,7 +74,15 @@ struct node_options {
   double lease_seconds = 3;
   /// Where the components placed here keep state and listen (empty data_dir: rml-node-NAME).
   node_local_settings local;
+  /// Node-to-node TLS (mutual): this node's certificate and key, the cluster's CA.
+  std::string tls_cert, tls_key, tls_ca;
+  /// Plain TCP on an address other than loopback (refused without it).
+  bool insecure = false;
 };
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
 
 
 
@@ -187,6 +196,16 @@ int run_node(const node_options& options) {
     std::fprintf(stderr, "rml node: %s\n", labels.error().message().c_str());
     return 2;
   }
+  const bool tls = !options.tls_cert.empty() || !options.tls_key.empty() || !options.tls_ca.empty();
+  if (tls && (options.tls_cert.empty() || options.tls_key.empty() || options.tls_ca.empty())) {
+    std::fprintf(stderr, "rml node: node-to-node TLS needs all of --tls-cert, --tls-key and --tls-ca\n");
+    return 2;
+  }
+  if (!tls && !options.insecure && !is_loopback(listen->first)) {
+    std::fprintf(stderr, "rml node: --listen %s: other nodes would reach this one's actors in the clear; give --tls-cert, --tls-key and "
+                         "--tls-ca (mutual TLS), or --insecure-plain-tcp on a network you trust\n", options.listen.c_str());
+    return 2;
+  }
   const auto ttl = std::chrono::milliseconds(std::int64_t(options.lease_seconds * 1000));
   // A renewal must fail (or succeed) well inside the lease: a third of it at most.
   auto plane = connect_etcd(options.access, std::clamp<std::chrono::milliseconds>(ttl / 3, 200ms, 2s));
@@ -199,6 +218,13 @@ int run_node(const node_options& options) {
   // default: on here, so a silent peer is noticed (etcd, not BASP, decides who is a member).
   caf::actor_system_config config;
   config.load<caf::io::middleman>();
+  if (tls) {
+    // BASP over TLS; a peer must present a certificate the CA signed, both ways.
+    config.load<caf::openssl::manager>();
+    config.openssl_certificate = options.tls_cert;
+    config.openssl_key = options.tls_key;
+    config.openssl_cafile = options.tls_ca;
+  }
   config.set("middleman.heartbeat-interval", caf::timespan{1s});
   config.set("middleman.connection-timeout", caf::timespan{5s});
   config.set("logger.verbosity", caf::atom("quiet"));
@@ -209,10 +235,13 @@ int run_node(const node_options& options) {
   const auto& [host, port] = listen.value();
   // Other nodes connect here and ask this directory for the components that run here.
   auto directory = topologies::spawn_node_directory(system);
-  auto opened = system.middleman().publish(directory, port, host.c_str(), true);
+  caf::actor sweeper;
+  if (tls) sweeper = topologies::spawn_tls_error_queue_sweeper(system, std::chrono::milliseconds(5));
+  auto opened = topologies::publish_node_directory(directory, port, host, tls);
   if (!opened) {
     std::fprintf(stderr, "rml node: --listen %s: cannot listen: %s\n", options.listen.c_str(), system.render(opened.error()).c_str());
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    if (sweeper) caf::anon_send_exit(sweeper, caf::exit_reason::user_shutdown);
     return 1;
   }
   control::member_info self{options.name, host + ":" + std::to_string(*opened), options.cores, options.gpus, labels.value()};
@@ -222,6 +251,7 @@ int run_node(const node_options& options) {
   control::placement_controller placement(**plane, options.access.cluster);
   node_local_settings local = options.local;
   local.name = options.name;
+  local.tls = tls;
   if (local.data_dir.empty()) local.data_dir = "rml-node-" + options.name;
   node_job job(system, local);
   bool told_waiting = false;
@@ -300,6 +330,7 @@ int run_node(const node_options& options) {
   }
   job.stop_now();
   caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);  // the actor system waits for every actor
+  if (sweeper) caf::anon_send_exit(sweeper, caf::exit_reason::user_shutdown);
   if (auto left = members.leave(); !left) {
     std::fprintf(stderr, "rml node %s: leaving: %s (its lease expires by itself)\n", options.name.c_str(), left.error().message().c_str());
   } else {
@@ -420,6 +451,12 @@ void register_node_command(CLI::App& app, int& exit_code) {
   command->add_option("--ingest-port", options->local.ingest_port, "ZeroMQ event port (0: any free, printed)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
+  command->add_option("--tls-cert", options->tls_cert, "Node-to-node TLS: this node's certificate (PEM), signed by --tls-ca")
+      ->check(CLI::ExistingFile);
+  command->add_option("--tls-key", options->tls_key, "Node-to-node TLS: this node's private key (PEM)")->check(CLI::ExistingFile);
+  command->add_option("--tls-ca", options->tls_ca, "Node-to-node TLS: the CA every node's certificate must chain to")
+      ->check(CLI::ExistingFile);
+  command->add_flag("--insecure-plain-tcp", options->insecure, "Allow --listen on an address other than loopback without TLS");
   command->add_option("--lease-ttl", options->lease_seconds,
                       "Seconds the cluster waits before it counts a silent node gone (etcd's minimum is 2)")
       ->capture_default_str();

@@ -32,6 +32,7 @@ std::string joined(const std::set<std::string>& kinds) {
 
 node_job::node_job(caf::actor_system& system, node_local_settings settings) : system_(system), settings_(std::move(settings)) {
   topologies::peer_resolver_options options;
+  options.tls = settings_.tls;
   const std::string name = settings_.name;
   // Serving here learns of models from a registry there: subscribe it whenever the registry
   // is found anew (a restarted registry keeps no subscribers).
@@ -139,27 +140,34 @@ void node_job::follow(const std::optional<control::deployment>& deployed, const 
   if (deployed->topology_text == running_topology_ && here == running_kinds_) return;
   const std::string key = deployed->topology_text + "\n" + joined(here);
   if (key == failed_key_) return;
-  stop();
-  if (here.empty()) {
-    std::fprintf(stderr, "rml node %s: topology %s places nothing here\n", settings_.name.c_str(), declared->name.c_str());
-    running_topology_ = deployed->topology_text;
-    return;
+  if (deployed->topology_text != running_topology_) {
+    // Another topology: its options may differ in anything; everything here starts anew.
+    stop();
+    if (!prepare(*deployed)) {
+      failed_key_ = key;
+      return;
+    }
   }
-  start(*deployed, here);
-  if (running_topology_.empty()) failed_key_ = key;
+  if (here.empty()) std::fprintf(stderr, "rml node %s: topology %s places nothing here\n", settings_.name.c_str(), declared->name.c_str());
+  if (!run_groups(here)) failed_key_ = key;
 }
 
-void node_job::point_resolver(const std::map<std::string, std::string>& remote_addresses) {
-  for (const auto& [kind, name] : kind_names()) {
-    auto address = remote_addresses.find(kind);
-    if (address == remote_addresses.end()) caf::anon_send(resolver_, caf::delete_atom::value, name);
-    else caf::anon_send(resolver_, caf::put_atom::value, name, address->second);
-  }
+namespace {
+/// Components that must share a process's objects run under one supervisor: ingest, feature
+/// and the trainer share the event log (events, offsets, checkpoints). Every other kind is a
+/// group of its own, so a change in what is placed here restarts only what changed (a
+/// monitor moving here does not drain serving).
+std::string group_of(const std::string& kind) {
+  return kind == "ingest" || kind == "feature" || kind == "trainer" ? "log" : kind;
 }
+}  // namespace
 
-void node_job::start(const control::deployment& deployed, const std::set<std::string>& kinds) {
+bool node_job::prepare(const control::deployment& deployed) {
   const auto& name = settings_.name;
-  auto fail = [&](const std::string& why) { std::fprintf(stderr, "rml node %s: cannot start %s: %s\n", name.c_str(), joined(kinds).c_str(), why.c_str()); };
+  auto fail = [&](const std::string& why) {
+    std::fprintf(stderr, "rml node %s: cannot run the deployed topology: %s\n", name.c_str(), why.c_str());
+    return false;
+  };
   auto declared = topologies::parse_topology(deployed.topology_text, "the deployed topology");
   if (!declared) return fail(declared.error().message());
   auto options = run_options_of(*declared);
@@ -171,9 +179,7 @@ void node_job::start(const control::deployment& deployed, const std::set<std::st
   options->http_port = settings_.http_port;
   options->predict_port = settings_.predict_port;
   options->ingest_port = settings_.ingest_port;
-  for (const auto& component : declared->components) {
-    if (component.kind == "serving") options->replicas = 1, options->replicas_max = 0;  // per node: one router, its pool
-  }
+  options->replicas = 1, options->replicas_max = 0;  // per node: one router, its pool
   const std::string datasets_key = options->dataset_dir + "\n" + options->train_csv + "\n" + options->test_csv + "\n" + options->label_column;
   if (datasets_key != datasets_key_ || !train_) {
     auto loaded = load_datasets(*options);
@@ -187,51 +193,98 @@ void node_job::start(const control::deployment& deployed, const std::set<std::st
   if (made) return fail(options->data_dir + ": cannot create: " + made.message());
   auto pipeline = make_pipeline(*options, train_, classes_);
   if (!pipeline) return fail(pipeline.error().message());
-  pipeline->local_kinds = kinds;
-  auto started = topologies::start_pipeline(system_, *pipeline);
-  if (!started) return fail(started.error().message());
-  supervisor_ = started->supervisor;
-  running_kinds_ = kinds;
   auto sockets = start_endpoints(system_, *options, *pipeline, true);
-  if (!sockets) {
-    stop();
-    return fail(sockets.error().message());
-  }
+  if (!sockets) return fail(sockets.error().message());
   sockets_ = std::move(sockets.value());
-  drain_timeout_ms_ = options->drain_timeout_ms;
+  options_ = std::move(options.value());
+  pipeline_ = std::move(pipeline.value());
+  topology_name_ = declared->name;
   running_topology_ = deployed.topology_text;
-  running_kinds_ = kinds;
-  failed_key_.clear();
-  std::fprintf(stderr, "rml node %s: runs %s of topology %s, state in %s; %s\n", name.c_str(), joined(kinds).c_str(), declared->name.c_str(),
-               options->data_dir.c_str(), sockets_->describe(*options).c_str());
+  drain_timeout_ms_ = options_->drain_timeout_ms;
+  std::fprintf(stderr, "rml node %s: serves topology %s, state in %s; %s\n", name.c_str(), topology_name_.c_str(), options_->data_dir.c_str(),
+               sockets_->describe(*options_).c_str());
+  return true;
 }
 
-void node_job::stop() {
-  const auto ran = running_kinds_;
-  running_topology_.clear();
-  running_kinds_.clear();
-  if (!supervisor_ && !sockets_) return;
-  caf::scoped_actor self{system_};
-  // Drain serving here first: admitted requests are answered before the components stop.
-  auto router = system_.registry().get<actors::router_actor>(messaging::names::serving);
-  if (router && router.node() == system_.node()) {
-    self->request(router, std::chrono::milliseconds(drain_timeout_ms_ + 1000), messaging::drain_atom::value, drain_timeout_ms_)
-        .receive([](std::uint64_t) {}, [](caf::error&) {});
+bool node_job::run_groups(const std::set<std::string>& kinds) {
+  std::map<std::string, std::set<std::string>> wanted;
+  for (const auto& kind : kinds) wanted[group_of(kind)].insert(kind);
+  // Groups that go or change stop first (serving drains), then the new ones start.
+  for (auto group = groups_.begin(); group != groups_.end();) {
+    auto want = wanted.find(group->first);
+    if (want != wanted.end() && want->second == group->second.kinds) {
+      ++group;
+      continue;
+    }
+    stop_group(group->second);
+    group = groups_.erase(group);
   }
-  if (sockets_) sockets_->stop();
-  sockets_.reset();
-  if (supervisor_) {
-    self->monitor(supervisor_);
-    self->send_exit(supervisor_, caf::exit_reason::user_shutdown);
+  bool all_started = true;
+  for (const auto& [group, group_kinds] : wanted) {
+    if (groups_.contains(group)) continue;
+    auto pipeline = *pipeline_;
+    pipeline.local_kinds = group_kinds;
+    auto started = topologies::start_pipeline(system_, pipeline);
+    if (!started) {
+      std::fprintf(stderr, "rml node %s: cannot start %s: %s\n", settings_.name.c_str(), joined(group_kinds).c_str(),
+                   started.error().message().c_str());
+      all_started = false;
+      continue;
+    }
+    groups_[group] = running_group{started->supervisor, group_kinds};
+  }
+  running_kinds_.clear();
+  for (const auto& [group, running] : groups_) running_kinds_.insert(running.kinds.begin(), running.kinds.end());
+  if (!running_kinds_.empty()) {
+    std::fprintf(stderr, "rml node %s: runs %s of topology %s\n", settings_.name.c_str(), joined(running_kinds_).c_str(), topology_name_.c_str());
+  }
+  if (all_started) failed_key_.clear();
+  return all_started;
+}
+
+void node_job::stop_group(running_group& group) {
+  caf::scoped_actor self{system_};
+  if (group.kinds.contains("serving")) {
+    // Drain serving here first: admitted requests are answered before it stops.
+    auto router = system_.registry().get<actors::router_actor>(messaging::names::serving);
+    if (router && router.node() == system_.node()) {
+      self->request(router, std::chrono::milliseconds(drain_timeout_ms_ + 1000), messaging::drain_atom::value, drain_timeout_ms_)
+          .receive([](std::uint64_t) {}, [](caf::error&) {});
+    }
+  }
+  if (group.supervisor) {
+    self->monitor(group.supervisor);
+    self->send_exit(group.supervisor, caf::exit_reason::user_shutdown);
     self->receive([](caf::down_msg&) {}, caf::after(std::chrono::seconds(10)) >> [] {});
   }
-  supervisor_ = nullptr;
   // The stopped components' names leave the registry (CAF keeps a dead actor's entry).
-  for (const auto& kind : ran) {
+  for (const auto& kind : group.kinds) {
     const auto name = kind_names().at(kind);
     auto entered = system_.registry().get(name);
     if (entered && entered->node() == system_.node()) system_.registry().erase(name);
   }
+}
+
+void node_job::point_resolver(const std::map<std::string, std::string>& remote_addresses) {
+  for (const auto& [kind, name] : kind_names()) {
+    auto address = remote_addresses.find(kind);
+    if (address == remote_addresses.end()) caf::anon_send(resolver_, caf::delete_atom::value, name);
+    else caf::anon_send(resolver_, caf::put_atom::value, name, address->second);
+  }
+}
+
+void node_job::stop() {
+  // Serving first (it drains while the rest still answers), then the others.
+  if (auto serving = groups_.find("serving"); serving != groups_.end()) {
+    stop_group(serving->second);
+    groups_.erase(serving);
+  }
+  for (auto& [group, running] : groups_) stop_group(running);
+  groups_.clear();
+  if (sockets_) sockets_->stop();
+  sockets_.reset();
+  running_topology_.clear();
+  running_kinds_.clear();
 }
 
 }  // namespace rml::app

@@ -40,6 +40,8 @@ struct node_local_settings {
   int http_port = 0;
   int predict_port = 0;
   int ingest_port = 0;
+  /// Peers are reached over TLS (the node loaded caf::openssl::manager).
+  bool tls = false;
 };
 
 class node_job {
@@ -61,7 +63,15 @@ class node_job {
   void work();
   void follow(const std::optional<control::deployment>& deployed, const std::vector<control::member>& members);
   void stop();
-  void start(const control::deployment& deployed, const std::set<std::string>& kinds);
+  struct running_group {
+    caf::actor supervisor;
+    std::set<std::string> kinds;
+  };
+  /// Reads the topology's options, loads the data, opens the sockets; false (said) if not.
+  bool prepare(const control::deployment& deployed);
+  /// Starts, stops or restarts the groups of components so that `kinds` run here.
+  bool run_groups(const std::set<std::string>& kinds);
+  void stop_group(running_group& group);
   void point_resolver(const std::map<std::string, std::string>& remote_addresses);
 
   caf::actor_system& system_;
@@ -72,8 +82,12 @@ class node_job {
   std::set<std::string> running_kinds_;
   /// A start that failed is not tried again until what is placed here changes.
   std::string failed_key_;
-  caf::actor supervisor_;
+  /// What runs, by group (node_job.cpp: group_of), each under its own supervisor.
+  std::map<std::string, running_group> groups_;
   std::optional<endpoints> sockets_;
+  std::optional<run_options> options_;
+  std::optional<topologies::pipeline_options> pipeline_;
+  std::string topology_name_;
   std::int64_t drain_timeout_ms_ = 10'000;
   /// The datasets of the last start, kept while the same files are named.
   std::string datasets_key_;

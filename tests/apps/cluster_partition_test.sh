@@ -70,7 +70,7 @@ pids+=($!)
 within 10 grep -q "is the placement controller" "$work/a.log" || fail "node a did not become the controller"
 "$rml" node --name s1 --etcd "$etcd" --labels role=serving --cores 2 --lease-ttl 2 > "$work/s1.log" 2>&1 &
 pids+=($!)
-ip netns exec "$namespace" "$rml" node --name b --etcd "$b_etcd" --listen "$node_ip:0" --labels role=serving --cores 2 \
+ip netns exec "$namespace" "$rml" node --name b --etcd "$b_etcd" --listen "$node_ip:0" --insecure-plain-tcp --labels role=serving --cores 2 \
   --lease-ttl 2 > "$work/b.log" 2>&1 &
 pids+=($!)
 within 10 eval 'status | grep -q "nodes: 3$"' || fail "three nodes did not join"

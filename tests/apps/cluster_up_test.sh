@@ -1,6 +1,6 @@
 #!/bin/bash
 # rml cluster up: etcd and three nodes on loopback come up, rml status lists them, a deployed
-# topology is placed on them, and SIGTERM stops every process it started (etcd's port closes,
+# topology is placed on them and each runs its part, and SIGTERM stops every process it started (etcd's port closes,
 # no node is left running). A second cluster up on the same etcd port is refused, saying why.
 set -euo pipefail
 rml=$1
@@ -26,7 +26,7 @@ ports=$(free_ports 2)
 etcd_port=${ports% *}
 peer_port=${ports#* }
 etcd=http://127.0.0.1:$etcd_port
-"$rml" cluster up --nodes 3 --data-dir "$work/cluster" --etcd-port "$etcd_port" --etcd-peer-port "$peer_port" --base-port 0 \
+"$rml" cluster up --nodes 3 --data-dir "$work/cluster" --etcd-port "$etcd_port" --etcd-peer-port "$peer_port" --base-port 0 --http-base-port 0 \
   --lease-ttl 2 > "$work/up.log" 2>&1 &
 up=$!
 deadline=$((SECONDS + 60))
@@ -56,6 +56,15 @@ set -e
 deadline=$((SECONDS + 15))
 until "$rml" status --etcd "$etcd" | grep -q "node-1: ingest/0 feature/0 trainer/0 registry/0"; do
   ((SECONDS < deadline)) || fail "the topology was not placed: $("$rml" status --etcd "$etcd")"
+  sleep 0.2
+done
+# Each node runs what is placed on it, its state in the cluster's directory.
+deadline=$((SECONDS + 30))
+until grep -q "rml node node-1: serves topology edge-serving, state in $work/cluster/node-1" "$work/cluster/node-1.log" &&
+      grep -q "rml node node-1: runs feature, ingest, registry, trainer of topology edge-serving" "$work/cluster/node-1.log" &&
+      grep -q "rml node node-2: runs serving" "$work/cluster/node-2.log" &&
+      grep -q "rml node node-3: runs serving" "$work/cluster/node-3.log"; do
+  ((SECONDS < deadline)) || fail "the nodes did not start what was placed on them"
   sleep 0.2
 done
 

@@ -26,7 +26,9 @@ struct registry_fixture : test::actor_fixture {
     std::filesystem::remove_all(directory);
     auto* sink = &pushed;
     subscriber = hold(system->spawn([sink](caf::event_based_actor*) -> caf::behavior {
-      return {[sink](model_snapshot& snapshot) { sink->push_back(snapshot.version); }};
+      return {[sink](model_snapshot& snapshot) { sink->push_back(snapshot.version); },
+              // A rollback is told as such; recorded as its version's negative.
+              [sink](rollback_atom, model_snapshot& snapshot) { sink->push_back(std::uint64_t(-std::int64_t(snapshot.version))); }};
     }));
   }
   ~registry_fixture() { std::filesystem::remove_all(directory); }
@@ -59,8 +61,8 @@ TEST_CASE("the registry stores versions, moves forward only, and rolls back on r
   REQUIRE(*f.ask<std::uint64_t>(registry, rollback_atom::value, std::uint64_t(1)).first == 1);
   REQUIRE(f.ask<model_snapshot>(registry, latest_atom::value).first->version == 1);
   REQUIRE(rml_code(*f.ask<std::uint64_t>(registry, rollback_atom::value, std::uint64_t(9)).second) == errc::not_found);
-  // Subscribed before any version: told of v1, v2, then the rollback to v1.
-  REQUIRE(f.pushed == std::vector<std::uint64_t>{1, 2, 1});
+  // Subscribed before any version: told of v1, v2, then the rollback to v1 (as a rollback).
+  REQUIRE(f.pushed == std::vector<std::uint64_t>{1, 2, std::uint64_t(-1)});
 }
 
 TEST_CASE("subscribing again is one subscription: told the current version again, each new one once") {

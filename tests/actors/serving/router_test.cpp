@@ -74,13 +74,15 @@ actors::serving_actor::behavior_type version_replica(actors::serving_actor::stat
   };
 }
 
-/// A registry that knows some versions.
-caf::behavior fake_registry(caf::event_based_actor*, std::map<std::uint64_t, model_snapshot> stored) {
+/// A registry that knows some versions, and keeps what serving refused.
+caf::behavior fake_registry(caf::event_based_actor*, std::map<std::uint64_t, model_snapshot> stored,
+                            std::shared_ptr<std::vector<model_refused>> refused) {
   return {[stored](version_atom, std::uint64_t version) -> caf::result<model_snapshot> {
-    auto found = stored.find(version);
-    if (found == stored.end()) return make_error(errc::not_found, "model version " + std::to_string(version) + " is not stored");
-    return found->second;
-  }};
+            auto found = stored.find(version);
+            if (found == stored.end()) return make_error(errc::not_found, "model version " + std::to_string(version) + " is not stored");
+            return found->second;
+          },
+          [refused](model_refused& refusal) { refused->push_back(refusal); }};
 }
 
 struct router_fixture : test::actor_fixture {
@@ -88,10 +90,11 @@ struct router_fixture : test::actor_fixture {
   std::map<std::uint64_t, predict_reply> replies;
   std::map<std::uint64_t, caf::error> errors;
   std::uint64_t next_id = 0;
+  std::shared_ptr<std::vector<model_refused>> refused = std::make_shared<std::vector<model_refused>>();
 
   explicit router_fixture(const std::string& policy, caf::timespan service_time = caf::timespan{0},
                           std::map<std::uint64_t, model_snapshot> stored = {}, std::uint32_t feedback_min = 20) {
-    auto registry = hold(system->spawn(fake_registry, stored));
+    auto registry = hold(system->spawn(fake_registry, stored, refused));
     system->registry().erase(names::registry);
     system->registry().put(names::registry, registry);
     actors::router_options options;
@@ -167,6 +170,25 @@ TEST_CASE("latest: every request goes to the newest published version") {
   REQUIRE(info.serving_version == 2);
   REQUIRE(info.classes == 3);
   REQUIRE(info.policy == "latest");
+}
+
+TEST_CASE("versions move forward only: a lower one pushed is refused and reported, an explicit rollback is taken") {
+  router_fixture f("latest");
+  f.publish(fake_snapshot(2, 1));
+  REQUIRE(f.predict().model_version == 2);
+  // A stale registry (across a partition) or a reordered push: refused, said to the registry.
+  f.publish(fake_snapshot(1, 0));
+  REQUIRE(f.predict().model_version == 2);
+  REQUIRE(f.refused->size() == 1);
+  CHECK(f.refused->front().version == 1);
+  CHECK(f.refused->front().reason == "version 1 is below version 2 already given to serving; versions move back only by rollback");
+  // The registry's explicit rollback is taken, and the next newer version after it too.
+  caf::anon_send(f.router, rollback_atom::value, fake_snapshot(1, 0));
+  f.scheduler->run();
+  REQUIRE(f.predict().model_version == 1);
+  f.publish(fake_snapshot(3, 2));
+  REQUIRE(f.predict().model_version == 3);
+  REQUIRE(f.refused->size() == 1);
 }
 
 TEST_CASE("pinned: requests stay on the pinned version while newer ones are published") {
