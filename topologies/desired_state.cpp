@@ -43,6 +43,20 @@ result<std::uint64_t> desired_state::model_pointer(const std::string& model) {
   return parse_version(model, found->front().value);
 }
 
+result<std::map<std::string, std::uint64_t>> desired_state::model_pointers() {
+  const std::string models = key("models/");
+  auto found = plane_.range(key_range::prefix(models));
+  if (!found) return found.error();
+  std::map<std::string, std::uint64_t> pointers;
+  for (const auto& entry : *found) {
+    const std::string model = entry.key.substr(models.size());
+    auto parsed = parse_version(model, entry.value);
+    if (!parsed) return parsed.error();
+    pointers[model] = *parsed;
+  }
+  return pointers;
+}
+
 result<std::uint64_t> desired_state::advance_model(const key_value& leader, const std::string& model, std::uint64_t version) {
   const std::string pointer = key("models/" + model);
   // Read, then compare-and-set on the mod revision read; another writer in between makes

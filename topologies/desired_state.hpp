@@ -7,6 +7,7 @@
 // cannot both make different versions "latest".
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -28,6 +29,8 @@ class desired_state {
   result<std::uint64_t> advance_model(const key_value& leader, const std::string& model, std::uint64_t version);
   /// The model's pointer; 0 before any version was set.
   result<std::uint64_t> model_pointer(const std::string& model);
+  /// Every model's pointer, by model name.
+  result<std::map<std::string, std::uint64_t>> model_pointers();
 
  private:
   std::string key(const std::string& name) const { return prefix_ + name; }

@@ -36,6 +36,7 @@
 #include "compute/device_choice.hpp"
 #include "messaging/errors.hpp"
 #include "topologies/peer_directory.hpp"
+#include "topologies/desired_state.hpp"
 #include "topologies/etcd_control_plane.hpp"
 #include "topologies/membership.hpp"
 #include "topologies/placement_controller.hpp"
@@ -290,7 +291,21 @@ int run_node(const node_options& options) {
       if (watching) watches.push_back(*watching);
     }
     auto next_renewal = std::chrono::steady_clock::now() + ttl / 3;
+    control::desired_state desired(**plane, options.access.cluster);
+    std::uint64_t pointer_written = 0;  // the model pointer as this node last moved (or found) it
     while (!stop_requested()) {
+      // The controller moves etcd's model pointer to each version the registry publishes
+      // (forward only, fenced by its epoch): the cluster's one answer to "which is latest".
+      if (auto [model, version] = job.watch_model_versions(); leading && candidate && !model.empty() && version > pointer_written) {
+        if (auto moved = desired.advance_model(*candidate, model, version)) {
+          pointer_written = *moved;
+          std::fprintf(stderr, "rml node %s: model %s: version pointer at v%llu\n", options.name.c_str(), model.c_str(),
+                       (unsigned long long)*moved);
+        } else {
+          std::fprintf(stderr, "rml node %s: model %s: %s\n", options.name.c_str(), model.c_str(), moved.error().message().c_str());
+          if (moved.error().code() == errc::invalid_argument) pointer_written = version;  // it is ahead already: said once
+        }
+      }
       bool changed = false;
       {
         std::lock_guard lock(wake->mutex);
@@ -361,6 +376,10 @@ int run_status(const cluster_access& options) {
   std::printf("cluster %s (etcd %s, revision %lld)\n", options.cluster.c_str(), options.etcd.c_str(), (long long)now.value());
   if (shown->controller) std::printf("├─ controller: %s (epoch %lld)\n", shown->controller->c_str(), (long long)shown->controller_epoch);
   else std::printf("├─ controller: none\n");
+  control::desired_state desired(**plane, options.cluster);
+  if (auto pointers = desired.model_pointers(); pointers && !pointers->empty()) {
+    for (const auto& [model, version] : *pointers) std::printf("├─ model %s: latest v%llu\n", model.c_str(), (unsigned long long)version);
+  }
   std::printf("├─ nodes: %zu\n", listed->size());
   for (std::size_t index = 0; index < listed->size(); ++index) {
     const auto& node = listed->at(index);

@@ -47,6 +47,15 @@ node_job::node_job(caf::actor_system& system, node_local_settings settings) : sy
                  address.c_str(), why.c_str());
   };
   resolver_ = topologies::spawn_peer_resolver(system_, options);
+  version_watcher_ = system_.spawn([highest = highest_published_](caf::event_based_actor*) -> caf::behavior {
+    auto seen = [highest](std::uint64_t version) {
+      auto now = highest->load();
+      while (version > now && !highest->compare_exchange_weak(now, version)) {
+      }
+    };
+    return {[seen](const messaging::model_snapshot& snapshot) { seen(snapshot.version); },
+            [seen](messaging::rollback_atom, const messaging::model_snapshot& snapshot) { seen(snapshot.version); }};
+  });
   worker_ = std::thread([this] { work(); });
 }
 
@@ -59,6 +68,19 @@ node_job::~node_job() {
   worker_.join();
   stop();
   caf::anon_send_exit(resolver_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(version_watcher_, caf::exit_reason::user_shutdown);
+}
+
+std::pair<std::string, std::uint64_t> node_job::watch_model_versions() {
+  auto registry = system_.registry().get<caf::actor>(messaging::names::registry);
+  if (registry && registry.address() != watched_registry_) {
+    // A new registry (started here, restarted, or found on another node): it keeps no
+    // subscribers across a restart, so subscribe again.
+    watched_registry_ = registry.address();
+    caf::anon_send(registry, messaging::subscribe_atom::value, version_watcher_);
+  }
+  std::lock_guard lock(mutex_);
+  return {model_name_, highest_published_->load()};
 }
 
 void node_job::post(std::optional<control::deployment> deployed, std::vector<control::member> members) {
@@ -199,6 +221,10 @@ bool node_job::prepare(const control::deployment& deployed) {
   options_ = std::move(options.value());
   pipeline_ = std::move(pipeline.value());
   topology_name_ = declared->name;
+  {
+    std::lock_guard lock(mutex_);
+    model_name_ = pipeline_->serving.model;
+  }
   running_topology_ = deployed.topology_text;
   drain_timeout_ms_ = options_->drain_timeout_ms;
   std::fprintf(stderr, "rml node %s: serves topology %s, state in %s; %s\n", name.c_str(), topology_name_.c_str(), options_->data_dir.c_str(),

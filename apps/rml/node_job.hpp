@@ -22,6 +22,8 @@
 #include <thread>
 #include <condition_variable>
 #include <mutex>
+#include <atomic>
+#include <utility>
 
 #include "apps/rml/run_options.hpp"
 #include "topologies/membership.hpp"
@@ -59,6 +61,11 @@ class node_job {
   /// for it: the node lost its membership, or leaves.
   void stop_now();
 
+  /// The served model's name and the highest version the registry (here or on its node) has
+  /// published while this node watched; version 0 before any. Subscribes the node's watcher
+  /// to the registry when that is a new actor (call it on every tick).
+  std::pair<std::string, std::uint64_t> watch_model_versions();
+
  private:
   void work();
   void follow(const std::optional<control::deployment>& deployed, const std::vector<control::member>& members);
@@ -88,6 +95,11 @@ class node_job {
   std::optional<run_options> options_;
   std::optional<topologies::pipeline_options> pipeline_;
   std::string topology_name_;
+  /// Watches the registry's published versions (the controller moves etcd's model pointer).
+  caf::actor version_watcher_;
+  std::shared_ptr<std::atomic<std::uint64_t>> highest_published_ = std::make_shared<std::atomic<std::uint64_t>>(0);
+  caf::actor_addr watched_registry_;
+  std::string model_name_;
   std::int64_t drain_timeout_ms_ = 10'000;
   /// The datasets of the last start, kept while the same files are named.
   std::string datasets_key_;

@@ -40,9 +40,13 @@ except Exception as failure:
 PY
 }
 within 120 eval '(( $(served_version "$edge_http") >= 1 ))' || fail "edge never served a model trained on data"
-first=$(served_version "$edge_http")
-# Training goes on on data: newer versions reach edge.
-within 120 eval '(( $(served_version "$edge_http") > first ))' || fail "edge stayed at v$first while data trained on"
+# Training goes on on data: each version reaches edge, and the controller (data) moves etcd's
+# model pointer with them; once training is over both rest on the last one (several were
+# published: one per 100 steps).
+latest_published() { status | sed -n 's/.*model mlp: latest v\([0-9]*\)$/\1/p'; }
+within 120 eval '[ -n "$(latest_published)" ] && (( $(latest_published) >= 3 )) && (( $(served_version "$edge_http") == $(latest_published) ))' ||
+  fail "edge serves v$(served_version "$edge_http"), the model pointer is at v$(latest_published): $(status)"
+grep -q "rml node data: model mlp: version pointer at v" "$work/data.log" || fail "data did not say it moved the model pointer"
 # data runs no serving: its HTTP endpoint forwards to serving on edge.
 (( $(served_version "$data_http") >= 1 )) || fail "data's HTTP port did not answer through serving on edge"
 

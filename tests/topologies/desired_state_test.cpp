@@ -1,5 +1,6 @@
 // Desired state is written only by the leading controller, fenced by its epoch, and a model's
 // version pointer only moves forward, even across a change of controller.
+#include <map>
 #include <catch2/catch.hpp>
 
 #include "topologies/desired_state.hpp"
@@ -44,4 +45,6 @@ TEST_CASE("only the leading controller writes desired state, and the version poi
   REQUIRE(*desired.advance_model(b, "mlp", 4) == 4);
   REQUIRE(!desired.advance_model(b, "mlp", 1));
   REQUIRE(**desired.read("topology") == "v1");
+  REQUIRE(*desired.advance_model(b, "lenet", 2) == 2);
+  REQUIRE(*desired.model_pointers() == std::map<std::string, std::uint64_t>{{"lenet", 2}, {"mlp", 4}});
 }
