@@ -30,18 +30,7 @@ within 30 grep -q "rml node e1: runs .*serving" "$work/e1.log" || fail "e1 did n
 within 30 grep -q "rml node e2: runs .*serving" "$work/e2.log" || fail "e2 did not start serving"
 within 30 grep -q "rml node data: found serving on 127.0.0.1:" "$work/data.log" || fail "data did not find serving"
 
-served_version() {  # HTTP_PORT
-  python3 - "$1" << 'PY'
-import json, sys, urllib.request
-body = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}).encode()
-request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v2/models/mlp/infer", data=body, headers={"Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(request, timeout=10) as response:
-        print(int(json.loads(response.read()).get("model_version", 0) or 0))
-except Exception:
-    print(0)
-PY
-}
+served_version() { python3 "$(dirname "$0")/served_version.py" "$1"; }  # HTTP_PORT: the version served, 0 while none
 within 120 eval '(( $(served_version "$e1_http") >= 1 && $(served_version "$e2_http") >= 1 ))' || fail "the serving nodes never got a model"
 # The serving node data forwards to (the resolver's choice: e1 preferred, e2 when e1's
 # serving was not up yet when data first looked): that one is killed.

@@ -26,19 +26,7 @@ within 30 grep -q "rml node data: runs feature, ingest, registry, source, traine
 within 30 grep -q "rml node edge: runs monitor, serving of topology split-pipeline" "$work/edge.log" || fail "edge did not start serving"
 within 10 grep -q "rml node edge: found registry on 127.0.0.1:" "$work/edge.log" || fail "edge did not find the registry on data"
 
-served_version() {  # HTTP_PORT: the version serving answers with, 0 while none
-  python3 - "$1" << 'PY'
-import json, sys, urllib.request
-body = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}).encode()
-request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v2/models/mlp/infer", data=body, headers={"Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(request, timeout=10) as response:
-        answer = json.loads(response.read())
-        print(int(answer.get("model_version", 0) or 0))
-except Exception as failure:
-    print(0)
-PY
-}
+served_version() { python3 "$(dirname "$0")/served_version.py" "$1"; }  # HTTP_PORT: the version served, 0 while none
 within 120 eval '(( $(served_version "$edge_http") >= 1 ))' || fail "edge never served a model trained on data"
 # Training goes on on data: each version reaches edge, and the controller (data) moves etcd's
 # model pointer with them; once training is over both rest on the last one (several were

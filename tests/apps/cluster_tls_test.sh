@@ -36,18 +36,7 @@ start_node intruder role=serving "$intruder_http" "$certs/intruder.crt" "$certs/
 within 10 eval 'status | grep -q "nodes: 3$"' || fail "three nodes did not join etcd"
 "$rml" deploy "$topology" --etcd "$etcd"
 
-served_version() {  # HTTP_PORT
-  python3 - "$1" << 'PY'
-import json, sys, urllib.request
-body = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}).encode()
-request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v2/models/mlp/infer", data=body, headers={"Content-Type": "application/json"})
-try:
-    with urllib.request.urlopen(request, timeout=10) as response:
-        print(int(json.loads(response.read()).get("model_version", 0) or 0))
-except Exception:
-    print(0)
-PY
-}
+served_version() { python3 "$(dirname "$0")/served_version.py" "$1"; }  # HTTP_PORT: the version served, 0 while none
 within 120 eval '(( $(served_version "$edge_http") >= 1 ))' || fail "edge never served a model trained on data over TLS"
 within 30 grep -q "rml node intruder: runs .*serving" "$work/intruder.log" || fail "the intruder was not placed its serving replica"
 within 30 grep -q "rml node intruder: cannot reach registry on 127.0.0.1:" "$work/intruder.log" ||
