@@ -7,6 +7,10 @@
 #include <caf/openssl/publish.hpp>
 #include <openssl/err.h>
 
+#include "messaging/atoms.hpp"
+#include "messaging/messages.hpp"
+#include "messaging/type_ids.hpp"
+
 #include <algorithm>
 #include <map>
 #include <vector>
@@ -20,8 +24,11 @@ using steady = std::chrono::steady_clock;
 struct wanted_name {
   /// The nodes that run the name, in the placement's order of preference.
   std::vector<std::string> candidates;
-  /// The one resolved or being tried.
+  /// The one being tried (or last tried).
   std::string address;
+  /// The node `proxy` is on ("" while unresolved): kept until another candidate preferred
+  /// now answers, so a name never goes unresolved while it moves (make before break).
+  std::string proxy_address;
   /// Candidates that failed or whose actor went down recently: tried after the others.
   std::map<std::string, steady::time_point> suspect_until;
   /// The remote actor entered in the registry; null while unresolved.
@@ -77,7 +84,9 @@ void enter(resolver_pointer self, caf::atom_value name, std::uint64_t attempt, c
   if (!remote) return fail(self, name, attempt, "no component named " + caf::to_string(name) + " runs there (yet)");
   auto& system = self->system();
   unregister(system, name, wanted.proxy);
+  if (wanted.proxy) self->demonitor(wanted.proxy);
   wanted.proxy = caf::actor_cast<caf::actor>(remote);
+  wanted.proxy_address = wanted.address;
   wanted.failure_told = false;
   // CAF 0.17's registry keeps the first entry under a name: erase before putting.
   system.registry().erase(name);
@@ -134,7 +143,8 @@ void resolve(resolver_pointer self, caf::atom_value name) {
 
 void tick(resolver_pointer self) {
   for (auto& [name, wanted] : self->state.names) {
-    if (!wanted.proxy && !wanted.pending && !wanted.candidates.empty()) resolve(self, name);
+    // Unresolved, or another candidate is preferred now (added, or no longer suspected).
+    if (!wanted.pending && !wanted.candidates.empty() && (!wanted.proxy || choose(wanted) != wanted.proxy_address)) resolve(self, name);
   }
   self->delayed_send(self, self->state.options.retry, caf::tick_atom::value);
 }
@@ -146,11 +156,12 @@ caf::behavior peer_resolver(resolver_pointer self, peer_resolver_options options
       if (!wanted.proxy || wanted.proxy.address() != down.source) continue;
       unregister(self->system(), name, wanted.proxy);
       wanted.proxy = nullptr;
+      const auto lost = std::exchange(wanted.proxy_address, std::string());
       // Its node may be gone (BASP kills a lost node's proxies at once): another node that
       // runs it is tried now, this one after the others. A restarted component on a live
       // node is found again there when no other node runs it.
-      wanted.suspect_until[wanted.address] = steady::now() + self->state.options.timeout;
-      if (!wanted.pending && choose(wanted) != wanted.address) resolve(self, name);  // else on the next tick
+      wanted.suspect_until[lost] = steady::now() + self->state.options.timeout;
+      if (!wanted.pending) resolve(self, name);  // another candidate, or this one again once it is back
     }
   });
   self->state.system = &self->system();
@@ -170,11 +181,17 @@ caf::behavior peer_resolver(resolver_pointer self, peer_resolver_options options
         std::erase_if(wanted.suspect_until, [&](const auto& entry) {
           return std::find(wanted.candidates.begin(), wanted.candidates.end(), entry.first) == wanted.candidates.end();
         });
-        const bool still_there = std::find(wanted.candidates.begin(), wanted.candidates.end(), wanted.address) != wanted.candidates.end();
-        if (wanted.proxy && still_there) return;  // what is resolved still runs it: keep it
+        const bool still_there = std::find(wanted.candidates.begin(), wanted.candidates.end(), wanted.proxy_address) != wanted.candidates.end();
+        if (wanted.proxy && still_there) {
+          // Keep it; a replica added ahead of it in this node's order takes this node's work
+          // once it answers (it stays registered meanwhile).
+          if (!wanted.pending && choose(wanted) != wanted.proxy_address) resolve(self, name);
+          return;
+        }
         unregister(self->system(), name, wanted.proxy);
         if (wanted.proxy) self->demonitor(wanted.proxy);
         wanted.proxy = nullptr;
+        wanted.proxy_address.clear();
         wanted.address.clear();
         wanted.pending = false;
         ++wanted.attempt;
@@ -189,7 +206,7 @@ caf::behavior peer_resolver(resolver_pointer self, peer_resolver_options options
       },
       [self](caf::get_atom, caf::atom_value name) -> std::string {
         auto found = self->state.names.find(name);
-        return found != self->state.names.end() && found->second.proxy ? found->second.address : std::string();
+        return found != self->state.names.end() && found->second.proxy ? found->second.proxy_address : std::string();
       },
   };
 }
@@ -199,11 +216,18 @@ caf::behavior peer_resolver(resolver_pointer self, peer_resolver_options options
 caf::actor spawn_node_directory(caf::actor_system& system) {
   return system.spawn([](caf::event_based_actor* self) -> caf::behavior {
     return {
-        [self](caf::get_atom, caf::atom_value name) -> caf::strong_actor_ptr {
+        [self](caf::get_atom, caf::atom_value name) -> caf::result<caf::strong_actor_ptr> {
           auto found = self->system().registry().get(name);
           // Only what runs on this node: a proxy here would send the asker round a third node.
-          if (!found || found->node() != self->system().node()) return nullptr;
-          return found;
+          if (!found || found->node() != self->system().node()) return caf::strong_actor_ptr();
+          if (name != messaging::names::serving) return found;
+          // Serving only once it admits requests (a model loaded, not draining): a replica
+          // just started would otherwise take a node's predictions to answer them not_ready.
+          auto promise = self->make_response_promise<caf::strong_actor_ptr>();
+          self->request(caf::actor_cast<caf::actor>(found), std::chrono::seconds(1), messaging::info_atom::value)
+              .then([promise, found](const messaging::serving_info& info) mutable { promise.deliver(info.ready && !info.draining ? found : nullptr); },
+                    [promise](caf::error&) mutable { promise.deliver(caf::strong_actor_ptr()); });
+          return promise;
         },
     };
   });

@@ -9,7 +9,9 @@
 // node's *peer resolver* is told where each name it does not run lives (the placement's
 // node address); it connects to that node, asks its directory, enters the proxy in the
 // local registry and monitors it. A name several nodes run (serving replicas) has them all
-// as candidates. When the proxy goes down (the remote component restarted, or its node was
+// as candidates, this node's preferred first: when the candidates change and another comes
+// first, the name moves to it (a serving replica added takes the work of the nodes that
+// prefer it). When the proxy goes down (the remote component restarted, or its node was
 // lost: BASP kills a lost node's proxies at once) the entry is erased and the name resolved
 // again at once, on another candidate first: predictions forwarded to a lost node's serving
 // move to a surviving one without waiting for its lease to expire.
@@ -29,7 +31,8 @@
 namespace rml::topologies {
 
 /// The actor a node publishes on its BASP port; asked (get_atom, name) it answers the
-/// strong_actor_ptr registered locally under the name (null when none is, or only a proxy).
+/// strong_actor_ptr registered locally under the name (null when none is, or only a proxy;
+/// for serving, also while it is not ready: no model yet, or draining).
 caf::actor spawn_node_directory(caf::actor_system& system);
 
 /// Publishes `directory` on host:port (0: any free); returns the port. With `tls` over CAF's

@@ -184,7 +184,7 @@ TEST_CASE("the directory answers only what runs on its node, and an unreachable 
   for (auto* actor : {&resolver_b, &adder, &directory_a, &directory_b}) caf::anon_send_exit(*actor, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("a name several nodes run moves to another of them at once when its node is lost") {
+TEST_CASE("a name several nodes run moves to the one preferred when it is added, and to another at once when its node is lost") {
   caf::actor_system_config config_a, config_b, config_c;
   auto node_a = make_node(config_a);
   auto node_b = make_node(config_b);
@@ -200,6 +200,9 @@ TEST_CASE("a name several nodes run moves to another of them at once when its no
 
   auto resolver = rml::topologies::spawn_peer_resolver(*node_b);
   const std::string on_a = "127.0.0.1:" + std::to_string(*port_a), on_c = "127.0.0.1:" + std::to_string(*port_c);
+  caf::anon_send(resolver, caf::put_atom::value, registry_name, on_c);
+  REQUIRE(within(5s, [&] { return ask_registered(*node_b, 1) == 101; }));
+  // A replica added ahead in this node's order takes its work.
   caf::anon_send(resolver, caf::put_atom::value, registry_name, on_a + "," + on_c);
   REQUIRE(within(5s, [&] { return ask_registered(*node_b, 1) == 2; }));  // the first preferred
 
