@@ -1,5 +1,6 @@
 #include "topologies/placement_controller.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <sstream>
 
@@ -82,12 +83,11 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
       wanted.nodes.clear();
       for (const auto& node : *live) wanted.nodes.push_back({node.info.name, node.info.labels, node.info.cores, {}, node.info.gpus});
       for (auto& component : wanted.components) {
-        auto scale = read("requested/scale/" + component.name);
+        if (component.replicas_max <= component.replicas_min) continue;
+        revision base = 0;
+        auto scale = wanted_replicas(component, base);
         if (!scale) return scale.error();
-        if (!scale->has_value()) continue;
-        auto count = parse_count(**scale, "scale of " + component.name);
-        if (!count) return count.error();
-        if (*count >= component.replicas_min && *count <= component.replicas_max) component.replicas_min = *count;
+        component.replicas_min = scale->replicas;
       }
       std::optional<topologies::placement_plan> previous;
       if (placed_text->has_value()) {
@@ -122,7 +122,8 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
   if (!requested->has_value()) {
     write.success = {operation::erase(key_range::single(key("desired/topology"))),
                      operation::erase(key_range::single(key("desired/placement"))),
-                     operation::erase(key_range::single(key("desired/placement_error")))};
+                     operation::erase(key_range::single(key("desired/placement_error"))),
+                     operation::erase(key_range::prefix(key("desired/scale/")))};
   }
   auto done = plane_.commit(write);
   if (!done) return done.error();
@@ -131,6 +132,84 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
                                          ") no longer leads: its placement is refused");
   }
   return true;
+}
+
+result<component_scale> placement_controller::wanted_replicas(const topologies::component_spec& component, revision& base) {
+  component_scale scale{component.name, component.replicas_min, component.replicas_min, component.replicas_max, "min"};
+  // A new deploy or a new rml scale moves the base: an autoscaler's count from before it is void.
+  auto requested = plane_.range(key_range::single(key("requested/topology")));
+  if (!requested) return requested.error();
+  base = requested->empty() ? 0 : requested->front().mod_revision;
+  auto asked = plane_.range(key_range::single(key("requested/scale/" + component.name)));
+  if (!asked) return asked.error();
+  if (!asked->empty()) {
+    base = std::max(base, asked->front().mod_revision);
+    auto count = parse_count(asked->front().value, "scale of " + component.name);
+    if (!count) return count.error();
+    if (*count >= component.replicas_min && *count <= component.replicas_max) scale.replicas = *count, scale.chosen_by = "rml scale";
+  }
+  auto scaled = read("desired/scale/" + component.name);
+  if (!scaled) return scaled.error();
+  if (scaled->has_value()) {
+    auto decoded = decode_scaled(**scaled);
+    if (decoded && decoded->base == base && decoded->count >= component.replicas_min && decoded->count <= component.replicas_max) {
+      scale.replicas = decoded->count, scale.chosen_by = "autoscaler";
+    }
+  }
+  return scale;
+}
+
+result<std::vector<scaling_decision>> placement_controller::autoscale(const key_value& leader) {
+  std::vector<scaling_decision> decided;
+  if (leader.create_revision != looks_epoch_) {
+    looks_.clear();  // a new controller (or this one again, elected anew) counts from the start
+    looks_epoch_ = leader.create_revision;
+  }
+  auto requested = read("requested/topology");
+  if (!requested) return requested.error();
+  if (!requested->has_value()) {
+    looks_.clear();
+    return decided;
+  }
+  auto declared = topologies::parse_topology(**requested, "the deployed topology");
+  if (!declared) return decided;  // reconcile says why
+  auto placed_text = read("desired/placement");
+  if (!placed_text) return placed_text.error();
+  if (!placed_text->has_value()) return decided;
+  auto plan = decode_placement(**placed_text);
+  if (!plan) return plan.error();
+  auto loads = plane_.range(key_range::prefix(key("load/")));
+  if (!loads) return loads.error();
+  for (const auto& component : declared->components) {
+    if (component.replicas_max <= component.replicas_min) continue;
+    std::vector<load_report> reports;
+    std::uint32_t placed = 0;
+    for (const auto& replica : plan->replicas) {
+      if (replica.component != component.name) continue;
+      ++placed;
+      const auto wanted_key = load_key(cluster_, replica.node, component.name);
+      for (const auto& entry : *loads) {
+        if (entry.key != wanted_key) continue;
+        if (auto report = decode_load(entry.value)) reports.push_back(*report);
+      }
+    }
+    revision base = 0;
+    auto scale = wanted_replicas(component, base);
+    if (!scale) return scale.error();
+    auto [to, why] = decide_scale(component, scale->replicas, reports, looks_[component.name]);
+    if (to == scale->replicas) continue;
+    if (to > scale->replicas && placed < scale->replicas) continue;  // what is wanted does not fit yet: more would not either
+    auto done = plane_.commit({{election::still_leader(leader)},
+                               {operation::put(key("desired/scale/" + component.name), encode_scaled({to, base}))},
+                               {}});
+    if (!done) return done.error();
+    if (!done->succeeded) {
+      return error(errc::unauthorized, "controller " + leader.key + " (epoch " + std::to_string(leader.create_revision) +
+                                           ") no longer leads: its scaling is refused");
+    }
+    decided.push_back({component.name, scale->replicas, to, why});
+  }
+  return decided;
 }
 
 result<placement_view> placement_controller::view() {
@@ -146,6 +225,13 @@ result<placement_view> placement_controller::view() {
   if (topology_text->has_value() && !(*topology_text)->empty()) {
     auto declared = topologies::parse_topology(**topology_text, "the deployed topology");
     shown.topology_name = declared ? declared->name : "(unreadable: " + declared.error().message() + ")";
+    for (const auto& component : declared ? declared->components : std::vector<topologies::component_spec>{}) {
+      if (component.replicas_max <= component.replicas_min) continue;
+      revision base = 0;
+      auto scale = wanted_replicas(component, base);
+      if (!scale) return scale.error();
+      shown.scaling.push_back(*scale);
+    }
   }
   auto placement = read("desired/placement");
   if (!placement) return placement.error();

@@ -14,14 +14,25 @@
 //                               replica ("component replica node cores gpus"), desired/
 //                               placement_error why the request could not be placed (or "")
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "topologies/autoscaler.hpp"
 #include "topologies/control_plane.hpp"
 #include "topologies/topology_file.hpp"
 
 namespace rml::control {
+
+/// A component that scales: the replicas wanted now, its bounds, and who chose the count.
+struct component_scale {
+  std::string component;
+  std::uint32_t replicas = 0;
+  std::uint32_t min = 0, max = 0;
+  /// "autoscaler", "rml scale" or "min".
+  std::string chosen_by;
+};
 
 /// What rml status shows of the cluster's placement.
 struct placement_view {
@@ -33,6 +44,8 @@ struct placement_view {
   /// The leading controller's value (its node's name), if any.
   std::optional<std::string> controller;
   revision controller_epoch = 0;
+  /// The components that scale (replicas max above min).
+  std::vector<component_scale> scaling;
 };
 
 /// The plan as stored (one line per replica), and back; the error names the line.
@@ -57,6 +70,11 @@ class placement_controller {
   /// unauthorized when `leader` no longer leads.
   result<bool> reconcile(const key_value& leader);
 
+  /// One look of the autoscaler (autoscaler.hpp) when `leader` leads: reads the nodes' load
+  /// reports and writes the replicas it decides on; returns what it decided. Call it once per
+  /// renewal tick (a look is a unit of its hysteresis). Unauthorized when `leader` no longer leads.
+  result<std::vector<scaling_decision>> autoscale(const key_value& leader);
+
   /// What is deployed and where (for rml status).
   result<placement_view> view();
   /// The topology placed and its plan, as the nodes follow them; nothing when none is.
@@ -72,11 +90,17 @@ class placement_controller {
  private:
   std::string key(const std::string& name) const { return prefix_ + name; }
   result<std::optional<std::string>> read(const std::string& name);
+  /// The replicas `component` should have now (the autoscaler's count, else the user's, else
+  /// min) and who chose it; `base` is what an autoscaler's count must start from to hold.
+  result<component_scale> wanted_replicas(const topologies::component_spec& component, revision& base);
 
   control_plane& plane_;
   std::string cluster_;
   std::string prefix_;
   election election_;
+  /// The autoscaler's hysteresis, by component, for the epoch it was counted under.
+  std::map<std::string, scaling_looks> looks_;
+  revision looks_epoch_ = 0;
 };
 
 }  // namespace rml::control

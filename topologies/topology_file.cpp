@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -196,8 +197,8 @@ status read_components(const reader& in, const YAML::Node& list, topology& out) 
   for (std::size_t index = 0; index < list.size(); ++index) {
     const auto& item = list[index];
     const std::string field = "components[" + std::to_string(index) + "]";
-    if (!item.IsMap()) return in.fail(item, field, "expected a map with name, kind, options, replicas, placement");
-    if (auto keys = in.only_keys(item, field, {"name", "kind", "options", "replicas", "placement"}); !keys) return keys;
+    if (!item.IsMap()) return in.fail(item, field, "expected a map with name, kind, options, replicas, scaling, placement");
+    if (auto keys = in.only_keys(item, field, {"name", "kind", "options", "replicas", "scaling", "placement"}); !keys) return keys;
     component_spec component;
     component.at = in.at(item);
     if (!item["name"]) return in.fail(item, field + ".name", "missing (every component has a name)");
@@ -243,6 +244,33 @@ status read_components(const reader& in, const YAML::Node& list, topology& out) 
         component.replicas_max = high.value();
       } else {
         return in.fail(replicas, field + ".replicas", "expected a number or {min, max}");
+      }
+    }
+    if (const auto& scaling = item["scaling"]; scaling) {
+      if (component.replicas_max <= component.replicas_min) {
+        return in.fail(scaling, field + ".scaling", "only a component with replicas {min, max} and max above min scales");
+      }
+      if (!scaling.IsMap()) return in.fail(scaling, field + ".scaling", "expected a map with up_after, down_after, down_utilization");
+      if (auto keys = in.only_keys(scaling, field + ".scaling", {"up_after", "down_after", "down_utilization"}); !keys) return keys;
+      if (scaling["up_after"]) {
+        auto looks = in.count(scaling["up_after"], field + ".scaling.up_after", 1, 1000);
+        if (!looks) return looks.error();
+        component.scaling.up_after = looks.value();
+      }
+      if (scaling["down_after"]) {
+        auto looks = in.count(scaling["down_after"], field + ".scaling.down_after", 1, 1000);
+        if (!looks) return looks.error();
+        component.scaling.down_after = looks.value();
+      }
+      if (const auto& share = scaling["down_utilization"]; share) {
+        auto text = in.text(share, field + ".scaling.down_utilization");
+        if (!text) return text.error();
+        char* end = nullptr;
+        const double value = std::strtod(text->c_str(), &end);
+        if (text->empty() || end != text->c_str() + text->size() || !(value > 0.0 && value <= 1.0)) {
+          return in.fail(share, field + ".scaling.down_utilization", "'" + text.value() + "' is not a fraction in (0, 1]");
+        }
+        component.scaling.down_utilization = value;
       }
     }
     if (item["placement"]) {

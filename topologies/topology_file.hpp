@@ -56,12 +56,28 @@ struct placement_spec {
   std::uint32_t gpus = 0;
 };
 
+/// How the cluster's placement controller scales a component between its replicas min and
+/// max (topologies/autoscaler.hpp). A look is one pass of the controller (each node renews
+/// its lease every third of the TTL; the leader looks then), over the load each node running
+/// the component reported.
+struct scaling_spec {
+  /// Looks in a row with a backlog on its nodes (on average, half their lanes' looks or more)
+  /// before a replica is added.
+  std::uint32_t up_after = 2;
+  /// Looks in a row with no backlog and the replicas' compute small enough that one fewer
+  /// would each carry at most `down_utilization` of the compute per replica that last made a
+  /// backlog (of a replica's whole time before any did), before one is removed.
+  std::uint32_t down_after = 10;
+  double down_utilization = 0.5;
+};
+
 struct component_spec {
   std::string name;
   std::string kind;
   std::map<std::string, std::string> options;
   std::uint32_t replicas_min = 1;
   std::uint32_t replicas_max = 1;
+  scaling_spec scaling;
   placement_spec placement;
   source_position at;
 };

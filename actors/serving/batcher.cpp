@@ -18,6 +18,9 @@
 
 namespace rml::actors {
 namespace {
+constexpr const char* load_looks_metric = "rml_serving_load_looks_total";
+constexpr const char* backlog_looks_metric = "rml_serving_backlog_looks_total";
+constexpr const char* busy_seconds_metric = "rml_serving_busy_seconds_total";
 using close_atom = caf::atom_constant<caf::atom("close")>;
 using scale_atom = caf::atom_constant<caf::atom("scale")>;
 using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
@@ -67,6 +70,10 @@ struct lane_metrics {
   messaging::metrics::counter* scaled_down;
   messaging::metrics::counter* cache_hits;
   messaging::metrics::counter* cache_misses;
+  // The load as the cluster's autoscaler reads it (read_lane_load).
+  messaging::metrics::counter* load_looks;
+  messaging::metrics::counter* backlog_looks;
+  messaging::metrics::counter* busy_seconds;
 };
 
 struct batcher_state {
@@ -142,6 +149,9 @@ lane_metrics register_metrics(const batcher_options& options) {
   metrics.scaled_down = &registry.get_counter("rml_scaling_decisions_total", "Replicas added or removed by autoscaling", with("direction", "down"));
   metrics.cache_hits = &registry.get_counter("rml_cache_hits_total", "Predictions answered from the prediction cache", lane);
   metrics.cache_misses = &registry.get_counter("rml_cache_misses_total", "Predictions not in the prediction cache", lane);
+  metrics.load_looks = &registry.get_counter(load_looks_metric, "Looks the lane took at its load", lane);
+  metrics.backlog_looks = &registry.get_counter(backlog_looks_metric, "Looks that found a backlog", lane);
+  metrics.busy_seconds = &registry.get_counter(busy_seconds_metric, "Replica time spent computing batches", lane);
   return metrics;
 }
 
@@ -440,6 +450,7 @@ void dispatch(batcher_pointer self, batch_close_reason reason) {
             const double latency = double(messaging::clock_us(self) - started);
             state.batch_latency.record(latency);
             if (auto* owner = slot_by_id(state, slot_id)) owner->compute_latency->observe(latency * 1e-6);
+            state.metrics.busy_seconds->add(latency * 1e-6);
             std::uint32_t first_row = 0;
             for (auto& waiting : *requests) {
               deliver(state, waiting, reply, first_row);
@@ -570,6 +581,8 @@ void look_at_load(batcher_pointer self) {
   }
   const bool backlog = state.queued_rows >= std::uint64_t(state.batch_rows) * std::max<std::size_t>(active, 1) ||
                        mean_wait_us > double(state.options.settings.queue_delay_max_us + state.options.settings.latency_objective_us / 2);
+  state.metrics.load_looks->add();
+  if (backlog) state.metrics.backlog_looks->add();
   state.backlog_looks = backlog ? state.backlog_looks + 1 : 0;
   state.idle_looks = (!backlog && some_idle) ? state.idle_looks + 1 : 0;
   if (state.backlog_looks >= pool.scale_up_after && active + state.starting < pool.replicas_max) {
@@ -701,7 +714,7 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
     answer_everything_held(self, "crashed before answering: " + what);
     return caf::exit_reason::unhandled_exception;
   });
-  if (options.pool.replicas_max > options.pool.replicas_min) {
+  if (options.pool.replicas_max > options.pool.replicas_min || options.pool.report_load) {
     caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), options.pool.scale_interval, scale_atom::value);
   }
   self->set_default_handler([self](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
@@ -785,6 +798,16 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
   };
 }
 }  // namespace
+
+lane_load read_lane_load(messaging::metrics::registry& registry, const std::string& model, const std::string& lane) {
+  const messaging::metrics::label_set labels{{"model", model}, {"lane", lane}};
+  lane_load load;
+  load.looks = registry.get_counter(load_looks_metric, "Looks the lane took at its load", labels).value();
+  load.backlog_looks = registry.get_counter(backlog_looks_metric, "Looks that found a backlog", labels).value();
+  load.busy_seconds = registry.get_counter(busy_seconds_metric, "Replica time spent computing batches", labels).value();
+  load.replicas = registry.get_gauge("rml_replicas", "Serving replicas running", labels).value();
+  return load;
+}
 
 const char* to_string(batch_close_reason reason) {
   switch (reason) {

@@ -74,6 +74,9 @@ struct replica_pool_settings {
   std::chrono::milliseconds restart_window{10'000};
   /// Times a request goes back to the queue because its replica crashed, at most.
   std::uint32_t retries_max = 2;
+  /// Looks at the load every `scale_interval` even when it cannot scale (min = max), and
+  /// counts what each look found (read_lane_load): a cluster node's load report.
+  bool report_load = false;
 };
 
 struct batcher_options {
@@ -103,5 +106,16 @@ struct batcher_options {
 status validate(const batcher_options& options);
 
 batcher_actor spawn_batcher(caf::actor_system& system, const batcher_options& options);
+
+/// A lane's load so far, from its series in `registry` (cumulative since the registry began;
+/// the difference of two readings is the load between them): its looks, the looks that
+/// found a backlog, the replica time spent computing, and the replicas running now.
+struct lane_load {
+  double looks = 0;
+  double backlog_looks = 0;
+  double busy_seconds = 0;
+  double replicas = 0;
+};
+lane_load read_lane_load(messaging::metrics::registry& registry, const std::string& model, const std::string& lane = "main");
 
 }  // namespace rml::actors

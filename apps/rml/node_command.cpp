@@ -334,7 +334,28 @@ int run_node(const node_options& options) {
         wake->changed = true;  // and a pass on every renewal too: leadership may have come to this node
       }
       auto renewed = members.renew(since_start());
-      if (renewed) continue;
+      if (renewed) {
+        // The load of what scales here, under the lease (gone with this node), then the
+        // controller's look at every node's: once per renewal, the autoscaler's unit of time.
+        for (const auto& [component, load] : job.scaling_load()) {
+          auto reported = (*plane)->commit({{}, {control::operation::put(control::load_key(options.access.cluster, options.name, component),
+                                                                          control::encode_load(load), joined->lease)}, {}});
+          if (!reported) std::fprintf(stderr, "rml node %s: cannot report %s's load: %s\n", options.name.c_str(), component.c_str(),
+                                      reported.error().message().c_str());
+        }
+        if (leading && candidate) {
+          auto decided = placement.autoscale(*candidate);
+          if (!decided) {
+            std::fprintf(stderr, "rml node %s: autoscaling: %s\n", options.name.c_str(), decided.error().message().c_str());
+          } else {
+            for (const auto& decision : *decided) {
+              std::fprintf(stderr, "rml node %s: scales %s from %u to %u replicas: %s\n", options.name.c_str(), decision.component.c_str(),
+                           decision.from, decision.to, decision.why.c_str());
+            }
+          }
+        }
+        continue;
+      }
       std::fprintf(stderr, "rml node %s: stops serving: %s; joining again\n", options.name.c_str(), renewed.error().message().c_str());
       // Not a member: what runs here stops (its replicas are placed elsewhere by now, or
       // will be), before the lease can have expired in etcd's view.
@@ -394,6 +415,10 @@ int run_status(const cluster_access& options) {
     return 0;
   }
   std::printf("└─ topology %s: %zu replicas placed\n", shown->topology_name.c_str(), shown->replicas.size());
+  for (const auto& scale : shown->scaling) {
+    std::printf("   ├─ scaling %s: %u replicas wanted (%u..%u, chosen by %s)\n", scale.component.c_str(), scale.replicas, scale.min, scale.max,
+                scale.chosen_by == "min" ? "its minimum" : scale.chosen_by == "autoscaler" ? "the autoscaler" : "rml scale");
+  }
   std::map<std::string, std::string> by_node;
   for (const auto& placed : shown->replicas) by_node[placed.node] += " " + placed.component + "/" + std::to_string(placed.replica);
   std::size_t index = 0;

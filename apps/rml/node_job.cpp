@@ -2,7 +2,9 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <filesystem>
 
 #include "actors/serving/router.hpp"
@@ -157,6 +159,21 @@ void node_job::follow(const std::optional<control::deployment>& deployed, const 
     }
   }
   for (const auto& kind : here) elsewhere.erase(kind);
+  // Nodes that forward predictions spread over the serving replicas: each prefers a different
+  // one (its name's hash picks where the list starts), so a replica added takes the share of
+  // the nodes that now prefer it; a node with serving of its own serves its requests itself.
+  if (auto serving = elsewhere.find("serving"); serving != elsewhere.end()) {
+    std::vector<std::string> candidates;
+    for (std::size_t begin = 0; begin <= serving->second.size();) {
+      const auto comma = std::min(serving->second.find(',', begin), serving->second.size());
+      if (comma > begin) candidates.push_back(serving->second.substr(begin, comma - begin));
+      begin = comma + 1;
+    }
+    std::rotate(candidates.begin(), candidates.begin() + std::ptrdiff_t(std::hash<std::string>{}(settings_.name) % candidates.size()),
+                candidates.end());
+    serving->second.clear();
+    for (const auto& candidate : candidates) serving->second += (serving->second.empty() ? "" : ",") + candidate;
+  }
   // The resolver first: a component started below finds its peers as soon as it looks.
   point_resolver(elsewhere);
   if (deployed->topology_text == running_topology_ && here == running_kinds_) return;
@@ -215,6 +232,13 @@ bool node_job::prepare(const control::deployment& deployed) {
   if (made) return fail(options->data_dir + ": cannot create: " + made.message());
   auto pipeline = make_pipeline(*options, train_, classes_);
   if (!pipeline) return fail(pipeline.error().message());
+  // Serving that scales across nodes: its lanes look at their load even with one replica
+  // here, for this node's load reports.
+  std::string scaling_serving;
+  for (const auto& component : declared->components) {
+    if (component.kind == "serving" && component.replicas_max > component.replicas_min) scaling_serving = component.name;
+  }
+  if (!scaling_serving.empty()) pipeline->serving.lane.pool.report_load = true;
   auto sockets = start_endpoints(system_, *options, *pipeline, true);
   if (!sockets) return fail(sockets.error().message());
   sockets_ = std::move(sockets.value());
@@ -224,6 +248,9 @@ bool node_job::prepare(const control::deployment& deployed) {
   {
     std::lock_guard lock(mutex_);
     model_name_ = pipeline_->serving.model;
+    scaling_serving_ = scaling_serving;
+    metrics_ = pipeline_->telemetry.metrics;
+    last_load_.reset();
   }
   running_topology_ = deployed.topology_text;
   drain_timeout_ms_ = options_->drain_timeout_ms;
@@ -261,6 +288,11 @@ bool node_job::run_groups(const std::set<std::string>& kinds) {
   }
   running_kinds_.clear();
   for (const auto& [group, running] : groups_) running_kinds_.insert(running.kinds.begin(), running.kinds.end());
+  {
+    std::lock_guard lock(mutex_);
+    if (serving_runs_ != running_kinds_.contains("serving")) last_load_.reset();
+    serving_runs_ = running_kinds_.contains("serving");
+  }
   if (!running_kinds_.empty()) {
     std::fprintf(stderr, "rml node %s: runs %s of topology %s\n", settings_.name.c_str(), joined(running_kinds_).c_str(), topology_name_.c_str());
   }
@@ -311,6 +343,27 @@ void node_job::stop() {
   sockets_.reset();
   running_topology_.clear();
   running_kinds_.clear();
+  std::lock_guard lock(mutex_);
+  serving_runs_ = false;
+  scaling_serving_.clear();
+  last_load_.reset();
+}
+
+std::vector<std::pair<std::string, control::load_report>> node_job::scaling_load() {
+  std::lock_guard lock(mutex_);
+  if (!serving_runs_ || scaling_serving_.empty() || !metrics_) return {};
+  const auto lane = actors::read_lane_load(*metrics_, model_name_);
+  const load_reading now{lane.looks, lane.backlog_looks, lane.busy_seconds, std::chrono::steady_clock::now()};
+  control::load_report report;
+  report.replicas = lane.replicas;
+  if (last_load_ && now.looks >= last_load_->looks) {
+    const double seconds = std::chrono::duration<double>(now.at - last_load_->at).count();
+    report.looks = std::uint64_t(now.looks - last_load_->looks);
+    if (report.looks > 0) report.backlog_share = (now.backlog_looks - last_load_->backlog_looks) / double(report.looks);
+    if (seconds > 0) report.busy = std::max(0.0, now.busy_seconds - last_load_->busy_seconds) / seconds;
+  }
+  last_load_ = now;
+  return {{scaling_serving_, report}};
 }
 
 }  // namespace rml::app

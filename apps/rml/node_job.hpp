@@ -23,6 +23,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <atomic>
+#include <chrono>
 #include <utility>
 
 #include "apps/rml/run_options.hpp"
@@ -66,6 +67,11 @@ class node_job {
   /// to the registry when that is a new actor (call it on every tick).
   std::pair<std::string, std::uint64_t> watch_model_versions();
 
+  /// The load of each component running here that scales across nodes (serving, when its
+  /// replicas have max above min), since the previous call: what this node reports for the
+  /// cluster's autoscaler (topologies/autoscaler.hpp). Empty when none runs here.
+  std::vector<std::pair<std::string, control::load_report>> scaling_load();
+
  private:
   void work();
   void follow(const std::optional<control::deployment>& deployed, const std::vector<control::member>& members);
@@ -100,6 +106,16 @@ class node_job {
   std::shared_ptr<std::atomic<std::uint64_t>> highest_published_ = std::make_shared<std::atomic<std::uint64_t>>(0);
   caf::actor_addr watched_registry_;
   std::string model_name_;
+  /// The serving component's name when it runs here and scales across nodes ("": not), the
+  /// node's metrics, and the lane's load at the previous report.
+  std::string scaling_serving_;
+  bool serving_runs_ = false;
+  std::shared_ptr<messaging::metrics::registry> metrics_;
+  struct load_reading {
+    double looks = 0, backlog_looks = 0, busy_seconds = 0;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::optional<load_reading> last_load_;
   std::int64_t drain_timeout_ms_ = 10'000;
   /// The datasets of the last start, kept while the same files are named.
   std::string datasets_key_;

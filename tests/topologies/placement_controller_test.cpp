@@ -228,3 +228,111 @@ streams:
   REQUIRE(c.placement.view()->error.find("cpu-1: 0 of 0 GPUs free, needs 1") != std::string::npos);
   REQUIRE(c.where().count("trainer/0") == 0);
 }
+
+namespace {
+/// Each serving node reports this load (the autoscaler reads what the nodes wrote).
+void report_serving_load(cluster& c, double backlog, double busy) {
+  auto shown = c.placement.view();
+  REQUIRE(shown.ok());
+  for (const auto& placed : shown->replicas) {
+    if (placed.component != "serving") continue;
+    load_report report{backlog, busy, 1, 4};
+    REQUIRE(c.plane.commit({{}, {operation::put(load_key("rml", placed.node, "serving"), encode_load(report), c.nodes[placed.node]->self().lease)}, {}})
+                ->succeeded);
+  }
+}
+std::size_t serving_replicas(cluster& c) {
+  std::size_t count = 0;
+  for (const auto& [replica, node] : c.where()) count += replica.rfind("serving/", 0) == 0;
+  return count;
+}
+}  // namespace
+
+TEST_CASE("serving scales across nodes under a sustained backlog and back when idle, with hysteresis, within min..max") {
+  cluster c;
+  c.join("data", {{"role", "data"}}, 8);
+  for (auto name : {"edge-1", "edge-2", "edge-3", "edge-4", "edge-5"}) c.join(name, {{"role", "serving"}}, 4);
+  auto leader = c.placement.controllers().campaign(c.nodes["data"]->self().lease, "data");
+  REQUIRE(leader.ok());
+  std::string text = serving_topology;
+  text.replace(text.find("replicas: {min: 2, max: 4}"), 26, "replicas: {min: 2, max: 4}\n    scaling: {up_after: 2, down_after: 3, down_utilization: 0.5}");
+  REQUIRE(c.placement.request_deploy(text, "edge-serving.yaml").ok());
+  REQUIRE(*c.placement.reconcile(*leader));
+  REQUIRE(serving_replicas(c) == 2);
+  auto look = [&] {
+    auto decided = c.placement.autoscale(*leader);
+    REQUIRE(decided.ok());
+    REQUIRE(c.placement.reconcile(*leader).ok());
+    return decided->size();
+  };
+
+  // One look with a backlog is not enough; a look without one resets the count.
+  report_serving_load(c, 1.0, 1.0);
+  REQUIRE(look() == 0);
+  report_serving_load(c, 0.2, 0.9);
+  REQUIRE(look() == 0);
+  report_serving_load(c, 0.75, 1.0);
+  REQUIRE(look() == 0);
+  report_serving_load(c, 0.5, 1.0);
+  REQUIRE(look() == 1);  // two in a row: one more replica, on a serving node without one
+  REQUIRE(serving_replicas(c) == 3);
+  auto shown = c.placement.view();
+  REQUIRE(shown->scaling.size() == 1);
+  REQUIRE(shown->scaling[0].replicas == 3);
+  REQUIRE(shown->scaling[0].chosen_by == "autoscaler");
+  // Up to max, never beyond.
+  for (int round = 0; round < 6; ++round) {
+    report_serving_load(c, 1.0, 1.0);
+    look();
+  }
+  REQUIRE(serving_replicas(c) == 4);
+
+  // Compute too high for one fewer (3 × 0.5 < 1.8): no scale-down however long it lasts.
+  for (int round = 0; round < 5; ++round) {
+    report_serving_load(c, 0.0, 0.45);
+    REQUIRE(look() == 0);
+  }
+  // Idle: down one replica per `down_after` looks, to min and no lower.
+  int decisions = 0;
+  for (int round = 0; round < 12; ++round) {
+    report_serving_load(c, 0.0, 0.05);
+    decisions += int(look());
+  }
+  REQUIRE(decisions == 2);
+  REQUIRE(serving_replicas(c) == 2);
+
+  // rml scale wins over the autoscaler's count, and scaling goes on from it.
+  REQUIRE(c.placement.request_scale("serving", 3).ok());
+  REQUIRE(c.placement.reconcile(*leader).ok());
+  REQUIRE(serving_replicas(c) == 3);
+  REQUIRE(c.placement.view()->scaling[0].chosen_by == "rml scale");
+  // A deposed controller's scaling is refused.
+  auto deposed = *leader;
+  deposed.create_revision += 1000;
+  deposed.key += "-other";
+  report_serving_load(c, 1.0, 1.0);
+  report_serving_load(c, 1.0, 1.0);
+  auto refused = c.placement.autoscale(deposed);
+  REQUIRE(refused.ok());  // the first look only counts
+  report_serving_load(c, 1.0, 1.0);
+  refused = c.placement.autoscale(deposed);
+  REQUIRE_FALSE(refused.ok());
+  REQUIRE(refused.error().code() == errc::unauthorized);
+  // A new deploy voids the autoscaler's and the user's counts: back to min.
+  REQUIRE(c.placement.request_deploy(text, "edge-serving.yaml").ok());
+  REQUIRE(c.placement.reconcile(*leader).ok());
+  REQUIRE(serving_replicas(c) == 2);
+}
+
+TEST_CASE("load reports round-trip and a damaged one is refused naming its field") {
+  load_report report{0.25, 1.5, 2, 7};
+  auto back = decode_load(encode_load(report));
+  REQUIRE(back.ok());
+  REQUIRE(back->backlog_share == Approx(0.25));
+  REQUIRE(back->busy == Approx(1.5));
+  REQUIRE(back->looks == 7);
+  auto bad = decode_load("backlog=0.5 busy=x replicas=1 looks=2");
+  REQUIRE_FALSE(bad.ok());
+  REQUIRE_THAT(bad.error().message(), Catch::Contains("busy=x"));
+  REQUIRE_FALSE(decode_load("backlog=0.5").ok());
+}

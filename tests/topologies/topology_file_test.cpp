@@ -76,7 +76,7 @@ TEST_CASE("components: unknown kinds, fields, options, duplicates and replicas o
   REQUIRE(refusal("name: x\ncomponents:\n  - {name: a, kind: trainr}\n") ==
           "t.yaml:3:21: components[0].kind: unknown kind 'trainr' (allowed: source, ingest, feature, trainer, registry, serving, monitor)");
   REQUIRE(refusal("name: x\ncomponents:\n  - {name: a, kind: source, replica: 2}\n") ==
-          "t.yaml:3:29: components[0].replica: unknown field (allowed: kind, name, options, placement, replicas)");
+          "t.yaml:3:29: components[0].replica: unknown field (allowed: kind, name, options, placement, replicas, scaling)");
   REQUIRE(refusal("name: x\ncomponents:\n  - name: a\n    kind: trainer\n    options: {learning_rate: 0.1}\n") ==
           "t.yaml:5:15: components[0].options.learning_rate: not an option of a trainer (allowed: model, batch, lr, momentum, "
           "weight-decay, seed, threads, device, publish-steps, clip-gradient-norm)");
@@ -176,4 +176,24 @@ nodes:
 )");
   CHECK(why.find("components.feat: replica 1 of 1 fits no node (big: runs no ingest (feature reads the event log of ingest, in its "
                  "process); small: not node big)") != std::string::npos);
+}
+
+TEST_CASE("scaling: only a component with replicas {min, max} scales; its looks and fraction are checked by name") {
+  auto parsed = parse_topology("name: x\ncomponents:\n  - name: s\n    kind: serving\n    replicas: {min: 1, max: 3}\n"
+                               "    scaling: {up_after: 3, down_after: 7, down_utilization: 0.25}\n", "t.yaml");
+  REQUIRE(parsed.ok());
+  REQUIRE(parsed->components[0].scaling.up_after == 3);
+  REQUIRE(parsed->components[0].scaling.down_after == 7);
+  REQUIRE(parsed->components[0].scaling.down_utilization == 0.25);
+  auto defaults = parse_topology("name: x\ncomponents:\n  - {name: s, kind: serving, replicas: {min: 1, max: 3}}\n", "t.yaml");
+  REQUIRE(defaults->components[0].scaling.up_after == 2);
+  REQUIRE(defaults->components[0].scaling.down_after == 10);
+  REQUIRE(refusal("name: x\ncomponents:\n  - {name: s, kind: serving, replicas: 2, scaling: {up_after: 2}}\n") ==
+          "t.yaml:3:52: components[0].scaling: only a component with replicas {min, max} and max above min scales");
+  REQUIRE(refusal("name: x\ncomponents:\n  - {name: s, kind: serving, replicas: {min: 1, max: 2}, scaling: {up_afte: 2}}\n") ==
+          "t.yaml:3:68: components[0].scaling.up_afte: unknown field (allowed: down_after, down_utilization, up_after)");
+  REQUIRE(refusal("name: x\ncomponents:\n  - {name: s, kind: serving, replicas: {min: 1, max: 2}, scaling: {down_after: 0}}\n") ==
+          "t.yaml:3:80: components[0].scaling.down_after: 0 is out of range (a whole number in [1, 1000])");
+  REQUIRE(refusal("name: x\ncomponents:\n  - {name: s, kind: serving, replicas: {min: 1, max: 2}, scaling: {down_utilization: 1.5}}\n") ==
+          "t.yaml:3:86: components[0].scaling.down_utilization: '1.5' is not a fraction in (0, 1]");
 }
