@@ -61,6 +61,34 @@ def wait_for(predicate, timeout, step=0.05):
     return False
 
 
+def start_etcd(work, client, peer):
+    """Debian's etcd on loopback with its data and log under `work`, up when it returns."""
+    etcd = f"http://127.0.0.1:{client}"
+    process = subprocess.Popen(
+        ["/usr/bin/etcd", "--name=bench", f"--data-dir={work}/etcd", f"--listen-client-urls={etcd}",
+         f"--advertise-client-urls={etcd}", f"--listen-peer-urls=http://127.0.0.1:{peer}",
+         f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}", f"--initial-cluster=bench=http://127.0.0.1:{peer}",
+         "--logger=zap", f"--log-outputs={work}/etcd.log"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_for(lambda: "nodes:" in status(etcd), 20):
+        process.kill()
+        raise RuntimeError("etcd did not come up")
+    return process
+
+
+def run_repeats(args, one_run):
+    """`args.repeats` fresh runs, each printed (and appended to `args.output`) as a JSON line."""
+    runs = []
+    for repeat in range(args.repeats):
+        result = one_run(args)
+        result["repeat"] = repeat
+        print(json.dumps(result), flush=True)
+        if args.output:
+            with open(args.output, "a") as out:
+                out.write(json.dumps(result) + "\n")
+        runs.append(result)
+    return runs
+
+
 def served_version(http_port):
     body = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{http_port}/v2/models/mlp/infer", data=body,
@@ -103,13 +131,7 @@ def one_run(args):
     http = {"data": node_ports[0], "e1": node_ports[1], "e2": node_ports[2]}
     predict = {"data": node_ports[3], "e1": node_ports[4], "e2": node_ports[5]}
     try:
-        processes.append(subprocess.Popen(
-            ["/usr/bin/etcd", "--name=bench", f"--data-dir={work}/etcd", f"--listen-client-urls={etcd}",
-             f"--advertise-client-urls={etcd}", f"--listen-peer-urls=http://127.0.0.1:{peer}",
-             f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}", f"--initial-cluster=bench=http://127.0.0.1:{peer}",
-             "--logger=zap", f"--log-outputs={work}/etcd.log"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        if not wait_for(lambda: "nodes:" in status(etcd), 20):
-            raise RuntimeError("etcd did not come up")
+        processes.append(start_etcd(work, client, peer))
         for name, labels in [("data", "role=data"), ("e1", "role=serving"), ("e2", "role=serving")]:
             log = open(os.path.join(work, f"{name}.log"), "w")
             nodes[name] = subprocess.Popen(
@@ -180,15 +202,7 @@ def main():
     parser.add_argument("--output", help="append each run as a JSON line here")
     parser.add_argument("--only-failover", action="store_true", help="skip the latency and scale-out runs")
     args = parser.parse_args()
-    runs = []
-    for repeat in range(args.repeats):
-        result = one_run(args)
-        result["repeat"] = repeat
-        print(json.dumps(result), flush=True)
-        if args.output:
-            with open(args.output, "a") as out:
-                out.write(json.dumps(result) + "\n")
-        runs.append(result)
+    runs = run_repeats(args, one_run)
 
     def median(path):
         values = []
