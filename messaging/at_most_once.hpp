@@ -11,6 +11,7 @@
 // Memory is bounded by the deadline window: an id is remembered until its deadline passes;
 // after that a copy of it is refused as expired anyway, so it can be forgotten.
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <queue>
@@ -31,6 +32,15 @@ struct request_envelope {
   /// The controller epoch the sender acted under.
   std::int64_t epoch = 0;
   friend bool operator==(const request_envelope&, const request_envelope&) = default;
+};
+
+/// What a node stamps on the requests its ledgers send to serving on another node
+/// (messages.hpp, burst_origin): its name, and its incarnation and the controller's epoch as
+/// it knows them now — the node updates them as it joins and as the controller changes.
+struct sender_identity {
+  std::string node;
+  std::atomic<std::int64_t> incarnation{0};
+  std::atomic<std::int64_t> epoch{0};
 };
 
 enum class delivery_verdict : std::uint8_t { admit, duplicate, expired, older_incarnation, stale_epoch, no_deadline };

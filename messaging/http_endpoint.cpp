@@ -709,6 +709,7 @@ result<std::unique_ptr<http_endpoint>> http_endpoint::start(caf::actor_system& s
   ledger_options ledger;
   ledger.target = options.target;
   ledger.wait_for_target = options.wait_for_target;
+  ledger.identity = options.identity;
   self->ledger = spawn_request_ledger<infer_route>(system, self.get(), ledger);
   self->accept();
   for (int index = 0; index < std::max(1, options.threads); ++index) self->threads.emplace_back([raw = self.get()] { raw->io.run(); });

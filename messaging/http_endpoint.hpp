@@ -49,6 +49,7 @@
 #include <string>
 
 #include "compute/status.hpp"
+#include "messaging/at_most_once.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/telemetry.hpp"
 
@@ -67,6 +68,9 @@ struct http_endpoint_options {
   /// failing `not_ready` at once: on a cluster node, whose serving may be on another node
   /// that was just lost (request_ledger.hpp).
   bool wait_for_target = false;
+  /// Stamped on requests sent to serving on another node (request_ledger.hpp); null: the
+  /// process's CAF node id, for a process that is no cluster node.
+  std::shared_ptr<const sender_identity> identity;
   /// The model served, as it appears in /v2/models/{name}.
   std::string model = "model";
   std::uint32_t features = 784;

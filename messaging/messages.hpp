@@ -289,18 +289,41 @@ typename Inspector::result_type inspect(Inspector& f, ticketed_request& x) {
   return f(caf::meta::type_name("ticketed_request"), x.ticket, x.request);
 }
 
+/// Who sent a burst to serving on another node (messaging/at_most_once.hpp): the receiving
+/// router admits each request at most once (by sender, incarnation and ticket), refuses a
+/// stale sender, and re-bases the deadlines — actor-clock µs of the sender's machine — onto
+/// its own clock by `sent_at_us`. Empty `sender`: a burst from within the process.
+struct burst_origin {
+  /// The sending ledger, unique among a node's: "<node>/<ledger actor id>".
+  std::string sender;
+  /// The sending node's incarnation (its member key's create revision; 0: not joined).
+  std::int64_t incarnation = 0;
+  /// The placement controller's epoch as the sending node last saw it (0: none seen).
+  std::int64_t epoch = 0;
+  /// The sender's actor clock when it sent the burst.
+  std::int64_t sent_at_us = 0;
+  friend bool operator==(const burst_origin&, const burst_origin&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, burst_origin& x) {
+  return f(caf::meta::type_name("burst_origin"), x.sender, x.incarnation, x.epoch, x.sent_at_us);
+}
+
 /// Requests that arrived together (one receive burst of an endpoint), sent as one message:
 /// serving's cost per request is then a small constant instead of an actor message each
 /// way. Every request is answered exactly once, in a `predict_answers` to the sender — by
 /// the lane that computed it, straight (the router passes a burst on as its sender's).
 struct predict_burst {
   std::vector<ticketed_request> requests;
+  /// Set by a ledger sending to another node; the router clears it once admitted.
+  burst_origin origin;
   friend bool operator==(const predict_burst&, const predict_burst&) = default;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, predict_burst& x) {
-  return f(caf::meta::type_name("predict_burst"), x.requests);
+  return f(caf::meta::type_name("predict_burst"), x.requests, x.origin);
 }
 
 /// The answer to one ticketed request: the reply, or the error when `failure` is set.

@@ -19,6 +19,13 @@
 //     name finds now (the peer resolver moves it to another node), up to `retries_max`
 //     times and within their deadlines. The first answer for a ticket is the one passed
 //     on; a later one (from a node that was only cut off) is dropped;
+//   - a burst to another node carries who sent it (burst_origin: this ledger, the node's
+//     incarnation and controller epoch, the send time that re-bases its deadlines onto the
+//     receiver's clock); the receiving router admits each request at most once and refuses
+//     a stale sender (`unauthorized`), which this ledger answers by sending it again under
+//     the node's newer view, within `retries_max`; a request another node's serving
+//     refused as not ready (draining as its replica is scaled away) is sent again to the
+//     serving the name finds next — not that one for `refused_wait` — within its deadline;
 //   - a request still unanswered `grace` past its deadline gets `deadline_exceeded` from
 //     here, so a client hears back in time even if serving hangs; a late answer is dropped.
 // One timer for the earliest deadline, not one per request: re-armed only when a new
@@ -32,11 +39,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "messaging/at_most_once.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/messages.hpp"
 #include "messaging/type_ids.hpp"
@@ -91,6 +100,12 @@ struct ledger_options {
   std::uint32_t retries_max = 3;
   /// The wait before a retry looks for serving again (the resolver needs a moment to move).
   std::chrono::milliseconds retry_wait{20};
+  /// How long serving on another node that answered `not_ready` is passed over by retries.
+  std::chrono::milliseconds refused_wait{1000};
+  /// Stamped on every burst sent to serving on another node (burst_origin): the receiver
+  /// admits each request at most once and re-bases its deadline onto its own clock. Null:
+  /// the process's CAF node id names the sender, incarnation and epoch 0.
+  std::shared_ptr<const sender_identity> identity;
 };
 
 namespace detail {
@@ -113,6 +128,11 @@ struct ledger_state {
   /// Remote holders seen going down (the last few): the registry may still name one for a
   /// moment, until the resolver has moved the name; a retry waits instead of sending there.
   std::vector<caf::actor_addr> lost;
+  /// Serving on another node that refused requests as not ready (draining, no model yet),
+  /// until when (actor-clock µs): a retry waits for another rather than go back there at once.
+  std::vector<std::pair<caf::actor_addr, std::int64_t>> refused_by;
+  /// burst_origin::sender of this ledger ("<node>/<actor id>").
+  std::string origin_name;
   std::unordered_map<std::uint64_t, entry> held;
   /// (expiry µs, ticket) as a min-heap; tickets answered meanwhile are skipped (and popped)
   /// when they reach the top. A vector: no allocation per request.
@@ -150,6 +170,17 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
       if (self->state.ready.empty()) return;
       listener->answered(self->state.ready);
       self->state.ready.clear();
+    };
+    // A burst for serving on another node says who sends it (at_most_once.hpp).
+    auto stamp = [self, options, now_us](predict_burst& burst) {
+      auto& state = self->state;
+      if (state.origin_name.empty()) {
+        state.origin_name = (options.identity ? options.identity->node : caf::to_string(self->node())) + "/" + std::to_string(self->id());
+      }
+      burst.origin.sender = state.origin_name;
+      burst.origin.incarnation = options.identity ? options.identity->incarnation.load(std::memory_order_relaxed) : 0;
+      burst.origin.epoch = options.identity ? options.identity->epoch.load(std::memory_order_relaxed) : 0;
+      burst.origin.sent_at_us = now_us();
     };
     auto watch = [self](const caf::actor& holder) {
       auto& watched = self->state.watched;
@@ -204,7 +235,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
       arm();
     });
     return {
-        [self, options, fail, flush, watch, arm](ledger_intake<Route>& intake) {
+        [self, options, fail, flush, watch, arm, stamp](ledger_intake<Route>& intake) {
           auto& state = self->state;
           auto serving = self->system().registry().template get<caf::actor>(options.target);
           predict_burst burst;
@@ -236,6 +267,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
           }
           if (serving && !burst.requests.empty()) {
             watch(serving);
+            if (serving.node() != self->node()) stamp(burst);
             self->send(serving, std::move(burst));
           }
           if (!state.retrying.empty() && !state.retry_armed) {
@@ -257,22 +289,47 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
           }
           if (any) watch(routed.holder);
         },
-        [self, flush, arm](predict_answers& answers) {
+        [self, options, flush, arm, now_us](predict_answers& answers) {
           auto& state = self->state;
           for (auto& answer : answers.answers) {
             auto found = state.held.find(answer.ticket);
             if (found == state.held.end()) continue;  // failed already (deadline, holder down)
+            const auto code = answer.ok() ? std::nullopt : rml_code(answer.failure);
+            if (found->second.copy && found->second.sends < options.retries_max && (code == errc::unauthorized || code == errc::not_ready)) {
+              // Serving on another node refused it without acting on it: this node's view as
+              // stale (its incarnation or the controller's epoch, at_most_once.hpp) — sent
+              // again, stamped with the view this node holds by then; or as not ready (a
+              // replica draining as it is scaled away, one still without a model) — sent to
+              // whatever serving the name finds next, within the deadline.
+              if (code == errc::not_ready) {
+                auto& refused = state.refused_by;
+                if (refused.size() >= 16) refused.erase(refused.begin());
+                refused.emplace_back(self->current_sender() ? self->current_sender()->address() : caf::actor_addr(),
+                                     now_us() + std::chrono::duration_cast<std::chrono::microseconds>(options.refused_wait).count());
+              }
+              found->second.holder = caf::actor_addr();
+              state.retrying.push_back(answer.ticket);
+              continue;
+            }
             state.ready.push_back({std::move(found->second.route), std::move(answer)});
             state.held.erase(found);
+          }
+          if (!state.retrying.empty() && !state.retry_armed) {
+            state.retry_armed = true;
+            self->delayed_send(self, options.retry_wait, detail::ledger_retry_atom::value);
           }
           flush();
           arm();
         },
-        [self, options, watch, now_us](detail::ledger_retry_atom) {
+        [self, options, watch, now_us, stamp](detail::ledger_retry_atom) {
           auto& state = self->state;
           state.retry_armed = false;
           auto serving = self->system().registry().template get<caf::actor>(options.target);
-          const bool lost = serving && std::find(state.lost.begin(), state.lost.end(), serving.address()) != state.lost.end();
+          const std::int64_t now = now_us();
+          const bool lost = serving && (std::find(state.lost.begin(), state.lost.end(), serving.address()) != state.lost.end() ||
+                                        std::any_of(state.refused_by.begin(), state.refused_by.end(), [&](const auto& refused) {
+                                          return refused.first == serving.address() && refused.second > now;
+                                        }));
           if (!serving || lost) {
             // None found yet, or still the lost one: look again (the deadline ends the wait).
             state.retry_armed = true;
@@ -280,7 +337,6 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
             return;
           }
           predict_burst burst;
-          const std::int64_t now = now_us();
           for (auto ticket : state.retrying) {
             auto found = state.held.find(ticket);
             if (found == state.held.end() || !found->second.copy) continue;  // answered or expired meanwhile
@@ -293,6 +349,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
           state.retrying.clear();
           if (burst.requests.empty()) return;
           watch(serving);
+          if (serving.node() != self->node()) stamp(burst);
           self->send(serving, std::move(burst));
         },
         [self, fail, flush, arm, now_us](detail::ledger_expire_atom, std::uint64_t epoch) {

@@ -417,6 +417,7 @@ result<std::unique_ptr<zmq_endpoint>> zmq_endpoint::start(caf::actor_system& sys
     ledger_options ledger;
     ledger.target = options.target;
     ledger.wait_for_target = options.wait_for_target;
+    ledger.identity = options.identity;
     self->ledger = spawn_request_ledger<route>(system, self.get(), ledger);
   }
   self->thread = std::thread([raw = self.get()] { raw->run(); });

@@ -34,6 +34,7 @@
 #include <string>
 
 #include "compute/status.hpp"
+#include "messaging/at_most_once.hpp"
 #include "messaging/telemetry.hpp"
 #include "messaging/wire.hpp"
 
@@ -51,6 +52,9 @@ struct zmq_endpoint_options {
   /// failing `not_ready` at once: on a cluster node, whose serving may be on another node
   /// that was just lost (request_ledger.hpp).
   bool wait_for_target = false;
+  /// Stamped on requests sent to serving on another node (request_ledger.hpp); null: the
+  /// process's CAF node id, for a process that is no cluster node.
+  std::shared_ptr<const sender_identity> identity;
   /// Features every row (predict) or event (ingest) must have.
   std::uint32_t features = 784;
   /// Requests handed to the target and not yet answered; beyond it, `overloaded` at once.

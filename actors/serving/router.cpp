@@ -9,6 +9,7 @@
 #include "messaging/reporting.hpp"
 #include "compute/random.hpp"
 #include "messaging/answer_outbox.hpp"
+#include "messaging/at_most_once.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/metrics_registry.hpp"
 #include "messaging/trace.hpp"
@@ -167,6 +168,7 @@ struct router_metrics {
   messaging::metrics::counter* agree;
   messaging::metrics::counter* disagree;
   messaging::metrics::counter* lane_restarts;
+  messaging::metrics::counter* duplicates;
 };
 
 struct router_state {
@@ -201,6 +203,8 @@ struct router_state {
   messaging::serving_status counts;
   router_metrics metrics{};
   std::map<std::string, messaging::metrics::counter*> errors_by_kind;
+  /// Requests from other nodes' ledgers, admitted at most once (messaging/at_most_once.hpp).
+  messaging::at_most_once_filter from_other_nodes;
   static inline const char* name = "rml.router";
 };
 
@@ -778,6 +782,60 @@ void route(router_pointer self, messaging::predict_request& request, answer_targ
   forward(self, role, std::move(request), std::move(target), probability);
 }
 
+/// How long a request without a deadline from another node is remembered as seen: its copy
+/// arriving later than this would be admitted again (BASP does not hold one that long).
+constexpr std::int64_t remembered_without_deadline_us = 60'000'000;
+
+/// A burst from another node's ledger (burst_origin): its deadlines, on the sender's clock,
+/// re-based onto this one's (the time in flight, well under a millisecond on a LAN, is given
+/// to the request), then each request admitted at most once. A copy already admitted is
+/// dropped — its first admission answers it; one past its deadline is answered so; one from
+/// a stale sender (an older incarnation of its node, or an epoch below the highest seen) is
+/// refused `unauthorized` without being acted on (its ledger sends it again under the
+/// node's newer view, or its client hears why). What is admitted stays in `burst`.
+void admit_from_another_node(router_pointer self, messaging::predict_burst& burst, const caf::strong_actor_ptr& asker) {
+  auto& state = self->state;
+  const messaging::burst_origin origin = std::move(burst.origin);
+  burst.origin = {};
+  const std::int64_t now = messaging::clock_us(self);
+  const std::int64_t offset = now - origin.sent_at_us;
+  std::size_t kept = 0;
+  for (auto& item : burst.requests) {
+    auto& request = item.request;
+    if (request.deadline_us > 0) request.deadline_us += offset;
+    const messaging::request_envelope envelope{origin.sender, origin.incarnation, item.ticket,
+                                               request.deadline_us > 0 ? request.deadline_us : now + remembered_without_deadline_us,
+                                               origin.epoch};
+    const auto verdict = state.from_other_nodes.admit(envelope, now);
+    answer_target target{std::nullopt, asker, item.ticket};
+    switch (verdict) {
+      case messaging::delivery_verdict::admit:
+        if (&burst.requests[kept] != &item) burst.requests[kept] = std::move(item);
+        ++kept;
+        break;
+      case messaging::delivery_verdict::duplicate:
+        state.metrics.duplicates->add();
+        break;
+      case messaging::delivery_verdict::expired:
+        refuse(state, target, request.request_id, errc::deadline_exceeded,
+               "request " + std::to_string(request.request_id) + " from " + origin.sender + " arrived past its deadline");
+        break;
+      case messaging::delivery_verdict::older_incarnation:
+        refuse(state, target, request.request_id, errc::unauthorized,
+               "request " + std::to_string(request.request_id) + " from " + origin.sender + " of incarnation " +
+                   std::to_string(origin.incarnation) + ": a newer incarnation of that node has sent requests since");
+        break;
+      case messaging::delivery_verdict::stale_epoch:
+      case messaging::delivery_verdict::no_deadline:  // not reached: every envelope gets one above
+        refuse(state, target, request.request_id, errc::unauthorized,
+               "request " + std::to_string(request.request_id) + " from " + origin.sender + " under controller epoch " +
+                   std::to_string(origin.epoch) + ": this node has seen epoch " + std::to_string(state.from_other_nodes.highest_epoch()));
+        break;
+    }
+  }
+  burst.requests.resize(kept);
+}
+
 /// Under latest and pinned every request of a burst that names no version goes to the main
 /// lane: the burst is passed on whole, decided once. Returns false when a request needs its
 /// own decision (another policy, a version asked by number, draining, no main lane yet).
@@ -972,6 +1030,8 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
   state.metrics.disagree = &registry.get_counter("rml_shadow_comparisons_total", "Shadow answers compared with the served ones",
                                                  {{"model", options.model}, {"result", "disagree"}});
   state.metrics.lane_restarts = &registry.get_counter("rml_lane_restarts_total", "Serving lanes restarted after a crash", model);
+  state.metrics.duplicates = &registry.get_counter("rml_requests_duplicate_dropped_total",
+                                                   "Copies of requests from other nodes dropped, the first admitted", model);
   state.metrics.draining->set(0);
   supervision::dynamic_supervisor_spec lanes;
   lanes.name = "lanes/" + options.model;
@@ -1020,7 +1080,8 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
       },
       [self](messaging::predict_burst& burst) {
         const auto asker = self->current_sender();
-        if (!route_whole_burst(self, burst, asker)) {
+        if (!burst.origin.sender.empty()) admit_from_another_node(self, burst, asker);
+        if (!burst.requests.empty() && !route_whole_burst(self, burst, asker)) {
           for (auto& item : burst.requests) route(self, item.request, answer_target{std::nullopt, asker, item.ticket});
         }
         flush(self);

@@ -253,6 +253,8 @@ int run_node(const node_options& options) {
   node_local_settings local = options.local;
   local.name = options.name;
   local.tls = tls;
+  local.identity = std::make_shared<messaging::sender_identity>();
+  local.identity->node = options.name;
   if (local.data_dir.empty()) local.data_dir = "rml-node-" + options.name;
   node_job job(system, local);
   bool told_waiting = false;
@@ -270,6 +272,7 @@ int run_node(const node_options& options) {
                  options.name.c_str(), options.access.cluster.c_str(), (long long)joined->incarnation, self.address.c_str(),
                  (unsigned long long)joined->lease, options.lease_seconds);
     // Every node is a candidate controller under its own lease; the oldest leads.
+    local.identity->incarnation.store(joined->incarnation);
     auto candidate = placement.controllers().campaign(joined->lease, options.name);
     if (!candidate) std::fprintf(stderr, "rml node %s: not a controller candidate: %s\n", options.name.c_str(), candidate.error().message().c_str());
     bool leading = false;
@@ -313,6 +316,12 @@ int run_node(const node_options& options) {
       }
       if (candidate && changed) reconcile_if_leading(placement, *candidate, options.name, leading);
       if (changed) {
+        // The controller's epoch as this node's requests to other nodes carry it (a leader
+        // change takes a member's lease with it, so the members' watch wakes this too).
+        if (auto leader = placement.controllers().leader(); leader && *leader) {
+          const std::int64_t epoch = (*leader)->create_revision;
+          if (epoch > local.identity->epoch.load()) local.identity->epoch.store(epoch);
+        }
         // Run what is placed here and find the rest (the job applies it on its own thread).
         auto deployed = placement.deployed();
         auto now_members = members.members();

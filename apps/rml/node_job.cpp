@@ -239,7 +239,7 @@ bool node_job::prepare(const control::deployment& deployed) {
     if (component.kind == "serving" && component.replicas_max > component.replicas_min) scaling_serving = component.name;
   }
   if (!scaling_serving.empty()) pipeline->serving.lane.pool.report_load = true;
-  auto sockets = start_endpoints(system_, *options, *pipeline, true);
+  auto sockets = start_endpoints(system_, *options, *pipeline, settings_.identity);
   if (!sockets) return fail(sockets.error().message());
   sockets_ = std::move(sockets.value());
   options_ = std::move(options.value());

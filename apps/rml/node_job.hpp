@@ -45,6 +45,9 @@ struct node_local_settings {
   int ingest_port = 0;
   /// Peers are reached over TLS (the node loaded caf::openssl::manager).
   bool tls = false;
+  /// This node as its requests to other nodes name it: its incarnation and the controller's
+  /// epoch, updated by the node as they change (messaging/at_most_once.hpp).
+  std::shared_ptr<messaging::sender_identity> identity;
 };
 
 class node_job {

@@ -399,7 +399,8 @@ result<topologies::pipeline_options> make_pipeline(const run_options& options, s
   return pipeline;
 }
 result<endpoints> start_endpoints(caf::actor_system& system, const run_options& options, const topologies::pipeline_options& pipeline,
-                                  bool cluster_node) {
+                                  std::shared_ptr<const messaging::sender_identity> cluster_identity) {
+  const bool cluster_node = cluster_identity != nullptr;
   const std::uint32_t width = pipeline.feature.feature_count;
   endpoints made;
   messaging::zmq_endpoint_options predict_socket;
@@ -408,6 +409,7 @@ result<endpoints> start_endpoints(caf::actor_system& system, const run_options& 
   predict_socket.bind = "tcp://" + options.bind_host + ":" + std::to_string(options.predict_port);
   predict_socket.target = messaging::names::serving;
   predict_socket.wait_for_target = cluster_node;
+  predict_socket.identity = cluster_identity;
   predict_socket.features = width;
   predict_socket.client_in_flight_max = options.client_in_flight_max;
   predict_socket.limits.feature_magnitude_max = options.feature_magnitude_max;
@@ -426,6 +428,7 @@ result<endpoints> start_endpoints(caf::actor_system& system, const run_options& 
   messaging::http_endpoint_options http_options;
   http_options.host = options.bind_host;
   http_options.wait_for_target = cluster_node;
+  http_options.identity = cluster_identity;
   http_options.telemetry = pipeline.telemetry;
   http_options.port = options.http_port;
   http_options.model = served_model_name(options);

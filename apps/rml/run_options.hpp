@@ -112,8 +112,10 @@ struct endpoints {
   std::string describe(const run_options& options) const;
   void stop();
 };
-/// `cluster_node`: predictions that find no serving wait for one (it may be moving between nodes).
+/// `cluster_identity` (a cluster node's; null for rml run): predictions that find no serving
+/// wait for one (it may be moving between nodes), and those sent to another node say who
+/// sends them (messaging/at_most_once.hpp).
 result<endpoints> start_endpoints(caf::actor_system& system, const run_options& options, const topologies::pipeline_options& pipeline,
-                                  bool cluster_node = false);
+                                  std::shared_ptr<const messaging::sender_identity> cluster_identity = nullptr);
 
 }  // namespace rml::app

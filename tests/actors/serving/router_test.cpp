@@ -545,3 +545,74 @@ TEST_CASE("lanes that keep crashing exhaust the router's restart intensity, ever
   REQUIRE(rml_code(exit_reason) == errc::restart_intensity_exceeded);
   REQUIRE(f.traced("router/fake", "restart_intensity_exceeded") == 1);
 }
+
+TEST_CASE("requests from another node are admitted at most once, re-based onto this node's clock, a stale sender refused") {
+  router_fixture f("latest");
+  f.publish(fake_snapshot(1, 2));
+  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(f.scheduler->clock().now().time_since_epoch()).count();
+  // The sender's actor clock (steady, since its boot) is far ahead of this one: taken as
+  // they are, its deadlines would hold requests here for days, and a past one would not show.
+  const std::int64_t sender_now = now + 1'000'000'000'000;
+  auto burst_of = [&](std::vector<std::uint64_t> tickets, std::int64_t incarnation, std::int64_t epoch, std::int64_t deadline_in_us) {
+    predict_burst burst;
+    burst.origin = {"edge/12", incarnation, epoch, sender_now};
+    for (auto ticket : tickets) {
+      predict_request request;
+      request.request_id = 500 + ticket;
+      request.rows = 1;
+      request.deadline_us = sender_now + deadline_in_us;
+      request.features.values() = {0.5f, 0.5f};
+      burst.requests.push_back({ticket, request});
+    }
+    return burst;
+  };
+  std::map<std::uint64_t, std::vector<ticketed_answer>> answers;
+  auto router = f.router;
+  auto sender = f.hold(f.system->spawn([&answers](caf::event_based_actor*) -> caf::behavior {
+    return {[&answers](predict_answers& ready) {
+              for (auto& answer : ready.answers) answers[answer.ticket].push_back(answer);
+            },
+            [](burst_routed&) {}};
+  }));
+  auto send_from_edge = [&](predict_burst burst) {
+    caf::send_as(sender, router, std::move(burst));
+    f.settle();
+  };
+  send_from_edge(burst_of({1, 2}, 5, 3, 1'000'000));
+  REQUIRE(answers[1].size() == 1);
+  REQUIRE(answers[1][0].ok());
+  REQUIRE(answers[1][0].reply.top_classes == std::vector<std::int32_t>{2});
+  REQUIRE(answers[2].size() == 1);
+  REQUIRE(answers[2][0].ok());
+
+  // Ticket 2 again (BASP delivering a copy): dropped, its first answer stands; 3 is new.
+  send_from_edge(burst_of({2, 3}, 5, 3, 1'000'000));
+  REQUIRE(answers[2].size() == 1);
+  REQUIRE(answers[3].size() == 1);
+  REQUIRE(answers[3][0].ok());
+  REQUIRE(f.telemetry.metrics->get_counter("rml_requests_duplicate_dropped_total", "", {{"model", "fake"}}).value() == 1);
+
+  // An older incarnation of the node (its predecessor, still cut off somewhere): refused.
+  send_from_edge(burst_of({4}, 4, 3, 1'000'000));
+  REQUIRE(answers[4].size() == 1);
+  REQUIRE(rml_code(answers[4][0].failure) == errc::unauthorized);
+  REQUIRE_THAT(describe(answers[4][0].failure), Catch::Matchers::Contains("incarnation 4"));
+
+  // A controller epoch below the highest seen (the sender follows a deposed controller).
+  send_from_edge(burst_of({5}, 5, 2, 1'000'000));
+  REQUIRE(answers[5].size() == 1);
+  REQUIRE(rml_code(answers[5][0].failure) == errc::unauthorized);
+  REQUIRE_THAT(describe(answers[5][0].failure), Catch::Matchers::Contains("has seen epoch 3"));
+
+  // Past its deadline on the sender's own clock: answered so, not computed.
+  send_from_edge(burst_of({6}, 5, 3, -1));
+  REQUIRE(answers[6].size() == 1);
+  CAPTURE(describe(answers[6][0].failure));
+  REQUIRE(rml_code(answers[6][0].failure) == errc::deadline_exceeded);
+
+  // A new incarnation starts afresh: its ticket 1 is a request of its own.
+  send_from_edge(burst_of({1}, 6, 3, 1'000'000));
+  REQUIRE(answers[1].size() == 2);
+  REQUIRE(answers[1][1].ok());
+  REQUIRE(f.status().in_flight == 0);
+}
