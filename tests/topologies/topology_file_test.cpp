@@ -178,7 +178,7 @@ nodes:
                  "process); small: not node big)") != std::string::npos);
 }
 
-TEST_CASE("scaling: only a component with replicas {min, max} scales; its looks and fraction are checked by name") {
+TEST_CASE("scaling: only a component with replicas {min, max} scales, and its looks and fraction are checked by name") {
   auto parsed = parse_topology("name: x\ncomponents:\n  - name: s\n    kind: serving\n    replicas: {min: 1, max: 3}\n"
                                "    scaling: {up_after: 3, down_after: 7, down_utilization: 0.25}\n", "t.yaml");
   REQUIRE(parsed.ok());
