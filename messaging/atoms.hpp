@@ -28,6 +28,9 @@ using drain_atom = caf::atom_constant<caf::atom("drain")>;
 /// Asks serving what it offers (serving_info), or sets its version policy.
 using info_atom = caf::atom_constant<caf::atom("info")>;
 using policy_atom = caf::atom_constant<caf::atom("policy")>;
+/// The cluster's model pointer (etcd) reached a version: serving that follows it takes
+/// versions up to it as the latest (actors/serving/router.hpp).
+using model_pointer_atom = caf::atom_constant<caf::atom("mpointer")>;
 
 /// Names under which the pipeline's components register in the actor system's registry, so
 /// that peers find a component's current instance after its supervisor restarted it.

@@ -25,7 +25,8 @@
 //     a stale sender (`unauthorized`), which this ledger answers by sending it again under
 //     the node's newer view, within `retries_max`; a request another node's serving
 //     refused as not ready (draining as its replica is scaled away) is sent again to the
-//     serving the name finds next — not that one for `refused_wait` — within its deadline;
+//     serving the name finds next — on another node than the one that refused it or went
+//     down holding it, for `refused_wait` — within its deadline;
 //   - a request still unanswered `grace` past its deadline gets `deadline_exceeded` from
 //     here, so a client hears back in time even if serving hangs; a late answer is dropped.
 // One timer for the earliest deadline, not one per request: re-armed only when a new
@@ -100,7 +101,8 @@ struct ledger_options {
   std::uint32_t retries_max = 3;
   /// The wait before a retry looks for serving again (the resolver needs a moment to move).
   std::chrono::milliseconds retry_wait{20};
-  /// How long serving on another node that answered `not_ready` is passed over by retries.
+  /// How long a node whose serving went down holding a request, or answered `not_ready`, is
+  /// passed over by retries (while the name still finds it).
   std::chrono::milliseconds refused_wait{1000};
   /// Stamped on every burst sent to serving on another node (burst_origin): the receiver
   /// admits each request at most once and re-bases its deadline onto its own clock. Null:
@@ -128,9 +130,11 @@ struct ledger_state {
   /// Remote holders seen going down (the last few): the registry may still name one for a
   /// moment, until the resolver has moved the name; a retry waits instead of sending there.
   std::vector<caf::actor_addr> lost;
-  /// Serving on another node that refused requests as not ready (draining, no model yet),
-  /// until when (actor-clock µs): a retry waits for another rather than go back there at once.
-  std::vector<std::pair<caf::actor_addr, std::int64_t>> refused_by;
+  /// Nodes whose serving failed a request without a word (a lane that went down) or refused
+  /// it as not ready (draining as it is scaled away, no model yet), until when (actor-clock
+  /// µs): a retry waits for the name to move to another node rather than spend its sends
+  /// there while the resolver has not moved yet.
+  std::vector<std::pair<caf::node_id, std::int64_t>> avoided;
   /// burst_origin::sender of this ledger ("<node>/<actor id>").
   std::string origin_name;
   std::unordered_map<std::uint64_t, entry> held;
@@ -171,6 +175,18 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
       listener->answered(self->state.ready);
       self->state.ready.clear();
     };
+    auto avoid = [self, options, now_us](const caf::node_id& node) {
+      auto& avoided = self->state.avoided;
+      const std::int64_t until = now_us() + std::chrono::duration_cast<std::chrono::microseconds>(options.refused_wait).count();
+      for (auto& [known, when] : avoided) {
+        if (known == node) {
+          when = until;
+          return;
+        }
+      }
+      if (avoided.size() >= 16) avoided.erase(avoided.begin());
+      avoided.emplace_back(node, until);
+    };
     // A burst for serving on another node says who sends it (at_most_once.hpp).
     auto stamp = [self, options, now_us](predict_burst& burst) {
       auto& state = self->state;
@@ -202,7 +218,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
       const auto wait = std::chrono::microseconds(std::max<std::int64_t>(0, state.timer_at - now_us()));
       self->delayed_send(self, wait, detail::ledger_expire_atom::value, ++state.timer_epoch);
     };
-    self->set_down_handler([self, fail, flush, arm, options](caf::down_msg& down) {
+    self->set_down_handler([self, fail, flush, arm, options, avoid](caf::down_msg& down) {
       auto& held = self->state.held;
       for (auto entry = held.begin(); entry != held.end();) {
         if (entry->second.holder != down.source) {
@@ -221,6 +237,9 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
         entry = held.erase(entry);
       }
       if (!self->state.retrying.empty()) {
+        // Its node may still be named for serving for a moment (a lane gone as its replica
+        // drains away): retries wait for another rather than spend their sends there.
+        if (down.source.node() != self->node()) avoid(down.source.node());
         auto& lost = self->state.lost;
         if (lost.size() >= 16) lost.erase(lost.begin());
         lost.push_back(down.source);
@@ -289,7 +308,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
           }
           if (any) watch(routed.holder);
         },
-        [self, options, flush, arm, now_us](predict_answers& answers) {
+        [self, options, flush, arm, avoid](predict_answers& answers) {
           auto& state = self->state;
           for (auto& answer : answers.answers) {
             auto found = state.held.find(answer.ticket);
@@ -301,12 +320,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
               // again, stamped with the view this node holds by then; or as not ready (a
               // replica draining as it is scaled away, one still without a model) — sent to
               // whatever serving the name finds next, within the deadline.
-              if (code == errc::not_ready) {
-                auto& refused = state.refused_by;
-                if (refused.size() >= 16) refused.erase(refused.begin());
-                refused.emplace_back(self->current_sender() ? self->current_sender()->address() : caf::actor_addr(),
-                                     now_us() + std::chrono::duration_cast<std::chrono::microseconds>(options.refused_wait).count());
-              }
+              if (code == errc::not_ready && self->current_sender()) avoid(self->current_sender()->node());
               found->second.holder = caf::actor_addr();
               state.retrying.push_back(answer.ticket);
               continue;
@@ -327,8 +341,8 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
           auto serving = self->system().registry().template get<caf::actor>(options.target);
           const std::int64_t now = now_us();
           const bool lost = serving && (std::find(state.lost.begin(), state.lost.end(), serving.address()) != state.lost.end() ||
-                                        std::any_of(state.refused_by.begin(), state.refused_by.end(), [&](const auto& refused) {
-                                          return refused.first == serving.address() && refused.second > now;
+                                        std::any_of(state.avoided.begin(), state.avoided.end(), [&](const auto& avoided) {
+                                          return avoided.first == serving.node() && avoided.second > now;
                                         }));
           if (!serving || lost) {
             // None found yet, or still the lost one: look again (the deadline ends the wait).

@@ -203,6 +203,10 @@ struct router_state {
   messaging::serving_status counts;
   router_metrics metrics{};
   std::map<std::string, messaging::metrics::counter*> errors_by_kind;
+  /// The cluster's model pointer as last told (follow_model_pointer), and the versions pushed
+  /// above it, held until it reaches them (the newest few).
+  std::uint64_t model_pointer = 0;
+  std::map<std::uint64_t, messaging::model_snapshot> held_above_pointer;
   /// Requests from other nodes' ledgers, admitted at most once (messaging/at_most_once.hpp).
   messaging::at_most_once_filter from_other_nodes;
   static inline const char* name = "rml.router";
@@ -473,6 +477,15 @@ void on_published(router_pointer self, const messaging::model_snapshot& snapshot
     }
     return;
   }
+  if (!rollback && state.options.follow_model_pointer && snapshot.version > state.model_pointer) {
+    // Not the cluster's latest yet: held until the pointer reaches it.
+    constexpr std::size_t held_versions_max = 4;
+    state.held_above_pointer[snapshot.version] = snapshot;
+    while (state.held_above_pointer.size() > held_versions_max) state.held_above_pointer.erase(state.held_above_pointer.begin());
+    trace(self, "version_held", "version " + std::to_string(snapshot.version) + " above the cluster's model pointer v" +
+                                    std::to_string(state.model_pointer));
+    return;
+  }
   state.highest_version = std::max(state.highest_version, snapshot.version);
   state.latest = snapshot;
   auto& main = open_lane(self, "main");
@@ -502,6 +515,21 @@ void on_published(router_pointer self, const messaging::model_snapshot& snapshot
       if (state.bandit_weights.count(snapshot.version)) load_lane(self, open_lane(self, arm_role(snapshot.version)), snapshot);
       break;
   }
+}
+
+/// The cluster's model pointer moved to `version`: the newest held version it reaches is
+/// taken as the latest, and those below it are dropped (passed over, as a registry's quick
+/// successive publications would be).
+void on_model_pointer(router_pointer self, std::uint64_t version) {
+  auto& state = self->state;
+  if (version <= state.model_pointer) return;
+  state.model_pointer = version;
+  auto& held = state.held_above_pointer;
+  auto reached = held.upper_bound(version);
+  if (reached == held.begin()) return;
+  auto snapshot = std::move(std::prev(reached)->second);
+  held.erase(held.begin(), reached);
+  on_published(self, snapshot);
 }
 
 void finish_drain_if_done(router_pointer self) {
@@ -1097,6 +1125,10 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
       },
       [self](messaging::rollback_atom, messaging::model_snapshot& snapshot) {
         on_published(self, snapshot, true);
+        flush(self);
+      },
+      [self](messaging::model_pointer_atom, std::uint64_t version) {
+        on_model_pointer(self, version);
         flush(self);
       },
       [self](messaging::status_atom) {

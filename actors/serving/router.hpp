@@ -42,6 +42,9 @@
 // and the router answers everything it holds and exits for its own supervisor. Drain (`drain_atom`): admission stops (requests get
 // `not_ready`), readiness turns false, the requests already admitted finish; the reply says
 // how many were still unanswered when the drain's time ran out (0 when all finished).
+//
+// On a cluster node (`follow_model_pointer`) the registry's pushes are held until the
+// cluster's model pointer reaches them (model_pointer_atom), then taken as above.
 
 #include <caf/typed_actor.hpp>
 
@@ -60,6 +63,7 @@ using router_actor = caf::typed_actor<
     caf::reacts_to<messaging::lane_outcomes>,
     caf::reacts_to<messaging::model_snapshot>,
     caf::reacts_to<messaging::rollback_atom, messaging::model_snapshot>,
+    caf::reacts_to<messaging::model_pointer_atom, std::uint64_t>,
     caf::replies_to<messaging::status_atom>::with<messaging::serving_status>,
     caf::reacts_to<messaging::batching_settings>,
     caf::replies_to<messaging::prediction_feedback>::with<bool>,
@@ -113,6 +117,13 @@ struct router_options {
   std::chrono::milliseconds lane_restart_window{10'000};
   /// Where versions not in a lane are loaded from (registered name).
   caf::atom_value registry = messaging::names::registry;
+  /// On a cluster node: a version pushed by the registry becomes the latest only once the
+  /// cluster's model pointer (etcd's `desired/models/<model>`, moved forward only by the
+  /// elected controller, told here with model_pointer_atom) has reached it; until then it is
+  /// held (the newest `held_versions_max`). So a registry cut off from etcd with the rest of
+  /// the cluster cannot make this side serve a version the cluster does not call latest.
+  /// An explicit rollback is not held (it goes below the pointer by design).
+  bool follow_model_pointer = false;
   /// Where its metrics and trace events go (messaging/telemetry.hpp); its lanes get the same.
   messaging::telemetry telemetry;
 };

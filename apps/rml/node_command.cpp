@@ -299,9 +299,11 @@ int run_node(const node_options& options) {
     while (!stop_requested()) {
       // The controller moves etcd's model pointer to each version the registry publishes
       // (forward only, fenced by its epoch): the cluster's one answer to "which is latest".
-      if (auto [model, version] = job.watch_model_versions(); leading && candidate && !model.empty() && version > pointer_written) {
+      const auto [model, version] = job.watch_model_versions();
+      if (leading && candidate && !model.empty() && version > pointer_written) {
         if (auto moved = desired.advance_model(*candidate, model, version)) {
           pointer_written = *moved;
+          job.follow_model_pointer(*moved);  // serving here need not wait for the watch
           std::fprintf(stderr, "rml node %s: model %s: version pointer at v%llu\n", options.name.c_str(), model.c_str(),
                        (unsigned long long)*moved);
         } else {
@@ -321,6 +323,11 @@ int run_node(const node_options& options) {
         if (auto leader = placement.controllers().leader(); leader && *leader) {
           const std::int64_t epoch = (*leader)->create_revision;
           if (epoch > local.identity->epoch.load()) local.identity->epoch.store(epoch);
+        }
+        // Serving here takes versions up to the cluster's model pointer as the latest (a
+        // pointer moved wakes this: it is under /desired/).
+        if (!model.empty()) {
+          if (auto pointer = desired.model_pointer(model)) job.follow_model_pointer(*pointer);
         }
         // Run what is placed here and find the rest (the job applies it on its own thread).
         auto deployed = placement.deployed();

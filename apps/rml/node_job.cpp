@@ -85,6 +85,13 @@ std::pair<std::string, std::uint64_t> node_job::watch_model_versions() {
   return {model_name_, highest_published_->load()};
 }
 
+void node_job::follow_model_pointer(std::uint64_t version) {
+  if (version == 0) return;
+  auto serving = system_.registry().get<caf::actor>(messaging::names::serving);
+  // Only serving in this process: another node's follows the pointer itself.
+  if (serving && serving.node() == system_.node()) caf::anon_send(serving, messaging::model_pointer_atom::value, version);
+}
+
 void node_job::post(std::optional<control::deployment> deployed, std::vector<control::member> members) {
   {
     std::lock_guard lock(mutex_);
@@ -239,6 +246,9 @@ bool node_job::prepare(const control::deployment& deployed) {
     if (component.kind == "serving" && component.replicas_max > component.replicas_min) scaling_serving = component.name;
   }
   if (!scaling_serving.empty()) pipeline->serving.lane.pool.report_load = true;
+  // A version is the latest once the cluster's model pointer says so (etcd, not a registry
+  // that may be cut off with this node).
+  pipeline->serving.follow_model_pointer = true;
   auto sockets = start_endpoints(system_, *options, *pipeline, settings_.identity);
   if (!sockets) return fail(sockets.error().message());
   sockets_ = std::move(sockets.value());

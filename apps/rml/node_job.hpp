@@ -70,6 +70,12 @@ class node_job {
   /// to the registry when that is a new actor (call it on every tick).
   std::pair<std::string, std::uint64_t> watch_model_versions();
 
+  /// The cluster's model pointer for the served model (etcd, moved forward only by the
+  /// controller): serving running here takes versions up to it as the latest. Call it on
+  /// every tick (a serving started since gets it then); a pointer not above the last is
+  /// ignored by serving.
+  void follow_model_pointer(std::uint64_t version);
+
   /// The load of each component running here that scales across nodes (serving, when its
   /// replicas have max above min), since the previous call: what this node reports for the
   /// cluster's autoscaler (topologies/autoscaler.hpp). Empty when none runs here.

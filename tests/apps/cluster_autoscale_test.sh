@@ -29,9 +29,9 @@ served_version() { python3 "$(dirname "$0")/served_version.py" "$1"; }
 within 120 eval '(( $(served_version "$data_http") >= 1 ))' || fail "no model was served through the data node"
 
 # Load beyond one replica: the controller adds the second.
-# 1500 requests/s of 16 rows, beside the trainer: more than one replica's batcher keeps
+# 1500 requests/s of 12 rows, beside the trainer: more than one replica's batcher keeps
 # without a backlog on two shared cores, within what the machine computes (clients allow 4 s).
-"$rml" loadgen --address "http://127.0.0.1:$data_http" --rate 1500 --rows 16 --binary --duration 14 --connections 64 --timeout-ms 4000 > "$work/loadgen.log" 2>&1 &
+"$rml" loadgen --address "http://127.0.0.1:$data_http" --rate 1500 --rows 12 --binary --duration 14 --connections 64 --timeout-ms 4000 > "$work/loadgen.log" 2>&1 &
 load=$!
 pids+=($load)
 within 20 grep -q "rml node data: scales serving from 1 to 2 replicas" "$work/data.log" || fail "serving was not scaled up under load"
@@ -47,19 +47,16 @@ cat "$work/loadgen.log"
 grep -q " answered, 0 errors" "$work/loadgen.log" || fail "requests failed while serving scaled up: $(cat "$work/loadgen.log")"
 
 # Light load: back to one replica; the node that stops drains first, the other keeps
-# serving, and every request is answered. Known defect: about one run in six, one request
-# of the 1271 is answered 503 (not_ready) as the replica drains — a request that reached
-# the draining router in the moment before the forwarding node moved (the ledger sends a
-# not_ready refusal again; which path still fails is not found yet).
+# serving, and no request fails meanwhile: one that reaches the draining replica, or the lane
+# it stops, before the forwarding node has moved is sent again by that node's ledger — to
+# another node (request_ledger.hpp), not back to the one draining.
 "$rml" loadgen --address "http://127.0.0.1:$data_http" --rate 100 --rows 8 --binary --duration 12 > "$work/light.log" 2>&1 &
 light=$!
 pids+=($light)
 within 30 grep -q "rml node data: scales serving from 2 to 1 replicas" "$work/data.log" || fail "serving was not scaled down when idle"
 wait "$light" 2>/dev/null || true
 cat "$work/light.log"
-# Every request answered (sent = answered + errors), at most the one of the known defect an error.
-read -r sent answered errors <<< "$(sed -nE 's/^sent ([0-9]+) requests .*, ([0-9]+) answered, ([0-9]+) errors$/\1 \2 \3/p' "$work/light.log")"
-(( sent > 0 && answered + errors == sent && errors <= 1 )) || fail "requests went unanswered or failed while serving scaled down: $(cat "$work/light.log")"
+grep -q " answered, 0 errors" "$work/light.log" || fail "requests failed while serving scaled down: $(cat "$work/light.log")"
 grep "rml node data: scales serving" "$work/data.log"
 within 10 eval 'status | grep -q "scaling serving: 1 replicas wanted"' || fail "status does not show one replica: $(status)"
 (( $(served_version "$data_http") >= 1 )) || fail "predictions through the data node stopped after scaling down"

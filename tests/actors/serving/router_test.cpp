@@ -93,7 +93,8 @@ struct router_fixture : test::actor_fixture {
   std::shared_ptr<std::vector<model_refused>> refused = std::make_shared<std::vector<model_refused>>();
 
   explicit router_fixture(const std::string& policy, caf::timespan service_time = caf::timespan{0},
-                          std::map<std::uint64_t, model_snapshot> stored = {}, std::uint32_t feedback_min = 20) {
+                          std::map<std::uint64_t, model_snapshot> stored = {}, std::uint32_t feedback_min = 20,
+                          bool follow_model_pointer = false) {
     auto registry = hold(system->spawn(fake_registry, stored, refused));
     system->registry().erase(names::registry);
     system->registry().put(names::registry, registry);
@@ -107,6 +108,7 @@ struct router_fixture : test::actor_fixture {
     options.canary.feedback_min = feedback_min;
     options.canary.latency_slack_us = 1'000'000;  // virtual time: latency never decides here
     options.telemetry = telemetry;
+    options.follow_model_pointer = follow_model_pointer;
     REQUIRE(actors::validate(options));
     router = hold(actors::spawn_router(*system, options));
   }
@@ -615,4 +617,38 @@ TEST_CASE("requests from another node are admitted at most once, re-based onto t
   REQUIRE(answers[1].size() == 2);
   REQUIRE(answers[1][1].ok());
   REQUIRE(f.status().in_flight == 0);
+}
+
+TEST_CASE("serving that follows the cluster's model pointer takes a pushed version as the latest only once the pointer reaches it") {
+  router_fixture f("latest", caf::timespan{0}, {}, 20, true);
+  auto pointer_at = [&](std::uint64_t version) {
+    caf::anon_send(f.router, model_pointer_atom::value, version);
+    f.scheduler->run();
+  };
+  // Pushed by the registry, but the pointer has not reached it: no model to serve yet.
+  f.publish(fake_snapshot(1, 0));
+  const auto early = f.send();
+  f.settle();
+  REQUIRE(f.errors.count(early) == 1);
+  REQUIRE(rml_code(f.errors[early]) == errc::not_ready);
+  pointer_at(1);
+  REQUIRE(f.predict().model_version == 1);
+
+  // Two more pushed: held while the pointer stays; when it jumps to 3, 2 is passed over.
+  f.publish(fake_snapshot(2, 1));
+  f.publish(fake_snapshot(3, 2));
+  REQUIRE(f.predict().model_version == 1);
+  pointer_at(3);
+  const auto reply = f.predict();
+  REQUIRE(reply.model_version == 3);
+  REQUIRE(reply.top_classes == std::vector<std::int32_t>{2});
+
+  // A pointer told late, lower than one already told, changes nothing.
+  pointer_at(2);
+  REQUIRE(f.predict().model_version == 3);
+
+  // The registry's explicit rollback goes below the pointer by design: taken at once.
+  caf::anon_send(f.router, rollback_atom::value, fake_snapshot(1, 0));
+  f.scheduler->run();
+  REQUIRE(f.predict().model_version == 1);
 }
