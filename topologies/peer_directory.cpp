@@ -12,6 +12,9 @@
 #include "messaging/type_ids.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
 #include <map>
 #include <vector>
 #include <set>
@@ -233,11 +236,35 @@ caf::actor spawn_node_directory(caf::actor_system& system) {
   });
 }
 
-caf::actor spawn_tls_error_queue_sweeper(caf::actor_system& system, std::chrono::milliseconds period) {
-  return system.spawn([period](caf::event_based_actor* self) -> caf::behavior {
+caf::actor spawn_tls_error_queue_sweeper(caf::actor_system& system, std::chrono::milliseconds period, std::string node_name) {
+  // Touched only on the multiplexer thread (inside what is posted there).
+  struct refusals {
+    std::string node;
+    std::chrono::steady_clock::time_point last_said{};
+    std::uint64_t unsaid = 0;
+  };
+  auto said = std::make_shared<refusals>(refusals{std::move(node_name)});
+  return system.spawn([period, said](caf::event_based_actor* self) -> caf::behavior {
     self->send(self, caf::tick_atom::value);
-    return {[self, period](caf::tick_atom) {
-      self->system().middleman().backend().post([] { ERR_clear_error(); });
+    return {[self, period, said](caf::tick_atom) {
+      self->system().middleman().backend().post([said] {
+        std::string reasons;
+        for (unsigned long code = ERR_get_error(); code != 0; code = ERR_get_error()) {
+          char reason[256];
+          ERR_error_string_n(code, reason, sizeof reason);
+          if (reasons.find(reason) == std::string::npos) reasons += (reasons.empty() ? "" : "; ") + std::string(reason);
+        }
+        if (reasons.empty()) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - said->last_said < std::chrono::seconds(1)) {
+          ++said->unsaid;
+          return;
+        }
+        std::fprintf(stderr, "rml node %s: TLS with a peer failed (a refused handshake, or a connection cut): %s%s\n", said->node.c_str(), reasons.c_str(),
+                     said->unsaid ? (" (and " + std::to_string(said->unsaid) + " more since the last said)").c_str() : "");
+        said->last_said = now;
+        said->unsaid = 0;
+      });
       self->delayed_send(self, period, caf::tick_atom::value);
     }};
   });

@@ -237,7 +237,7 @@ int run_node(const node_options& options) {
   // Other nodes connect here and ask this directory for the components that run here.
   auto directory = topologies::spawn_node_directory(system);
   caf::actor sweeper;
-  if (tls) sweeper = topologies::spawn_tls_error_queue_sweeper(system, std::chrono::milliseconds(5));
+  if (tls) sweeper = topologies::spawn_tls_error_queue_sweeper(system, std::chrono::milliseconds(5), options.name);
   auto opened = topologies::publish_node_directory(directory, port, host, tls);
   if (!opened) {
     std::fprintf(stderr, "rml node: --listen %s: cannot listen: %s\n", options.listen.c_str(), system.render(opened.error()).c_str());

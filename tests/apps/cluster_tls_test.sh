@@ -43,6 +43,11 @@ within 30 grep -q "rml node intruder: cannot reach registry on 127.0.0.1:" "$wor
   fail "the intruder did not say it cannot reach the registry"
 ! grep -q "rml node intruder: found" "$work/intruder.log" || fail "the intruder reached a peer with a foreign certificate"
 (( $(served_version "$intruder_http") == 0 )) || fail "the intruder got a model"
+# The cluster's nodes log the failed handshakes, with OpenSSL's reason (CAF's module logs
+# nothing): the intruder's certificate refused, or the intruder refusing theirs.
+within 10 eval 'grep -h "TLS with a peer failed" "$work/data.log" "$work/edge.log" | grep -Eq "unknown ca|certificate verify failed"' ||
+  fail "neither node logged the failed handshakes with the intruder: $(grep -h "TLS" "$work/data.log" "$work/edge.log")"
+grep -h "TLS with a peer failed" "$work/data.log" "$work/edge.log" | head -2
 # CAF 0.17.6's OpenSSL module leaves OpenSSL's error queue dirty after a refused handshake,
 # which drops the refusing node's other TLS connections too (docs/topologies.md): while the
 # intruder keeps trying, the others reconnect over and over. Once it is gone they settle,
