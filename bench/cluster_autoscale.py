@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_serving import free_ports, parse_loadgen, rml, root, run_repeats, served_version, start_etcd, status, wait_for  # noqa: E402
+from cluster_serving import (free_ports, parse_loadgen, rml, root, run_repeats, served_version, start_etcd, status, stop_all,  # noqa: E402
+                             wait_for)
 
 topology = os.path.join(root, "tests", "data", "cluster-autoscale-topology.yaml")
 
@@ -99,10 +99,7 @@ def one_run(args):
         result["decisions"] = re.findall(r"rml node data: (scales serving .*)", log("data"))
         return result
     finally:
-        for process in reversed(processes):
-            process.kill()
-            process.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 def main():

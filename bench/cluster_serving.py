@@ -75,6 +75,24 @@ def start_etcd(work, client, peer):
     return process
 
 
+def start_node(work, etcd, name, labels, lease_ttl, http_port, predict_port=None):
+    """An `rml node` offering 8 cores to placement, its log in work/NAME.log."""
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    command = [rml, "node", "--name", name, "--etcd", etcd, "--labels", labels, "--cores", "8", "--lease-ttl", str(lease_ttl),
+               "--data-dir", os.path.join(work, name), "--http-port", str(http_port)]
+    if predict_port:
+        command += ["--predict-port", str(predict_port)]
+    return subprocess.Popen(command, stdout=log, stderr=log)
+
+
+def stop_all(processes, work):
+    """Kills what a run started, last first, and removes its folder."""
+    for process in reversed(processes):
+        process.kill()
+        process.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def run_repeats(args, one_run):
     """`args.repeats` fresh runs, each printed (and appended to `args.output`) as a JSON line."""
     runs = []
@@ -133,11 +151,7 @@ def one_run(args):
     try:
         processes.append(start_etcd(work, client, peer))
         for name, labels in [("data", "role=data"), ("e1", "role=serving"), ("e2", "role=serving")]:
-            log = open(os.path.join(work, f"{name}.log"), "w")
-            nodes[name] = subprocess.Popen(
-                [rml, "node", "--name", name, "--etcd", etcd, "--labels", labels, "--cores", "8", "--lease-ttl", str(args.lease_ttl),
-                 "--data-dir", os.path.join(work, name), "--http-port", str(http[name]), "--predict-port", str(predict[name])],
-                stdout=log, stderr=log)
+            nodes[name] = start_node(work, etcd, name, labels, args.lease_ttl, http[name], predict[name])
             processes.append(nodes[name])
             if name == "data":  # the first node leads the placement: it is not the one killed
                 wait_for(lambda: "is the placement controller" in open(os.path.join(work, "data.log")).read(), 10)
@@ -185,10 +199,7 @@ def one_run(args):
         result["failover"]["lease_expired_s"] = detected
         return result
     finally:
-        for process in reversed(processes):
-            process.kill()
-            process.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 def main():
