@@ -20,7 +20,6 @@ Each repeat is a fresh cluster; the lease TTL is 2 s (a renewal, so a look, ever
 
     python3 bench/cluster_autoscale.py --repeats 3
 """
-import argparse
 import json
 import os
 import re
@@ -31,7 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_serving import (free_ports, parse_loadgen, rml, root, run_repeats, served_version, start_etcd, status, stop_all,  # noqa: E402
+from cluster_serving import (free_ports, parse_loadgen, repeats_parser, rml, root, run_repeats, served_version, start_etcd, status, stop_all,  # noqa: E402
                              wait_for)
 
 topology = os.path.join(root, "tests", "data", "cluster-autoscale-topology.yaml")
@@ -103,15 +102,13 @@ def one_run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = repeats_parser()
     parser.add_argument("--rate", type=int, default=1500, help="requests/s of the heavy phase")
     parser.add_argument("--rows", type=int, default=8, help="rows per request")
     parser.add_argument("--duration", type=float, default=14)
     parser.add_argument("--light-rate", type=int, default=100)
     parser.add_argument("--light-duration", type=float, default=12)
     parser.add_argument("--after-training", action="store_true", help="start the load once training is over")
-    parser.add_argument("--output", help="append each run as a JSON line here")
     args = parser.parse_args()
     runs = run_repeats(args, one_run)
 

@@ -10,7 +10,6 @@ limits the sum here is the cores, and the bench says how busy they were.
 
     python3 bench/cluster_scale_out.py --repeats 3 --nodes 3
 """
-import argparse
 import os
 import statistics
 import sys
@@ -18,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster_serving import (free_ports, loadgen, parse_loadgen, rml, root, run_repeats, served_version, start_etcd,  # noqa: E402
+from cluster_serving import (free_ports, loadgen, parse_loadgen, repeats_parser, rml, root, run_repeats, served_version, start_etcd,  # noqa: E402
                              start_node, status, stop_all, wait_for)
 
 import subprocess  # noqa: E402
@@ -84,12 +83,10 @@ def one_run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = repeats_parser()
     parser.add_argument("--nodes", type=int, default=3, help="serving nodes")
     parser.add_argument("--rate", type=int, default=30000, help="requests/s offered at each serving node")
     parser.add_argument("--duration", type=float, default=5)
-    parser.add_argument("--output", help="append each run as a JSON line here")
     args = parser.parse_args()
     runs = run_repeats(args, one_run)
     for count in range(1, args.nodes + 1):

@@ -93,6 +93,14 @@ def stop_all(processes, work):
     shutil.rmtree(work, ignore_errors=True)
 
 
+def repeats_parser():
+    """The arguments run_repeats reads (--repeats, --output); a bench adds its own."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", help="append each run as a JSON line here")
+    return parser
+
+
 def run_repeats(args, one_run):
     """`args.repeats` fresh runs, each printed (and appended to `args.output`) as a JSON line."""
     runs = []
@@ -203,14 +211,12 @@ def one_run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = repeats_parser()
     parser.add_argument("--rate", type=int, default=2000, help="requests/s of the latency and failover runs")
     parser.add_argument("--saturate-rate", type=int, default=30000, help="requests/s offered in the scale-out runs")
     parser.add_argument("--duration", type=float, default=5)
     parser.add_argument("--failover-duration", type=float, default=8)
     parser.add_argument("--lease-ttl", type=float, default=3)
-    parser.add_argument("--output", help="append each run as a JSON line here")
     parser.add_argument("--only-failover", action="store_true", help="skip the latency and scale-out runs")
     args = parser.parse_args()
     runs = run_repeats(args, one_run)

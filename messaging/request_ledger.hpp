@@ -218,7 +218,14 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
       const auto wait = std::chrono::microseconds(std::max<std::int64_t>(0, state.timer_at - now_us()));
       self->delayed_send(self, wait, detail::ledger_expire_atom::value, ++state.timer_epoch);
     };
-    self->set_down_handler([self, fail, flush, arm, options, avoid](caf::down_msg& down) {
+    // Requests waiting to be sent again look for serving after `retry_wait` (one timer).
+    auto arm_retry = [self, options] {
+      auto& state = self->state;
+      if (state.retrying.empty() || state.retry_armed) return;
+      state.retry_armed = true;
+      self->delayed_send(self, options.retry_wait, detail::ledger_retry_atom::value);
+    };
+    self->set_down_handler([self, fail, flush, arm, options, avoid, arm_retry](caf::down_msg& down) {
       auto& held = self->state.held;
       for (auto entry = held.begin(); entry != held.end();) {
         if (entry->second.holder != down.source) {
@@ -244,17 +251,14 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
         if (lost.size() >= 16) lost.erase(lost.begin());
         lost.push_back(down.source);
       }
-      if (!self->state.retrying.empty() && !self->state.retry_armed) {
-        self->state.retry_armed = true;
-        self->delayed_send(self, options.retry_wait, detail::ledger_retry_atom::value);
-      }
+      arm_retry();
       auto& watched = self->state.watched;
       watched.erase(std::remove(watched.begin(), watched.end(), down.source), watched.end());
       flush();
       arm();
     });
     return {
-        [self, options, fail, flush, watch, arm, stamp](ledger_intake<Route>& intake) {
+        [self, options, fail, flush, watch, arm, stamp, arm_retry](ledger_intake<Route>& intake) {
           auto& state = self->state;
           auto serving = self->system().registry().template get<caf::actor>(options.target);
           predict_burst burst;
@@ -262,7 +266,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
           for (std::size_t index = 0; index < intake.requests.size(); ++index) {
             auto& request = intake.requests[index];
             const std::uint64_t ticket = ++state.next_ticket;
-            typename state_type::entry entry{std::move(intake.routes[index]), request.request_id, serving.address()};
+            typename state_type::entry entry{std::move(intake.routes[index]), request.request_id, serving.address(), std::nullopt, 0};
             if (!serving && (request.deadline_us <= 0 || !options.wait_for_target)) {
               fail(ticket, entry, errc::not_ready, "no serving actor running");
               continue;
@@ -289,10 +293,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
             if (serving.node() != self->node()) stamp(burst);
             self->send(serving, std::move(burst));
           }
-          if (!state.retrying.empty() && !state.retry_armed) {
-            state.retry_armed = true;
-            self->delayed_send(self, options.retry_wait, detail::ledger_retry_atom::value);
-          }
+          arm_retry();
           arm();
           flush();
         },
@@ -308,12 +309,12 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
           }
           if (any) watch(routed.holder);
         },
-        [self, options, flush, arm, avoid](predict_answers& answers) {
+        [self, options, flush, arm, avoid, arm_retry](predict_answers& answers) {
           auto& state = self->state;
           for (auto& answer : answers.answers) {
             auto found = state.held.find(answer.ticket);
             if (found == state.held.end()) continue;  // failed already (deadline, holder down)
-            const auto code = answer.ok() ? std::nullopt : rml_code(answer.failure);
+            const errc code = answer.ok() ? errc{} : rml_code(answer.failure).value_or(errc{});  // errc{}: none
             if (found->second.copy && found->second.sends < options.retries_max && (code == errc::unauthorized || code == errc::not_ready)) {
               // Serving on another node refused it without acting on it: this node's view as
               // stale (its incarnation or the controller's epoch, at_most_once.hpp) — sent
@@ -328,10 +329,7 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
             state.ready.push_back({std::move(found->second.route), std::move(answer)});
             state.held.erase(found);
           }
-          if (!state.retrying.empty() && !state.retry_armed) {
-            state.retry_armed = true;
-            self->delayed_send(self, options.retry_wait, detail::ledger_retry_atom::value);
-          }
+          arm_retry();
           flush();
           arm();
         },

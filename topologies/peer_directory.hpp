@@ -48,8 +48,9 @@ caf::expected<std::uint16_t> publish_node_directory(const caf::actor& directory,
 /// there is the reason a handshake failed — this node refused a peer's certificate
 /// ("certificate verify failed"), or the peer refused this node's ("tlsv1 alert unknown
 /// ca": it trusts another CA), or a connection cut mid-record — and it is logged on stderr as
-/// "rml node NODE: TLS with a peer failed (a refused handshake, or a connection cut): REASON" (one line a second at most, with a
-/// count of the ones not shown): CAF itself says nothing of it. Returns the actor doing it (exit it to stop).
+/// "rml node NODE: TLS with a peer failed (a refused handshake, or a connection cut):
+/// REASON" (one line a second at most, with a count of the ones not shown): CAF itself says
+/// nothing of it. Returns the actor doing it (exit it to stop).
 caf::actor spawn_tls_error_queue_sweeper(caf::actor_system& system, std::chrono::milliseconds period, std::string node_name);
 
 struct peer_resolver_options {

@@ -111,6 +111,18 @@ class reader {
     return number;
   }
 
+  /// A number in (0, 1].
+  result<double> fraction(const YAML::Node& node, const std::string& field) const {
+    auto value = text(node, field);
+    if (!value) return value.error();
+    char* end = nullptr;
+    const double number = std::strtod(value->c_str(), &end);
+    if (value->empty() || end != value->c_str() + value->size() || !(number > 0.0 && number <= 1.0)) {
+      return fail(node, field, "'" + value.value() + "' is not a fraction in (0, 1]");
+    }
+    return number;
+  }
+
   result<bool> flag(const YAML::Node& node, const std::string& field) const {
     auto value = text(node, field);
     if (!value) return value.error();
@@ -262,15 +274,10 @@ status read_components(const reader& in, const YAML::Node& list, topology& out) 
         if (!looks) return looks.error();
         component.scaling.down_after = looks.value();
       }
-      if (const auto& share = scaling["down_utilization"]; share) {
-        auto text = in.text(share, field + ".scaling.down_utilization");
-        if (!text) return text.error();
-        char* end = nullptr;
-        const double value = std::strtod(text->c_str(), &end);
-        if (text->empty() || end != text->c_str() + text->size() || !(value > 0.0 && value <= 1.0)) {
-          return in.fail(share, field + ".scaling.down_utilization", "'" + text.value() + "' is not a fraction in (0, 1]");
-        }
-        component.scaling.down_utilization = value;
+      if (scaling["down_utilization"]) {
+        auto share = in.fraction(scaling["down_utilization"], field + ".scaling.down_utilization");
+        if (!share) return share.error();
+        component.scaling.down_utilization = share.value();
       }
     }
     if (item["placement"]) {

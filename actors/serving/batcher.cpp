@@ -18,9 +18,15 @@
 
 namespace rml::actors {
 namespace {
-constexpr const char* load_looks_metric = "rml_serving_load_looks_total";
-constexpr const char* backlog_looks_metric = "rml_serving_backlog_looks_total";
-constexpr const char* busy_seconds_metric = "rml_serving_busy_seconds_total";
+// The load series the cluster's autoscaler reads (read_lane_load): name and help, one place.
+struct series {
+  const char* name;
+  const char* help;
+};
+constexpr series load_looks_metric{"rml_serving_load_looks_total", "Looks the lane took at its load"};
+constexpr series backlog_looks_metric{"rml_serving_backlog_looks_total", "Looks that found a backlog"};
+constexpr series busy_seconds_metric{"rml_serving_busy_seconds_total", "Replica time spent computing batches"};
+constexpr series replicas_metric{"rml_replicas", "Serving replicas running"};
 using close_atom = caf::atom_constant<caf::atom("close")>;
 using scale_atom = caf::atom_constant<caf::atom("scale")>;
 using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
@@ -132,7 +138,7 @@ lane_metrics register_metrics(const batcher_options& options) {
   metrics.batch_rows = &registry.get_histogram("rml_batch_rows", "Rows per batch sent to a replica", lane,
                                                messaging::metrics::batch_rows_bounds());
   metrics.queue_depth = &registry.get_gauge("rml_queue_depth", "Requests waiting in the batching queue", lane);
-  metrics.replicas = &registry.get_gauge("rml_replicas", "Serving replicas running", lane);
+  metrics.replicas = &registry.get_gauge(replicas_metric.name, replicas_metric.help, lane);
   metrics.batch_rows_current = &registry.get_gauge("rml_batch_rows_target", "Current batch size (adaptive batching moves it)", lane);
   for (auto reason : {batch_close_reason::full, batch_close_reason::delay_expired, batch_close_reason::deadline_pressure,
                       batch_close_reason::replica_free}) {
@@ -149,9 +155,9 @@ lane_metrics register_metrics(const batcher_options& options) {
   metrics.scaled_down = &registry.get_counter("rml_scaling_decisions_total", "Replicas added or removed by autoscaling", with("direction", "down"));
   metrics.cache_hits = &registry.get_counter("rml_cache_hits_total", "Predictions answered from the prediction cache", lane);
   metrics.cache_misses = &registry.get_counter("rml_cache_misses_total", "Predictions not in the prediction cache", lane);
-  metrics.load_looks = &registry.get_counter(load_looks_metric, "Looks the lane took at its load", lane);
-  metrics.backlog_looks = &registry.get_counter(backlog_looks_metric, "Looks that found a backlog", lane);
-  metrics.busy_seconds = &registry.get_counter(busy_seconds_metric, "Replica time spent computing batches", lane);
+  metrics.load_looks = &registry.get_counter(load_looks_metric.name, load_looks_metric.help, lane);
+  metrics.backlog_looks = &registry.get_counter(backlog_looks_metric.name, backlog_looks_metric.help, lane);
+  metrics.busy_seconds = &registry.get_counter(busy_seconds_metric.name, busy_seconds_metric.help, lane);
   return metrics;
 }
 
@@ -802,10 +808,10 @@ batcher_actor::behavior_type batcher(batcher_pointer self, batcher_options optio
 lane_load read_lane_load(messaging::metrics::registry& registry, const std::string& model, const std::string& lane) {
   const messaging::metrics::label_set labels{{"model", model}, {"lane", lane}};
   lane_load load;
-  load.looks = registry.get_counter(load_looks_metric, "Looks the lane took at its load", labels).value();
-  load.backlog_looks = registry.get_counter(backlog_looks_metric, "Looks that found a backlog", labels).value();
-  load.busy_seconds = registry.get_counter(busy_seconds_metric, "Replica time spent computing batches", labels).value();
-  load.replicas = registry.get_gauge("rml_replicas", "Serving replicas running", labels).value();
+  load.looks = registry.get_counter(load_looks_metric.name, load_looks_metric.help, labels).value();
+  load.backlog_looks = registry.get_counter(backlog_looks_metric.name, backlog_looks_metric.help, labels).value();
+  load.busy_seconds = registry.get_counter(busy_seconds_metric.name, busy_seconds_metric.help, labels).value();
+  load.replicas = registry.get_gauge(replicas_metric.name, replicas_metric.help, labels).value();
   return load;
 }
 

@@ -828,12 +828,12 @@ void admit_from_another_node(router_pointer self, messaging::predict_burst& burs
   const std::int64_t now = messaging::clock_us(self);
   const std::int64_t offset = now - origin.sent_at_us;
   std::size_t kept = 0;
+  messaging::request_envelope envelope{origin.sender, origin.incarnation, 0, 0, origin.epoch};  // the sender once per burst
   for (auto& item : burst.requests) {
     auto& request = item.request;
     if (request.deadline_us > 0) request.deadline_us += offset;
-    const messaging::request_envelope envelope{origin.sender, origin.incarnation, item.ticket,
-                                               request.deadline_us > 0 ? request.deadline_us : now + remembered_without_deadline_us,
-                                               origin.epoch};
+    envelope.id = item.ticket;
+    envelope.deadline_us = request.deadline_us > 0 ? request.deadline_us : now + remembered_without_deadline_us;
     const auto verdict = state.from_other_nodes.admit(envelope, now);
     answer_target target{std::nullopt, asker, item.ticket};
     switch (verdict) {

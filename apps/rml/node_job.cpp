@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <functional>
 #include <filesystem>
+#include <vector>
 
 #include "actors/serving/router.hpp"
 #include "messaging/atoms.hpp"
@@ -150,7 +151,7 @@ void node_job::follow(const std::optional<control::deployment>& deployed, const 
   std::map<std::string, std::string> kind_of;
   for (const auto& component : declared->components) kind_of[component.name] = component.kind;
   std::set<std::string> here;
-  std::map<std::string, std::string> elsewhere;  // kind → addresses of the nodes running it, comma-separated
+  std::map<std::string, std::vector<std::string>> candidates;  // kind → addresses of the nodes running it
   for (const auto& placed : deployed->plan.replicas) {
     const auto kind = kind_of.find(placed.component);
     if (kind == kind_of.end()) continue;
@@ -159,27 +160,22 @@ void node_job::follow(const std::optional<control::deployment>& deployed, const 
     } else if (auto address = addresses.find(placed.node); address != addresses.end()) {
       // A kind on several nodes (serving replicas): each is a candidate, the first in the
       // plan preferred; the resolver moves to another when one is lost.
-      auto& candidates = elsewhere[kind->second];
-      if (("," + candidates + ",").find("," + address->second + ",") == std::string::npos) {
-        candidates += (candidates.empty() ? "" : ",") + address->second;
-      }
+      auto& of_kind = candidates[kind->second];
+      if (std::find(of_kind.begin(), of_kind.end(), address->second) == of_kind.end()) of_kind.push_back(address->second);
     }
   }
-  for (const auto& kind : here) elsewhere.erase(kind);
+  for (const auto& kind : here) candidates.erase(kind);
   // Nodes that forward predictions spread over the serving replicas: each prefers a different
   // one (its name's hash picks where the list starts), so a replica added takes the share of
   // the nodes that now prefer it; a node with serving of its own serves its requests itself.
-  if (auto serving = elsewhere.find("serving"); serving != elsewhere.end()) {
-    std::vector<std::string> candidates;
-    for (std::size_t begin = 0; begin <= serving->second.size();) {
-      const auto comma = std::min(serving->second.find(',', begin), serving->second.size());
-      if (comma > begin) candidates.push_back(serving->second.substr(begin, comma - begin));
-      begin = comma + 1;
-    }
-    std::rotate(candidates.begin(), candidates.begin() + std::ptrdiff_t(std::hash<std::string>{}(settings_.name) % candidates.size()),
-                candidates.end());
-    serving->second.clear();
-    for (const auto& candidate : candidates) serving->second += (serving->second.empty() ? "" : ",") + candidate;
+  if (auto serving = candidates.find("serving"); serving != candidates.end()) {
+    auto& of_serving = serving->second;
+    std::rotate(of_serving.begin(), of_serving.begin() + std::ptrdiff_t(std::hash<std::string>{}(settings_.name) % of_serving.size()),
+                of_serving.end());
+  }
+  std::map<std::string, std::string> elsewhere;  // kind → the candidates, comma-separated, preferred first
+  for (const auto& [kind, of_kind] : candidates) {
+    for (const auto& address : of_kind) elsewhere[kind] += (elsewhere[kind].empty() ? "" : ",") + address;
   }
   // The resolver first: a component started below finds its peers as soon as it looks.
   point_resolver(elsewhere);
