@@ -7,11 +7,26 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include <caf/actor_registry.hpp>
+
 #include <chrono>
+#include <thread>
 #include <utility>
 #include <vector>
 
 namespace rml::messaging {
+
+/// The actor registered under `name`, looked up from outside the actor system. Replacing a
+/// name in CAF 0.17's registry is an erase then a put (it keeps the first entry under a
+/// name): a look-up between the two finds nothing while the actor runs, so an empty look-up
+/// is tried again a few times before the caller is told there is none.
+inline caf::actor find_named(caf::actor_system& system, caf::atom_value name) {
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    if (auto found = system.registry().get<caf::actor>(name)) return found;
+    std::this_thread::yield();
+  }
+  return {};
+}
 
 template <class Reply, class Request, class OnReply, class OnError>
 void ask_from_outside(caf::actor_system& system, const caf::actor& target, std::chrono::microseconds timeout, Request request,

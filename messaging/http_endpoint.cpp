@@ -14,7 +14,6 @@
 #include <deque>
 #include <map>
 #include <optional>
-#include <thread>
 
 #include "messaging/actor_bridge.hpp"
 #include "messaging/request_ledger.hpp"
@@ -410,7 +409,7 @@ class session : public responder, public std::enable_shared_from_this<session<St
     return CRYPTO_memcmp(value.data() + scheme.size(), secret.data(), secret.size()) == 0;
   }
 
-  caf::actor target() { return server_->system.registry().get<caf::actor>(server_->options.target); }
+  caf::actor target() { return find_named(server_->system, server_->options.target); }
 
   template <class Then>
   void with_info(Then then) {
@@ -431,8 +430,8 @@ class session : public responder, public std::enable_shared_from_this<session<St
     auto body = std::make_shared<std::string>(std::move(request_.body()));
     auto parsed = v2::parse_infer(*body, header == request_.end() ? nullptr : &header_text, limits, body);
     if (!parsed) return send_error(current_, status_of(parsed.error().code()), "model '" + server_->options.model + "': " + parsed.error().message());
-    auto serving = target();
-    if (!serving) return send_error(current_, http::status::service_unavailable, "serving is not running");
+    // No look-up of serving here: the ledger finds it per burst, and on a cluster node waits
+    // for one within the deadline (a name moving between nodes), else answers not_ready.
     if (server_->in_flight.fetch_add(1) >= server_->options.in_flight_max) {
       server_->in_flight--;
       return send_error(current_, http::status::service_unavailable,

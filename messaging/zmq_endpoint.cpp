@@ -240,7 +240,7 @@ struct zmq_endpoint::implementation : ledger_listener<route> {
   static constexpr std::size_t burst_reserved = 32;
 
   void forward_feedback(route to, prediction_feedback feedback) {
-    auto target = system.registry().get<caf::actor>(options.target);
+    auto target = find_named(system, options.target);
     const std::uint64_t id = feedback.request_id;
     if (!target) return finish(std::move(to), wire::encode_error(errc::not_ready, id, "no serving actor running"), false);
     auto* self = this;
@@ -251,7 +251,7 @@ struct zmq_endpoint::implementation : ledger_listener<route> {
   }
 
   void forward_ingest(route to, event_batch batch) {
-    auto target = system.registry().get<caf::actor>(options.target);
+    auto target = find_named(system, options.target);
     const std::uint64_t id = batch.batch_id;
     if (!target) return finish(std::move(to), wire::encode_error(errc::not_ready, id, "no ingest actor running"), false);
     auto* self = this;

@@ -56,7 +56,14 @@ struct load_results {
   std::uint64_t sent = 0;
   std::vector<double> latencies_us;  // of successful answers
   std::map<std::string, std::uint64_t> errors;
+  /// The first message seen of each error kind (what the server said), for the report.
+  std::map<std::string, std::string> first_messages;
   double elapsed_s = 0;
+
+  void count_error(const std::string& kind, std::string_view message = {}) {
+    ++errors[kind];
+    if (!message.empty()) first_messages.try_emplace(kind, message.substr(0, 300));
+  }
 };
 
 double percentile(const std::vector<double>& sorted, double fraction) {
@@ -98,7 +105,7 @@ load_results zmq_load(const loadgen_options& options, const data::dataset& test)
       bool ok = false;
       if (auto failure = messaging::wire::decode_error(bytes)) {
         id = failure->request_id;
-        ++results.errors[to_string(failure->code)];
+        results.count_error(to_string(failure->code), failure->message);
       } else if (auto reply = messaging::wire::decode_predict_reply(bytes)) {
         id = reply->request_id;
         ok = true;
@@ -253,7 +260,7 @@ load_results http_load(const loadgen_options& options, const data::dataset& test
         raw->outstanding.pop_front();
         const unsigned status = raw->parser->get().result_int();
         if (status == 200) results.latencies_us.push_back(std::chrono::duration<double, std::micro>(now - scheduled).count());
-        else ++results.errors["http_" + std::to_string(status)];
+        else results.count_error("http_" + std::to_string(status), raw->parser->get().body());
       }
       read_next(*raw);
     });
@@ -328,7 +335,11 @@ int loadgen(loadgen_options options) {
               percentile(latencies, 0.9), percentile(latencies, 0.99), percentile(latencies, 0.999), latencies.empty() ? 0.0 : latencies.back());
   std::printf("throughput %.0f answers/s (%.0f predictions/s)\n", double(latencies.size()) / results.elapsed_s,
               double(latencies.size()) * options.rows / results.elapsed_s);
-  for (const auto& [kind, count] : results.errors) std::printf("errors %s: %llu\n", kind.c_str(), (unsigned long long)count);
+  for (const auto& [kind, count] : results.errors) {
+    auto message = results.first_messages.find(kind);
+    if (message == results.first_messages.end()) std::printf("errors %s: %llu\n", kind.c_str(), (unsigned long long)count);
+    else std::printf("errors %s: %llu (the first: %s)\n", kind.c_str(), (unsigned long long)count, message->second.c_str());
+  }
   return 0;
 }
 }  // namespace
