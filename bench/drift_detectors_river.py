@@ -4,7 +4,9 @@
 Writes seeded streams of error bits (1 = the model was wrong) — stationary at 0.2, an abrupt
 rise to 0.5 at 10 000, a gradual rise from 0.2 to 0.5 over 2 000 values from 10 000 — runs
 build/bench/rml_drift_bench on the files and River's ADWIN, PageHinkley (mode "up") and
-binary.DDM with their default parameters (the same defaults rml uses) on the same bits, and
+binary.DDM with their default parameters (the same defaults rml's detectors have), and
+Page-Hinkley as rml's monitoring runs it (λ 100, α 1), on the same bits — plus a "learning"
+stream (error 0.9 falling to 0.2 as a model learns, no change: every alarm is false) — and
 prints per detector: median detection delay, misses, false alarms (detections before the
 change, or anywhere on the stationary stream) per 100 000 values, and ns per update.
 
@@ -34,6 +36,8 @@ def rates(kind):
         return np.full(length, 0.2)
     if kind == "abrupt":
         return np.where(index < change, 0.2, 0.5)
+    if kind == "learning":  # a model learning: error 0.9 falling to 0.2, no change at all
+        return 0.2 + 0.7 * np.exp(-index / 1000.0)
     return np.where(index < change, 0.2, 0.2 + 0.3 * np.minimum(1.0, (index - change) / 2000.0))
 
 
@@ -41,6 +45,7 @@ def river_fired(bits):
     makers = {
         "adwin": lambda: drift.ADWIN(),
         "page_hinkley": lambda: drift.PageHinkley(mode="up"),
+        "page_hinkley_monitoring": lambda: drift.PageHinkley(mode="up", threshold=100, alpha=1.0),
         "ddm": lambda: drift.binary.DDM(),
     }
     out = {}
@@ -63,7 +68,7 @@ def summarize(runs, kind):
         delays, misses, false_alarms = [], 0, 0
         for run in runs:
             fired = run[name]["fired"]
-            if kind == "stationary":
+            if kind in ("stationary", "learning"):
                 false_alarms += len(fired)
                 continue
             false_alarms += sum(1 for index in fired if index < change)
@@ -72,7 +77,7 @@ def summarize(runs, kind):
                 delays.append(after[0] - change)
             else:
                 misses += 1
-        values = length if kind == "stationary" else change
+        values = length if kind in ("stationary", "learning") else change
         summary[name] = {
             "median_delay": statistics.median(delays) if delays else None,
             "misses": misses,
@@ -91,7 +96,7 @@ def main():
         sys.exit(f"{bench}: not built (cmake --build build --target rml_drift_bench)")
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for kind in ("stationary", "abrupt", "gradual"):
+        for kind in ("stationary", "learning", "abrupt", "gradual"):
             files, river_runs = [], []
             for seed in range(1, args.seeds + 1):
                 bits = (np.random.default_rng(seed).random(length) < rates(kind)).astype(np.uint8)
@@ -104,10 +109,10 @@ def main():
             for system, runs in (("rml", rml_runs), ("river", river_runs)):
                 for name, summary in summarize(runs, kind).items():
                     results.append({"stream": kind, "system": system, "detector": name, "seeds": args.seeds, **summary})
-    print(f"{'stream':<11}{'detector':<14}{'system':<7}{'median delay':>13}{'misses':>8}{'false/100k':>12}{'ns/update':>11}")
+    print(f"{'stream':<11}{'detector':<25}{'system':<7}{'median delay':>13}{'misses':>8}{'false/100k':>12}{'ns/update':>11}")
     for row in sorted(results, key=lambda row: (row["stream"], row["detector"], row["system"])):
         delay = "-" if row["median_delay"] is None else f"{row['median_delay']:.0f}"
-        print(f"{row['stream']:<11}{row['detector']:<14}{row['system']:<7}{delay:>13}{row['misses']:>8}"
+        print(f"{row['stream']:<11}{row['detector']:<25}{row['system']:<7}{delay:>13}{row['misses']:>8}"
               f"{row['false_alarms_per_100k']:>12.1f}{row['ns_per_update']:>11.0f}")
     cost = json.loads(subprocess.run([bench, "--input-cost"], check=True, capture_output=True, text=True).stdout)
     print(f"input drift: {cost['input_drift_ns_per_row']} ns per request row of {cost['features']} features, "

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "messaging/actor_bridge.hpp"
+#include "messaging/dashboard.hpp"
 #include "messaging/request_ledger.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/json.hpp"
@@ -329,6 +330,11 @@ class session : public responder, public std::enable_shared_from_this<session<St
         for (const auto& event : server_->options.telemetry.trace->recent(trace_log::ring_events_max)) lines += to_json_line(event) + "\n";
         return send(current_, http::status::ok, std::move(lines), "application/x-ndjson");
       }
+      case route_kind::dashboard:
+        return send(current_, http::status::ok, dashboard_page(), "text/html; charset=utf-8");
+      case route_kind::dashboard_script:
+        if (const auto& script = dashboard_script()) return send(current_, http::status::ok, *script, "application/javascript");
+        return send_error(current_, http::status::not_found, dashboard_script_missing);
       case route_kind::server_metadata:
         return send(current_, http::status::ok, v2::server_metadata_json(), "application/json");
       case route_kind::live:

@@ -223,6 +223,24 @@ typename Inspector::result_type inspect(Inspector& f, training_position& x) {
 
 /// A published model: weights (an rml model file, compute/model_file.hpp), the state of the
 /// feature pipeline that trained it (serving runs the same one), and how it was validated.
+/// What a model's training rows looked like, per feature, as its feature pipeline gave them:
+/// quantile bin edges and the share of rows in each bin (monitoring's data-drift reference,
+/// actors/monitoring/drift.hpp), flattened. Empty where the trainer kept none.
+struct input_reference {
+  std::uint64_t rows = 0;
+  std::vector<std::uint32_t> edges_per_feature;
+  std::vector<float> edges;
+  /// edges_per_feature[f] + 1 shares per feature, in feature order.
+  std::vector<double> shares;
+  bool empty() const { return edges_per_feature.empty(); }
+  friend bool operator==(const input_reference&, const input_reference&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, input_reference& x) {
+  return f(caf::meta::type_name("input_reference"), x.rows, x.edges_per_feature, x.edges, x.shares);
+}
+
 struct model_snapshot {
   /// 0 when sent to the registry: it assigns the next version (above every stored one).
   std::uint64_t version = 0;
@@ -232,13 +250,14 @@ struct model_snapshot {
   float_payload feature_state;
   std::map<std::string, double> metrics;
   std::uint64_t log_offset = 0;
+  input_reference reference;
   friend bool operator==(const model_snapshot&, const model_snapshot&) = default;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, model_snapshot& x) {
   return f(caf::meta::type_name("model_snapshot"), x.version, x.parent_version, x.model_file,
-           x.feature_pipeline, x.feature_state, x.metrics, x.log_offset);
+           x.feature_pipeline, x.feature_state, x.metrics, x.log_offset, x.reference);
 }
 
 /// Asks for class probabilities of `rows` feature vectors, answered by the deadline
@@ -397,6 +416,41 @@ struct lane_outcomes {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lane_outcomes& x) {
   return f(caf::meta::type_name("lane_outcomes"), x.outcomes);
+}
+
+/// Labelled outcomes a component saw, for monitoring's concept-drift detectors: one bit per
+/// labelled answer, 1 where the model was wrong. `stream` says whose: "feedback" (serving's
+/// answers that clients labelled) or "training" (the trainer's predict-then-train).
+struct outcomes_observed {
+  std::string stream;
+  std::uint64_t model_version = 0;
+  std::vector<std::uint8_t> errors;
+  friend bool operator==(const outcomes_observed&, const outcomes_observed&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, outcomes_observed& x) {
+  return f(caf::meta::type_name("outcomes_observed"), x.stream, x.model_version, x.errors);
+}
+
+/// Request rows (raw, as clients sent them) serving sampled for monitoring's input-drift
+/// statistics, with the version that answers them. That version's training reference (about
+/// 100 kB for Fashion-MNIST) and the feature pipeline that maps raw rows into its space come
+/// with the first sample of each version to each monitor, and are empty after.
+struct inputs_sampled {
+  std::uint64_t model_version = 0;
+  std::uint32_t columns = 0;
+  float_payload values;
+  input_reference reference;
+  std::string feature_pipeline;
+  float_payload feature_state;
+  friend bool operator==(const inputs_sampled&, const inputs_sampled&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, inputs_sampled& x) {
+  return f(caf::meta::type_name("inputs_sampled"), x.model_version, x.columns, x.values, x.reference, x.feature_pipeline,
+           x.feature_state);
 }
 
 /// Measurements a component reports: counters, gauges and latency quantiles by name.

@@ -137,6 +137,8 @@ result<route> route_of(std::string_view target, const std::string& model) {
   auto no_such_path = [&] { return error(errc::not_found, "no such path: " + std::string(target)); };
   if (parts.size() == 1 && parts[0] == "metrics") return route{route_kind::metrics};
   if (parts.size() == 1 && parts[0] == "trace") return route{route_kind::trace};
+  if (parts.size() == 1 && parts[0] == "dashboard") return route{route_kind::dashboard};
+  if (parts.size() == 2 && parts[0] == "dashboard" && parts[1] == "chart.js") return route{route_kind::dashboard_script};
   if (parts.empty() || parts[0] != "v2") return no_such_path();
   if (parts.size() == 1) return route{route_kind::server_metadata};
   if (parts.size() == 3 && parts[1] == "health" && parts[2] == "live") return route{route_kind::live};

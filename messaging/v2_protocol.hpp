@@ -21,6 +21,8 @@ namespace rml::messaging::v2 {
 enum class route_kind : std::uint8_t {
   metrics,          // GET  /metrics
   trace,            // GET  /trace
+  dashboard,        // GET  /dashboard
+  dashboard_script, // GET  /dashboard/chart.js (Debian's libjs-chart.js)
   server_metadata,  // GET  /v2
   live,             // GET  /v2/health/live
   ready,            // GET  /v2/health/ready

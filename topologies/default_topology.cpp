@@ -67,6 +67,7 @@ status validate(const pipeline_options& options) {
   }
   if (auto ok = actors::validate(options.feature); !ok) return error(ok.error().code(), "feature: " + ok.error().message());
   if (auto ok = actors::validate(options.trainer); !ok) return ok;
+  if (auto ok = actors::validate(options.source); !ok) return ok;
   if (auto ok = actors::validate(options.serving); !ok) return ok;
   if (!(options.registry_accuracy_drop_max >= 0 && options.registry_accuracy_drop_max <= 1)) {
     return error(errc::invalid_argument, "registry: accuracy_drop_max must be in [0, 1] (0: no relative gate), got " +
@@ -115,6 +116,7 @@ result<running_pipeline> start_pipeline(caf::actor_system& system, pipeline_opti
   // Every component reports to the node's telemetry.
   options.trainer.telemetry = options.telemetry;
   options.serving.telemetry = options.telemetry;
+  options.monitor.telemetry = options.telemetry;
   spec.report_to = system.spawn([extra = options.restart_reports, metrics = options.telemetry.metrics](caf::event_based_actor* self) -> caf::behavior {
     return {[self, extra, metrics](messaging::child_restarted& report) {
       metrics

@@ -26,7 +26,7 @@ struct kind_rules {
 
 const std::vector<kind_rules>& rules() {
   static const std::vector<kind_rules> all{
-      {"source", 1, {"dataset-dir", "train-csv", "label-column", "rate", "epochs", "seed"}, {"ingest", "monitor"}},
+      {"source", 1, {"dataset-dir", "train-csv", "label-column", "rate", "epochs", "seed", "stream-drift-at", "stream-drift"}, {"ingest", "monitor"}},
       {"ingest", 1, {"ingest-port", "bind", "feature-magnitude-max"}, {"feature", "monitor"}},
       {"feature", 1, {"pipeline"}, {"trainer", "monitor"}},
       {"trainer", 1, {"model", "batch", "lr", "momentum", "weight-decay", "seed", "threads", "device", "publish-steps", "clip-gradient-norm"},
@@ -34,9 +34,12 @@ const std::vector<kind_rules>& rules() {
       {"registry", 1, {"gate-accuracy-drop"}, {"serving", "monitor"}},
       {"serving", 256,
        {"policy", "predict-port", "http-port", "bind", "http-threads", "model-name", "replica-threads", "serving-device", "serve-batch-max",
-        "queue-delay-us", "adaptive-batching", "latency-objective-us", "queue-max", "cache-entries", "drain-timeout-ms"},
+        "queue-delay-us", "adaptive-batching", "latency-objective-us", "queue-max", "cache-entries", "drain-timeout-ms", "drift-sample-every"},
        {"monitor"}},
-      {"monitor", 1, {}, {}},
+      {"monitor", 1,
+       {"drift-adwin-delta", "drift-ph-threshold", "drift-ph-delta", "drift-ph-alpha", "drift-ddm-warning", "drift-ddm-drift", "drift-psi", "drift-features-share",
+        "drift-window-rows", "alert-webhook"},
+       {}},
   };
   return all;
 }

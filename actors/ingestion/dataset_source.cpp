@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <deque>
 
 #include "actors/ingestion/ingest.hpp"
@@ -22,10 +23,24 @@ struct source_state {
   std::uint64_t acked = 0;
   std::deque<messaging::event_batch> retries;
   std::optional<caf::actor_clock::time_point> started;
+  std::optional<float> feature_max;  // for the "invert" drift
   static inline const char* name = "rml.source";
 };
 
 using source_pointer = source_actor::stateful_pointer<source_state>;
+
+/// The drift the options ask for, applied to one event past the change point.
+void drift(source_state& state, messaging::event& event) {
+  if (state.options.drift_kind == "relabel") {
+    if (state.data->classes > 0) event.label = (event.label + 1) % state.data->classes;
+    return;
+  }
+  if (!state.feature_max) {
+    const float* values = state.data->features.data();
+    state.feature_max = *std::max_element(values, values + state.data->features.numel());
+  }
+  for (float& value : event.features.values) value = *state.feature_max - value;
+}
 
 messaging::event_batch next_batch(source_pointer self) {
   auto& state = self->state;
@@ -42,6 +57,7 @@ messaging::event_batch next_batch(source_pointer self) {
     const std::uint32_t row = state.order[index];
     const float* features = state.data->features.data() + std::int64_t(row) * width;
     batch.events.push_back({state.next_event, now_us, {{features, features + width}}, state.data->labels[row]});
+    if (state.options.drift_at_event > 0 && state.next_event >= state.options.drift_at_event) drift(state, batch.events.back());
     ++state.next_event;
   }
   return batch;
@@ -124,6 +140,13 @@ source_actor spawn_dataset_source(caf::actor_system& system, std::shared_ptr<con
   RML_ASSERT(data != nullptr && data->rows() > 0);
   RML_ASSERT(options.batch_events >= 1 && options.batches_in_flight_max >= 1 && options.epochs >= 1);
   return system.spawn(source, std::move(data), options);
+}
+
+status validate(const dataset_source_options& options) {
+  if (options.drift_kind != "relabel" && options.drift_kind != "invert") {
+    return error(errc::invalid_argument, "source: drift must be relabel or invert, got '" + options.drift_kind + "'");
+  }
+  return {};
 }
 
 }  // namespace rml::actors

@@ -26,7 +26,16 @@ struct dataset_source_options {
   std::uint32_t batch_events = 256;
   std::uint32_t batches_in_flight_max = 4;
   std::uint64_t seed = 1;
+  /// From this event on (0: never) the stream drifts, for trying drift detection against a
+  /// known change: "relabel" shifts every label by one class (concept drift: the inputs stay,
+  /// their meaning changes), "invert" turns every feature v into the dataset's largest value
+  /// minus v (input drift: the inputs change).
+  std::uint64_t drift_at_event = 0;
+  std::string drift_kind = "relabel";
 };
+
+/// Checks the options; the error names the field.
+status validate(const dataset_source_options& options);
 
 /// Spawns a source replaying `data` (features as they are: the feature pipeline scales).
 source_actor spawn_dataset_source(caf::actor_system& system, std::shared_ptr<const data::dataset> data,

@@ -89,7 +89,10 @@ bool adwin::cut_found() const {
       const double newer_count = n - older_count;
       if (newer_count < options_.min_side) return false;
       if (older_count < options_.min_side) continue;
-      const double inverse_harmonic = 1.0 / older_count + 1.0 / newer_count;  // 1/m
+      // 1/m, with the authors' own correction in MOA's ADWIN (each side counted less the
+      // smallest side allowed, plus one): wider bounds on short sides, fewer false cuts while
+      // the mean slides (a model learning), the same cuts at a step.
+      const double inverse_harmonic = 1.0 / (older_count - options_.min_side + 1) + 1.0 / (newer_count - options_.min_side + 1);
       const double bound = std::sqrt(2.0 * inverse_harmonic * variance * log_term) + 2.0 / 3.0 * inverse_harmonic * log_term;
       const double gap = older_total / older_count - (total_ - older_total) / newer_count;
       if (std::abs(gap) > bound) return true;
@@ -121,7 +124,10 @@ bool page_hinkley::update(double value) {
   const bool change = options_.watch == page_hinkley_options::direction::up     ? up
                       : options_.watch == page_hinkley_options::direction::down ? down
                                                                                 : up || down;
-  if (change) reset();
+  if (change) {
+    statistic_at_change_ = statistic();
+    reset();
+  }
   return change;
 }
 
@@ -175,7 +181,9 @@ concept_drift::concept_drift(concept_drift_options options)
 concept_drift_alarms concept_drift::update(bool error) {
   ++seen_;
   concept_drift_alarms alarms;
-  alarms.adwin = adwin_.update(error ? 1.0 : 0.0);
+  // A fall in the error rate (a better model) also moves ADWIN's window; only a rise alarms.
+  const double mean_before = adwin_.mean();
+  alarms.adwin = adwin_.update(error ? 1.0 : 0.0) && adwin_.mean() > mean_before;
   alarms.page_hinkley = page_hinkley_.update(error ? 1.0 : 0.0);
   alarms.ddm = ddm_.update(error) == ddm_level::drift;
   return alarms;

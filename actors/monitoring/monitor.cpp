@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "messaging/reporting.hpp"
+
 namespace rml::actors {
 namespace {
 using report_atom = caf::atom_constant<caf::atom("report")>;
@@ -13,6 +15,7 @@ const char* const rated_counters[] = {"events_trained", "events_appended", "requ
 
 struct monitor_state {
   monitor_options options;
+  std::unique_ptr<drift_watch> drift;
   metrics_report latest;
   std::map<std::string, std::int64_t> latest_timestamp_us;
   static inline const char* name = "rml.monitor";
@@ -20,8 +23,15 @@ struct monitor_state {
 
 using monitor_pointer = monitor_actor::stateful_pointer<monitor_state>;
 
+void raise(monitor_pointer self, const drift_alarm& alarm) {
+  auto& state = self->state;
+  state.latest["drift"] = state.drift->report();
+  if (state.options.on_alarm) state.options.on_alarm(alarm);
+}
+
 monitor_actor::behavior_type monitor(monitor_pointer self, monitor_options options) {
   self->state.options = std::move(options);
+  self->state.drift = std::make_unique<drift_watch>(self->state.options.drift, self->state.options.telemetry);
   if (self->state.options.report_interval.count() > 0) {
     caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), self->state.options.report_interval, report_atom::value);
   }
@@ -55,6 +65,16 @@ monitor_actor::behavior_type monitor(monitor_pointer self, monitor_options optio
         state.latest_timestamp_us[sample.component] = sample.timestamp_us;
       },
       [self](messaging::child_restarted& report) { self->state.latest[report.child]["restarts"] += 1; },
+      [self](messaging::outcomes_observed& outcomes) {
+        auto& state = self->state;
+        for (const auto& alarm : state.drift->observe(outcomes, messaging::clock_us(self))) raise(self, alarm);
+        state.latest["drift"] = state.drift->report();
+      },
+      [self](messaging::inputs_sampled& inputs) {
+        auto& state = self->state;
+        if (auto alarm = state.drift->sample(inputs, messaging::clock_us(self))) raise(self, *alarm);
+        state.latest["drift"] = state.drift->report();
+      },
       [self](messaging::status_atom) { return self->state.latest; },
   };
 }

@@ -48,7 +48,16 @@ caf::expected<messaging::model_snapshot> read_snapshot(const fs::path& path) {
   if (!in.good() && !in.eof()) return messaging::make_error(errc::io_error, path.string() + ": cannot read");
   messaging::model_snapshot snapshot;
   caf::binary_deserializer source{nullptr, bytes};
-  if (auto failed = source(snapshot)) return messaging::make_error(errc::corrupted, path.string() + ": unreadable snapshot");
+  if (!source(snapshot)) return snapshot;
+  // Snapshots written before they carried an input reference end after log_offset: read
+  // as that layout, they load with none (no data-drift statistics for that version).
+  snapshot = {};
+  caf::binary_deserializer older{nullptr, bytes};
+  if (older(snapshot.version, snapshot.parent_version, snapshot.model_file, snapshot.feature_pipeline, snapshot.feature_state, snapshot.metrics,
+            snapshot.log_offset) ||
+      older.remaining() != 0) {
+    return messaging::make_error(errc::corrupted, path.string() + ": unreadable snapshot");
+  }
   return snapshot;
 }
 

@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <deque>
 #include <unordered_map>
 
@@ -209,6 +210,14 @@ struct router_state {
   std::map<std::uint64_t, messaging::model_snapshot> held_above_pointer;
   /// Requests from other nodes' ledgers, admitted at most once (messaging/at_most_once.hpp).
   messaging::at_most_once_filter from_other_nodes;
+  /// For monitoring's drift detectors: the main lane's labelled answers as error bits, and
+  /// request rows sampled, each sent once a batch is full; which monitor has the main
+  /// version's reference already.
+  messaging::outcomes_observed feedback_outcomes;
+  messaging::inputs_sampled sampled_inputs;
+  std::uint64_t requests_since_sample = 0;
+  caf::actor_addr reference_sent_to;
+  std::uint64_t reference_sent_version = 0;
   static inline const char* name = "rml.router";
 };
 
@@ -231,6 +240,7 @@ void refuse(router_state& state, answer_target& target, std::uint64_t request_id
 void close_lane(router_pointer self, const std::string& role);
 void finish_drain_if_done(router_pointer self);
 void flush(router_pointer self);
+void sample_input(router_pointer self, const messaging::predict_request& request);
 
 lane_state* lane_by_id(router_state& state, std::uint64_t id) {
   for (auto& [role, lane] : state.lanes) {
@@ -807,6 +817,7 @@ void route(router_pointer self, messaging::predict_request& request, answer_targ
     default:
       break;
   }
+  if (role == "main") sample_input(self, request);
   forward(self, role, std::move(request), std::move(target), probability);
 }
 
@@ -878,6 +889,7 @@ bool route_whole_burst(router_pointer self, messaging::predict_burst& burst, con
   }
   main->last_used = ++state.uses;
   count_handed(state, *main, burst.requests.size());
+  for (const auto& item : burst.requests) sample_input(self, item.request);
   auto& delivery = delivery_for(state, *main, asker);
   if (delivery.requests.empty()) {
     delivery = std::move(burst);
@@ -924,6 +936,64 @@ void decide_canary(router_pointer self) {
   }
 }
 
+/// Error bits and rows sent to monitoring per message.
+constexpr std::size_t drift_outcomes_per_message = 64;
+constexpr std::size_t drift_rows_per_message = 16;
+
+caf::actor monitor_of(router_pointer self) { return self->system().registry().get<caf::actor>(messaging::names::monitor); }
+
+void send_sampled_inputs(router_pointer self) {
+  auto& state = self->state;
+  auto& sampled = state.sampled_inputs;
+  if (sampled.values.values.empty()) return;
+  auto monitor = monitor_of(self);
+  auto* main = find_lane(state, "main");
+  if (monitor && main && main->snapshot && main->version() == sampled.model_version) {
+    // The reference once per version and monitor instance (a restarted monitor needs it again).
+    if (state.reference_sent_to != monitor.address() || state.reference_sent_version != sampled.model_version) {
+      sampled.reference = main->snapshot->reference;
+      sampled.feature_pipeline = main->snapshot->feature_pipeline;
+      sampled.feature_state = main->snapshot->feature_state;
+      state.reference_sent_to = monitor.address();
+      state.reference_sent_version = sampled.model_version;
+    }
+    caf::anon_send(monitor, std::move(sampled));
+  }
+  sampled = {};
+}
+
+/// Keeps the first row of one request in `drift_sample_every` to the main lane.
+void sample_input(router_pointer self, const messaging::predict_request& request) {
+  auto& state = self->state;
+  if (state.options.drift_sample_every == 0 || ++state.requests_since_sample < state.options.drift_sample_every) return;
+  state.requests_since_sample = 0;
+  auto* main = find_lane(state, "main");
+  if (!main || !main->snapshot || main->snapshot->reference.empty() || request.rows == 0 || request.features.size() % request.rows != 0) return;
+  const std::size_t columns = request.features.size() / request.rows;
+  auto& sampled = state.sampled_inputs;
+  if (!sampled.values.values.empty() && (sampled.model_version != main->version() || sampled.columns != columns)) send_sampled_inputs(self);
+  sampled.model_version = main->version();
+  sampled.columns = std::uint32_t(columns);
+  const std::size_t at = sampled.values.values.size();
+  sampled.values.values.resize(at + columns);
+  std::memcpy(sampled.values.values.data() + at, request.features.bytes().data(), columns * sizeof(float));
+  if (sampled.values.values.size() >= drift_rows_per_message * columns) send_sampled_inputs(self);
+}
+
+void report_outcome(router_pointer self, std::uint64_t version, bool correct) {
+  auto& outcomes = self->state.feedback_outcomes;
+  if (!outcomes.errors.empty() && outcomes.model_version != version) {
+    if (auto monitor = monitor_of(self)) caf::anon_send(monitor, std::move(outcomes));
+    outcomes = {};
+  }
+  outcomes.stream = "feedback";
+  outcomes.model_version = version;
+  outcomes.errors.push_back(correct ? 0 : 1);
+  if (outcomes.errors.size() < drift_outcomes_per_message) return;
+  if (auto monitor = monitor_of(self)) caf::anon_send(monitor, std::move(outcomes));
+  outcomes = {};
+}
+
 bool on_feedback(router_pointer self, const messaging::prediction_feedback& feedback) {
   auto& state = self->state;
   auto found = state.memory.find(feedback.request_id);
@@ -935,6 +1005,7 @@ bool on_feedback(router_pointer self, const messaging::prediction_feedback& feed
   state.memory.erase(found);  // one label per prediction
   ++state.counts.feedback;
   const bool correct = prediction.predicted == feedback.label;
+  if (prediction.role == "main") report_outcome(self, prediction.version, correct);
   if (auto* lane = find_lane(state, prediction.role); lane && lane->version() == prediction.version) {
     ++lane->feedback;
     lane->correct += correct ? 1 : 0;

@@ -124,6 +124,10 @@ struct router_options {
   /// the cluster cannot make this side serve a version the cluster does not call latest.
   /// An explicit rollback is not held (it goes below the pointer by design).
   bool follow_model_pointer = false;
+  /// One request in this many to the main lane has its first row sent to monitoring's
+  /// input-drift statistics (0: none); the main lane's labelled answers go to its
+  /// concept-drift detectors as error bits whatever this is.
+  std::uint32_t drift_sample_every = 16;
   /// Where its metrics and trace events go (messaging/telemetry.hpp); its lanes get the same.
   messaging::telemetry telemetry;
 };

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <deque>
 
+#include "actors/monitoring/drift_reference.hpp"
+#include "compute/random.hpp"
 #include "messaging/reporting.hpp"
 #include "compute/device_choice.hpp"
 #include "compute/model_file.hpp"
@@ -38,6 +40,12 @@ struct trainer_state {
   std::uint64_t events_at_checkpoint = 0;
   std::deque<bool> recent_correct;
   std::size_t recent_correct_count = 0;
+  /// A uniform sample of the rows trained on (reservoir, seeded): the data-drift reference
+  /// snapshots carry is built from it. Restarts begin a new sample.
+  std::vector<float> reference_rows;
+  std::uint32_t reference_columns = 0;
+  std::uint64_t reference_seen = 0;
+  std::unique_ptr<random_source> reference_random;
   double rolling_loss = 0;
   messaging::latency_histogram step_latency;
   /// The parameters and optimizer state the last time the weights were checked finite.
@@ -218,7 +226,47 @@ messaging::model_snapshot make_snapshot(trainer_state& state, std::uint64_t vers
                       {"events_trained", double(state.events_trained)},
                       {"classes", double(state.model->output_shape()[0])},
                       {"features", double(state.model->sample_size())}};
+  if (state.reference_columns > 0 && !state.reference_rows.empty()) {
+    snapshot.reference = drift::to_message(drift::build_reference(state.reference_rows, state.reference_columns, state.options.reference_bins));
+  }
   return snapshot;
+}
+
+/// Algorithm R over the rows trained on: each of the n seen so far is in the sample with
+/// probability reference_rows_max / n.
+void sample_reference(trainer_state& state, const messaging::feature_batch& batch) {
+  const std::size_t kept_max = state.options.reference_rows_max;
+  if (kept_max == 0 || batch.columns == 0) return;
+  if (batch.columns != state.reference_columns) {
+    state.reference_rows.clear();
+    state.reference_columns = batch.columns;
+    state.reference_seen = 0;
+  }
+  if (!state.reference_random) state.reference_random = std::make_unique<random_source>(state.options.seed ^ 0x5eed'd71f7ull);
+  const std::size_t columns = batch.columns;
+  for (std::size_t row = 0; row < batch.rows; ++row) {
+    const float* values = batch.values.values.data() + row * columns;
+    ++state.reference_seen;
+    if (state.reference_rows.size() < kept_max * columns) {
+      state.reference_rows.insert(state.reference_rows.end(), values, values + columns);
+      continue;
+    }
+    const std::uint64_t slot = state.reference_random->below(state.reference_seen);
+    if (slot < kept_max) std::copy(values, values + columns, state.reference_rows.begin() + std::ptrdiff_t(slot * columns));
+  }
+}
+
+/// The trainer's predict-then-train outcomes, as error bits, to monitoring's concept-drift
+/// detectors (one message a batch; none when no monitor runs).
+void report_outcomes(trainer_pointer self, std::span<const std::int32_t> predicted, std::span<const std::int32_t> labels) {
+  auto monitor = self->system().registry().template get<caf::actor>(messaging::names::monitor);
+  if (!monitor) return;
+  messaging::outcomes_observed observed;
+  observed.stream = "training";
+  observed.model_version = self->state.published_version;
+  observed.errors.resize(labels.size());
+  for (std::size_t row = 0; row < labels.size(); ++row) observed.errors[row] = predicted[row] == labels[row] ? 0 : 1;
+  caf::anon_send(monitor, std::move(observed));
 }
 
 void record_predictions(trainer_state& state, std::span<const std::int32_t> predicted, std::span<const std::int32_t> labels) {
@@ -249,6 +297,8 @@ std::optional<caf::error> train_rows(trainer_pointer self, messaging::feature_ba
   std::vector<std::int32_t> predicted(batch.rows);
   const auto step = state.session->guarded_step(features, batch.labels, predicted, state.options.gradient_norm_max);
   record_predictions(state, predicted, batch.labels);
+  report_outcomes(self, predicted, batch.labels);
+  sample_reference(state, batch);
   ++state.steps;
   if (!step.applied) {
     ++state.steps_skipped;
@@ -402,6 +452,12 @@ status validate(const trainer_options& options) {
   if (auto sgd = nn::validate(options.sgd); !sgd) return error(errc::invalid_argument, prefix + sgd.error().message());
   if (options.compute_threads < 0) return error(errc::invalid_argument, prefix + "compute_threads must be >= 0");
   if (options.rolling_window_rows < 1) return error(errc::invalid_argument, prefix + "rolling_window_rows must be >= 1");
+  if (options.reference_bins < 1 || options.reference_bins > 64) {
+    return error(errc::invalid_argument, prefix + "reference_bins must be in [1, 64], got " + std::to_string(options.reference_bins));
+  }
+  if (options.reference_rows_max > 1'000'000) {
+    return error(errc::invalid_argument, prefix + "reference_rows_max must be at most 1000000, got " + std::to_string(options.reference_rows_max));
+  }
   if (!(options.gradient_norm_max >= 0) || !std::isfinite(options.gradient_norm_max)) {
     return error(errc::invalid_argument, prefix + "gradient_norm_max must be a finite number >= 0 (0: no clipping), got " +
                                              std::to_string(options.gradient_norm_max));

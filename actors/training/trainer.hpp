@@ -59,6 +59,10 @@ struct trainer_options {
   /// Steps between two checks that the weights are finite (each finite one is kept as the
   /// last good state; each publish and checkpoint checks too).
   std::uint64_t weight_check_steps = 10;
+  /// Training rows kept as a uniform sample (seeded by `seed`) for the data-drift reference
+  /// every snapshot carries (0: none), and the quantile bins per feature it is cut into.
+  std::size_t reference_rows_max = 2048;
+  std::size_t reference_bins = 10;
   /// Where its metrics and trace events go (messaging/telemetry.hpp).
   messaging::telemetry telemetry;
 };

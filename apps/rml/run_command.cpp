@@ -20,6 +20,8 @@
 #include "apps/rml/stop_signal.hpp"
 #include "apps/rml/progress.hpp"
 #include "apps/rml/secrets.hpp"
+#include "actors/monitoring/drift.hpp"
+#include "messaging/alert_webhook.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/feature_check.hpp"
 #include "messaging/http_endpoint.hpp"
@@ -362,6 +364,8 @@ result<topologies::pipeline_options> make_pipeline(const run_options& options, s
   pipeline.source.epochs = std::uint32_t(options.epochs);
   pipeline.source.seed = options.seed;
   pipeline.source.events_per_second = options.rate;
+  pipeline.source.drift_at_event = options.stream_drift_at;
+  pipeline.source.drift_kind = options.stream_drift;
   pipeline.feature.rows_per_batch = options.batch_rows;
   pipeline.trainer.architecture = options.model;
   pipeline.trainer.seed = options.seed;
@@ -392,6 +396,25 @@ result<topologies::pipeline_options> make_pipeline(const run_options& options, s
   }
   if (options.replicas_max > 0 && options.replicas_max < options.replicas) {
     return error(errc::invalid_argument, "--replicas-max (" + std::to_string(options.replicas_max) + ") is below --replicas (" + std::to_string(options.replicas) + ")");
+  }
+  auto& drift = pipeline.monitor.drift;
+  drift.concept_drift.adwin.delta = options.drift_adwin_delta;
+  drift.concept_drift.page_hinkley.threshold = options.drift_ph_threshold;
+  drift.concept_drift.page_hinkley.delta = options.drift_ph_delta;
+  drift.concept_drift.page_hinkley.alpha = options.drift_ph_alpha;
+  drift.concept_drift.ddm.warning_threshold = options.drift_ddm_warning;
+  drift.concept_drift.ddm.drift_threshold = options.drift_ddm_drift;
+  drift.input_drift.psi_drifted = options.drift_psi;
+  drift.input_drift.drifted_share_alarm = options.drift_features_share;
+  drift.input_drift.window_rows = options.drift_window_rows;
+  drift.input_drift.rows_min = std::min<std::uint32_t>(drift.input_drift.rows_min, options.drift_window_rows / 2);
+  if (auto valid = actors::drift::check(drift.concept_drift); !valid) return error(errc::invalid_argument, "--drift-*: " + valid.error().message());
+  if (auto valid = actors::drift::check(drift.input_drift); !valid) return error(errc::invalid_argument, "--drift-*: " + valid.error().message());
+  pipeline.serving.drift_sample_every = options.drift_sample_every;
+  if (!options.alert_webhook.empty()) {
+    if (auto url = messaging::parse_webhook_url(options.alert_webhook); !url) return error(errc::invalid_argument, "--alert-webhook: " + url.error().message());
+    auto webhook = std::make_shared<messaging::alert_webhook>(messaging::alert_webhook::options{options.alert_webhook}, pipeline.telemetry.metrics);
+    pipeline.monitor.on_alarm = [webhook](const actors::drift_alarm& alarm) { webhook->post(actors::alarm_json(alarm)); };
   }
   pipeline.restart_intensity = int(options.restart_intensity);
   pipeline.restart_period = std::chrono::milliseconds(options.restart_period_ms);
@@ -597,6 +620,45 @@ void add_run_flags(CLI::App* command, run_options& options) {
                       "The registry refuses a snapshot whose rolling accuracy is more than this below the current version's (0: off)")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  command->add_option("--drift-adwin-delta", options.drift_adwin_delta, "ADWIN's confidence on the labelled streams' error rate (smaller: fewer false alarms, later)")
+      ->check(CLI::Range(1e-12, 0.5))
+      ->capture_default_str();
+  command->add_option("--drift-ph-threshold", options.drift_ph_threshold, "Page-Hinkley's λ: the cumulative rise of the error rate that alarms")
+      ->check(CLI::Range(1e-6, 1e9))
+      ->capture_default_str();
+  command->add_option("--drift-ph-delta", options.drift_ph_delta, "Page-Hinkley's tolerated rise per outcome before it accumulates")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  command->add_option("--drift-ph-alpha", options.drift_ph_alpha, "Page-Hinkley's fading of its cumulative sum (1: none; below 1 alarms as a learning model's error falls)")
+      ->check(CLI::Range(1e-6, 1.0))
+      ->capture_default_str();
+  command->add_option("--drift-ddm-warning", options.drift_ddm_warning, "DDM's warning level, in standard deviations")
+      ->check(CLI::Range(0.01, 100.0))
+      ->capture_default_str();
+  command->add_option("--drift-ddm-drift", options.drift_ddm_drift, "DDM's drift level, in standard deviations (above the warning level)")
+      ->check(CLI::Range(0.01, 100.0))
+      ->capture_default_str();
+  command->add_option("--drift-psi", options.drift_psi, "Population stability index above which a feature of the request inputs counts as drifted")
+      ->check(CLI::Range(1e-6, 100.0))
+      ->capture_default_str();
+  command->add_option("--drift-features-share", options.drift_features_share, "Share of features drifted that raises the input-drift alarm")
+      ->check(CLI::Range(1e-6, 1.0))
+      ->capture_default_str();
+  command->add_option("--drift-window-rows", options.drift_window_rows, "Sampled request rows the input-drift statistics cover")
+      ->check(CLI::Range(64, 1'000'000))
+      ->capture_default_str();
+  command->add_option("--drift-sample-every", options.drift_sample_every, "One prediction request in this many has its first row sampled for input drift (0: none)")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
+  command->add_option("--stream-drift-at", options.stream_drift_at,
+                      "The source's stream drifts from this event on (0: never), the way --stream-drift says: to try drift detection")
+      ->capture_default_str();
+  command->add_option("--stream-drift", options.stream_drift,
+                      "How the stream drifts at --stream-drift-at: relabel (each label moves to the next class: concept drift) or invert "
+                      "(each feature v becomes the largest value minus v: input drift)")
+      ->check(CLI::IsMember({"relabel", "invert"}))
+      ->capture_default_str();
+  command->add_option("--alert-webhook", options.alert_webhook, "POST every drift alarm as JSON to this http:// or https:// URL");
   command->add_option("--trace", options.trace_file, "Append trace events (batches, scaling, canary decisions) to this file as JSON lines");
   command->add_flag("--resume", options.resume, "Continue the run whose state is in --data-dir");
   command->add_flag("--fresh", options.fresh, "Clear --data-dir's state and start over");

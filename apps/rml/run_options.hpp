@@ -69,6 +69,21 @@ struct run_options {
   float gradient_norm_max = 10.0f;
   double gate_accuracy_drop = 0.1;
   std::uint64_t publish_steps = 200;
+  // Drift detection (actors/monitoring/drift.hpp) and where its alarms go.
+  double drift_adwin_delta = 0.002;
+  double drift_ph_threshold = 100;
+  double drift_ph_delta = 0.005;
+  double drift_ph_alpha = 1.0;
+  double drift_ddm_warning = 2.0;
+  double drift_ddm_drift = 3.0;
+  double drift_psi = 0.2;
+  double drift_features_share = 0.05;
+  std::uint32_t drift_window_rows = 2048;
+  std::uint32_t drift_sample_every = 16;
+  std::string alert_webhook;
+  // A known change in the source's stream, for trying drift detection.
+  std::uint64_t stream_drift_at = 0;
+  std::string stream_drift = "relabel";
   // The topology (topologies/topology_file.hpp): its name, and its supervisor's intensity.
   std::string topology_file;  // empty: the embedded default
   std::string topology_name = "default";

@@ -190,6 +190,25 @@ TEST_CASE("concept drift runs the three detectors over one stream of error bits"
   CHECK(detectors.seen() == 20'000);
 }
 
+TEST_CASE("monitoring's detector settings raise no alarm while a model learns and its error falls") {
+  // Error 0.9 at first, falling to 0.2 as the model learns (a time constant of 1000 values).
+  std::size_t page_hinkley_alarms = 0, other_alarms = 0;
+  for (int seed = 1; seed <= seeds; ++seed) {
+    concept_drift detectors;  // monitoring's defaults
+    page_hinkley faded({.watch = page_hinkley_options::direction::up});  // River's: α 0.9999
+    std::size_t faded_alarms = 0;
+    for (bool bit : error_stream(std::uint64_t(100 + seed), 20'000, [](std::size_t index) { return 0.2 + 0.7 * std::exp(-double(index) / 1000.0); })) {
+      auto alarms = detectors.update(bit);
+      page_hinkley_alarms += alarms.page_hinkley ? 1 : 0;
+      other_alarms += (alarms.adwin ? 1 : 0) + (alarms.ddm ? 1 : 0);
+      faded_alarms += faded.update(bit ? 1.0 : 0.0) ? 1 : 0;
+    }
+    CHECK(faded_alarms >= 1);  // why monitoring does not fade: the falling error alarms it
+  }
+  CHECK(page_hinkley_alarms == 0);
+  CHECK(other_alarms <= 2);
+}
+
 TEST_CASE("drift detector parameters out of range are refused with the parameter named") {
   concept_drift_options options;
   CHECK(check(options).ok());

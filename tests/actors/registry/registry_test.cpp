@@ -3,6 +3,7 @@
 // restart.
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <unistd.h>
 
 #include "actors/registry/registry.hpp"
@@ -107,6 +108,33 @@ TEST_CASE("a restarted registry reloads its versions and the current one") {
   // Forward only survives the restart too.
   REQUIRE(f.ask<std::uint64_t>(registry, test::make_snapshot(2)).second.has_value());
   REQUIRE(*f.ask<std::uint64_t>(registry, test::make_snapshot(3)).first == 3);
+}
+
+TEST_CASE("a snapshot stored before snapshots carried an input reference still loads, without one") {
+  registry_fixture f;
+  auto with_reference = test::make_snapshot(2);
+  with_reference.reference = {100, {1, 1}, {0.5f, 0.25f}, {0.5, 0.5, 0.9, 0.1}};
+  {
+    auto registry = f.start();
+    f.ask<std::uint64_t>(registry, test::make_snapshot(1));
+    f.ask<std::uint64_t>(registry, with_reference);
+    caf::anon_send_exit(registry, caf::exit_reason::kill);
+    f.scheduler->run();
+  }
+  // Version 1 rewritten as rml wrote it before: the fields up to log_offset, nothing after.
+  auto old = test::make_snapshot(1);
+  std::vector<char> bytes;
+  caf::binary_serializer sink{nullptr, bytes};
+  REQUIRE_FALSE(sink(old.version, old.parent_version, old.model_file, old.feature_pipeline, old.feature_state, old.metrics, old.log_offset));
+  std::ofstream(f.directory / "v1.snapshot", std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+  auto registry = f.start();
+  auto first = f.ask<model_snapshot>(registry, version_atom::value, std::uint64_t(1)).first;
+  REQUIRE(first);
+  CHECK(first->model_file == old.model_file);
+  CHECK(first->reference.empty());
+  auto second = f.ask<model_snapshot>(registry, version_atom::value, std::uint64_t(2)).first;
+  REQUIRE(second);
+  CHECK(second->reference == with_reference.reference);
 }
 
 TEST_CASE("a snapshot sent without a version gets the next one, above every stored version") {
