@@ -31,6 +31,9 @@ using policy_atom = caf::atom_constant<caf::atom("policy")>;
 /// The cluster's model pointer (etcd) reached a version: serving that follows it takes
 /// versions up to it as the latest (actors/serving/router.hpp).
 using model_pointer_atom = caf::atom_constant<caf::atom("mpointer")>;
+/// Asks a trainer to train a fresh model on the last N events of the log (drift's response):
+/// it answers the version it had published before.
+using retrain_atom = caf::atom_constant<caf::atom("retrain")>;
 
 /// Names under which the pipeline's components register in the actor system's registry, so
 /// that peers find a component's current instance after its supervisor restarted it.

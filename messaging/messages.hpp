@@ -453,6 +453,24 @@ typename Inspector::result_type inspect(Inspector& f, inputs_sampled& x) {
            x.feature_state);
 }
 
+/// Monitoring raised a drift alarm (actors/monitoring/drift_watch.hpp): which stream
+/// ("feedback", "training", "inputs") and detector, the version then, what it saw, and the
+/// length of ADWIN's window on the training stream (the stretch since its last change).
+struct drift_alarmed {
+  std::string stream;
+  std::string detector;
+  std::uint64_t model_version = 0;
+  std::int64_t timestamp_us = 0;
+  std::string detail;
+  std::uint64_t training_window = 0;
+  friend bool operator==(const drift_alarmed&, const drift_alarmed&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, drift_alarmed& x) {
+  return f(caf::meta::type_name("drift_alarmed"), x.stream, x.detector, x.model_version, x.timestamp_us, x.detail, x.training_window);
+}
+
 /// Measurements a component reports: counters, gauges and latency quantiles by name.
 struct metrics_sample {
   std::string component;

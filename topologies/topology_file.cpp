@@ -38,7 +38,8 @@ const std::vector<kind_rules>& rules() {
        {"monitor"}},
       {"monitor", 1,
        {"drift-adwin-delta", "drift-ph-threshold", "drift-ph-delta", "drift-ph-alpha", "drift-ddm-warning", "drift-ddm-drift", "drift-psi", "drift-features-share",
-        "drift-window-rows", "alert-webhook"},
+        "drift-window-rows", "alert-webhook", "on-drift", "retrain-events-max", "retrain-shadow-comparisons", "retrain-canary-percent",
+        "retrain-timeout-s"},
        {}},
   };
   return all;

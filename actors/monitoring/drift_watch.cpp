@@ -179,6 +179,11 @@ void drift_watch::evaluate_inputs(std::int64_t now_us, std::optional<drift_alarm
   }
 }
 
+std::uint64_t drift_watch::window_of(const std::string& stream) const {
+  auto found = streams_.find(stream);
+  return found == streams_.end() ? 0 : found->second->detectors.window().width();
+}
+
 std::map<std::string, double> drift_watch::report() const {
   std::map<std::string, double> values;
   for (const auto& [name, watched] : streams_) {

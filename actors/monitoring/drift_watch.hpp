@@ -61,6 +61,8 @@ class drift_watch {
   /// The last input statistics computed (empty before the first pass).
   const drift::input_drift_statistics& input_statistics() const { return input_statistics_; }
   std::uint64_t input_version() const { return input_version_; }
+  /// ADWIN's window on a stream (the stretch since its last change); 0 for a stream not seen.
+  std::uint64_t window_of(const std::string& stream) const;
 
  private:
   struct stream_state;

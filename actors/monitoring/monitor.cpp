@@ -16,6 +16,7 @@ const char* const rated_counters[] = {"events_trained", "events_appended", "requ
 struct monitor_state {
   monitor_options options;
   std::unique_ptr<drift_watch> drift;
+  caf::actor retrain_loop;
   metrics_report latest;
   std::map<std::string, std::int64_t> latest_timestamp_us;
   static inline const char* name = "rml.monitor";
@@ -27,11 +28,22 @@ void raise(monitor_pointer self, const drift_alarm& alarm) {
   auto& state = self->state;
   state.latest["drift"] = state.drift->report();
   if (state.options.on_alarm) state.options.on_alarm(alarm);
+  if (state.retrain_loop) {
+    caf::anon_send(state.retrain_loop, messaging::drift_alarmed{alarm.stream, alarm.detector, alarm.model_version, alarm.timestamp_us,
+                                                                alarm.detail, state.drift->window_of("training")});
+  }
 }
 
 monitor_actor::behavior_type monitor(monitor_pointer self, monitor_options options) {
   self->state.options = std::move(options);
   self->state.drift = std::make_unique<drift_watch>(self->state.options.drift, self->state.options.telemetry);
+  if (auto& retrain = self->state.options.retrain) {
+    retrain->telemetry = self->state.options.telemetry;
+    // Linked: the loop ends with the monitor, and a loop that fails takes the monitor to its
+    // supervisor with it.
+    self->state.retrain_loop = spawn_retrain_loop(self->system(), *retrain);
+    self->link_to(self->state.retrain_loop);
+  }
   if (self->state.options.report_interval.count() > 0) {
     caf::delayed_anon_send(caf::actor_cast<caf::actor>(self), self->state.options.report_interval, report_atom::value);
   }

@@ -13,9 +13,11 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "actors/monitoring/drift_watch.hpp"
+#include "actors/monitoring/retrain_loop.hpp"
 #include "messaging/atoms.hpp"
 #include "messaging/messages.hpp"
 #include "messaging/telemetry.hpp"
@@ -41,6 +43,9 @@ struct monitor_options {
   drift_watch_options drift;
   /// Called (on the monitor's thread) with every drift alarm: the alert webhook.
   std::function<void(const drift_alarm&)> on_alarm;
+  /// Drift's response (`--on-drift retrain`): the monitor runs a retrain loop
+  /// (retrain_loop.hpp) and hands it every alarm. Nothing: alarms are only reported.
+  std::optional<retrain_loop_options> retrain;
   /// Where the detectors' series and alarms go (messaging/telemetry.hpp).
   messaging::telemetry telemetry;
 };

@@ -50,7 +50,7 @@ struct trainer_state {
   messaging::latency_histogram step_latency;
   /// The parameters and optimizer state the last time the weights were checked finite.
   std::vector<std::vector<float>> good_parameters, good_optimizer;
-  std::uint64_t steps_skipped = 0, steps_clipped = 0, restores = 0, publishes_refused = 0;
+  std::uint64_t steps_skipped = 0, steps_clipped = 0, restores = 0, publishes_refused = 0, retrains = 0;
   struct exported_counters {
     messaging::metrics::counter *steps_skipped, *steps_clipped, *restores, *publishes_refused;
   } exported{};
@@ -392,6 +392,43 @@ caf::result<std::uint64_t> train_on(trainer_pointer self, messaging::feature_bat
   return state.next_offset;
 }
 
+/// A new model with initial weights from `seed`, its optimizer and session.
+void fresh_model(trainer_state& state, std::uint64_t seed) {
+  state.session.reset();
+  state.update.reset();
+  state.model.reset();
+  auto model = build_model(state.options);
+  RML_ASSERT(model.ok(), "trainer options validated before spawning");
+  state.model.emplace(std::move(model.value()));
+  state.model->initialize(seed);
+  state.model->place_on(*state.compute);
+  state.update = std::make_unique<nn::sgd>(*state.compute, state.model->parameters(), state.options.sgd);
+  state.session = std::make_unique<nn::classifier_session>(*state.model, *state.update, *state.compute);
+}
+
+/// Drift's response: a fresh model trained on the log's last `events_back` events. The
+/// offset moves back; the feature reader's next batch is refused (it starts elsewhere), and
+/// it asks where the trainer stands and replays from there.
+std::uint64_t retrain(trainer_pointer self, std::uint64_t events_back) {
+  auto& state = self->state;
+  ++state.retrains;
+  const std::uint64_t seed = state.options.seed + 0x9e37'79b9ull * state.retrains;
+  fresh_model(state, seed);
+  keep_good_state(state);
+  const std::uint64_t from = events_back >= state.next_offset ? 0 : state.next_offset - events_back;
+  trace(self, "retrain_started",
+        "offset " + std::to_string(state.next_offset) + " back to " + std::to_string(from) + " (" + std::to_string(state.next_offset - from) +
+            " events), fresh weights from seed " + std::to_string(seed) + ", last published version " + std::to_string(state.published_version));
+  state.next_offset = from;
+  state.recent_correct.clear();
+  state.recent_correct_count = 0;
+  state.rolling_loss = 0;
+  // What the retrained model learns from is the window: its reference starts over.
+  state.reference_rows.clear();
+  state.reference_seen = 0;
+  return state.published_version;
+}
+
 trainer_actor::behavior_type trainer(trainer_pointer self, std::shared_ptr<supervision::checkpoint_store> store,
                                      trainer_options options, caf::actor registry) {
   auto& state = self->state;
@@ -404,13 +441,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, std::shared_ptr<super
     std::fprintf(stderr, "rml: trainer %s: %s\n", options.name.c_str(), chosen.notice.c_str());
     trace(self, "compute_fallback", chosen.notice);
   }
-  auto model = build_model(options);
-  RML_ASSERT(model.ok(), "trainer options validated before spawning");
-  state.model.emplace(std::move(model.value()));
-  state.model->initialize(options.seed);
-  state.model->place_on(*state.compute);
-  state.update = std::make_unique<nn::sgd>(*state.compute, state.model->parameters(), options.sgd);
-  state.session = std::make_unique<nn::classifier_session>(*state.model, *state.update, *state.compute);
+  fresh_model(state, options.seed);
   if (auto saved = state.store->load(options.name)) {
     // A checkpoint that cannot be restored ends this instance; it handles no message.
     if (auto restored = restore_checkpoint(state, *saved); !restored) self->quit(messaging::to_caf_error(restored.error()));
@@ -436,6 +467,7 @@ trainer_actor::behavior_type trainer(trainer_pointer self, std::shared_ptr<super
       [self](messaging::position_atom) {
         return messaging::training_position{self->state.next_offset, {self->state.feature_state}};
       },
+      [self](messaging::retrain_atom, std::uint64_t events_back) { return retrain(self, events_back); },
       [self](messaging::publish_atom) -> caf::result<std::uint64_t> {
         auto promise = self->make_response_promise<std::uint64_t>();
         publish(self, promise);

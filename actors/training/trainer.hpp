@@ -30,11 +30,15 @@
 
 namespace rml::actors {
 
-/// A feature batch is answered with the log offset the trainer expects next.
+/// A feature batch is answered with the log offset the trainer expects next. retrain_atom N
+/// starts a fresh model (new weights, seeded) on the log's last N events: the trainer moves
+/// its offset back, the feature reader resynchronises to it, and the snapshots it publishes
+/// from then on are the retrained model's; it answers the version it had published before.
 using trainer_actor = messaging::training_input_actor::extend<
     caf::replies_to<messaging::status_atom>::with<messaging::trainer_status>,
     caf::replies_to<messaging::snapshot_atom>::with<messaging::model_snapshot>,
-    caf::replies_to<messaging::publish_atom>::with<std::uint64_t>>;
+    caf::replies_to<messaging::publish_atom>::with<std::uint64_t>,
+    caf::replies_to<messaging::retrain_atom, std::uint64_t>::with<std::uint64_t>>;
 
 struct trainer_options {
   /// Names the trainer's checkpoint.

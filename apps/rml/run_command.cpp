@@ -21,6 +21,7 @@
 #include "apps/rml/progress.hpp"
 #include "apps/rml/secrets.hpp"
 #include "actors/monitoring/drift.hpp"
+#include "actors/monitoring/retrain_loop.hpp"
 #include "messaging/alert_webhook.hpp"
 #include "messaging/errors.hpp"
 #include "messaging/feature_check.hpp"
@@ -411,6 +412,16 @@ result<topologies::pipeline_options> make_pipeline(const run_options& options, s
   if (auto valid = actors::drift::check(drift.concept_drift); !valid) return error(errc::invalid_argument, "--drift-*: " + valid.error().message());
   if (auto valid = actors::drift::check(drift.input_drift); !valid) return error(errc::invalid_argument, "--drift-*: " + valid.error().message());
   pipeline.serving.drift_sample_every = options.drift_sample_every;
+  if (options.on_drift == "retrain") {
+    actors::retrain_loop_options retrain;
+    retrain.retrain_events_max = options.retrain_events_max;
+    retrain.retrain_events_min = std::min<std::uint64_t>(retrain.retrain_events_min, options.retrain_events_max);
+    retrain.shadow_comparisons_min = options.retrain_shadow_comparisons;
+    retrain.canary_percent = options.retrain_canary_percent;
+    retrain.timeout = std::chrono::seconds(options.retrain_timeout_s);
+    if (auto valid = actors::validate(retrain); !valid) return error(errc::invalid_argument, "--retrain-*: " + valid.error().message());
+    pipeline.monitor.retrain = retrain;
+  }
   if (!options.alert_webhook.empty()) {
     if (auto url = messaging::parse_webhook_url(options.alert_webhook); !url) return error(errc::invalid_argument, "--alert-webhook: " + url.error().message());
     auto webhook = std::make_shared<messaging::alert_webhook>(messaging::alert_webhook::options{options.alert_webhook}, pipeline.telemetry.metrics);
@@ -649,6 +660,24 @@ void add_run_flags(CLI::App* command, run_options& options) {
       ->capture_default_str();
   command->add_option("--drift-sample-every", options.drift_sample_every, "One prediction request in this many has its first row sampled for input drift (0: none)")
       ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
+  command->add_option("--on-drift", options.on_drift,
+                      "What a concept-drift alarm does: alert (trace, metrics, webhook), or retrain (also a fresh model on the log since the "
+                      "change, mirrored in shadow, then a canary that promotes or rolls it back; from the latest policy only)")
+      ->check(CLI::IsMember({"alert", "retrain"}))
+      ->capture_default_str();
+  command->add_option("--retrain-events-max", options.retrain_events_max, "Events a drift retrain replays at most")
+      ->check(CLI::Range(std::uint64_t(500), std::uint64_t(100'000'000)))
+      ->capture_default_str();
+  command->add_option("--retrain-shadow-comparisons", options.retrain_shadow_comparisons,
+                      "Shadow comparisons of a retrained version before its canary starts")
+      ->check(CLI::Range(std::uint64_t(1), std::uint64_t(10'000'000)))
+      ->capture_default_str();
+  command->add_option("--retrain-canary-percent", options.retrain_canary_percent, "Share of requests (%) a retrained version answers as a canary")
+      ->check(CLI::Range(0.1, 99.9))
+      ->capture_default_str();
+  command->add_option("--retrain-timeout-s", options.retrain_timeout_s, "A drift retrain with no canary decision by then is abandoned")
+      ->check(CLI::Range(1, 86'400))
       ->capture_default_str();
   command->add_option("--stream-drift-at", options.stream_drift_at,
                       "The source's stream drifts from this event on (0: never), the way --stream-drift says: to try drift detection")

@@ -81,6 +81,12 @@ struct run_options {
   std::uint32_t drift_window_rows = 2048;
   std::uint32_t drift_sample_every = 16;
   std::string alert_webhook;
+  // Drift's response (actors/monitoring/retrain_loop.hpp).
+  std::string on_drift = "alert";
+  std::uint64_t retrain_events_max = 20'000;
+  std::uint64_t retrain_shadow_comparisons = 200;
+  double retrain_canary_percent = 20;
+  std::uint32_t retrain_timeout_s = 300;
   // A known change in the source's stream, for trying drift detection.
   std::uint64_t stream_drift_at = 0;
   std::string stream_drift = "relabel";

@@ -168,6 +168,34 @@ TEST_CASE("a restarted trainer resumes from its checkpoint and replays to the sa
   REQUIRE(f.ask<model_snapshot>(second, snapshot_atom::value).model_file == expected.model_file);
 }
 
+TEST_CASE("a retrain starts a fresh model on the log's last events and the trainer's position moves back to them") {
+  fixture f;
+  auto options = small_options();
+  options.telemetry = f.telemetry;
+  auto trainer = f.spawn(options);
+  f.feed(trainer, 0, 20);
+  const auto trained = f.ask<model_snapshot>(trainer, snapshot_atom::value);
+  REQUIRE(trained.reference.edges_per_feature.size() == 784);  // snapshots carry the training reference
+  const auto answer = f.test::actor_fixture::ask<std::uint64_t>(trainer, retrain_atom::value, std::uint64_t(3 * rows_per_batch));
+  REQUIRE(answer.first);
+  CHECK(*answer.first == 5);  // the version it had published before
+  CHECK(f.traced("trainer/trainer", "retrain_started") == 1);
+  // The feature reader's next batch (offset 20 batches in) is refused; it asks where to go on.
+  f.feed(trainer, 20, 21);
+  REQUIRE(f.errors.size() == 1);
+  const auto position = f.ask<training_position>(trainer, position_atom::value);
+  REQUIRE(position.next_offset == 17 * rows_per_batch);
+  // Fresh weights, not the trained ones; the replay trains them on.
+  const auto fresh = f.ask<model_snapshot>(trainer, snapshot_atom::value);
+  CHECK(fresh.model_file != trained.model_file);
+  CHECK(fresh.reference.empty());  // its reference starts over with what it trains on
+  f.feed(trainer, 17, 40);
+  REQUIRE(f.errors.size() == 1);
+  const auto status = f.ask<trainer_status>(trainer, status_atom::value);
+  CHECK(status.next_offset == 40 * rows_per_batch);
+  CHECK(status.rolling_accuracy > 0.5);
+}
+
 TEST_CASE("a trainer refuses batches that do not fit, naming the offset and the reason") {
   fixture f;
   auto trainer = f.spawn(small_options());
