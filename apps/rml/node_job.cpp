@@ -179,6 +179,7 @@ void node_job::follow(const std::optional<control::deployment>& deployed, const 
   }
   // The resolver first: a component started below finds its peers as soon as it looks.
   point_resolver(elsewhere);
+  export_cluster_view(*deployed, members);
   if (deployed->topology_text == running_topology_ && here == running_kinds_) return;
   const std::string key = deployed->topology_text + "\n" + joined(here);
   if (key == failed_key_) return;
@@ -192,6 +193,26 @@ void node_job::follow(const std::optional<control::deployment>& deployed, const 
   }
   if (here.empty()) std::fprintf(stderr, "rml node %s: topology %s places nothing here\n", settings_.name.c_str(), declared->name.c_str());
   if (!run_groups(here)) failed_key_ = key;
+  export_cluster_view(*deployed, members);
+}
+
+void node_job::export_cluster_view(const control::deployment& deployed, const std::vector<control::member>& members) {
+  if (!metrics_) return;  // nothing prepared yet: no endpoint serves the series
+  // 1 for what is now, 0 for what was and is no more: the registry keeps every series.
+  std::set<std::vector<std::pair<std::string, std::string>>> members_now, replicas_now;
+  for (const auto& each : members) members_now.insert({{"node", each.info.name}, {"address", each.info.address}});
+  for (const auto& placed : deployed.plan.replicas) {
+    replicas_now.insert({{"component", placed.component}, {"replica", std::to_string(placed.replica)}, {"node", placed.node}});
+  }
+  auto publish = [&](const char* name, const char* help, auto& exported, const auto& now) {
+    for (const auto& labels : exported) {
+      if (!now.count(labels)) metrics_->get_gauge(name, help, labels).set(0);
+    }
+    for (const auto& labels : now) metrics_->get_gauge(name, help, labels).set(1);
+    exported = now;
+  };
+  publish("rml_cluster_member", "1 for each member of the cluster as this node last saw it (0: a member gone)", exported_members_, members_now);
+  publish("rml_cluster_replica", "1 for each replica the deployed placement puts on a node (0: moved or removed)", exported_replicas_, replicas_now);
 }
 
 namespace {

@@ -95,6 +95,10 @@ class node_job {
   bool run_groups(const std::set<std::string>& kinds);
   void stop_group(running_group& group);
   void point_resolver(const std::map<std::string, std::string>& remote_addresses);
+  /// The members and the placement as series on the node's /metrics (rml_cluster_member,
+  /// rml_cluster_replica): the dashboard's view of the cluster.
+  void export_cluster_view(const control::deployment& deployed, const std::vector<control::member>& members);
+  std::set<std::vector<std::pair<std::string, std::string>>> exported_members_, exported_replicas_;
 
   caf::actor_system& system_;
   node_local_settings settings_;

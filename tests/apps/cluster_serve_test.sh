@@ -41,6 +41,16 @@ grep -q "rml node data: model mlp: version pointer at v" "$work/data.log" || fai
 # and this comes right after edge's first model.
 within 10 eval '(( $(served_version "$data_http") >= 1 ))' || fail "data's HTTP port did not answer through serving on edge"
 
+# The dashboard's view of the cluster: every node's /metrics says who the members are and
+# where each replica is placed.
+metric() { python3 "$(dirname "$0")/metric.py" "127.0.0.1:$1" "$2" "$3"; }
+for port in "$data_http" "$edge_http"; do
+  within 10 eval '(( $(metric '"$port"' rml_cluster_member "node=\"data\"") == 1 && $(metric '"$port"' rml_cluster_member "node=\"edge\"") == 1 ))' ||
+    fail "the node on port $port does not export both members"
+  (( $(metric "$port" rml_cluster_replica 'component="serving",replica="0",node="edge"') == 1 )) || fail "the node on port $port does not export serving's placement on edge"
+  (( $(metric "$port" rml_cluster_replica 'component="trainer",replica="0",node="data"') == 1 )) || fail "the node on port $port does not export the trainer's placement on data"
+done
+
 "$rml" undeploy --etcd "$etcd"
 within 30 grep -q "rml node edge: nothing deployed: stopping monitor, serving" "$work/edge.log" || fail "edge did not stop on undeploy"
 within 30 grep -q "rml node data: nothing deployed: stopping" "$work/data.log" || fail "data did not stop on undeploy"
