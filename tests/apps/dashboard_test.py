@@ -8,20 +8,58 @@ canvases' areas are not blank.
 
     dashboard_test.py HOST:PORT SCREENSHOT.png
 """
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common import utils
+
+
+class LoopbackService(Service):
+    """chromedriver reached at 127.0.0.1, not "localhost": a minimal root (a fresh Debian
+    made by mmdebstrap) has no /etc/hosts, and there "localhost" does not resolve."""
+
+    @property
+    def service_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def is_connectable(self):
+        return utils.is_connectable(self.port, host="127.0.0.1")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
 
 address, screenshot = sys.argv[1], sys.argv[2]
+# Chromium is started here, its DevTools on 127.0.0.1, and chromedriver attaches to it there:
+# chromedriver would otherwise start it and reach it at "localhost" (see LoopbackService).
+debugging_port = free_port()
+profile = tempfile.mkdtemp(prefix="rml-dashboard-test-")
+browser = subprocess.Popen(["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                            "--window-size=1400,1700", "--remote-debugging-address=127.0.0.1", f"--remote-debugging-port={debugging_port}",
+                            f"--user-data-dir={profile}", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(300):
+    if utils.is_connectable(debugging_port, host="127.0.0.1"):
+        break
+    time.sleep(0.1)
 options = Options()
-for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1700"):
-    options.add_argument(flag)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+options.debugger_address = f"127.0.0.1:{debugging_port}"
 failures = []
+try:
+    driver = webdriver.Chrome(service=LoopbackService("/usr/bin/chromedriver"), options=options)
+except Exception:
+    browser.kill()
+    raise
 try:
     driver.get(f"http://{address}/dashboard")
     assert "rml dashboard" in driver.title, f"title: {driver.title!r}"
@@ -61,6 +99,9 @@ try:
     driver.save_screenshot(screenshot)
 finally:
     driver.quit()
+    browser.kill()
+    browser.wait()
+    shutil.rmtree(profile, ignore_errors=True)
 
 # The screenshot itself: each chart's area holds more than the white background (lines,
 # axes, labels), and the picture as a whole is not one colour.
