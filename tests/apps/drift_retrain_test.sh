@@ -50,5 +50,12 @@ client relabel 500 5000 > "$work/after.out"
 cat "$work/after.out"
 right=$(sed -nE 's/^relabel: ([0-9]+) of 500 right$/\1/p' "$work/after.out")
 (( right >= 350 )) || fail "after the promotion $right of 500 answers were right under the new labels (bound 350: accuracy 0.7)"
+# Serving's own measure agrees: the main lane's live accuracy on the labelled answers.
+live=$(/usr/bin/python3 -c "
+import sys, urllib.request
+for line in urllib.request.urlopen('http://127.0.0.1:$http_port/metrics').read().decode().splitlines():
+    if line.startswith('rml_live_accuracy{') and 'lane=\"main\"' in line: print(line.rsplit(' ', 1)[1])")
+/usr/bin/python3 -c "import sys; sys.exit(0 if float('$live') >= 0.7 else 1)" || fail "the main lane's live accuracy is $live after the promotion (bound 0.7)"
+echo "live accuracy of the main lane after the promotion: $live"
 stop_process "$run" || fail "rml run exited with status $? when stopped"
 echo "drift retrain: passed ($right of 500 right after the promotion)"

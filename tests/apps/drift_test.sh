@@ -2,7 +2,8 @@
 # Monitoring watches the model, end to end, against a real `rml run` and a webhook receiver:
 #  1. training on a stream that is relabelled at event 60 000 (every label moves to the next
 #     class): the concept-drift detectors on the trainer's predict-then-train outcomes raise
-#     no alarm before the change and all three after it, within a stated delay;
+#     no alarm before the change and all three after it, within a stated delay; the same run
+#     without the change (the stationary control) raises none;
 #  2. serving, with clients that label its answers: true labels, then labels moved by one
 #     class — the detectors on the feedback stream alarm after the change, not before;
 #  3. request inputs like the training data, then inverted (255 − p): the input-drift alarm
@@ -58,6 +59,13 @@ grep -q "drift: training_alarms=" "$work/train.err" || fail "rml run's report ha
 (( before >= 3 )) || fail "fewer than three alarms"
 for _ in $(seq 50); do [ -s "$work/alerts.jsonl" ] && break; sleep 0.1; done
 grep -q '"alert":"drift","stream":"training","detector":"adwin"' "$work/alerts.jsonl" || fail "the webhook got no training alarm: $(cat "$work/alerts.jsonl" 2>/dev/null)"
+
+# The control: the same two epochs without the change raise no alarm at all.
+"$rml" run --data-dir "$work/control-state" --predict-port 0 --ingest-port 0 --http-port 0 --epochs 2 \
+  --trace "$work/control.trace" > "$work/control.out" 2> "$work/control.err" ||
+  fail "the control run exited with status $?: $(tail -5 "$work/control.err")"
+if grep '"concept_drift"' "$work/control.trace"; then fail "the stationary control run raised the concept-drift alarms above"; fi
+grep -q "drift: training_alarms=0 " "$work/control.err" || fail "the control run's report does not say 0 alarms: $(grep drift: "$work/control.err")"
 
 # 2 and 3. Serving: feedback, then inputs, drift. Every request's row is sampled, and the
 # input window is small, so that a few hundred requests decide.
