@@ -65,7 +65,7 @@ struct trainer_options {
   std::uint64_t weight_check_steps = 10;
   /// Training rows kept as a uniform sample (seeded by `seed`) for the data-drift reference
   /// every snapshot carries (0: none), and the quantile bins per feature it is cut into.
-  std::size_t reference_rows_max = 2048;
+  std::size_t reference_rows_max = 1024;
   std::size_t reference_bins = 10;
   /// Where its metrics and trace events go (messaging/telemetry.hpp).
   messaging::telemetry telemetry;

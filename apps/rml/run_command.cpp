@@ -412,6 +412,7 @@ result<topologies::pipeline_options> make_pipeline(const run_options& options, s
   if (auto valid = actors::drift::check(drift.concept_drift); !valid) return error(errc::invalid_argument, "--drift-*: " + valid.error().message());
   if (auto valid = actors::drift::check(drift.input_drift); !valid) return error(errc::invalid_argument, "--drift-*: " + valid.error().message());
   pipeline.serving.drift_sample_every = options.drift_sample_every;
+  pipeline.trainer.reference_rows_max = options.drift_reference_rows;
   if (options.on_drift == "retrain") {
     actors::retrain_loop_options retrain;
     retrain.retrain_events_max = options.retrain_events_max;
@@ -657,6 +658,10 @@ void add_run_flags(CLI::App* command, run_options& options) {
       ->capture_default_str();
   command->add_option("--drift-window-rows", options.drift_window_rows, "Sampled request rows the input-drift statistics cover")
       ->check(CLI::Range(64, 1'000'000))
+      ->capture_default_str();
+  command->add_option("--drift-reference-rows", options.drift_reference_rows,
+                      "Training rows the trainer keeps (a seeded uniform sample) for the input-drift reference snapshots carry (0: none)")
+      ->check(CLI::Range(0, 1'000'000))
       ->capture_default_str();
   command->add_option("--drift-sample-every", options.drift_sample_every, "One prediction request in this many has its first row sampled for input drift (0: none)")
       ->check(CLI::Range(0, 1'000'000))

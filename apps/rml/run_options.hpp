@@ -80,6 +80,7 @@ struct run_options {
   double drift_features_share = 0.05;
   std::uint32_t drift_window_rows = 2048;
   std::uint32_t drift_sample_every = 16;
+  std::uint32_t drift_reference_rows = 1024;
   std::string alert_webhook;
   // Drift's response (actors/monitoring/retrain_loop.hpp).
   std::string on_drift = "alert";

@@ -253,7 +253,7 @@ TEST_CASE("the training reference has quantile bins and their shares") {
     double total = 0;
     for (double share : reference.shares[feature]) total += share;
     CHECK(total == Approx(1.0));
-    CHECK(reference.shares[feature][0] == Approx(0.1).margin(0.01));
+    CHECK(reference.shares[feature][0] == Approx(0.1).margin(0.03));  // edges from 512 of the rows
     CHECK(reference.shares[feature][10] == 0.0);  // nothing above the maximum
   }
   // A feature always 0 (a border pixel): "0" and "above anything trained on".
