@@ -37,8 +37,15 @@ TEST_CASE("every message type round-trips through CAF's binary serializer") {
   REQUIRE(round_trip(event_acked{9, 100, 2, 1}) == event_acked{9, 100, 2, 1});
   feature_batch features{2, 3, {{1, 2, 3, 4, 5, 6}}, {0, 1}, {42, 43}, 100, 101, "scale(2)", {{0.5f}}};
   REQUIRE(round_trip(features) == features);
-  model_snapshot snapshot{3, 2, {'R', 'M', 'L', '\0', '\xff'}, "scale(255)", {{0.1f, 0.2f}}, {{"accuracy", 0.83}}, 5000};
+  model_snapshot snapshot{3, 2, {'R', 'M', 'L', '\0', '\xff'}, "scale(255)", {{0.1f, 0.2f}}, {{"accuracy", 0.83}}, 5000,
+                          input_reference{1024, {1, 2}, {0.5f, 0.1f, 0.9f}, {0.2, 0.8, 0.1, 0.3, 0.6}}};
   REQUIRE(round_trip(snapshot) == snapshot);
+  outcomes_observed outcomes{"feedback", 3, {0, 1, 1, 0}};
+  REQUIRE(round_trip(outcomes) == outcomes);
+  inputs_sampled sampled{3, 2, {{1, 2, 3, 4}}, snapshot.reference, "scale(2)", {{0.5f}}};
+  REQUIRE(round_trip(sampled) == sampled);
+  drift_alarmed alarmed{"training", "adwin", 3, 123, "detector=adwin", 900};
+  REQUIRE(round_trip(alarmed) == alarmed);
   predict_request request{77, 123456, 1, 3, 0, feature_block(std::vector<float>(784, 0.25f))};
   REQUIRE(round_trip(request) == request);
   predict_reply reply{77, 3, 1, 10, {std::vector<float>(10, 0.1f)}, {4, 2, 9}};

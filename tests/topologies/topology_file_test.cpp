@@ -79,7 +79,7 @@ TEST_CASE("components: unknown kinds, fields, options, duplicates and replicas o
           "t.yaml:3:29: components[0].replica: unknown field (allowed: kind, name, options, placement, replicas, scaling)");
   REQUIRE(refusal("name: x\ncomponents:\n  - name: a\n    kind: trainer\n    options: {learning_rate: 0.1}\n") ==
           "t.yaml:5:15: components[0].options.learning_rate: not an option of a trainer (allowed: model, batch, lr, momentum, "
-          "weight-decay, seed, threads, device, publish-steps, clip-gradient-norm)");
+          "weight-decay, seed, threads, device, publish-steps, clip-gradient-norm, drift-reference-rows)");
   REQUIRE(refusal("name: x\ncomponents:\n  - {name: a, kind: source}\n  - {name: a, kind: ingest}\n") ==
           "t.yaml:4:12: components[1].name: component 'a' is declared twice (first at t.yaml:3:5)");
   REQUIRE(refusal("name: x\ncomponents:\n  - {name: t, kind: trainer, replicas: 2}\n") ==
