@@ -22,7 +22,8 @@
 namespace rml::topologies {
 namespace {
 
-using steady = std::chrono::steady_clock;
+// Suspicions are timed on the actor clock (DESIGN.md contract 5): virtual in a simulation.
+using clock_point = caf::actor_clock::time_point;
 
 struct wanted_name {
   /// The nodes that run the name, in the placement's order of preference.
@@ -33,7 +34,7 @@ struct wanted_name {
   /// now answers, so a name never goes unresolved while it moves (make before break).
   std::string proxy_address;
   /// Candidates that failed or whose actor went down recently: tried after the others.
-  std::map<std::string, steady::time_point> suspect_until;
+  std::map<std::string, clock_point> suspect_until;
   /// The remote actor entered in the registry; null while unresolved.
   caf::actor proxy;
   bool pending = false;
@@ -73,7 +74,7 @@ void fail(resolver_pointer self, caf::atom_value name, std::uint64_t attempt, co
   if (found == self->state.names.end() || found->second.attempt != attempt) return;
   found->second.pending = false;
   // Another candidate is tried next, this one again a little later.
-  found->second.suspect_until[found->second.address] = steady::now() + self->state.options.timeout;
+  found->second.suspect_until[found->second.address] = self->clock().now() + self->state.options.timeout;
   if (found->second.failure_told) return;
   found->second.failure_told = true;
   if (self->state.options.failed) self->state.options.failed(name, found->second.address, why);
@@ -99,10 +100,9 @@ void enter(resolver_pointer self, caf::atom_value name, std::uint64_t attempt, c
 }
 
 /// The first candidate not suspected now (or, all suspected, the one whose suspicion ends first).
-std::string choose(wanted_name& wanted) {
-  const auto now = steady::now();
+std::string choose(wanted_name& wanted, clock_point now) {
   std::string best;
-  auto best_until = steady::time_point::max();
+  auto best_until = clock_point::max();
   for (const auto& candidate : wanted.candidates) {
     auto suspect = wanted.suspect_until.find(candidate);
     if (suspect == wanted.suspect_until.end() || suspect->second <= now) return candidate;
@@ -113,7 +113,7 @@ std::string choose(wanted_name& wanted) {
 
 void resolve(resolver_pointer self, caf::atom_value name) {
   auto& wanted = self->state.names.at(name);
-  const auto chosen = choose(wanted);
+  const auto chosen = choose(wanted, self->clock().now());
   if (chosen != wanted.address) {
     wanted.address = chosen;
     wanted.failure_told = false;
@@ -147,7 +147,7 @@ void resolve(resolver_pointer self, caf::atom_value name) {
 void tick(resolver_pointer self) {
   for (auto& [name, wanted] : self->state.names) {
     // Unresolved, or another candidate is preferred now (added, or no longer suspected).
-    if (!wanted.pending && !wanted.candidates.empty() && (!wanted.proxy || choose(wanted) != wanted.proxy_address)) resolve(self, name);
+    if (!wanted.pending && !wanted.candidates.empty() && (!wanted.proxy || choose(wanted, self->clock().now()) != wanted.proxy_address)) resolve(self, name);
   }
   self->delayed_send(self, self->state.options.retry, caf::tick_atom::value);
 }
@@ -163,7 +163,7 @@ caf::behavior peer_resolver(resolver_pointer self, peer_resolver_options options
       // Its node may be gone (BASP kills a lost node's proxies at once): another node that
       // runs it is tried now, this one after the others. A restarted component on a live
       // node is found again there when no other node runs it.
-      wanted.suspect_until[lost] = steady::now() + self->state.options.timeout;
+      wanted.suspect_until[lost] = self->clock().now() + self->state.options.timeout;
       if (!wanted.pending) resolve(self, name);  // another candidate, or this one again once it is back
     }
   });
@@ -188,7 +188,7 @@ caf::behavior peer_resolver(resolver_pointer self, peer_resolver_options options
         if (wanted.proxy && still_there) {
           // Keep it; a replica added ahead of it in this node's order takes this node's work
           // once it answers (it stays registered meanwhile).
-          if (!wanted.pending && choose(wanted) != wanted.proxy_address) resolve(self, name);
+          if (!wanted.pending && choose(wanted, self->clock().now()) != wanted.proxy_address) resolve(self, name);
           return;
         }
         unregister(self->system(), name, wanted.proxy);
