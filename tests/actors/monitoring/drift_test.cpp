@@ -79,10 +79,10 @@ auto make_page_hinkley = [] {
 auto make_ddm = [] { return [detector = ddm()](bool bit) mutable { return detector.update(bit) == ddm_level::drift; }; };
 }  // namespace
 
-// The bounds below are what each method's authors state for these parameters, checked on
-// 20 seeded streams of error bits: 0.2 before the change at 10 000, 0.5 after it (abrupt) or
-// rising to 0.5 over 2000 values (gradual). bench/RESULTS.md has the same streams through
-// River's implementations beside these.
+// The bounds below hold these parameters to the behaviour measured for them (and, in
+// bench/RESULTS.md, for River's implementations on streams of the same kinds), checked on
+// 20 seeded streams of error bits: 0.2 before the change at 10 000, 0.5 after it (abrupt)
+// or rising to 0.5 over 2000 values (gradual).
 
 TEST_CASE("ADWIN finds an abrupt rise in the error rate within 300 values and raises no false alarm at delta 0.002") {
   std::size_t missed = 0;
