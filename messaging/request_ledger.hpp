@@ -108,6 +108,9 @@ struct ledger_options {
   /// admits each request at most once and re-bases its deadline onto its own clock. Null:
   /// the process's CAF node id names the sender, incarnation and epoch 0.
   std::shared_ptr<const sender_identity> identity;
+  /// A planted bug, for the simulator's tests only (sim/world.hpp: planted_bugs): requests
+  /// held by serving on a node that is lost are forgotten, never answered.
+  bool planted_forget_lost_requests = false;
 };
 
 namespace detail {
@@ -230,6 +233,10 @@ caf::actor spawn_request_ledger(caf::actor_system& system, ledger_listener<Route
       for (auto entry = held.begin(); entry != held.end();) {
         if (entry->second.holder != down.source) {
           ++entry;
+          continue;
+        }
+        if (options.planted_forget_lost_requests && entry->second.copy) {
+          entry = held.erase(entry);
           continue;
         }
         if (entry->second.copy && entry->second.sends < options.retries_max) {

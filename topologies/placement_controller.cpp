@@ -70,7 +70,7 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
   bool keep_previous = false;  // the request unreadable, or no members: leave things as they are
   if (requested->has_value()) {
     topology_text = **requested;
-    auto declared = topologies::parse_topology(topology_text, "the deployed topology");
+    auto declared = parse_deployed(topology_text);
     if (!declared) {
       failure = declared.error().message();
       keep_previous = true;
@@ -134,6 +134,14 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
   return true;
 }
 
+result<topologies::topology> placement_controller::parse_deployed(const std::string& text) {
+  if (!deployed_parse_ || deployed_text_ != text) {
+    deployed_text_ = text;
+    deployed_parse_ = topologies::parse_topology(text, "the deployed topology");
+  }
+  return *deployed_parse_;
+}
+
 result<component_scale> placement_controller::wanted_replicas(const topologies::component_spec& component, revision& base) {
   component_scale scale{component.name, component.replicas_min, component.replicas_min, component.replicas_max, "min"};
   // A new deploy or a new rml scale moves the base: an autoscaler's count from before it is void.
@@ -171,7 +179,7 @@ result<std::vector<scaling_decision>> placement_controller::autoscale(const key_
     looks_.clear();
     return decided;
   }
-  auto declared = topologies::parse_topology(**requested, "the deployed topology");
+  auto declared = parse_deployed(**requested);
   if (!declared) return decided;  // reconcile says why
   auto placed_text = read("desired/placement");
   if (!placed_text) return placed_text.error();
@@ -223,7 +231,7 @@ result<placement_view> placement_controller::view() {
   auto topology_text = read("desired/topology");
   if (!topology_text) return topology_text.error();
   if (topology_text->has_value() && !(*topology_text)->empty()) {
-    auto declared = topologies::parse_topology(**topology_text, "the deployed topology");
+    auto declared = parse_deployed(**topology_text);
     shown.topology_name = declared ? declared->name : "(unreadable: " + declared.error().message() + ")";
     for (const auto& component : declared ? declared->components : std::vector<topologies::component_spec>{}) {
       if (component.replicas_max <= component.replicas_min) continue;
@@ -279,7 +287,7 @@ status placement_controller::request_scale(const std::string& component, std::ui
   auto requested = read("requested/topology");
   if (!requested) return requested.error();
   if (!requested->has_value()) return error(errc::not_found, "scale " + component + ": nothing is deployed in cluster " + cluster_);
-  auto declared = topologies::parse_topology(**requested, "the deployed topology");
+  auto declared = parse_deployed(**requested);
   if (!declared) return declared.error();
   for (const auto& spec : declared->components) {
     if (spec.name != component) continue;

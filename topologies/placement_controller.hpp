@@ -94,6 +94,11 @@ class placement_controller {
   /// min) and who chose it; `base` is what an autoscaler's count must start from to hold.
   result<component_scale> wanted_replicas(const topologies::component_spec& component, revision& base);
 
+  /// The deployed topology's text parsed, from the last parse of the same text: a controller
+  /// reconciles on every renewal, and parsing YAML is most of a pass's cost.
+  result<topologies::topology> parse_deployed(const std::string& text);
+  std::string deployed_text_;
+  std::optional<result<topologies::topology>> deployed_parse_;
   control_plane& plane_;
   std::string cluster_;
   std::string prefix_;

@@ -35,4 +35,7 @@ void register_node_command(CLI::App& app, int& exit_code);
 /// `rml cluster up`: etcd and N nodes on loopback, for trying the cluster out.
 void register_cluster_command(CLI::App& app, int& exit_code);
 
+/// `rml sim SCENARIO --seed N | --seeds A..B` (sim_command.cpp).
+void register_sim_command(CLI::App& app, int& exit_code);
+
 }  // namespace rml::app

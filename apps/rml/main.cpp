@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   rml::app::register_topology_command(app, exit_code);
   rml::app::register_node_command(app, exit_code);
   rml::app::register_cluster_command(app, exit_code);
+  rml::app::register_sim_command(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
