@@ -175,8 +175,9 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
   std::string known;
   for (const auto& node : out.nodes) known += (known.empty() ? "" : ", ") + node.name;
   if (known.size() > 120) known = known.substr(0, 117) + "...";
-  auto check_node = [&](const YAML::Node& at, const std::string& field, const std::string& name, bool pseudo) {
+  auto check_node = [&](const YAML::Node& at, const std::string& field, const std::string& name, bool pseudo, bool etcd = false) {
     if (pseudo && (name == "leader" || name == "random")) return;
+    if (etcd && name == "etcd") return;
     if (!node_names.count(name)) in.fail(at, field, "unknown node '" + name + "' (nodes: " + known + ")");
   };
   if (root["data"]) {
@@ -226,9 +227,9 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
       int kinds = 0;
       for (const char* kind : {"crash", "restart", "partition", "heal", "network", "pause"}) kinds += bool(at[kind]);
       if (kinds != 1) in.fail(at, field, "needs exactly one of crash, restart, partition, heal, network, pause");
-      auto node_list = [&](const char* key, bool pseudo) {
+      auto node_list = [&](const char* key, bool pseudo, bool etcd = false) {
         auto names = in.names(at[key], field + "." + key);
-        for (const auto& name : names) check_node(at[key], field + "." + key, name, pseudo);
+        for (const auto& name : names) check_node(at[key], field + "." + key, name, pseudo, etcd);
         return names;
       };
       if (at["crash"]) {
@@ -240,8 +241,8 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
         if (at["wipe"]) planned.wipe = in.flag(at["wipe"], field + ".wipe");
       } else if (at["partition"]) {
         planned.kind = fault_kind::partition;
-        planned.nodes = node_list("partition", true);
-        if (at["from"]) planned.other = node_list("from", false);
+        planned.nodes = node_list("partition", true, true);
+        if (at["from"]) planned.other = node_list("from", false, true);
       } else if (at["heal"]) {
         planned.kind = fault_kind::heal;
       } else if (at["network"]) {

@@ -68,7 +68,8 @@ struct data_spec {
 enum class fault_kind {
   crash,       // the node's process dies: its actors stop, its lease runs out
   restart,     // a crashed node starts again (a new incarnation), with its disk (or without: wipe)
-  partition,   // the nodes of `nodes` cannot reach those of `other` (default: every other node)
+  partition,   // the nodes of `nodes` cannot reach those of `other` (default: every other node);
+               // "etcd" on either side cuts the control plane off instead (alone: from every node)
   heal,        // partitions end (all of them)
   network,     // the network changes (latency, drop, duplicate, reorder) from now on
   pause,       // the node's process stops for `length` (a GC or VM pause): no message, no renewal

@@ -61,6 +61,9 @@ struct link_state {
   std::map<std::uint64_t, in_flight> pending;
   std::uint64_t next = 0;
   std::int64_t last_delivery_us = 0;
+  /// Stand-ins on the far node for the senders of this node that sent through here: what
+  /// the far actor answers them goes back through the network too.
+  std::map<caf::actor_addr, caf::actor> back;
   static inline const char* name = "rml.sim.link";
 };
 
@@ -95,6 +98,8 @@ struct sim_node {
     std::size_t to = 0;
   };
   std::map<std::string, link_entry> links;
+  /// Links from another node to an actor here that subscribed to the registry there.
+  std::map<std::pair<std::size_t, caf::actor_addr>, caf::actor> subscriber_links;
   caf::actor ledger, version_watcher;
   std::vector<caf::actor> clients;
   caf::actor_addr watched_registry;
@@ -137,6 +142,13 @@ class world final : public messaging::ledger_listener<route> {
     return net.latency_min.count() + std::int64_t(tail);
   }
   bool duplicate() { return network_.duplicate > 0 && uniform() < network_.duplicate; }
+  /// Whether `sender` is an actor of node `index`'s running system.
+  bool sent_from(std::size_t index, const caf::strong_actor_ptr& sender) const {
+    return nodes_[index]->system && sender->node() == nodes_[index]->system->node();
+  }
+  /// A stand-in for `target` (on node `to`) in node `from`'s view: an actor in `to`'s
+  /// system that delivers what it gets through the network from `from` to `to`.
+  caf::actor spawn_link(std::size_t from, std::size_t to, const caf::actor& target);
   bool reorder() const { return network_.reorder; }
   std::int64_t now_us() const { return now_us_; }
 
@@ -205,9 +217,12 @@ class world final : public messaging::ledger_listener<route> {
   void stop_components(sim_node& node, bool drain);
   void stop_group(sim_node& node, const std::string& group, bool drain);
   void tick(sim_node& node);
+  void leave_membership(sim_node& node);
   void follow(sim_node& node);
   void resolve(sim_node& node);
-  caf::actor spawn_link(std::size_t from, std::size_t to, const caf::actor& target);
+  /// What `local` subscribes to the registry with: itself when the registry runs here, else
+  /// a link from the registry's node, so that the versions pushed cross the network.
+  caf::actor subscriber(sim_node& node, const caf::actor& local);
   void apply(const fault& planned);
   std::vector<std::size_t> resolve_nodes(const std::vector<std::string>& names);
   void drain_all();
@@ -228,6 +243,8 @@ class world final : public messaging::ledger_listener<route> {
   network_spec network_;
   /// Partitioned pairs (lower index first) and since when.
   std::map<std::pair<std::size_t, std::size_t>, std::int64_t> cuts_;
+  /// Nodes that cannot reach etcd.
+  std::set<std::size_t> etcd_cuts_;
   std::map<std::uint64_t, request_record> requests_;
   std::uint64_t next_request_ = 0;
   std::int64_t clients_stop_us_ = 0;
@@ -268,6 +285,18 @@ caf::actor world::spawn_link(std::size_t from, std::size_t to, const caf::actor&
       auto* element = self->current_mailbox_element();
       const std::size_t copies = state.owner->duplicate() ? 2 : 1;
       auto content = view.move_content_to_message();
+      // The sender as the far node sees it: for a one-way message from an actor here (a
+      // burst whose answers come back to its sender), a link back to it, as BASP delivers a
+      // proxy of the sender. A request's response goes straight back (CAF routes it by id).
+      auto sender = element->sender;
+      if (sender && !element->mid.is_request() && state.owner->sent_from(state.from, sender)) {
+        auto sender_address = caf::actor_cast<caf::actor_addr>(sender);
+        auto& back = state.back[sender_address];
+        if (!back || caf::actor_cast<caf::abstract_actor*>(back)->getf(caf::abstract_actor::is_terminated_flag)) {
+          back = state.owner->spawn_link(state.to, state.from, caf::actor_cast<caf::actor>(sender));
+        }
+        sender = caf::actor_cast<caf::strong_actor_ptr>(back);
+      }
       for (std::size_t copy = 0; copy < copies; ++copy) {
         auto latency = state.owner->latency_us(state.from, state.to);
         if (!latency) continue;  // lost: across a partition, or dropped
@@ -275,7 +304,7 @@ caf::actor world::spawn_link(std::size_t from, std::size_t to, const caf::actor&
         if (!state.owner->reorder()) at = std::max(at, state.last_delivery_us);  // FIFO, as TCP
         state.last_delivery_us = at;
         const auto number = state.next++;
-        state.pending.emplace(number, in_flight{element->sender, element->mid, content});
+        state.pending.emplace(number, in_flight{sender, element->mid, content});
         self->delayed_send(self, std::chrono::microseconds(at - state.owner->now_us()), deliver_atom::value, number);
       }
       // A request is answered by the far actor, straight to its sender: not from here.
@@ -324,6 +353,7 @@ void world::start_process(sim_node& node) {
   node.groups.clear();
   node.group_kinds.clear();
   node.links.clear();
+  node.subscriber_links.clear();
   node.here.clear();
   node.elsewhere.clear();
   node.followed_revision = -1;
@@ -446,6 +476,16 @@ void world::crash(sim_node& node, const std::string& why) {
 void world::tick(sim_node& node) {
   if (!node.up || node.paused_until_us > now_us_) return;
   const auto now = std::chrono::milliseconds(now_us_ / 1000);
+  if (etcd_cuts_.count(node.index)) {
+    // No answer from etcd: the node keeps what runs while its lease may still be alive, and
+    // stops serving before it can have expired (membership.hpp: may_serve).
+    if (node.joined && !node.member->may_serve(now)) {
+      event(node.spec.name + " cannot reach etcd: stops its components before its lease can expire");
+      leave_membership(node);
+    }
+    if (node.joined) resolve(node);
+    return;
+  }
   if (!node.joined) {
     control::member_info self{node.spec.name, "sim:" + node.spec.name, node.spec.cores, node.spec.gpus, node.spec.labels};
     auto joined = node.member->join(self, plan_.lease_ttl, now);
@@ -465,18 +505,8 @@ void world::tick(sim_node& node) {
     changed = true;
     node.next_renew_us = now_us_ + std::chrono::duration_cast<std::chrono::microseconds>(plan_.lease_ttl).count() / 3;
     if (auto renewed = node.member->renew(now); !renewed) {
-      // Not a member: what runs here stops before the lease can have expired elsewhere's view.
       event(node.spec.name + " lost its membership: stops its components and joins again");
-      stop_components(node, false);
-      for (auto& [kind, link] : node.links) {
-        caf::anon_send_exit(link.actor, caf::exit_reason::user_shutdown);
-        node.system->registry().erase(kind_names().at(kind));
-      }
-      node.links.clear();
-      node.joined = false;
-      node.leading = false;
-      node.member = std::make_unique<control::membership>(plane_);
-      node.placement = std::make_unique<control::placement_controller>(plane_);
+      leave_membership(node);
       return;
     }
   }
@@ -525,7 +555,7 @@ void world::tick(sim_node& node) {
   // Its watcher follows the registry wherever it runs (a new one keeps no subscribers).
   if (auto registry = node.system->registry().get<caf::actor>(messaging::names::registry); registry && registry.address() != node.watched_registry) {
     node.watched_registry = registry.address();
-    caf::anon_send(registry, messaging::subscribe_atom::value, node.version_watcher);
+    caf::anon_send(registry, messaging::subscribe_atom::value, subscriber(node, node.version_watcher));
   }
   // Serving here takes versions up to the cluster's model pointer (a move is a change).
   if (!model_name_.empty() && (changed || node.pointer_told == 0)) {
@@ -540,6 +570,22 @@ void world::tick(sim_node& node) {
       }
     }
   }
+}
+
+/// Not a member: what runs here stops (its replicas are placed elsewhere by now, or will be).
+void world::leave_membership(sim_node& node) {
+  stop_components(node, false);
+  for (auto& [kind, link] : node.links) {
+    caf::anon_send_exit(link.actor, caf::exit_reason::user_shutdown);
+    node.system->registry().erase(kind_names().at(kind));
+  }
+  node.links.clear();
+  node.elsewhere.clear();
+  node.joined = false;
+  node.leading = false;
+  node.candidate.reset();
+  node.member = std::make_unique<control::membership>(plane_);
+  node.placement = std::make_unique<control::placement_controller>(plane_);
 }
 
 void world::follow(sim_node& node) {
@@ -627,9 +673,17 @@ void world::follow(sim_node& node) {
       // Serving learns of models from the registry, here or through its link.
       auto registry = node.system->registry().get<caf::actor>(messaging::names::registry);
       auto serving = node.system->registry().get<caf::actor>(messaging::names::serving);
-      if (registry && serving) caf::anon_send(registry, messaging::subscribe_atom::value, serving);
+      if (registry && serving) caf::anon_send(registry, messaging::subscribe_atom::value, subscriber(node, serving));
     }
   }
+}
+
+caf::actor world::subscriber(sim_node& node, const caf::actor& local) {
+  auto registry = node.links.find("registry");
+  if (registry == node.links.end()) return local;
+  auto& cached = node.subscriber_links[{registry->second.to, local.address()}];
+  if (!cached || caf::actor_cast<caf::abstract_actor*>(cached)->getf(caf::abstract_actor::is_terminated_flag)) cached = spawn_link(registry->second.to, node.index, local);
+  return cached;
 }
 
 /// Finds each name that runs elsewhere on the first candidate that is up, reachable and runs
@@ -639,8 +693,8 @@ void world::resolve(sim_node& node) {
     const auto name = kind_names().at(kind);
     auto existing = node.links.find(kind);
     if (existing != node.links.end()) {
-      auto* pointer = caf::actor_cast<caf::abstract_actor*>(existing->second.actor);
-      const bool alive = pointer && !pointer->getf(caf::abstract_actor::is_terminated_flag);
+      const auto& held = existing->second.actor;
+      const bool alive = held && !caf::actor_cast<caf::abstract_actor*>(held)->getf(caf::abstract_actor::is_terminated_flag);
       // Kept while alive and still the most preferred reachable candidate.
       if (alive && !candidates.empty() && existing->second.to == candidates.front()) continue;
       if (alive && std::find(candidates.begin(), candidates.end(), existing->second.to) != candidates.end()) {
@@ -669,7 +723,7 @@ void world::resolve(sim_node& node) {
       node.system->registry().put(name, caf::actor_cast<caf::strong_actor_ptr>(link));
       if (name == messaging::names::registry) {
         auto serving = node.system->registry().get<caf::actor>(messaging::names::serving);
-        if (serving && serving.node() == node.system->node()) caf::anon_send(link, messaging::subscribe_atom::value, serving);
+        if (serving && serving.node() == node.system->node()) caf::anon_send(link, messaging::subscribe_atom::value, subscriber(node, serving));
       }
       break;
     }
@@ -774,9 +828,33 @@ void world::apply(const fault& planned) {
       }
       break;
     case fault_kind::partition: {
-      auto side = resolve_nodes(planned.nodes);
-      std::vector<std::size_t> far = planned.other.empty() ? std::vector<std::size_t>{} : resolve_nodes(planned.other);
-      if (planned.other.empty()) {
+      auto without_etcd = [](std::vector<std::string> names, bool& had) {
+        had = std::find(names.begin(), names.end(), "etcd") != names.end();
+        names.erase(std::remove(names.begin(), names.end(), "etcd"), names.end());
+        return names;
+      };
+      bool etcd_side = false, etcd_far = false;
+      auto side = resolve_nodes(without_etcd(planned.nodes, etcd_side));
+      auto far_names = without_etcd(planned.other, etcd_far);
+      if (etcd_side || etcd_far) {
+        // The control plane cut off: from the far side's nodes (every node when etcd is
+        // named alone), or the named nodes from it.
+        std::vector<std::size_t> cut_off = etcd_far ? side : resolve_nodes(far_names);
+        if (etcd_side && far_names.empty()) {
+          cut_off.clear();
+          for (const auto& node : nodes_) cut_off.push_back(node->index);
+        }
+        std::string names;
+        for (auto index : cut_off) {
+          etcd_cuts_.insert(index);
+          names += (names.empty() ? "" : ",") + nodes_[index]->spec.name;
+        }
+        event("partition: etcd unreachable from " + names);
+        if (etcd_far && far_names.empty()) break;
+        if (etcd_side) break;
+      }
+      std::vector<std::size_t> far = far_names.empty() ? std::vector<std::size_t>{} : resolve_nodes(far_names);
+      if (far_names.empty()) {
         for (const auto& node : nodes_) {
           if (std::find(side.begin(), side.end(), node->index) == side.end()) far.push_back(node->index);
         }
@@ -794,6 +872,7 @@ void world::apply(const fault& planned) {
     case fault_kind::heal:
       event("partitions heal");
       cuts_.clear();
+      etcd_cuts_.clear();
       break;
     case fault_kind::network:
       event("network changes: drop " + std::to_string(planned.network.drop) + ", duplicate " + std::to_string(planned.network.duplicate));
@@ -828,6 +907,7 @@ void world::shutdown() {
   for (auto& node : nodes_) {
     node->groups.clear();
     node->links.clear();
+    node->subscriber_links.clear();
     node->ledger = node->version_watcher = nullptr;
     node->clients.clear();
   }

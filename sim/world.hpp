@@ -19,8 +19,10 @@
 //     a remote actor — that delivers each message after a drawn latency (FIFO unless the
 //     scenario reorders), drops or duplicates it as the network says, drops everything
 //     across a partition, and goes down when its node is lost or a partition outlasts the
-//     connection timeout (BASP with heartbeats). A reply goes straight back (see the README:
-//     the return path is not yet simulated);
+//     connection timeout (BASP with heartbeats). A one-way message's sender is seen on the
+//     far node as a link back to it (as BASP delivers a proxy of the sender), so answers
+//     to it cross the network too, and so do the versions the registry pushes to its
+//     subscribers; only the response to a CAF request goes straight back (docs/simulation.md);
 //   - the node's process around the components: what `rml node` does each tick (renew the
 //     lease, campaign, reconcile when leading, move the model pointer, follow desired
 //     state) is done here with the same classes, without its thread and sockets;

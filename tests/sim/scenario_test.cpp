@@ -29,7 +29,7 @@ TEST_CASE("every shipped scenario parses and names nodes its topology or groups 
     REQUIRE_FALSE(parsed->invariants.empty());
     ++found;
   }
-  REQUIRE(found >= 7);
+  REQUIRE(found >= 8);
   auto hundred = sim::load_scenario(scenarios + "/hundred-nodes.yaml");
   REQUIRE(hundred.ok());
   REQUIRE(hundred->nodes.size() == 100);
@@ -81,6 +81,8 @@ TEST_CASE("a scenario's errors name the file, line, column and field") {
           "t.yaml:3:13: invariants: unknown invariant 'no_bugs' (known: exactly_one_answer, answers_in_time, versions_forward, one_controller, "
           "recovery)");
   REQUIRE(refusal("node_groups: [{prefix: edge-, count: 2}]\n") == "t.yaml:3:14: node_groups: node 'edge-1' is declared twice");
+  REQUIRE(refusal("faults: [{at: 1s, partition: [etcd]}, {at: 2s, partition: edge-1, from: [etcd, data]}]\n").empty());
+  REQUIRE(refusal("faults: [{at: 1s, crash: etcd}]\n") == "t.yaml:3:26: faults[0].crash: unknown node 'etcd' (nodes: data, edge-1, edge-2)");
   auto no_topology = sim::parse_scenario("name: t\n", "t.yaml", scenarios);
   REQUIRE(no_topology.error().message() == "t.yaml:1:1: topology: missing: a topology file's path (relative to the scenario), or its text");
   auto missing_file = sim::parse_scenario("name: t\ntopology: nowhere.yaml\n", "t.yaml", scenarios);
