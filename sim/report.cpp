@@ -1,5 +1,5 @@
-// The run's timeline as an SVG: four stacked panels over simulated seconds — answers per
-// second (ok and errors), p99 latency, the model version answered — with fault windows shaded
+// The run's timeline as an SVG: five stacked panels over simulated seconds — answers per
+// second (ok and errors), p99 latency, the model version answered, their accuracy — with fault windows shaded
 // and events (crashes, restarts, leaders, partitions) marked. Plain SVG text: a viewer needs
 // nothing else, and a report is a few kilobytes.
 #include <algorithm>
@@ -40,8 +40,9 @@ std::string timeline_svg(const run_report& report) {
       {"errors per second", [](const run_report::second& s) { return double(s.errors); }, "#c33"},
       {"p99 latency (ms)", [](const run_report::second& s) { return s.p99_ms; }, "#36c"},
       {"model version answered", [](const run_report::second& s) { return double(s.version); }, "#a5c"},
+      {"accuracy of the answers", [](const run_report::second& s) { return s.accuracy; }, "#c80"},
   };
-  const double height = top + 4 * (panel + gap) + 40;
+  const double height = top + 5 * (panel + gap) + 40;
   std::string svg;
   char buffer[512];
   std::snprintf(buffer, sizeof buffer,
@@ -52,7 +53,7 @@ std::string timeline_svg(const run_report& report) {
   std::snprintf(buffer, sizeof buffer, "<text x=\"%.0f\" y=\"20\" font-size=\"14\">rml sim %s --seed %llu: %zu violations</text>\n", left,
                 escape(report.scenario).c_str(), (unsigned long long)report.seed, report.violations.size());
   svg += buffer;
-  for (std::size_t index = 0; index < 4; ++index) {
+  for (std::size_t index = 0; index < 5; ++index) {
     const auto& each = panels[index];
     const double y0 = top + double(index) * (panel + gap);
     double high = 0;
@@ -81,7 +82,7 @@ std::string timeline_svg(const run_report& report) {
     svg += "<polyline fill=\"none\" stroke=\"" + std::string(each.colour) + "\" stroke-width=\"1.5\" points=\"" + points + "\"/>\n";
   }
   // Events: a tick across every panel, its text in a tooltip and under the last panel.
-  const double bottom = top + 4 * (panel + gap) - gap;
+  const double bottom = top + 5 * (panel + gap) - gap;
   for (const auto& [at, what] : report.events) {
     const double x = left + at / double(seconds) * plot;
     std::snprintf(buffer, sizeof buffer, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#555\" stroke-dasharray=\"2,3\"><title>", x, top, x, bottom);

@@ -119,7 +119,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
   reader in(file);
   if (!root.IsMap()) in.fail(root, "scenario", "must be a map (name, topology, nodes, clients, faults, ...)");
   in.only(root, "", {"name", "description", "topology", "node_groups", "data", "clients", "network", "faults", "random_faults", "invariants",
-                     "duration", "lease_ttl", "recovery_within", "recovery_success"});
+                     "duration", "lease_ttl", "recovery_within", "recovery_success", "recovery_accuracy"});
   scenario out;
   out.file = file;
   if (!root["name"]) in.fail(root, "name", "missing (every scenario is named)");
@@ -213,20 +213,21 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
     out.recovery_within = in.millis(root["recovery_within"], "recovery_within", milliseconds(100), milliseconds(3'600'000));
   }
   if (root["recovery_success"]) out.recovery_success = in.number(root["recovery_success"], "recovery_success", 0, 1);
+  if (root["recovery_accuracy"]) out.recovery_accuracy = in.number(root["recovery_accuracy"], "recovery_accuracy", 0, 1);
   if (root["faults"]) {
     const auto faults = root["faults"];
     if (!faults.IsSequence()) in.fail(faults, "faults", "must be a list of {at, crash|restart|partition|heal|network|pause: ...}");
     for (std::size_t index = 0; index < faults.size(); ++index) {
       const auto field = "faults[" + std::to_string(index) + "]";
       const auto at = faults[index];
-      in.only(at, field, {"at", "crash", "restart", "partition", "from", "heal", "network", "pause", "for", "wipe"});
+      in.only(at, field, {"at", "crash", "restart", "partition", "from", "heal", "network", "pause", "for", "wipe", "bad_data", "events"});
       fault planned;
       planned.position = in.position(at);
       if (!at["at"]) in.fail(at, field + ".at", "missing: when the fault happens");
       planned.at = in.millis(at["at"], field + ".at", milliseconds(0), out.duration);
       int kinds = 0;
-      for (const char* kind : {"crash", "restart", "partition", "heal", "network", "pause"}) kinds += bool(at[kind]);
-      if (kinds != 1) in.fail(at, field, "needs exactly one of crash, restart, partition, heal, network, pause");
+      for (const char* kind : {"crash", "restart", "partition", "heal", "network", "pause", "bad_data"}) kinds += bool(at[kind]);
+      if (kinds != 1) in.fail(at, field, "needs exactly one of crash, restart, partition, heal, network, pause, bad_data");
       auto node_list = [&](const char* key, bool pseudo, bool etcd = false) {
         auto names = in.names(at[key], field + "." + key);
         for (const auto& name : names) check_node(at[key], field + "." + key, name, pseudo, etcd);
@@ -248,6 +249,16 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
       } else if (at["network"]) {
         planned.kind = fault_kind::network;
         planned.network = read_network(in, at["network"], field + ".network", out.network);
+      } else if (at["bad_data"]) {
+        planned.kind = fault_kind::bad_data;
+        const auto kind = in.text(at["bad_data"], field + ".bad_data");
+        if (kind == "nan") planned.data_kind = bad_data_kind::nan;
+        else if (kind == "shape") planned.data_kind = bad_data_kind::shape;
+        else if (kind == "label_noise") planned.data_kind = bad_data_kind::label_noise;
+        else if (kind == "drift") planned.data_kind = bad_data_kind::drift;
+        else in.fail(at["bad_data"], field + ".bad_data", "unknown kind '" + kind + "' (allowed: nan, shape, label_noise, drift)");
+        if (!at["events"]) in.fail(at, field + ".events", "missing: how many bad events the burst sends");
+        planned.events = std::uint32_t(in.number(at["events"], field + ".events", 1, 10'000'000));
       } else {
         planned.kind = fault_kind::pause;
         planned.nodes = node_list("pause", true);
@@ -257,6 +268,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
       if (at["wipe"] && planned.kind != fault_kind::restart) in.fail(at["wipe"], field + ".wipe", "only a restart wipes a disk");
       if (at["from"] && planned.kind != fault_kind::partition) in.fail(at["from"], field + ".from", "only a partition has a far side");
       if (at["for"] && planned.kind != fault_kind::pause) in.fail(at["for"], field + ".for", "only a pause lasts");
+      if (at["events"] && planned.kind != fault_kind::bad_data) in.fail(at["events"], field + ".events", "only a bad_data burst has events");
       out.faults.push_back(planned);
     }
     std::stable_sort(out.faults.begin(), out.faults.end(), [](const fault& a, const fault& b) { return a.at < b.at; });
@@ -314,6 +326,17 @@ const char* to_string(fault_kind kind) {
     case fault_kind::heal: return "heal";
     case fault_kind::network: return "network";
     case fault_kind::pause: return "pause";
+    case fault_kind::bad_data: return "bad_data";
+  }
+  return "?";
+}
+
+const char* to_string(bad_data_kind kind) {
+  switch (kind) {
+    case bad_data_kind::nan: return "nan";
+    case bad_data_kind::shape: return "shape";
+    case bad_data_kind::label_noise: return "label_noise";
+    case bad_data_kind::drift: return "drift";
   }
   return "?";
 }

@@ -73,7 +73,13 @@ enum class fault_kind {
   heal,        // partitions end (all of them)
   network,     // the network changes (latency, drop, duplicate, reorder) from now on
   pause,       // the node's process stops for `length` (a GC or VM pause): no message, no renewal
+  bad_data,    // a burst of `events` bad events to ingest, of `data_kind`
 };
+
+/// What a bad-data burst sends: features that are NaN, rows of the wrong width, true rows
+/// with random labels, or rows from a shifted distribution (every feature + 3 standard
+/// deviations) with their true labels.
+enum class bad_data_kind { nan, shape, label_noise, drift };
 
 struct fault {
   milliseconds at{0};
@@ -86,6 +92,8 @@ struct fault {
   bool wipe = false;
   network_spec network;
   milliseconds length{0};
+  bad_data_kind data_kind = bad_data_kind::nan;
+  std::uint32_t events = 0;
   topologies::source_position position;
 };
 
@@ -107,10 +115,12 @@ enum class invariant {
   versions_forward,    // the model pointer never moves back; no answer from above it
   one_controller,      // at most one controller acts per epoch: no deposed controller's write lands
   recovery,            // after the last fault, predictions succeed again within `recovery_within`
+                       // (and are right at `recovery_accuracy`, when set)
 };
 
 const char* to_string(invariant check);
 const char* to_string(fault_kind kind);
+const char* to_string(bad_data_kind kind);
 
 struct scenario {
   std::string name;
@@ -135,6 +145,8 @@ struct scenario {
   /// above `recovery_success` (the recovery invariant).
   milliseconds recovery_within{10'000};
   double recovery_success = 0.95;
+  /// The share of right answers that second must reach too (0: not checked).
+  double recovery_accuracy = 0;
 };
 
 /// Reads a scenario file; a relative `topology:` path is read from the scenario's directory.

@@ -7,6 +7,8 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
+#include <limits>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -113,6 +115,8 @@ struct sim_node {
 
 struct request_record {
   std::size_t client = 0;
+  std::int32_t label = 0;
+  bool right = false;
   std::int64_t sent_us = 0, deadline_us = 0;
   std::uint32_t answers = 0;
   answer_record first;
@@ -166,6 +170,7 @@ class world final : public messaging::ledger_listener<route> {
       record.first.answered_us = now_us_;
       if (each.answer.ok()) {
         record.first.model_version = each.answer.reply.model_version;
+        record.right = !each.answer.reply.top_classes.empty() && each.answer.reply.top_classes.front() == record.label;
         if (record.first.model_version > pointer_high_) {
           add_violation(invariant::versions_forward, "request " + std::to_string(each.route) + " answered by version " +
                                                          std::to_string(record.first.model_version) + ", above the cluster's model pointer " +
@@ -188,7 +193,12 @@ class world final : public messaging::ledger_listener<route> {
     const auto width = options_.components.train->feature_count();
     const float* values = options_.components.train->features.data() + row * width;
     request.features = messaging::feature_block(std::vector<float>(values, values + width));
-    requests_[request.request_id] = request_record{client, now, request.deadline_us, 0, {}, false};
+    request_record record;
+    record.client = client;
+    record.label = options_.components.train->labels[std::size_t(row)];
+    record.sent_us = now;
+    record.deadline_us = request.deadline_us;
+    requests_[request.request_id] = record;
     return request;
   }
   bool clients_send() const { return now_us_ < clients_stop_us_; }
@@ -224,6 +234,8 @@ class world final : public messaging::ledger_listener<route> {
   /// a link from the registry's node, so that the versions pushed cross the network.
   caf::actor subscriber(sim_node& node, const caf::actor& local);
   void apply(const fault& planned);
+  /// Sends a burst of bad events to ingest, wherever it runs, as a producer on its node would.
+  void inject_bad_data(const fault& planned);
   std::vector<std::size_t> resolve_nodes(const std::vector<std::string>& names);
   void drain_all();
   std::int64_t next_timer_us() const;
@@ -247,6 +259,7 @@ class world final : public messaging::ledger_listener<route> {
   std::set<std::size_t> etcd_cuts_;
   std::map<std::uint64_t, request_record> requests_;
   std::uint64_t next_request_ = 0;
+  std::uint64_t next_bad_event_ = 0;
   std::int64_t clients_stop_us_ = 0;
   std::uint64_t pointer_high_ = 0;
   std::string model_name_;
@@ -878,6 +891,9 @@ void world::apply(const fault& planned) {
       event("network changes: drop " + std::to_string(planned.network.drop) + ", duplicate " + std::to_string(planned.network.duplicate));
       network_ = planned.network;
       break;
+    case fault_kind::bad_data:
+      inject_bad_data(planned);
+      break;
     case fault_kind::pause:
       for (auto index : resolve_nodes(planned.nodes)) {
         auto& node = *nodes_[index];
@@ -887,6 +903,72 @@ void world::apply(const fault& planned) {
       }
       break;
   }
+}
+
+void world::inject_bad_data(const fault& planned) {
+  sim_node* home = nullptr;
+  caf::actor ingest;
+  for (auto& node : nodes_) {
+    if (!node->up || !node->system) continue;
+    auto entered = node->system->registry().get<caf::actor>(messaging::names::ingest);
+    if (entered && entered.node() == node->system->node()) {
+      home = node.get();
+      ingest = entered;
+      break;
+    }
+  }
+  const std::string what = std::string("bad data (") + to_string(planned.data_kind) + ", " + std::to_string(planned.events) + " events)";
+  if (!home) {
+    event(what + ": no ingest runs to send it to");
+    return;
+  }
+  event(what + " sent to ingest on " + home->spec.name);
+  const auto& data = *options_.components.train;
+  const auto width = std::size_t(data.feature_count());
+  std::vector<messaging::event_batch> batches;
+  for (std::uint32_t sent = 0; sent < planned.events;) {
+    messaging::event_batch batch;
+    batch.batch_id = (std::uint64_t(1) << 62) + next_bad_event_;
+    for (std::uint32_t index = 0; index < 256 && sent < planned.events; ++index, ++sent) {
+      messaging::event fact;
+      fact.id = (std::uint64_t(1) << 62) + next_bad_event_++;
+      fact.timestamp_us = now_us_;
+      const auto row = std::size_t(random_() % std::uint64_t(data.rows()));
+      const float* values = data.features.data() + row * width;
+      fact.features.values.assign(values, values + width);
+      fact.label = data.labels[row];
+      switch (planned.data_kind) {
+        case bad_data_kind::nan: fact.features.values[row % width] = std::numeric_limits<float>::quiet_NaN(); break;
+        case bad_data_kind::shape: fact.features.values.resize(width + 1 + row % 3); break;
+        case bad_data_kind::label_noise: fact.label = std::int32_t(random_() % std::uint64_t(data.classes)); break;
+        case bad_data_kind::drift:
+          for (auto& value : fact.features.values) value += 3.0f;
+          break;
+      }
+      batch.events.push_back(std::move(fact));
+    }
+    batches.push_back(std::move(batch));
+  }
+  home->system->spawn([this, what, ingest, batches = std::move(batches)](caf::event_based_actor* self) {
+    auto counts = std::make_shared<std::array<std::uint64_t, 3>>();  // acked, refused, answers
+    const auto total = batches.size();
+    for (const auto& batch : batches) {
+      auto done = [this, self, counts, total, what] {
+        if (++(*counts)[2] < total) return;
+        note(what + ": " + std::to_string((*counts)[0]) + " events acked, " + std::to_string((*counts)[1]) + " batches refused");
+        self->quit();
+      };
+      self->request(ingest, std::chrono::seconds(10), batch)
+          .then([counts, done](const messaging::event_acked& acked) {
+                  (*counts)[0] += acked.appended;
+                  done();
+                },
+                [counts, done](caf::error&) {
+                  ++(*counts)[1];
+                  done();
+                });
+    }
+  });
 }
 
 void world::shutdown() {
@@ -1095,6 +1177,7 @@ void world::finish(run_report& report) {
   const auto seconds = std::size_t(now_us_ / 1'000'000) + 1;
   report.timeline.resize(seconds);
   std::vector<std::vector<double>> latencies(seconds);
+  std::vector<std::uint32_t> right(seconds, 0);
   const std::int64_t grace_us = 50'000;
   std::map<std::uint8_t, std::uint64_t> errors_by_code;
   for (const auto& [id, record] : requests_) {
@@ -1119,6 +1202,7 @@ void world::finish(run_report& report) {
     if (first.error == 0) {
       ++report.answered_ok;
       ++report.timeline[second].ok;
+      right[second] += record.right;
       latencies[second].push_back(double(first.answered_us - first.sent_us) / 1000.0);
       report.timeline[second].version = std::max(report.timeline[second].version, first.model_version);
     } else {
@@ -1133,6 +1217,7 @@ void world::finish(run_report& report) {
       std::sort(values.begin(), values.end());
       report.timeline[second].p99_ms = values[std::min(values.size() - 1, std::size_t(double(values.size()) * 0.99))];
     }
+    if (report.timeline[second].ok > 0) report.timeline[second].accuracy = double(right[second]) / report.timeline[second].ok;
     const std::int64_t from = std::int64_t(second) * 1'000'000, to = from + 1'000'000;
     for (const auto& [start, end] : fault_windows_) {
       if (start < to && end >= from) report.timeline[second].faulted = true;
@@ -1146,15 +1231,16 @@ void world::finish(run_report& report) {
       for (std::size_t second = std::size_t(last_fault_end_us_ / 1'000'000) + 1; second < seconds && std::int64_t(second) * 1'000'000 < recover_by; ++second) {
         const auto& each = report.timeline[second];
         const auto total = each.ok + each.errors;
-        if (total > 0 && double(each.ok) / total >= plan_.recovery_success) {
+        if (total > 0 && double(each.ok) / total >= plan_.recovery_success && each.accuracy >= plan_.recovery_accuracy) {
           recovered = true;
           break;
         }
       }
       if (!recovered) {
         now_us_ = recover_by;
-        add_violation(invariant::recovery, "predictions did not succeed again (" + std::to_string(int(plan_.recovery_success * 100)) +
-                                               "% in a second) within " + std::to_string(plan_.recovery_within.count()) +
+        add_violation(invariant::recovery, "predictions did not succeed again (" + std::to_string(int(plan_.recovery_success * 100)) + "% in a second" +
+                                               (plan_.recovery_accuracy > 0 ? ", " + std::to_string(int(plan_.recovery_accuracy * 100)) + "% of them right" : std::string()) +
+                                               ") within " + std::to_string(plan_.recovery_within.count()) +
                                                " ms of the last fault's end at " + std::to_string(last_fault_end_us_ / 1000) + " ms");
       }
     }
@@ -1162,8 +1248,8 @@ void world::finish(run_report& report) {
   for (std::size_t second = 0; second < seconds; ++second) {
     const auto& each = report.timeline[second];
     char line[160];
-    std::snprintf(line, sizeof line, "second %zu: %u ok, %u errors, p99 %.2f ms, version %llu%s", second, each.ok, each.errors, each.p99_ms,
-                  (unsigned long long)each.version, each.faulted ? ", faulted" : "");
+    std::snprintf(line, sizeof line, "second %zu: %u ok, %u errors, p99 %.2f ms, version %llu, accuracy %.3f%s", second, each.ok, each.errors,
+                  each.p99_ms, (unsigned long long)each.version, each.accuracy, each.faulted ? ", faulted" : "");
     trace_ += line;
     trace_ += "\n";
   }

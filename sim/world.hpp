@@ -96,6 +96,8 @@ struct run_report {
     std::uint32_t ok = 0, errors = 0;
     double p99_ms = 0;
     std::uint64_t version = 0;
+    /// Share of the predictions answered ok that named the row's true class.
+    double accuracy = 0;
     bool faulted = false;
   };
   std::vector<second> timeline;

@@ -63,9 +63,9 @@ TEST_CASE("faults, clients and the network are read with their units and default
 TEST_CASE("a scenario's errors name the file, line, column and field") {
   REQUIRE(refusal("").empty());
   REQUIRE(refusal("colour: red\n") == "t.yaml:3:1: colour: unknown field (allowed: name, description, topology, node_groups, data, clients, network, "
-                                      "faults, random_faults, invariants, duration, lease_ttl, recovery_within, recovery_success)");
+                                      "faults, random_faults, invariants, duration, lease_ttl, recovery_within, recovery_success, recovery_accuracy)");
   REQUIRE(refusal("faults: [{at: 1s, crash: edge-9}]\n") == "t.yaml:3:26: faults[0].crash: unknown node 'edge-9' (nodes: data, edge-1, edge-2)");
-  REQUIRE(refusal("faults: [{at: 1s}]\n") == "t.yaml:3:10: faults[0]: needs exactly one of crash, restart, partition, heal, network, pause");
+  REQUIRE(refusal("faults: [{at: 1s}]\n") == "t.yaml:3:10: faults[0]: needs exactly one of crash, restart, partition, heal, network, pause, bad_data");
   REQUIRE(refusal("faults: [{at: 1s, crash: edge-1, restart: edge-1}]\n").find("needs exactly one of") != std::string::npos);
   REQUIRE(refusal("faults: [{at: soon, crash: edge-1}]\n") ==
           "t.yaml:3:15: faults[0].at: 'soon' is not a duration (a number with us, ms, s or m: 250ms, 1.5s)");
@@ -83,6 +83,10 @@ TEST_CASE("a scenario's errors name the file, line, column and field") {
   REQUIRE(refusal("node_groups: [{prefix: edge-, count: 2}]\n") == "t.yaml:3:14: node_groups: node 'edge-1' is declared twice");
   REQUIRE(refusal("faults: [{at: 1s, partition: [etcd]}, {at: 2s, partition: edge-1, from: [etcd, data]}]\n").empty());
   REQUIRE(refusal("faults: [{at: 1s, crash: etcd}]\n") == "t.yaml:3:26: faults[0].crash: unknown node 'etcd' (nodes: data, edge-1, edge-2)");
+  REQUIRE(refusal("faults: [{at: 1s, bad_data: garbage, events: 5}]\n") ==
+          "t.yaml:3:29: faults[0].bad_data: unknown kind 'garbage' (allowed: nan, shape, label_noise, drift)");
+  REQUIRE(refusal("faults: [{at: 1s, bad_data: nan}]\n") == "t.yaml:3:10: faults[0].events: missing: how many bad events the burst sends");
+  REQUIRE(refusal("faults: [{at: 1s, crash: edge-1, events: 5}]\n").find("faults[0].events: only a bad_data burst has events") != std::string::npos);
   auto no_topology = sim::parse_scenario("name: t\n", "t.yaml", scenarios);
   REQUIRE(no_topology.error().message() == "t.yaml:1:1: topology: missing: a topology file's path (relative to the scenario), or its text");
   auto missing_file = sim::parse_scenario("name: t\ntopology: nowhere.yaml\n", "t.yaml", scenarios);
