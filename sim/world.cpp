@@ -35,18 +35,6 @@ using route = std::uint64_t;  // a request's id: where the client's answer goes
 using deliver_atom = caf::atom_constant<caf::atom("simdeliv")>;
 using client_tick_atom = caf::atom_constant<caf::atom("simclient")>;
 
-const std::map<std::string, caf::atom_value>& kind_names() {
-  static const std::map<std::string, caf::atom_value> names{
-      {"source", messaging::names::source},   {"ingest", messaging::names::ingest},     {"feature", messaging::names::feature},
-      {"trainer", messaging::names::trainer}, {"registry", messaging::names::registry}, {"serving", messaging::names::serving},
-      {"monitor", messaging::names::monitor},
-  };
-  return names;
-}
-
-/// As `rml node` groups them (node_job.cpp): ingest, feature and the trainer share the log.
-std::string group_of(const std::string& kind) { return kind == "ingest" || kind == "feature" || kind == "trainer" ? "log" : kind; }
-
 class world;
 
 /// A message in flight on a link.
@@ -420,7 +408,7 @@ void world::stop_group(sim_node& node, const std::string& group, bool drain) {
   const auto kinds = node.group_kinds[group];
   // The names leave the registry now: new requests look elsewhere while serving drains.
   for (const auto& kind : kinds) {
-    const auto name = kind_names().at(kind);
+    const auto name = topologies::component_names().at(kind);
     auto entered = node.system->registry().get(name);
     auto router = entered ? caf::actor_cast<caf::actor>(entered) : caf::actor();
     if (entered && entered->node() == node.system->node()) node.system->registry().erase(name);
@@ -468,11 +456,11 @@ void world::crash(sim_node& node, const std::string& why) {
         continue;
       }
       caf::anon_send_exit(link->second.actor, caf::exit_reason::remote_link_unreachable);
-      if (other->system) other->system->registry().erase(kind_names().at(link->first));
+      if (other->system) other->system->registry().erase(topologies::component_names().at(link->first));
       link = other->links.erase(link);
     }
   }
-  for (const auto& [kind, name] : kind_names()) node.system->registry().erase(name);
+  for (const auto& [kind, name] : topologies::component_names()) node.system->registry().erase(name);
   node.groups.clear();
   node.group_kinds.clear();
   node.links.clear();
@@ -590,7 +578,7 @@ void world::leave_membership(sim_node& node) {
   stop_components(node, false);
   for (auto& [kind, link] : node.links) {
     caf::anon_send_exit(link.actor, caf::exit_reason::user_shutdown);
-    node.system->registry().erase(kind_names().at(kind));
+    node.system->registry().erase(topologies::component_names().at(kind));
   }
   node.links.clear();
   node.elsewhere.clear();
@@ -641,7 +629,7 @@ void world::follow(sim_node& node) {
   node.elsewhere = elsewhere;
   // What runs here: groups that go or change stop first, then the new ones start.
   std::map<std::string, std::set<std::string>> wanted;
-  for (const auto& kind : here) wanted[group_of(kind)].insert(kind);
+  for (const auto& kind : here) wanted[topologies::process_group(kind)].insert(kind);
   for (auto group = node.group_kinds.begin(); group != node.group_kinds.end();) {
     auto want = wanted.find(group->first);
     if (want != wanted.end() && want->second == group->second) {
@@ -656,8 +644,8 @@ void world::follow(sim_node& node) {
   for (auto link = node.links.begin(); link != node.links.end();) {
     if (!elsewhere.count(link->first)) {
       caf::anon_send_exit(link->second.actor, caf::exit_reason::user_shutdown);
-      auto entered = node.system->registry().get(kind_names().at(link->first));
-      if (entered && caf::actor_cast<caf::actor>(entered) == link->second.actor) node.system->registry().erase(kind_names().at(link->first));
+      auto entered = node.system->registry().get(topologies::component_names().at(link->first));
+      if (entered && caf::actor_cast<caf::actor>(entered) == link->second.actor) node.system->registry().erase(topologies::component_names().at(link->first));
       link = node.links.erase(link);
     } else {
       ++link;
@@ -703,7 +691,7 @@ caf::actor world::subscriber(sim_node& node, const caf::actor& local) {
 /// it, as the peer resolver does over BASP.
 void world::resolve(sim_node& node) {
   for (const auto& [kind, candidates] : node.elsewhere) {
-    const auto name = kind_names().at(kind);
+    const auto name = topologies::component_names().at(kind);
     auto existing = node.links.find(kind);
     if (existing != node.links.end()) {
       const auto& held = existing->second.actor;
@@ -800,7 +788,7 @@ void world::check_partitions() {
           continue;
         }
         caf::anon_send_exit(link->second.actor, caf::exit_reason::remote_link_unreachable);
-        if (node.system) node.system->registry().erase(kind_names().at(link->first));
+        if (node.system) node.system->registry().erase(topologies::component_names().at(link->first));
         link = node.links.erase(link);
       }
     }
@@ -983,7 +971,7 @@ void world::shutdown() {
       if (*actor) caf::anon_send_exit(*actor, caf::exit_reason::kill);
     }
     for (auto& client : node->clients) caf::anon_send_exit(client, caf::exit_reason::kill);
-    for (const auto& [kind, name] : kind_names()) node->system->registry().erase(name);
+    for (const auto& [kind, name] : topologies::component_names()) node->system->registry().erase(name);
   }
   drain_all();
   for (auto& node : nodes_) {

@@ -45,6 +45,17 @@ void subscribe_serving(caf::actor_system& system) {
 }
 }  // namespace
 
+const std::map<std::string, caf::atom_value>& component_names() {
+  static const std::map<std::string, caf::atom_value> names{
+      {"source", messaging::names::source},   {"ingest", messaging::names::ingest},     {"feature", messaging::names::feature},
+      {"trainer", messaging::names::trainer}, {"registry", messaging::names::registry}, {"serving", messaging::names::serving},
+      {"monitor", messaging::names::monitor},
+  };
+  return names;
+}
+
+std::string process_group(const std::string& kind) { return kind == "ingest" || kind == "feature" || kind == "trainer" ? "log" : kind; }
+
 bool runs_locally(const pipeline_options& options, const std::string& kind) {
   return options.local_kinds.empty() || options.local_kinds.contains(kind);
 }

@@ -16,6 +16,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -58,6 +59,16 @@ struct pipeline_options {
   /// event log ingest writes, so the two run in one process.
   std::set<std::string> local_kinds;
 };
+
+/// The name each component kind registers under in its actor system (messaging/atoms.hpp
+/// names), by kind: how a node, or the simulator's, finds and erases a component's entry.
+const std::map<std::string, caf::atom_value>& component_names();
+
+/// The group a kind runs in on a node, under one supervisor: ingest, feature and the trainer
+/// share the event log (its events, offsets and checkpoints), so they start and stop
+/// together ("log"); every other kind is a group of its own, so a change in what is placed on
+/// a node restarts only what changed.
+std::string process_group(const std::string& kind);
 
 /// Whether `options` runs components of `kind` in this process.
 bool runs_locally(const pipeline_options& options, const std::string& kind);

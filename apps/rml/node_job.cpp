@@ -15,16 +15,6 @@
 namespace rml::app {
 namespace {
 
-/// The name each component kind registers under (messaging/atoms.hpp).
-const std::map<std::string, caf::atom_value>& kind_names() {
-  static const std::map<std::string, caf::atom_value> names{
-      {"source", messaging::names::source},   {"ingest", messaging::names::ingest},     {"feature", messaging::names::feature},
-      {"trainer", messaging::names::trainer}, {"registry", messaging::names::registry}, {"serving", messaging::names::serving},
-      {"monitor", messaging::names::monitor},
-  };
-  return names;
-}
-
 std::string joined(const std::set<std::string>& kinds) {
   std::string text;
   for (const auto& kind : kinds) text += (text.empty() ? "" : ", ") + kind;
@@ -215,16 +205,6 @@ void node_job::export_cluster_view(const control::deployment& deployed, const st
   publish("rml_cluster_replica", "1 for each replica the deployed placement puts on a node (0: moved or removed)", exported_replicas_, replicas_now);
 }
 
-namespace {
-/// Components that must share a process's objects run under one supervisor: ingest, feature
-/// and the trainer share the event log (events, offsets, checkpoints). Every other kind is a
-/// group of its own, so a change in what is placed here restarts only what changed (a
-/// monitor moving here does not drain serving).
-std::string group_of(const std::string& kind) {
-  return kind == "ingest" || kind == "feature" || kind == "trainer" ? "log" : kind;
-}
-}  // namespace
-
 bool node_job::prepare(const control::deployment& deployed) {
   const auto& name = settings_.name;
   auto fail = [&](const std::string& why) {
@@ -288,7 +268,7 @@ bool node_job::prepare(const control::deployment& deployed) {
 
 bool node_job::run_groups(const std::set<std::string>& kinds) {
   std::map<std::string, std::set<std::string>> wanted;
-  for (const auto& kind : kinds) wanted[group_of(kind)].insert(kind);
+  for (const auto& kind : kinds) wanted[topologies::process_group(kind)].insert(kind);
   // Groups that go or change stop first (serving drains), then the new ones start.
   for (auto group = groups_.begin(); group != groups_.end();) {
     auto want = wanted.find(group->first);
@@ -344,14 +324,14 @@ void node_job::stop_group(running_group& group) {
   }
   // The stopped components' names leave the registry (CAF keeps a dead actor's entry).
   for (const auto& kind : group.kinds) {
-    const auto name = kind_names().at(kind);
+    const auto name = topologies::component_names().at(kind);
     auto entered = system_.registry().get(name);
     if (entered && entered->node() == system_.node()) system_.registry().erase(name);
   }
 }
 
 void node_job::point_resolver(const std::map<std::string, std::string>& remote_addresses) {
-  for (const auto& [kind, name] : kind_names()) {
+  for (const auto& [kind, name] : topologies::component_names()) {
     auto address = remote_addresses.find(kind);
     if (address == remote_addresses.end()) caf::anon_send(resolver_, caf::delete_atom::value, name);
     else caf::anon_send(resolver_, caf::put_atom::value, name, address->second);
