@@ -220,14 +220,14 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
     for (std::size_t index = 0; index < faults.size(); ++index) {
       const auto field = "faults[" + std::to_string(index) + "]";
       const auto at = faults[index];
-      in.only(at, field, {"at", "crash", "restart", "partition", "from", "heal", "network", "pause", "for", "wipe", "bad_data", "events"});
+      in.only(at, field, {"at", "crash", "restart", "partition", "from", "heal", "network", "pause", "for", "wipe", "bad_data", "events", "kill", "on"});
       fault planned;
       planned.position = in.position(at);
       if (!at["at"]) in.fail(at, field + ".at", "missing: when the fault happens");
       planned.at = in.millis(at["at"], field + ".at", milliseconds(0), out.duration);
       int kinds = 0;
-      for (const char* kind : {"crash", "restart", "partition", "heal", "network", "pause", "bad_data"}) kinds += bool(at[kind]);
-      if (kinds != 1) in.fail(at, field, "needs exactly one of crash, restart, partition, heal, network, pause, bad_data");
+      for (const char* kind : {"crash", "restart", "partition", "heal", "network", "pause", "bad_data", "kill"}) kinds += bool(at[kind]);
+      if (kinds != 1) in.fail(at, field, "needs exactly one of crash, restart, partition, heal, network, pause, bad_data, kill");
       auto node_list = [&](const char* key, bool pseudo, bool etcd = false) {
         auto names = in.names(at[key], field + "." + key);
         for (const auto& name : names) check_node(at[key], field + "." + key, name, pseudo, etcd);
@@ -249,6 +249,16 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
       } else if (at["network"]) {
         planned.kind = fault_kind::network;
         planned.network = read_network(in, at["network"], field + ".network", out.network);
+      } else if (at["kill"]) {
+        planned.kind = fault_kind::kill;
+        planned.component = in.text(at["kill"], field + ".kill");
+        const auto& kinds = topologies::component_kinds();
+        if (std::find(kinds.begin(), kinds.end(), planned.component) == kinds.end()) {
+          std::string allowed;
+          for (const auto& kind : kinds) allowed += (allowed.empty() ? "" : ", ") + kind;
+          in.fail(at["kill"], field + ".kill", "unknown component kind '" + planned.component + "' (allowed: " + allowed + ")");
+        }
+        if (at["on"]) planned.nodes = node_list("on", true);
       } else if (at["bad_data"]) {
         planned.kind = fault_kind::bad_data;
         const auto kind = in.text(at["bad_data"], field + ".bad_data");
@@ -268,6 +278,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
       if (at["wipe"] && planned.kind != fault_kind::restart) in.fail(at["wipe"], field + ".wipe", "only a restart wipes a disk");
       if (at["from"] && planned.kind != fault_kind::partition) in.fail(at["from"], field + ".from", "only a partition has a far side");
       if (at["for"] && planned.kind != fault_kind::pause) in.fail(at["for"], field + ".for", "only a pause lasts");
+      if (at["on"] && planned.kind != fault_kind::kill) in.fail(at["on"], field + ".on", "only a kill names the nodes with on");
       if (at["events"] && planned.kind != fault_kind::bad_data) in.fail(at["events"], field + ".events", "only a bad_data burst has events");
       out.faults.push_back(planned);
     }
@@ -327,6 +338,7 @@ const char* to_string(fault_kind kind) {
     case fault_kind::network: return "network";
     case fault_kind::pause: return "pause";
     case fault_kind::bad_data: return "bad_data";
+    case fault_kind::kill: return "kill";
   }
   return "?";
 }

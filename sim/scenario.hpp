@@ -74,6 +74,8 @@ enum class fault_kind {
   network,     // the network changes (latency, drop, duplicate, reorder) from now on
   pause,       // the node's process stops for `length` (a GC or VM pause): no message, no renewal
   bad_data,    // a burst of `events` bad events to ingest, of `data_kind`
+  kill,        // a component (`component`) dies on the nodes named (default: every node running
+               // it); its supervisor restarts it
 };
 
 /// What a bad-data burst sends: features that are NaN, rows of the wrong width, true rows
@@ -93,6 +95,7 @@ struct fault {
   network_spec network;
   milliseconds length{0};
   bad_data_kind data_kind = bad_data_kind::nan;
+  std::string component;
   std::uint32_t events = 0;
   topologies::source_position position;
 };

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <limits>
 #include <chrono>
 #include <cmath>
@@ -95,6 +96,8 @@ struct sim_node {
   caf::actor_addr watched_registry;
   std::shared_ptr<std::uint64_t> highest_published = std::make_shared<std::uint64_t>(0);
   std::uint64_t pointer_told = 0, pointer_written = 0;
+  /// The pointer as last told, for a router starting here (router_options::known_model_pointer).
+  std::shared_ptr<std::atomic<std::uint64_t>> known_pointer = std::make_shared<std::atomic<std::uint64_t>>(0);
   control::revision followed_revision = -1, seen_revision = -1;
   std::set<std::string> here;
   /// kind → candidate nodes, preferred first.
@@ -367,6 +370,7 @@ void world::start_process(sim_node& node) {
   node.member = std::make_unique<control::membership>(plane_);
   node.placement = std::make_unique<control::placement_controller>(plane_);
   node.highest_published = std::make_shared<std::uint64_t>(0);
+  node.known_pointer = std::make_shared<std::atomic<std::uint64_t>>(0);
   node.version_watcher = node.system->spawn([highest = node.highest_published](caf::event_based_actor*) -> caf::behavior {
     return {[highest](const messaging::model_snapshot& snapshot) { *highest = std::max(*highest, snapshot.version); },
             [highest](messaging::rollback_atom, const messaging::model_snapshot& snapshot) { *highest = std::max(*highest, snapshot.version); }};
@@ -558,16 +562,15 @@ void world::tick(sim_node& node) {
     node.watched_registry = registry.address();
     caf::anon_send(registry, messaging::subscribe_atom::value, subscriber(node, node.version_watcher));
   }
-  // Serving here takes versions up to the cluster's model pointer (a move is a change).
+  // Serving here takes versions up to the cluster's model pointer: told on every pass, as
+  // `rml node` does (a router its supervisor restarted knows none until told).
   if (!model_name_.empty() && (changed || node.pointer_told == 0)) {
     if (auto pointer = desired_->model_pointer(model_name_); pointer && *pointer > 0) {
-      const std::uint64_t told = *pointer;
-      if (told != node.pointer_told) {
-        auto serving = node.system->registry().get<caf::actor>(messaging::names::serving);
-        if (serving && serving.node() == node.system->node()) {
-          caf::anon_send(serving, messaging::model_pointer_atom::value, told);
-          node.pointer_told = told;
-        }
+      auto serving = node.system->registry().get<caf::actor>(messaging::names::serving);
+      if (serving && serving.node() == node.system->node()) {
+        caf::anon_send(serving, messaging::model_pointer_atom::value, *pointer);
+        node.pointer_told = *pointer;
+        if (*pointer > node.known_pointer->load()) node.known_pointer->store(*pointer);
       }
     }
   }
@@ -659,6 +662,7 @@ void world::follow(sim_node& node) {
     pipeline.data_dir = node.data_dir;
     pipeline.telemetry = messaging::telemetry{};
     pipeline.serving.follow_model_pointer = true;
+    pipeline.serving.known_model_pointer = node.known_pointer;
     auto started = topologies::start_pipeline(*node.system, pipeline);
     if (!started) {
       note(node.spec.name + " cannot start " + group + ": " + started.error().message());
@@ -882,6 +886,23 @@ void world::apply(const fault& planned) {
     case fault_kind::bad_data:
       inject_bad_data(planned);
       break;
+    case fault_kind::kill: {
+      // The component's actor dies (a bug, an abort): its supervisor restarts it.
+      const auto name = topologies::component_names().at(planned.component);
+      std::vector<std::size_t> where = planned.nodes.empty() ? std::vector<std::size_t>{} : resolve_nodes(planned.nodes);
+      if (planned.nodes.empty()) {
+        for (const auto& node : nodes_) where.push_back(node->index);
+      }
+      for (auto index : where) {
+        auto& node = *nodes_[index];
+        if (!node.up || !node.system) continue;
+        auto entered = node.system->registry().get<caf::actor>(name);
+        if (!entered || entered.node() != node.system->node()) continue;
+        event(planned.component + " on " + node.spec.name + " killed");
+        caf::anon_send_exit(entered, caf::exit_reason::kill);
+      }
+      break;
+    }
     case fault_kind::pause:
       for (auto index : resolve_nodes(planned.nodes)) {
         auto& node = *nodes_[index];

@@ -1116,6 +1116,7 @@ router_actor::behavior_type router(router_pointer self, router_options options) 
   auto& state = self->state;
   options.lane.telemetry = options.telemetry;  // the lanes report where the router does
   state.options = options;
+  if (options.follow_model_pointer && options.known_model_pointer) state.model_pointer = options.known_model_pointer->load();
   state.random = std::make_unique<random_source>(options.seed);
   auto& registry = *options.telemetry.metrics;
   const messaging::metrics::label_set model{{"model", options.model}};

@@ -48,6 +48,9 @@
 
 #include <caf/typed_actor.hpp>
 
+#include <atomic>
+#include <memory>
+
 #include "actors/serving/batcher.hpp"
 #include "compute/status.hpp"
 #include "messaging/atoms.hpp"
@@ -124,6 +127,10 @@ struct router_options {
   /// the cluster cannot make this side serve a version the cluster does not call latest.
   /// An explicit rollback is not held (it goes below the pointer by design).
   bool follow_model_pointer = false;
+  /// The node's last known cluster model pointer, read when the router starts: one its
+  /// supervisor restarts knows the pointer at once instead of refusing every request until
+  /// the node next tells it (found by `rml sim`'s component-crashes scenario). Null: none.
+  std::shared_ptr<const std::atomic<std::uint64_t>> known_model_pointer;
   /// One request in this many to the main lane has its first row sent to monitoring's
   /// input-drift statistics (0: none); the main lane's labelled answers go to its
   /// concept-drift detectors as error bits whatever this is.

@@ -78,6 +78,7 @@ std::pair<std::string, std::uint64_t> node_job::watch_model_versions() {
 
 void node_job::follow_model_pointer(std::uint64_t version) {
   if (version == 0) return;
+  if (version > model_pointer_->load()) model_pointer_->store(version);
   auto serving = system_.registry().get<caf::actor>(messaging::names::serving);
   // Only serving in this process: another node's follows the pointer itself.
   if (serving && serving.node() == system_.node()) caf::anon_send(serving, messaging::model_pointer_atom::value, version);
@@ -246,6 +247,7 @@ bool node_job::prepare(const control::deployment& deployed) {
   // A version is the latest once the cluster's model pointer says so (etcd, not a registry
   // that may be cut off with this node).
   pipeline->serving.follow_model_pointer = true;
+  pipeline->serving.known_model_pointer = model_pointer_;
   auto sockets = start_endpoints(system_, *options, *pipeline, settings_.identity);
   if (!sockets) return fail(sockets.error().message());
   sockets_ = std::move(sockets.value());

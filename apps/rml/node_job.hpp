@@ -117,6 +117,9 @@ class node_job {
   /// Watches the registry's published versions (the controller moves etcd's model pointer).
   caf::actor version_watcher_;
   std::shared_ptr<std::atomic<std::uint64_t>> highest_published_ = std::make_shared<std::atomic<std::uint64_t>>(0);
+  /// The cluster's model pointer as last followed: a serving router started (or restarted by
+  /// its supervisor) here reads it at once (router_options::known_model_pointer).
+  std::shared_ptr<std::atomic<std::uint64_t>> model_pointer_ = std::make_shared<std::atomic<std::uint64_t>>(0);
   caf::actor_addr watched_registry_;
   std::string model_name_;
   /// The serving component's name when it runs here and scales across nodes ("": not), the

@@ -65,7 +65,7 @@ TEST_CASE("a scenario's errors name the file, line, column and field") {
   REQUIRE(refusal("colour: red\n") == "t.yaml:3:1: colour: unknown field (allowed: name, description, topology, node_groups, data, clients, network, "
                                       "faults, random_faults, invariants, duration, lease_ttl, recovery_within, recovery_success, recovery_accuracy)");
   REQUIRE(refusal("faults: [{at: 1s, crash: edge-9}]\n") == "t.yaml:3:26: faults[0].crash: unknown node 'edge-9' (nodes: data, edge-1, edge-2)");
-  REQUIRE(refusal("faults: [{at: 1s}]\n") == "t.yaml:3:10: faults[0]: needs exactly one of crash, restart, partition, heal, network, pause, bad_data");
+  REQUIRE(refusal("faults: [{at: 1s}]\n") == "t.yaml:3:10: faults[0]: needs exactly one of crash, restart, partition, heal, network, pause, bad_data, kill");
   REQUIRE(refusal("faults: [{at: 1s, crash: edge-1, restart: edge-1}]\n").find("needs exactly one of") != std::string::npos);
   REQUIRE(refusal("faults: [{at: soon, crash: edge-1}]\n") ==
           "t.yaml:3:15: faults[0].at: 'soon' is not a duration (a number with us, ms, s or m: 250ms, 1.5s)");
@@ -87,6 +87,9 @@ TEST_CASE("a scenario's errors name the file, line, column and field") {
           "t.yaml:3:29: faults[0].bad_data: unknown kind 'garbage' (allowed: nan, shape, label_noise, drift)");
   REQUIRE(refusal("faults: [{at: 1s, bad_data: nan}]\n") == "t.yaml:3:10: faults[0].events: missing: how many bad events the burst sends");
   REQUIRE(refusal("faults: [{at: 1s, crash: edge-1, events: 5}]\n").find("faults[0].events: only a bad_data burst has events") != std::string::npos);
+  REQUIRE(refusal("faults: [{at: 1s, kill: trainr}]\n") ==
+          "t.yaml:3:24: faults[0].kill: unknown component kind 'trainr' (allowed: source, ingest, feature, trainer, registry, serving, monitor)");
+  REQUIRE(refusal("faults: [{at: 1s, kill: trainer, on: data}]\n").empty());
   auto no_topology = sim::parse_scenario("name: t\n", "t.yaml", scenarios);
   REQUIRE(no_topology.error().message() == "t.yaml:1:1: topology: missing: a topology file's path (relative to the scenario), or its text");
   auto missing_file = sim::parse_scenario("name: t\ntopology: nowhere.yaml\n", "t.yaml", scenarios);
