@@ -2,6 +2,7 @@
 // snapshot tells them to predict: version policies (latest, pinned, a version asked by
 // number, canary promotion and rollback on live accuracy, shadow comparison, the Exp3
 // bandit learning from delayed feedback), graceful drain, and policy spec errors.
+#include <atomic>
 #include "actors/serving/router.hpp"
 #include "messaging/request_ledger.hpp"
 #include "messaging/trace.hpp"
@@ -94,7 +95,8 @@ struct router_fixture : test::actor_fixture {
 
   explicit router_fixture(const std::string& policy, caf::timespan service_time = caf::timespan{0},
                           std::map<std::uint64_t, model_snapshot> stored = {}, std::uint32_t feedback_min = 20,
-                          bool follow_model_pointer = false) {
+                          bool follow_model_pointer = false,
+                          std::shared_ptr<const std::atomic<std::uint64_t>> known_model_pointer = nullptr) {
     auto registry = hold(system->spawn(fake_registry, stored, refused));
     system->registry().erase(names::registry);
     system->registry().put(names::registry, registry);
@@ -109,6 +111,7 @@ struct router_fixture : test::actor_fixture {
     options.canary.latency_slack_us = 1'000'000;  // virtual time: latency never decides here
     options.telemetry = telemetry;
     options.follow_model_pointer = follow_model_pointer;
+    options.known_model_pointer = known_model_pointer;
     REQUIRE(actors::validate(options));
     router = hold(actors::spawn_router(*system, options));
   }
@@ -617,6 +620,16 @@ TEST_CASE("requests from another node are admitted at most once, re-based onto t
   REQUIRE(answers[1].size() == 2);
   REQUIRE(answers[1][1].ok());
   REQUIRE(f.status().in_flight == 0);
+}
+
+TEST_CASE("a router that starts on a node knowing the model pointer serves a pushed version at once, and none above it") {
+  // As after its supervisor restarted it: the node has followed the pointer to 1 already.
+  auto known = std::make_shared<std::atomic<std::uint64_t>>(1);
+  router_fixture f("latest", caf::timespan{0}, {}, 20, true, known);
+  f.publish(fake_snapshot(1, 0));
+  REQUIRE(f.predict().model_version == 1);  // not refused while waiting for the node's next pass
+  f.publish(fake_snapshot(2, 1));
+  REQUIRE(f.predict().model_version == 1);  // 2 is above the pointer: held
 }
 
 TEST_CASE("serving that follows the cluster's model pointer takes a pushed version as the latest only once the pointer reaches it") {
