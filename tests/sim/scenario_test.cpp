@@ -88,7 +88,7 @@ TEST_CASE("a scenario's errors name the file, line, column and field") {
   REQUIRE(refusal("faults: [{at: 1s, bad_data: nan}]\n") == "t.yaml:3:10: faults[0].events: missing: how many bad events the burst sends");
   REQUIRE(refusal("faults: [{at: 1s, crash: edge-1, events: 5}]\n").find("faults[0].events: only a bad_data burst has events") != std::string::npos);
   REQUIRE(refusal("faults: [{at: 1s, kill: trainr}]\n") ==
-          "t.yaml:3:24: faults[0].kill: unknown component kind 'trainr' (allowed: source, ingest, feature, trainer, registry, serving, monitor)");
+          "t.yaml:3:25: faults[0].kill: unknown component kind 'trainr' (allowed: source, ingest, feature, trainer, registry, serving, monitor)");
   REQUIRE(refusal("faults: [{at: 1s, kill: trainer, on: data}]\n").empty());
   auto no_topology = sim::parse_scenario("name: t\n", "t.yaml", scenarios);
   REQUIRE(no_topology.error().message() == "t.yaml:1:1: topology: missing: a topology file's path (relative to the scenario), or its text");
