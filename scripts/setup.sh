@@ -98,7 +98,7 @@ if [ "$mode" = sanitize ]; then
   start_phase "ASan+UBSan: build the unit tests"
   sanitized_build build-asan -DRML_SANITIZE=address,undefined
   cmake --build "$root/build-asan" --target compute_tests messaging_tests supervision_tests actors_tests topologies_tests topology_file_tests control_plane_tests \
-    etcd_control_plane_tests ||
+    etcd_control_plane_tests sim_tests ||
     fail "the ASan+UBSan build failed (the compiler's error is above)"
   end_phase
   start_phase "ASan+UBSan: unit tests"

@@ -73,8 +73,15 @@ class reader {
     if (at.IsScalar()) return {at.Scalar()};
     if (!at.IsSequence()) fail(at, field, "must be a node name or a list of them");
     std::vector<std::string> out;
-    for (std::size_t index = 0; index < at.size(); ++index) out.push_back(text(at[index], field + "[" + std::to_string(index) + "]"));
+    each(at, field, "node names", [&](const YAML::Node& item, const std::string& item_field) { out.push_back(text(item, item_field)); });
     return out;
+  }
+  /// Calls `visit(item, "field[i]")` for each item of the list at `at` (`shape` says what an
+  /// item is, for the error when it is not a list).
+  template <class Visit>
+  void each(const YAML::Node& at, const std::string& field, const std::string& shape, Visit&& visit) const {
+    if (!at.IsSequence()) fail(at, field, "must be a list of " + shape);
+    for (std::size_t index = 0; index < at.size(); ++index) visit(at[index], field + "[" + std::to_string(index) + "]");
   }
   /// Refuses keys a map may not have, naming the allowed ones.
   void only(const YAML::Node& at, const std::string& field, std::initializer_list<const char*> allowed) const {
@@ -144,11 +151,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
   out.topology = declared.value();
   out.nodes = out.topology.nodes;
   if (root["node_groups"]) {
-    const auto groups = root["node_groups"];
-    if (!groups.IsSequence()) in.fail(groups, "node_groups", "must be a list of {prefix, count, labels, cores}");
-    for (std::size_t index = 0; index < groups.size(); ++index) {
-      const auto field = "node_groups[" + std::to_string(index) + "]";
-      const auto at = groups[index];
+    in.each(root["node_groups"], "node_groups", "{prefix, count, labels, cores}", [&](const YAML::Node& at, const std::string& field) {
       in.only(at, field, {"prefix", "count", "labels", "cores"});
       node_group group;
       if (!at["prefix"] || !at["count"]) in.fail(at, field, "needs prefix and count");
@@ -165,7 +168,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
         out.nodes.push_back(node);
       }
       out.node_groups.push_back(group);
-    }
+    });
   }
   if (out.nodes.empty()) in.fail(root["topology"], "topology", "declares no nodes, and no node_groups add any: a simulation needs nodes");
   std::set<std::string> node_names;
@@ -190,11 +193,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
     if (at["noise"]) out.data.noise = in.number(at["noise"], "data.noise", 0, 100);
   }
   if (root["clients"]) {
-    const auto clients = root["clients"];
-    if (!clients.IsSequence()) in.fail(clients, "clients", "must be a list of {node, rate, deadline}");
-    for (std::size_t index = 0; index < clients.size(); ++index) {
-      const auto field = "clients[" + std::to_string(index) + "]";
-      const auto at = clients[index];
+    in.each(root["clients"], "clients", "{node, rate, deadline, start}", [&](const YAML::Node& at, const std::string& field) {
       in.only(at, field, {"node", "rate", "deadline", "start"});
       client_spec client;
       if (!at["node"]) in.fail(at, field + ".node", "missing: the node whose endpoint the client talks to");
@@ -204,7 +203,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
       if (at["deadline"]) client.deadline = in.millis(at["deadline"], field + ".deadline", milliseconds(1), milliseconds(60'000));
       if (at["start"]) client.start = in.millis(at["start"], field + ".start", milliseconds(0), milliseconds(86'400'000));
       out.clients.push_back(client);
-    }
+    });
   }
   if (root["network"]) out.network = read_network(in, root["network"], "network", out.network);
   if (root["duration"]) out.duration = in.millis(root["duration"], "duration", milliseconds(100), milliseconds(86'400'000));
@@ -215,11 +214,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
   if (root["recovery_success"]) out.recovery_success = in.number(root["recovery_success"], "recovery_success", 0, 1);
   if (root["recovery_accuracy"]) out.recovery_accuracy = in.number(root["recovery_accuracy"], "recovery_accuracy", 0, 1);
   if (root["faults"]) {
-    const auto faults = root["faults"];
-    if (!faults.IsSequence()) in.fail(faults, "faults", "must be a list of {at, crash|restart|partition|heal|network|pause: ...}");
-    for (std::size_t index = 0; index < faults.size(); ++index) {
-      const auto field = "faults[" + std::to_string(index) + "]";
-      const auto at = faults[index];
+    in.each(root["faults"], "faults", "{at, crash|restart|partition|heal|network|pause|bad_data|kill: ...}", [&](const YAML::Node& at, const std::string& field) {
       in.only(at, field, {"at", "crash", "restart", "partition", "from", "heal", "network", "pause", "for", "wipe", "bad_data", "events", "kill", "on"});
       fault planned;
       planned.position = in.position(at);
@@ -281,7 +276,7 @@ scenario read(const YAML::Node& root, const std::string& file, const std::string
       if (at["on"] && planned.kind != fault_kind::kill) in.fail(at["on"], field + ".on", "only a kill names the nodes with on");
       if (at["events"] && planned.kind != fault_kind::bad_data) in.fail(at["events"], field + ".events", "only a bad_data burst has events");
       out.faults.push_back(planned);
-    }
+    });
     std::stable_sort(out.faults.begin(), out.faults.end(), [](const fault& a, const fault& b) { return a.at < b.at; });
   }
   if (root["random_faults"]) {
@@ -367,7 +362,9 @@ result<microseconds> parse_duration(const std::string& text, const std::string& 
   }
   double value = 0;
   try {
-    value = std::stod(text.substr(0, digits));
+    std::size_t used = 0;
+    value = std::stod(text.substr(0, digits), &used);
+    if (used != digits) throw std::invalid_argument(text);  // "1.2.3s"
   } catch (...) {
     return error(errc::invalid_argument, field + ": '" + text + "' is not a duration (a number with us, ms, s or m: 250ms, 1.5s)");
   }

@@ -99,9 +99,39 @@ struct sim_node {
   /// The pointer as last told, for a router starting here (router_options::known_model_pointer).
   std::shared_ptr<std::atomic<std::uint64_t>> known_pointer = std::make_shared<std::atomic<std::uint64_t>>(0);
   control::revision followed_revision = -1, seen_revision = -1;
-  std::set<std::string> here;
   /// kind → candidate nodes, preferred first.
   std::map<std::string, std::vector<std::size_t>> elsewhere;
+
+  /// Kills every actor of its process that the world holds (components, links, its
+  /// endpoint's ledger and clients) and leaves its registry without components' names.
+  void kill_process() {
+    for (auto& [group, supervisor] : groups) caf::anon_send_exit(supervisor, caf::exit_reason::kill);
+    for (auto& [kind, link] : links) caf::anon_send_exit(link.actor, caf::exit_reason::kill);
+    for (auto* actor : {&ledger, &version_watcher}) {
+      if (*actor) caf::anon_send_exit(*actor, caf::exit_reason::kill);
+    }
+    for (auto& client : clients) caf::anon_send_exit(client, caf::exit_reason::kill);
+    for (const auto& [kind, name] : topologies::component_names()) system->registry().erase(name);
+    forget_process();
+    ledger = version_watcher = nullptr;
+    clients.clear();
+  }
+
+  /// What its process knew, gone with it (a crash, or before a new one starts).
+  void forget_process() {
+    joined = leading = false;
+    candidate.reset();
+    paused_until_us = 0;
+    running_topology.clear();
+    groups.clear();
+    group_kinds.clear();
+    links.clear();
+    subscriber_links.clear();
+    elsewhere.clear();
+    followed_revision = seen_revision = -1;
+    pointer_told = pointer_written = 0;
+    watched_registry = caf::actor_addr();
+  }
 };
 
 struct request_record {
@@ -205,9 +235,10 @@ class world final : public messaging::ledger_listener<route> {
     events_.emplace_back(double(now_us_) / 1e6, what);
     note(what);
   }
-  void add_violation(invariant check, const std::string& what) {
+  void add_violation(invariant check, const std::string& what) { add_violation(check, what, now_us_); }
+  void add_violation(invariant check, const std::string& what, std::int64_t at_us) {
     if (!wanted(check)) return;
-    violations_.push_back({to_string(check), now_us_ / 1000, what});
+    violations_.push_back({to_string(check), at_us / 1000, what});
     note("VIOLATION " + std::string(to_string(check)) + ": " + what);
   }
   bool wanted(invariant check) const { return std::find(plan_.invariants.begin(), plan_.invariants.end(), check) != plan_.invariants.end(); }
@@ -349,22 +380,7 @@ void world::start_process(sim_node& node) {
   node.scheduler->advance_time(caf::timespan(std::chrono::microseconds(now_us_ - start)));
   node.clock_us = now_us_;
   node.up = true;
-  node.joined = false;
-  node.leading = false;
-  node.candidate.reset();
-  node.paused_until_us = 0;
-  node.running_topology.clear();
-  node.groups.clear();
-  node.group_kinds.clear();
-  node.links.clear();
-  node.subscriber_links.clear();
-  node.here.clear();
-  node.elsewhere.clear();
-  node.followed_revision = -1;
-  node.seen_revision = -1;
-  node.pointer_told = 0;
-  node.pointer_written = 0;
-  node.watched_registry = caf::actor_addr();
+  node.forget_process();
   node.identity = std::make_shared<messaging::sender_identity>();
   node.identity->node = node.spec.name;
   node.member = std::make_unique<control::membership>(plane_);
@@ -441,17 +457,9 @@ void world::crash(sim_node& node, const std::string& why) {
   if (!node.up) return;
   event(node.spec.name + " crashes (" + why + ")");
   node.up = false;
-  node.joined = false;
-  node.leading = false;
   // Everything in its process dies at once: components, its clients' connections, the links
   // it had into other nodes' systems (their sockets were its own).
-  for (auto& [group, supervisor] : node.groups) caf::anon_send_exit(supervisor, caf::exit_reason::kill);
-  for (auto& [kind, link] : node.links) caf::anon_send_exit(link.actor, caf::exit_reason::kill);
-  for (auto* actor : {&node.ledger, &node.version_watcher}) {
-    if (*actor) caf::anon_send_exit(*actor, caf::exit_reason::kill);
-  }
-  for (auto& client : node.clients) caf::anon_send_exit(client, caf::exit_reason::kill);
-  node.clients.clear();
+  node.kill_process();
   // Other nodes' links into it: BASP kills a lost node's proxies at once.
   for (auto& other : nodes_) {
     for (auto link = other->links.begin(); link != other->links.end();) {
@@ -464,11 +472,6 @@ void world::crash(sim_node& node, const std::string& why) {
       link = other->links.erase(link);
     }
   }
-  for (const auto& [kind, name] : topologies::component_names()) node.system->registry().erase(name);
-  node.groups.clear();
-  node.group_kinds.clear();
-  node.links.clear();
-  node.running_topology.clear();
   node.member.reset();
   node.placement.reset();
   // Requests its clients were waiting on: their connections are gone with it.
@@ -609,25 +612,13 @@ void world::follow(sim_node& node) {
   const auto& placed = **deployed;
   std::set<std::string> alive;
   for (const auto& each : *members) alive.insert(each.info.name);
-  std::map<std::string, std::string> kind_of;
-  for (const auto& component : plan_.topology.components) kind_of[component.name] = component.kind;
-  std::set<std::string> here;
+  auto assigned = control::assignment_of(plan_.topology, placed.plan, alive, node.spec.name);
+  const auto& here = assigned.here;
   std::map<std::string, std::vector<std::size_t>> elsewhere;
-  for (const auto& replica : placed.plan.replicas) {
-    auto kind = kind_of.find(replica.component);
-    if (kind == kind_of.end()) continue;
-    if (replica.node == node.spec.name) {
-      here.insert(kind->second);
-    } else if (alive.count(replica.node) && node_index_.count(replica.node)) {
-      auto& candidates = elsewhere[kind->second];
-      const auto index = node_index_.at(replica.node);
-      if (std::find(candidates.begin(), candidates.end(), index) == candidates.end()) candidates.push_back(index);
+  for (const auto& [kind, names] : assigned.elsewhere) {
+    for (const auto& name : names) {
+      if (auto index = node_index_.find(name); index != node_index_.end()) elsewhere[kind].push_back(index->second);
     }
-  }
-  for (const auto& kind : here) elsewhere.erase(kind);
-  if (auto serving = elsewhere.find("serving"); serving != elsewhere.end() && !serving->second.empty()) {
-    auto& of_serving = serving->second;
-    std::rotate(of_serving.begin(), of_serving.begin() + std::ptrdiff_t(std::hash<std::string>{}(node.spec.name) % of_serving.size()), of_serving.end());
   }
   node.elsewhere = elsewhere;
   // What runs here: groups that go or change stop first, then the new ones start.
@@ -984,23 +975,7 @@ void world::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   for (auto& node : nodes_) {
-    if (!node->system) continue;
-    node->paused_until_us = 0;
-    for (auto& [group, supervisor] : node->groups) caf::anon_send_exit(supervisor, caf::exit_reason::kill);
-    for (auto& [kind, link] : node->links) caf::anon_send_exit(link.actor, caf::exit_reason::kill);
-    for (auto* actor : {&node->ledger, &node->version_watcher}) {
-      if (*actor) caf::anon_send_exit(*actor, caf::exit_reason::kill);
-    }
-    for (auto& client : node->clients) caf::anon_send_exit(client, caf::exit_reason::kill);
-    for (const auto& [kind, name] : topologies::component_names()) node->system->registry().erase(name);
-  }
-  drain_all();
-  for (auto& node : nodes_) {
-    node->groups.clear();
-    node->links.clear();
-    node->subscriber_links.clear();
-    node->ledger = node->version_watcher = nullptr;
-    node->clients.clear();
+    if (node->system) node->kill_process();
   }
   drain_all();
   // Newest systems first: actors of older ones may be referenced from them.
@@ -1246,11 +1221,11 @@ void world::finish(run_report& report) {
         }
       }
       if (!recovered) {
-        now_us_ = recover_by;
         add_violation(invariant::recovery, "predictions did not succeed again (" + std::to_string(int(plan_.recovery_success * 100)) + "% in a second" +
                                                (plan_.recovery_accuracy > 0 ? ", " + std::to_string(int(plan_.recovery_accuracy * 100)) + "% of them right" : std::string()) +
                                                ") within " + std::to_string(plan_.recovery_within.count()) +
-                                               " ms of the last fault's end at " + std::to_string(last_fault_end_us_ / 1000) + " ms");
+                                               " ms of the last fault's end at " + std::to_string(last_fault_end_us_ / 1000) + " ms",
+                      recover_by);
       }
     }
   }
@@ -1276,6 +1251,28 @@ void world::finish(run_report& report) {
 }
 
 }  // namespace
+
+std::shared_ptr<data::dataset> synthetic_stream(const data_spec& spec, std::uint64_t seed) {
+  std::mt19937_64 random(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> centres(std::size_t(spec.classes) * spec.features);
+  for (auto& value : centres) value = 3.0f * normal(random);
+  auto out = std::make_shared<data::dataset>();
+  out->features = tensor::zeros({std::int64_t(spec.rows), std::int64_t(spec.features)});
+  float* values = out->features.data();
+  out->labels.resize(spec.rows);
+  for (std::uint32_t row = 0; row < spec.rows; ++row) {
+    const auto label = std::int32_t(random() % spec.classes);
+    out->labels[row] = label;
+    for (std::uint32_t feature = 0; feature < spec.features; ++feature) {
+      values[std::size_t(row) * spec.features + feature] = centres[std::size_t(label) * spec.features + feature] + float(spec.noise) * normal(random);
+    }
+  }
+  out->classes = std::int32_t(spec.classes);
+  out->source = "synthetic blobs (" + std::to_string(spec.rows) + " rows, " + std::to_string(spec.features) + " features, " +
+                std::to_string(spec.classes) + " classes)";
+  return out;
+}
 
 result<run_report> run_scenario(const scenario& plan, const world_options& options) {
   if (!options.components.train) return error(errc::invalid_argument, "the simulation has no data for its source");

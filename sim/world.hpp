@@ -104,6 +104,11 @@ struct run_report {
   std::vector<std::pair<double, std::string>> events;
 };
 
+/// The stream a scenario's source replays: Gaussian blobs as `spec` says (class centres and
+/// rows from `seed`; `rml sim` uses one fixed seed, so every run of a sweep trains on the
+/// same data and the seeds vary the faults and the timing).
+std::shared_ptr<data::dataset> synthetic_stream(const data_spec& spec, std::uint64_t seed);
+
 /// Runs `plan` once with `options`. The error says why it could not run at all (the
 /// components' options, the scratch directory); violations are in the report.
 result<run_report> run_scenario(const scenario& plan, const world_options& options);

@@ -134,6 +134,29 @@ result<bool> placement_controller::reconcile(const key_value& leader) {
   return true;
 }
 
+node_assignment assignment_of(const topologies::topology& declared, const topologies::placement_plan& plan,
+                              const std::set<std::string>& members, const std::string& node) {
+  std::map<std::string, std::string> kind_of;
+  for (const auto& component : declared.components) kind_of[component.name] = component.kind;
+  node_assignment out;
+  for (const auto& placed : plan.replicas) {
+    const auto kind = kind_of.find(placed.component);
+    if (kind == kind_of.end()) continue;
+    if (placed.node == node) {
+      out.here.insert(kind->second);
+    } else if (members.count(placed.node)) {
+      auto& of_kind = out.elsewhere[kind->second];
+      if (std::find(of_kind.begin(), of_kind.end(), placed.node) == of_kind.end()) of_kind.push_back(placed.node);
+    }
+  }
+  for (const auto& kind : out.here) out.elsewhere.erase(kind);
+  if (auto serving = out.elsewhere.find("serving"); serving != out.elsewhere.end()) {
+    auto& of_serving = serving->second;
+    std::rotate(of_serving.begin(), of_serving.begin() + std::ptrdiff_t(std::hash<std::string>{}(node) % of_serving.size()), of_serving.end());
+  }
+  return out;
+}
+
 result<topologies::topology> placement_controller::parse_deployed(const std::string& text) {
   if (!deployed_parse_ || deployed_text_ != text) {
     deployed_text_ = text;

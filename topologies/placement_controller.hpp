@@ -16,6 +16,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,19 @@ struct deployment {
   std::string topology_text;
   topologies::placement_plan plan;
 };
+
+/// What a deployment asks of one node: the component kinds placed on it, and for each kind
+/// placed only elsewhere the member nodes running it, preferred first. A kind on several
+/// nodes (serving replicas) has them all, in plan order; for serving, each node starts the
+/// list at a different place (its name's hash), so that nodes forwarding predictions spread
+/// over the replicas and a replica added takes the share of the nodes that now prefer it.
+/// Nodes not in `members` (lost) are left out. `rml node` and the simulator follow this.
+struct node_assignment {
+  std::set<std::string> here;
+  std::map<std::string, std::vector<std::string>> elsewhere;
+};
+node_assignment assignment_of(const topologies::topology& declared, const topologies::placement_plan& plan,
+                              const std::set<std::string>& members, const std::string& node);
 
 class placement_controller {
  public:

@@ -139,34 +139,13 @@ void node_job::follow(const std::optional<control::deployment>& deployed, const 
     std::fprintf(stderr, "rml node %s: the deployed topology is unreadable: %s\n", settings_.name.c_str(), declared.error().message().c_str());
     return;
   }
-  std::map<std::string, std::string> kind_of;
-  for (const auto& component : declared->components) kind_of[component.name] = component.kind;
-  std::set<std::string> here;
-  std::map<std::string, std::vector<std::string>> candidates;  // kind → addresses of the nodes running it
-  for (const auto& placed : deployed->plan.replicas) {
-    const auto kind = kind_of.find(placed.component);
-    if (kind == kind_of.end()) continue;
-    if (placed.node == settings_.name) {
-      here.insert(kind->second);
-    } else if (auto address = addresses.find(placed.node); address != addresses.end()) {
-      // A kind on several nodes (serving replicas): each is a candidate, the first in the
-      // plan preferred; the resolver moves to another when one is lost.
-      auto& of_kind = candidates[kind->second];
-      if (std::find(of_kind.begin(), of_kind.end(), address->second) == of_kind.end()) of_kind.push_back(address->second);
-    }
-  }
-  for (const auto& kind : here) candidates.erase(kind);
-  // Nodes that forward predictions spread over the serving replicas: each prefers a different
-  // one (its name's hash picks where the list starts), so a replica added takes the share of
-  // the nodes that now prefer it; a node with serving of its own serves its requests itself.
-  if (auto serving = candidates.find("serving"); serving != candidates.end()) {
-    auto& of_serving = serving->second;
-    std::rotate(of_serving.begin(), of_serving.begin() + std::ptrdiff_t(std::hash<std::string>{}(settings_.name) % of_serving.size()),
-                of_serving.end());
-  }
-  std::map<std::string, std::string> elsewhere;  // kind → the candidates, comma-separated, preferred first
-  for (const auto& [kind, of_kind] : candidates) {
-    for (const auto& address : of_kind) elsewhere[kind] += (elsewhere[kind].empty() ? "" : ",") + address;
+  std::set<std::string> alive;
+  for (const auto& each : members) alive.insert(each.info.name);
+  const auto assigned = control::assignment_of(*declared, deployed->plan, alive, settings_.name);
+  const auto& here = assigned.here;
+  std::map<std::string, std::string> elsewhere;  // kind → the candidates' addresses, comma-separated, preferred first
+  for (const auto& [kind, nodes] : assigned.elsewhere) {
+    for (const auto& node : nodes) elsewhere[kind] += (elsewhere[kind].empty() ? "" : ",") + addresses.at(node);
   }
   // The resolver first: a component started below finds its peers as soon as it looks.
   point_resolver(elsewhere);

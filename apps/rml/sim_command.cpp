@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <random>
 #include <sstream>
 #include <thread>
 
@@ -38,37 +37,13 @@ struct sim_options {
   bool quiet = false;
 };
 
-/// Gaussian blobs from the data spec: class centres and samples from `seed`, independent of
-/// the run's seed so that every seed of a sweep trains on the same stream.
-std::shared_ptr<data::dataset> synthetic_blobs(const sim::data_spec& spec, std::uint64_t seed) {
-  std::mt19937_64 random(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> centres(std::size_t(spec.classes) * spec.features);
-  for (auto& value : centres) value = 3.0f * normal(random);
-  auto out = std::make_shared<data::dataset>();
-  out->features = tensor::zeros({std::int64_t(spec.rows), std::int64_t(spec.features)});
-  float* values = out->features.data();
-  out->labels.resize(spec.rows);
-  for (std::uint32_t row = 0; row < spec.rows; ++row) {
-    const auto label = std::int32_t(random() % spec.classes);
-    out->labels[row] = label;
-    for (std::uint32_t feature = 0; feature < spec.features; ++feature) {
-      values[std::size_t(row) * spec.features + feature] = centres[std::size_t(label) * spec.features + feature] + float(spec.noise) * normal(random);
-    }
-  }
-  out->classes = std::int32_t(spec.classes);
-  out->source = "synthetic blobs (" + std::to_string(spec.rows) + " rows, " + std::to_string(spec.features) + " features, " +
-                std::to_string(spec.classes) + " classes)";
-  return out;
-}
-
 /// The components' options as `rml run` builds them from the scenario's topology, on the
 /// synthetic stream, with one compute thread each (a run is single-threaded).
 result<topologies::pipeline_options> components_of(const sim::scenario& plan) {
   auto options = run_options_of(plan.topology);
   if (!options) return error(options.error().code(), plan.file + ": the topology's options: " + options.error().message());
   if (options->pipeline.empty()) options->pipeline = "standardize";
-  auto train = synthetic_blobs(plan.data, 20261205);
+  auto train = sim::synthetic_stream(plan.data, 20261205);
   auto pipeline = make_pipeline(*options, train, train->classes);
   if (!pipeline) return error(pipeline.error().code(), plan.file + ": " + pipeline.error().message());
   pipeline->trainer.compute_threads = 1;

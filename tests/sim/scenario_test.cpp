@@ -69,6 +69,7 @@ TEST_CASE("a scenario's errors name the file, line, column and field") {
   REQUIRE(refusal("faults: [{at: 1s, crash: edge-1, restart: edge-1}]\n").find("needs exactly one of") != std::string::npos);
   REQUIRE(refusal("faults: [{at: soon, crash: edge-1}]\n") ==
           "t.yaml:3:15: faults[0].at: 'soon' is not a duration (a number with us, ms, s or m: 250ms, 1.5s)");
+  REQUIRE(refusal("duration: 1.2.3s\n") == "t.yaml:3:11: duration: '1.2.3s' is not a duration (a number with us, ms, s or m: 250ms, 1.5s)");
   REQUIRE(refusal("duration: 10s\nfaults: [{at: 11s, crash: edge-1}]\n").find("faults[0].at: '11s' is out of range") != std::string::npos);
   REQUIRE(refusal("faults: [{at: 1s, crash: edge-1, wipe: true}]\n") == "t.yaml:3:40: faults[0].wipe: only a restart wipes a disk");
   REQUIRE(refusal("faults: [{at: 1s, pause: edge-1}]\n") == "t.yaml:3:10: faults[0].for: missing: how long the pause lasts");

@@ -4,8 +4,6 @@
 // is caught by the exactly-one-answer invariant.
 #include <catch2/catch.hpp>
 
-#include <random>
-
 #include "sim/world.hpp"
 
 using namespace rml;
@@ -14,33 +12,13 @@ namespace {
 
 const std::string scenarios = std::string(RML_SOURCE_DIR) + "/sim/scenarios";
 
-/// Blobs: 4 classes in 16 features, as `rml sim` makes its stream (smaller).
-std::shared_ptr<data::dataset> blobs() {
-  std::mt19937_64 random(7);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto out = std::make_shared<data::dataset>();
-  const std::int64_t rows = 1024, width = 16;
-  std::vector<float> centres(4 * width);
-  for (auto& value : centres) value = 3.0f * normal(random);
-  out->features = tensor::zeros({rows, width});
-  out->labels.resize(rows);
-  for (std::int64_t row = 0; row < rows; ++row) {
-    const auto label = std::int32_t(random() % 4);
-    out->labels[std::size_t(row)] = label;
-    for (std::int64_t feature = 0; feature < width; ++feature) {
-      out->features.data()[row * width + feature] = centres[std::size_t(label * width + feature)] + normal(random);
-    }
-  }
-  out->classes = 4;
-  out->source = "blobs";
-  return out;
-}
-
 sim::world_options options_for(std::uint64_t seed) {
   sim::world_options options;
   options.seed = seed;
   auto& components = options.components;
-  components.train = blobs();
+  sim::data_spec stream;
+  stream.rows = 1024;
+  components.train = sim::synthetic_stream(stream, 7);
   components.feature.feature_count = 16;
   components.feature.pipeline = "standardize";
   components.feature.rows_per_batch = 32;
